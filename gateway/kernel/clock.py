@@ -1,0 +1,47 @@
+"""Injected time. Every service takes a `Clock`; nothing calls `datetime.now()` on its own.
+
+All datetimes are timezone-aware UTC. `FrozenClock` is for tests and for the embedded scheduler's
+dry runs; per-customer test clocks (subscriptions domain) build on the same idea with stored time.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class NaiveDatetime(ValueError):
+    pass
+
+
+def ensure_utc(value: datetime) -> datetime:
+    """Return `value` converted to UTC; refuse naive datetimes (they are ambiguous, hence bugs)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise NaiveDatetime(f"naive datetime refused: {value!r}")
+    return value.astimezone(UTC)
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class FrozenClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, at: datetime) -> None:
+        self._now = ensure_utc(at)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def set(self, at: datetime) -> None:
+        self._now = ensure_utc(at)
+
+    def advance(self, delta: timedelta) -> datetime:
+        self._now = self._now + delta
+        return self._now
