@@ -84,7 +84,7 @@ class PriceTerms:
             return self.currency_options[currency]
         except KeyError:
             raise ValidationFailed(
-                f"price has no amount in {currency}", code_hint="currency_not_offered"
+                f"price has no amount in {currency}", code="currency_not_offered"
             ) from None
 
     def monthly_amount(self, currency: str, quantity: int = 1) -> Decimal:

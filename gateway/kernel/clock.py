@@ -7,7 +7,7 @@ dry runs; per-customer test clocks (subscriptions domain) build on the same idea
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class NaiveDatetime(ValueError):
@@ -21,6 +21,7 @@ def ensure_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+@runtime_checkable
 class Clock(Protocol):
     def now(self) -> datetime: ...
 

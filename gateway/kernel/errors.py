@@ -14,17 +14,19 @@ class DomainError(Exception):
     status: ClassVar[int] = 400
     title: ClassVar[str] = "Request could not be completed"
 
-    def __init__(self, detail: str, **extra: Any) -> None:
+    def __init__(self, detail: str, *, code: str | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
+        # A more specific stable code for this occurrence (e.g. "price_inactive" for a Conflict).
+        self.error_code = code or self.code
         self.extra = extra
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "type": f"https://tiergate.dev/problems/{self.code.replace('_', '-')}",
+            "type": f"https://tiergate.dev/problems/{self.error_code.replace('_', '-')}",
             "title": self.title,
             "status": self.status,
-            "code": self.code,
+            "code": self.error_code,
             "detail": self.detail,
         }
         if instance:

@@ -38,13 +38,8 @@ def add_months(moment: datetime, months: int) -> datetime:
     return moment.replace(year=year, month=month0 + 1, day=min(moment.day, last_day))
 
 
-def period_end_after(anchor: datetime, interval: Interval, after: datetime) -> datetime:
-    """The first anchor-aligned boundary strictly after `after`.
-
-    Boundaries are `anchor + k × interval` for k = 1, 2, … (each computed from the anchor, rule 1).
-    """
-    anchor, after = ensure_utc(anchor), ensure_utc(after)
-    step = interval.months
+def _boundary_index(anchor: datetime, step: int, after: datetime) -> int:
+    """Smallest k ≥ 1 with anchor + k·step months > after (assumes after ≥ anchor)."""
     months_between = (after.year - anchor.year) * 12 + (after.month - anchor.month)
     k = max(1, months_between // step)
     # The estimate can be one step early or late because of day/time-of-day; walk to the exact one.
@@ -52,7 +47,27 @@ def period_end_after(anchor: datetime, interval: Interval, after: datetime) -> d
         k -= 1
     while add_months(anchor, k * step) <= after:
         k += 1
-    return add_months(anchor, k * step)
+    return k
+
+
+def period_end_after(anchor: datetime, interval: Interval, after: datetime) -> datetime:
+    """The first anchor-aligned boundary strictly after `after`.
+
+    Boundaries are `anchor + k × interval` for k = 0, 1, 2, … (each computed from the anchor, rule 1).
+    """
+    anchor, after = ensure_utc(anchor), ensure_utc(after)
+    if after < anchor:
+        return anchor
+    return add_months(anchor, _boundary_index(anchor, interval.months, after) * interval.months)
+
+
+def period_containing(anchor: datetime, interval: Interval, at: datetime) -> tuple[datetime, datetime]:
+    """The anchor-aligned period `[start, end)` that contains `at` (at ≥ anchor)."""
+    anchor, at = ensure_utc(anchor), ensure_utc(at)
+    if at < anchor:
+        raise ValueError("at is before the anchor")
+    k = _boundary_index(anchor, interval.months, at)
+    return add_months(anchor, (k - 1) * interval.months), add_months(anchor, k * interval.months)
 
 
 def calendar_anchor(start: datetime, interval: Interval) -> datetime:

@@ -1,0 +1,11 @@
+"""Composition: imports every model module so `Base.metadata` is complete (alembic, tests, create_all)."""
+
+from gateway.catalog import models as catalog_models
+from gateway.customers import models as customer_models
+from gateway.db import idempotency, outbox
+from gateway.db.base import Base
+from gateway.identity import models as identity_models
+from gateway.subscriptions import models as subscription_models
+
+__all__ = ["Base", "catalog_models", "customer_models", "identity_models", "idempotency", "outbox",
+           "subscription_models"]

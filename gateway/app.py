@@ -1,0 +1,104 @@
+"""Composition root: builds the Litestar app from settings. The only place that wires everything."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from litestar import Litestar, Router, get
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from gateway.catalog.http import CONTROLLERS as CATALOG
+from gateway.config import Settings, load_settings
+from gateway.customers.http import CONTROLLERS as CUSTOMERS
+from gateway.db.session import Database
+from gateway.identity.http import CONTROLLERS as IDENTITY
+from gateway.identity.service import ApiKeyService
+from gateway.kernel.clock import Clock, SystemClock
+from gateway.subscriptions.http import CONTROLLERS as SUBSCRIPTIONS
+from gateway.subscriptions.http import EventController
+from gateway.identity.http import authenticate
+from gateway.web.deps import COMMON_DEPENDENCIES
+from gateway.web.idempotency import IdempotencyMiddleware
+from gateway.web.problems import EXCEPTION_HANDLERS
+from gateway.worker.scheduler import run_scheduler
+
+log = logging.getLogger("tiergate")
+
+
+@get("/health", include_in_schema=False, sync_to_thread=False)
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None, db: Database | None = None) -> Litestar:
+    settings = settings or load_settings()
+    clock = clock or SystemClock()
+    database = db or Database(settings.database_url)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            from gateway.db.migrate import upgrade_head
+
+            await upgrade_head(database)
+        if settings.bootstrap_api_key:
+            async with database.unit_of_work() as session:
+                await ApiKeyService(session, clock).ensure_bootstrap(settings.bootstrap_api_key)
+        scheduler: asyncio.Task[None] | None = None
+        if settings.scheduler_enabled:
+            scheduler = asyncio.create_task(run_scheduler(database, clock, settings.scheduler_interval_seconds))
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await scheduler
+            if db is None:
+                await database.dispose()
+
+    handlers: Sequence[Any] = [*CATALOG, *CUSTOMERS, *SUBSCRIPTIONS, EventController, *IDENTITY]
+    v1 = Router(
+        path="/v1",
+        route_handlers=list(handlers),
+        guards=[authenticate],
+        security=[{"apiKey": []}],
+    )
+    return Litestar(
+        route_handlers=[v1, health],
+        dependencies={
+            k: Provide(v) if k == "session" else Provide(v, sync_to_thread=False)
+            for k, v in COMMON_DEPENDENCIES.items()
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[IdempotencyMiddleware],
+        lifespan=[lifespan],
+        state=State({"db": database, "clock": clock, "settings": settings}),
+        cors_config=CORSConfig(allow_origins=[]),
+        openapi_config=OpenAPIConfig(
+            title="Tiergate API",
+            version="0.1.0",
+            description=(
+                "Entitlements, access control and subscription billing. Authenticate with "
+                "`Authorization: Bearer <secret API key>`. Every POST accepts an `Idempotency-Key` header. "
+                "Amounts are integer minor units with a `currency`; timestamps are ISO 8601 UTC."
+            ),
+            path="/docs",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={
+                    "apiKey": SecurityScheme(type="http", scheme="bearer", description="Secret API key (tg_sk_…)")
+                }
+            ),
+        ),
+        debug=settings.debug,
+    )

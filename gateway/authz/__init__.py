@@ -1,0 +1,1 @@
+"""Authorization policy: the Casbin model and policy rules, their versions, and the oracle built from them."""

@@ -1,0 +1,282 @@
+"""Request and response types of the catalog API (msgspec). Amounts are minor units; decimals as strings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from gateway.catalog.models import Feature as FeatureRow
+from gateway.catalog.models import Plan as PlanRow
+from gateway.catalog.models import Price as PriceRow
+from gateway.catalog.models import Product as ProductRow
+from gateway.catalog.service import PlanTerms
+
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Key = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")]
+Text = Annotated[str, Meta(max_length=5000)]
+Metadata = Annotated[dict[str, str], Meta(max_length=50)]
+Limit = int | Literal["unlimited"] | None
+
+
+class ProductCreate(Struct, forbid_unknown_fields=True):
+    name: Name
+    description: Text | None = None
+    metadata: Metadata | None = None
+
+
+class ProductUpdate(Struct, forbid_unknown_fields=True):
+    name: Name | UnsetType = UNSET
+    description: Text | None | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
+    metadata: Metadata | UnsetType = UNSET
+
+
+class Product(Struct):
+    id: str
+    object: Literal["product"]
+    name: str
+    description: str | None
+    active: bool
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: ProductRow) -> Product:
+        return cls(row.id, "product", row.name, row.description, row.active, row.metadata_, row.created_at,
+                   row.updated_at)
+
+
+class ProductList(Struct):
+    data: list[Product]
+    has_more: bool
+    next_cursor: str | None
+
+
+class FeatureCreate(Struct, forbid_unknown_fields=True):
+    key: Key
+    name: Name
+    kind: Literal["boolean", "gauge", "metered"]
+    unit: Annotated[str, Meta(max_length=40)] | None = None
+    description: Text | None = None
+
+
+class Feature(Struct):
+    id: str
+    object: Literal["feature"]
+    key: str
+    name: str
+    kind: str
+    unit: str | None
+    description: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: FeatureRow) -> Feature:
+        return cls(row.id, "feature", row.key, row.name, row.kind, row.unit, row.description, row.created_at)
+
+
+class FeatureList(Struct):
+    data: list[Feature]
+    has_more: bool
+    next_cursor: str | None
+
+
+class GrantIn(Struct, forbid_unknown_fields=True):
+    feature: Key
+    limit: Annotated[int, Meta(ge=0, le=10**15)] | Literal["unlimited"] | None = None
+    soft: bool = False
+
+
+class GrantOut(Struct):
+    feature: str
+    kind: str
+    limit: int | None
+    unlimited: bool
+    soft: bool
+
+
+class PlanCreate(Struct, forbid_unknown_fields=True):
+    product: Annotated[str, Meta(min_length=1, max_length=40)]
+    key: Key
+    name: Name
+    kind: Literal["base", "addon"] = "base"
+    description: Text | None = None
+    rank: Annotated[int, Meta(ge=0, le=1000)] = 0
+    trial_days: Annotated[int, Meta(ge=0, le=730)] | None = None
+    custom_pricing: bool = False
+    compatible_plans: Annotated[list[Key], Meta(max_length=100)] = msgspec.field(default_factory=list)
+    grants: Annotated[list[GrantIn], Meta(max_length=200)] = msgspec.field(default_factory=list)
+    metadata: Metadata | None = None
+
+
+class PlanUpdate(Struct, forbid_unknown_fields=True):
+    name: Name | UnsetType = UNSET
+    description: Text | None | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
+    rank: Annotated[int, Meta(ge=0, le=1000)] | UnsetType = UNSET
+    trial_days: Annotated[int, Meta(ge=0, le=730)] | None | UnsetType = UNSET
+    metadata: Metadata | UnsetType = UNSET
+
+
+class GrantsPublish(Struct, forbid_unknown_fields=True):
+    grants: Annotated[list[GrantIn], Meta(max_length=200)]
+    note: Annotated[str, Meta(max_length=500)] | None = None
+
+
+class PlanVersion(Struct):
+    version: int
+    note: str | None
+    created_at: datetime
+    grants: list[GrantOut]
+
+
+class Plan(Struct):
+    id: str
+    object: Literal["plan"]
+    product: str
+    key: str
+    name: str
+    description: str | None
+    kind: str
+    active: bool
+    rank: int
+    trial_days: int | None
+    custom_pricing: bool
+    compatible_plans: list[str]
+    current_version: int
+    grants: list[GrantOut]
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: PlanRow, terms: PlanTerms) -> Plan:
+        return cls(
+            row.id, "plan", row.product_id, row.key, row.name, row.description, row.kind, row.active, row.rank,
+            row.trial_days, row.custom_pricing, list(row.compatible_plans), row.current_version,
+            grants_out(terms), row.metadata_, row.created_at, row.updated_at,
+        )
+
+
+def grants_out(terms: PlanTerms) -> list[GrantOut]:
+    return [
+        GrantOut(g.feature_key, g.kind.value, g.limit, g.kind != "boolean" and g.limit is None, g.soft)
+        for g in terms.grants
+    ]
+
+
+def version_out(terms: PlanTerms) -> PlanVersion:
+    return PlanVersion(terms.version.version, terms.version.note, terms.version.created_at, grants_out(terms))
+
+
+class PlanList(Struct):
+    data: list[Plan]
+    has_more: bool
+    next_cursor: str | None
+
+
+class PlanVersionList(Struct):
+    data: list[PlanVersion]
+
+
+DecimalString = Annotated[str, Meta(pattern=r"^\d{1,15}(\.\d{1,12})?$")]
+Amount = Annotated[int, Meta(ge=0, le=10**15)] | DecimalString
+
+
+class TierIn(Struct, forbid_unknown_fields=True):
+    up_to: Annotated[int, Meta(ge=1, le=10**15)] | None
+    unit_amount: Amount = 0
+    flat_amount: Annotated[int, Meta(ge=0, le=10**15)] = 0
+
+
+class CurrencyAmountsIn(Struct, forbid_unknown_fields=True):
+    unit_amount: Amount | None = None
+    tiers: Annotated[list[TierIn], Meta(max_length=50)] | None = None
+
+
+class PriceCreate(Struct, forbid_unknown_fields=True):
+    plan: Annotated[str, Meta(min_length=1, max_length=100)]
+    model: Literal["flat", "per_seat", "graduated", "volume", "package", "usage"]
+    interval: Literal["month", "quarter", "year"]
+    currency_options: Annotated[
+        dict[Annotated[str, Meta(min_length=3, max_length=3)], CurrencyAmountsIn], Meta(min_length=1, max_length=50)
+    ]
+    usage_type: Literal["licensed", "metered"] | None = None
+    package_size: Annotated[int, Meta(ge=1, le=10**9)] | None = None
+    package_rounding: Literal["up", "down"] | None = None
+    metered_feature: Key | None = None
+    alignment: Literal["anniversary", "calendar"] | None = None
+    lookup_key: Key | None = None
+    nickname: Name | None = None
+
+    def currency_options_plain(self) -> dict[str, Any]:
+        plain: dict[str, Any] = {}
+        for code, amounts in self.currency_options.items():
+            entry: dict[str, Any] = {}
+            if amounts.unit_amount is not None:
+                entry["unit_amount"] = amounts.unit_amount
+            if amounts.tiers is not None:
+                entry["tiers"] = [msgspec.structs.asdict(t) for t in amounts.tiers]
+            plain[code] = entry
+        return plain
+
+
+class PriceUpdate(Struct, forbid_unknown_fields=True):
+    nickname: Name | None | UnsetType = UNSET
+    lookup_key: Key | None | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
+
+
+class TierOut(Struct):
+    up_to: int | None
+    unit_amount: str
+    flat_amount: int
+
+
+class CurrencyAmountsOut(Struct, omit_defaults=True):
+    unit_amount: str | None = None
+    tiers: list[TierOut] | None = None
+
+
+class Price(Struct):
+    id: str
+    object: Literal["price"]
+    plan: str
+    lookup_key: str | None
+    nickname: str | None
+    model: str
+    interval: str
+    usage_type: str
+    alignment: str
+    currency_options: dict[str, CurrencyAmountsOut]
+    package_size: int | None
+    package_rounding: str
+    metered_feature: str | None
+    active: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: PriceRow) -> Price:
+        options = {
+            code: CurrencyAmountsOut(
+                unit_amount=value.get("unit_amount"),
+                tiers=[TierOut(**t) for t in value["tiers"]] if "tiers" in value else None,
+            )
+            for code, value in row.currency_options.items()
+        }
+        return cls(
+            row.id, "price", row.plan_id, row.lookup_key, row.nickname, row.model, row.interval, row.usage_type,
+            row.alignment, options, row.package_size, row.package_rounding, row.metered_feature, row.active,
+            row.created_at,
+        )
+
+
+class PriceList(Struct):
+    data: list[Price]
+    has_more: bool
+    next_cursor: str | None
+

@@ -1,0 +1,100 @@
+"""The `tiergate` command: serve, worker, migrate, seed-demo, demo (seed + serve)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import click
+
+from gateway.config import load_settings
+from gateway.db.session import Database
+from gateway.kernel.clock import SystemClock
+
+
+def _db() -> Database:
+    return Database(load_settings().database_url)
+
+
+async def _migrate(db: Database) -> None:
+    from gateway.db.migrate import upgrade_head
+
+    await upgrade_head(db)
+
+
+async def _seed(db: Database, api_key: str | None) -> None:
+    from gateway.demo import seed_demo
+
+    await _migrate(db)
+    async with db.unit_of_work() as session:
+        result = await seed_demo(session, SystemClock(), api_key=api_key)
+    await db.dispose()
+    if not result.created:
+        click.echo("Demo catalog already present; nothing to do.")
+        if api_key:
+            click.echo(f"API key (from TIERGATE_BOOTSTRAP_API_KEY): {api_key}")
+        return
+    click.echo("Demo catalog created: plans basic, pro, enterprise (monthly and yearly, USD and EUR).")
+    for name, customer_id in result.customers.items():
+        click.echo(f"  customer {customer_id}  {name}")
+    click.echo(f"\nAPI key (full scope, shown once): {result.api_key}")
+    click.echo(f"  export TIERGATE_KEY={result.api_key}")
+
+
+@click.group()
+def main() -> None:
+    """Tiergate: entitlements, access control and subscription billing."""
+    logging.basicConfig(level=load_settings().log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations (alembic upgrade head)."""
+    db = _db()
+    asyncio.run(_migrate(db))
+    click.echo("database is at the latest revision")
+
+
+@main.command("seed-demo")
+def seed_demo_command() -> None:
+    """Load the demo catalog and customers, and print an API key."""
+    db = _db()
+    asyncio.run(_seed(db, load_settings().bootstrap_api_key or None))
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address (default: config `host`).")
+@click.option("--port", default=None, type=int, help="Port (default: config `port`).")
+@click.option("--workers", default=1, show_default=True, help="Worker processes.")
+@click.option("--demo", is_flag=True, help="Seed the demo catalog first (idempotent).")
+def serve(host: str | None, port: int | None, workers: int, demo: bool) -> None:
+    """Run the HTTP service."""
+    import uvicorn
+
+    settings = load_settings()
+    if demo:
+        key = settings.bootstrap_api_key or "tg_sk_demo_local_only"
+        os.environ["TIERGATE_BOOTSTRAP_API_KEY"] = key
+        asyncio.run(_seed(_db(), key))
+    uvicorn.run(
+        "gateway.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@main.command()
+def worker() -> None:
+    """Run background jobs (subscription steps on the wall clock) without serving HTTP."""
+    from gateway.worker.scheduler import run_scheduler
+
+    settings = load_settings()
+    asyncio.run(run_scheduler(_db(), SystemClock(), settings.scheduler_interval_seconds))
+
+
+if __name__ == "__main__":
+    main()

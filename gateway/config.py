@@ -1,0 +1,73 @@
+"""Typed settings: `config.toml` (documented defaults) overridden by `TIERGATE_*` environment variables.
+
+Secrets (the bootstrap API key, database passwords inside URLs) come from the environment only.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent.parent / "config.toml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Storage. The embedded default is a SQLite file; production is postgresql+asyncpg://…
+    database_url: str = "sqlite+aiosqlite:///var/tiergate.sqlite3"
+    # Redis for counters, change stream and jobs. Empty = in-process adapters (embedded mode).
+    redis_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Run `alembic upgrade head` when the service starts (convenient embedded; off for multi-replica).
+    migrate_on_start: bool = True
+    # How often the in-process scheduler advances due subscriptions (period rollover, trial ends).
+    scheduler_interval_seconds: float = 30.0
+    scheduler_enabled: bool = True
+    # Idempotency keys are kept this long, then may be reused.
+    idempotency_ttl_hours: int = 24
+    # Environment only: a secret API key accepted with full scope (creates itself on first use).
+    bootstrap_api_key: str = field(default="", repr=False)
+    log_level: str = "INFO"
+    debug: bool = False
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+_SECRET_ONLY_FROM_ENV = {"bootstrap_api_key"}
+
+
+def _coerce(raw: str, current: Any) -> Any:
+    if isinstance(current, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(current, int):
+        return int(raw)
+    if isinstance(current, float):
+        return float(raw)
+    return raw
+
+
+def load_settings(config_file: Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ) if env is None else env
+    path = Path(env.get("TIERGATE_CONFIG", "")) if env.get("TIERGATE_CONFIG") else config_file
+    path = path or DEFAULT_CONFIG_FILE
+    values: dict[str, Any] = {}
+    if path.exists():
+        with path.open("rb") as fh:
+            document = tomllib.load(fh)
+        values.update({k: v for k, v in document.get("tiergate", {}).items() if k not in _SECRET_ONLY_FROM_ENV})
+    defaults = Settings()
+    known = {f.name for f in fields(Settings)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown settings in {path}: {sorted(unknown)}")
+    for name in known:
+        env_value = env.get(f"TIERGATE_{name.upper()}")
+        if env_value is not None:
+            values[name] = _coerce(env_value, getattr(defaults, name))
+    return Settings(**values)

@@ -1,0 +1,115 @@
+"""Request and response types of the customers API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from gateway.customers.models import Customer as CustomerRow
+from gateway.customers.models import Membership, User
+
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Email = Annotated[str, Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+Currency = Annotated[str, Meta(pattern=r"^[A-Za-z]{3}$")]
+Country = Annotated[str, Meta(pattern=r"^[A-Za-z]{2}$")]
+Role = Annotated[str, Meta(min_length=1, max_length=60, pattern=r"^[a-z][a-z0-9_\-]*$")]
+Metadata = Annotated[dict[str, str], Meta(max_length=50)]
+
+
+class TaxId(Struct, forbid_unknown_fields=True):
+    type: Annotated[str, Meta(min_length=2, max_length=20)]
+    value: Annotated[str, Meta(min_length=1, max_length=40)]
+
+
+class CustomerCreate(Struct, forbid_unknown_fields=True):
+    name: Name
+    email: Email | None = None
+    currency: Currency | None = None
+    country: Country | None = None
+    tax_ids: Annotated[list[TaxId], Meta(max_length=10)] = msgspec.field(default_factory=list)
+    default_role: Role = "viewer"
+    test_clock: Annotated[str, Meta(max_length=40)] | None = None
+    metadata: Metadata | None = None
+
+
+class CustomerUpdate(Struct, forbid_unknown_fields=True):
+    name: Name | UnsetType = UNSET
+    email: Email | None | UnsetType = UNSET
+    currency: Currency | None | UnsetType = UNSET
+    country: Country | None | UnsetType = UNSET
+    tax_ids: Annotated[list[TaxId], Meta(max_length=10)] | UnsetType = UNSET
+    default_role: Role | UnsetType = UNSET
+    metadata: Metadata | UnsetType = UNSET
+
+
+class Customer(Struct):
+    id: str
+    object: Literal["customer"]
+    name: str
+    email: str | None
+    currency: str | None
+    country: str | None
+    tax_ids: list[dict[str, Any]]
+    default_role: str
+    test_clock: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: CustomerRow) -> Customer:
+        return cls(
+            row.id, "customer", row.name, row.email, row.currency, row.country, list(row.tax_ids),
+            row.default_role, row.test_clock_id, row.metadata_, row.created_at, row.updated_at,
+        )
+
+
+class CustomerList(Struct):
+    data: list[Customer]
+    has_more: bool
+    next_cursor: str | None
+
+
+class MemberCreate(Struct, forbid_unknown_fields=True):
+    email: Email
+    name: Name | None = None
+    role: Role | None = None
+
+
+class MemberUpdate(Struct, forbid_unknown_fields=True):
+    role: Role
+
+
+class Member(Struct):
+    id: str
+    object: Literal["member"]
+    customer: str
+    user: str
+    email: str
+    name: str | None
+    role: str
+    status: str
+    created_at: datetime
+    removed_at: datetime | None
+
+    @classmethod
+    def of(cls, membership: Membership, user: User) -> Member:
+        return cls(
+            membership.id, "member", membership.tenant_id, user.id, user.email, user.name, membership.role,
+            membership.status, membership.created_at, membership.removed_at,
+        )
+
+
+class MemberList(Struct):
+    data: list[Member]
+    has_more: bool
+    next_cursor: str | None
+
+
+def plain_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    if "tax_ids" in changes:
+        changes["tax_ids"] = [msgspec.structs.asdict(t) for t in changes["tax_ids"]]
+    return changes

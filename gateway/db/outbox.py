@@ -1,0 +1,70 @@
+"""The transactional outbox: every state change writes its domain event in the same transaction.
+
+The relay (later: worker) reads rows in `seq` order and delivers them at least once; consumers dedupe by
+`event_id`. `seq` is a database-assigned increasing number, so per-aggregate order is the insert order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Index, Integer, String, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gateway.db.base import Base
+from gateway.kernel.events import DomainEvent
+from gateway.kernel.ids import new_id
+
+
+class OutboxEvent(Base):
+    __tablename__ = "outbox"
+
+    # BigInteger on PostgreSQL, plain INTEGER on SQLite (only INTEGER PRIMARY KEY autoincrements there).
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    event_id: Mapped[str] = mapped_column(String(40), unique=True)
+    type: Mapped[str] = mapped_column(String(80))
+    aggregate_type: Mapped[str] = mapped_column(String(40))
+    aggregate_id: Mapped[str] = mapped_column(String(40))
+    tenant_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    occurred_at: Mapped[datetime]
+    data: Mapped[dict[str, Any]]
+    delivered_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_outbox_undelivered", "delivered_at", "seq"),)
+
+
+async def record_event(session: AsyncSession, event: DomainEvent) -> OutboxEvent:
+    row = OutboxEvent(
+        event_id=new_id("evt"),
+        type=event.type,
+        aggregate_type=event.aggregate_type,
+        aggregate_id=event.aggregate_id,
+        tenant_id=event.tenant_id,
+        occurred_at=event.occurred_at,
+        data=event.data,
+    )
+    session.add(row)
+    return row
+
+
+async def list_events(
+    session: AsyncSession,
+    *,
+    tenant_id: str | None,
+    aggregate_id: str | None = None,
+    type_prefix: str | None = None,
+    after_seq: int = 0,
+    limit: int = 50,
+) -> list[OutboxEvent]:
+    query = select(OutboxEvent).where(OutboxEvent.seq > after_seq).order_by(OutboxEvent.seq).limit(limit)
+    if tenant_id is not None:
+        query = query.where(OutboxEvent.tenant_id == tenant_id)
+    if aggregate_id is not None:
+        query = query.where(OutboxEvent.aggregate_id == aggregate_id)
+    if type_prefix:
+        query = query.where(OutboxEvent.type.startswith(type_prefix, autoescape=True))
+    return list((await session.scalars(query)).all())

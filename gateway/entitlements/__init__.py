@@ -1,0 +1,1 @@
+"""Entitlements: the compiled decision index that answers permission checks on the hot path."""

@@ -1,0 +1,143 @@
+"""API-key authentication (the `/v1` guard) and API-key endpoints.
+
+The key is resolved once per request by `authenticate` and cached for a few seconds per replica: a
+revoked key stops working on this replica at once and on others within `KEY_CACHE_SECONDS`, the bound we
+accept to keep the database off the per-request path. Keys are created by holders of `api_keys:write`; a
+tenant-scoped key can only create keys for its own tenant, never a platform key.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.di import Provide
+from msgspec import Meta, Struct
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.db.session import Database
+from gateway.identity.domain import hash_secret
+from gateway.identity.models import ApiKey as ApiKeyRow
+from gateway.identity.service import ApiKeyService
+from gateway.kernel.auth import Principal
+from gateway.kernel.clock import Clock
+from gateway.kernel.errors import Forbidden, Unauthenticated
+from gateway.web.deps import ListParams
+from gateway.web.problems import ERROR_RESPONSES
+
+
+KEY_CACHE_SECONDS = 5.0
+_cache: dict[str, tuple[Principal, float]] = {}
+
+
+def forget_cached_keys() -> None:
+    _cache.clear()
+
+
+async def _principal_for(secret: str, db: Database, clock: Any) -> Principal:
+    digest = hash_secret(secret)
+    hit = _cache.get(digest)
+    now = time.monotonic()
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    async with db.unit_of_work() as session:
+        principal = await ApiKeyService(session, clock).authenticate(secret)
+    if len(_cache) > 10_000:
+        _cache.clear()
+    _cache[digest] = (principal, now + KEY_CACHE_SECONDS)
+    return principal
+
+
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    header = connection.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthenticated("send an API key as `Authorization: Bearer <key>`")
+    principal = await _principal_for(secret.strip(), connection.app.state.db, connection.app.state.clock)
+    connection.scope["state"]["principal"] = principal
+    needed = (handler.opt or {}).get("scope")
+    if needed and not principal.allows(needed):
+        raise Forbidden(f"this API key lacks the `{needed}` scope", code="missing_scope", required_scope=needed)
+
+
+def revoke_from_cache(principal_key_id: str) -> None:
+    for digest, (principal, _) in list(_cache.items()):
+        if principal.key_id == principal_key_id:
+            _cache.pop(digest, None)
+
+
+async def platform_key_only(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    principal: Principal | None = connection.scope["state"].get("principal")
+    if principal is None or principal.tenant_id is not None:
+        raise Forbidden("this endpoint needs a platform API key, not a tenant-scoped one", code="platform_key_required")
+
+
+class ApiKeyCreate(Struct, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    scopes: Annotated[list[Annotated[str, Meta(max_length=40)]], Meta(min_length=1, max_length=40)]
+    customer: Annotated[str, Meta(max_length=40)] | None = None
+
+
+class ApiKey(Struct):
+    id: str
+    object: Literal["api_key"]
+    name: str
+    prefix: str
+    scopes: list[Any]
+    customer: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+    secret: str | None = None  # only in the response that created the key
+
+    @classmethod
+    def of(cls, row: ApiKeyRow, secret: str | None = None) -> ApiKey:
+        return cls(row.id, "api_key", row.name, row.prefix, list(row.scopes), row.tenant_id, row.created_at,
+                   row.revoked_at, secret)
+
+
+class ApiKeyList(Struct):
+    data: list[ApiKey]
+    has_more: bool
+    next_cursor: str | None
+
+
+def provide_keys(session: AsyncSession, clock: Clock) -> ApiKeyService:
+    return ApiKeyService(session, clock)
+
+
+class ApiKeyController(Controller):
+    path = "/api_keys"
+    tags = ["api keys"]
+    dependencies = {"keys": Provide(provide_keys, sync_to_thread=False)}
+
+    @post("/", opt={"scope": "api_keys:write"}, responses=ERROR_RESPONSES,
+          summary="Create a secret API key; the secret is shown only in this response")
+    async def create(self, data: ApiKeyCreate, keys: ApiKeyService, principal: Principal) -> ApiKey:
+        tenant = data.customer
+        if principal.tenant_id is not None:
+            if tenant not in (None, principal.tenant_id):
+                raise Forbidden("a tenant-scoped key can only create keys for its own tenant", code="scope_too_narrow")
+            tenant = principal.tenant_id
+            if not all(principal.allows(scope) for scope in data.scopes):
+                raise Forbidden("a key cannot grant scopes it does not hold", code="scope_too_narrow")
+        row, secret = await keys.create(name=data.name, scopes=data.scopes, tenant_id=tenant)
+        return ApiKey.of(row, secret)
+
+    @get("/", opt={"scope": "api_keys:read"}, responses=ERROR_RESPONSES, summary="List API keys")
+    async def list_(self, keys: ApiKeyService, principal: Principal, page: ListParams) -> ApiKeyList:
+        result = await keys.list(after=page.after, limit=page.limit, scope=principal.tenant_id)
+        return ApiKeyList([ApiKey.of(r) for r in result.items], result.next_cursor is not None, result.next_cursor)
+
+    @post("/{key_id:str}/revoke", opt={"scope": "api_keys:write"}, responses=ERROR_RESPONSES,
+          summary="Revoke an API key")
+    async def revoke(self, key_id: str, keys: ApiKeyService, principal: Principal) -> ApiKey:
+        row = await keys.revoke(key_id, scope=principal.tenant_id)
+        revoke_from_cache(row.id)
+        return ApiKey.of(row)
+
+
+CONTROLLERS = [ApiKeyController]

@@ -1,0 +1,108 @@
+"""Test clocks: let a customer's time run ahead of the wall clock, so a year of renewals runs in seconds.
+
+A clock only moves forward. Advancing it runs every time-driven step of the subscriptions of its
+customers, in time order, each stamped with the clock time at which it happened.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from gateway.customers import CustomerService
+from gateway.customers.models import Customer
+from gateway.db.outbox import record_event
+from gateway.kernel.clock import Clock, ensure_utc
+from gateway.kernel.errors import Conflict, NotFound, ValidationFailed
+from gateway.kernel.events import DomainEvent
+from gateway.kernel.ids import new_id
+from gateway.kernel.pagination import Page
+from gateway.subscriptions.models import TestClock
+from gateway.subscriptions.repository import SubscriptionRepository
+from gateway.subscriptions.service import SubscriptionService
+
+
+class TestClockNotFound(NotFound):
+    __test__ = False
+    code = "test_clock_not_found"
+
+
+class TestClockService:
+    __test__ = False
+
+    def __init__(
+        self, repository: SubscriptionRepository, subscriptions: SubscriptionService, customers: CustomerService,
+        clock: Clock,
+    ) -> None:
+        self.repo = repository
+        self.subscriptions = subscriptions
+        self.customers = customers
+        self.clock = clock
+
+    async def create(self, *, frozen_time: datetime | None, name: str | None) -> TestClock:
+        start = ensure_utc(frozen_time) if frozen_time else self.clock.now()
+        test_clock = TestClock(
+            id=new_id("clock"), name=name, frozen_time=start, status="ready", created_at=self.clock.now()
+        )
+        self.repo.add(test_clock)
+        await self.repo.flush()
+        await self._event(test_clock, "test_clock.created")
+        return test_clock
+
+    async def get(self, clock_id: str) -> TestClock:
+        test_clock = await self.repo.get_clock(clock_id)
+        if test_clock is None:
+            raise TestClockNotFound(f"no test clock {clock_id!r}")
+        return test_clock
+
+    async def list(self, *, after: str | None, limit: int) -> Page[TestClock]:
+        return Page.from_overfetch(await self.repo.list_clocks(after=after, limit=limit), limit)
+
+    async def attach(self, clock_id: str, customer_id: str, *, scope: str | None = None) -> Customer:
+        test_clock = await self.get(clock_id)
+        customer = await self.customers.get(customer_id, scope=scope)
+        if customer.test_clock_id == test_clock.id:
+            return customer
+        if await self.subscriptions.live_for_tenant(customer.id) is not None:
+            raise Conflict(
+                "attach the clock before the customer subscribes: moving live subscriptions in time would "
+                "skip or repeat periods",
+                code="customer_has_subscription",
+            )
+        customer.test_clock_id = test_clock.id
+        await self.repo.flush()
+        return customer
+
+    async def advance(self, clock_id: str, frozen_time: datetime) -> tuple[TestClock, int]:
+        test_clock = await self.repo.get_clock(clock_id, for_update=True)
+        if test_clock is None:
+            raise TestClockNotFound(f"no test clock {clock_id!r}")
+        target = ensure_utc(frozen_time)
+        if target <= test_clock.frozen_time:
+            raise ValidationFailed(
+                f"a test clock only moves forward: it is at {test_clock.frozen_time.isoformat()}",
+                field="frozen_time",
+            )
+        # Walk step by step so each step sees the clock at its own time (a change made by a handler at
+        # the trial end must see the trial-end time, not the target).
+        steps = await self.subscriptions.advance_due(target, test_clock_id=test_clock.id)
+        test_clock.frozen_time = target
+        await self.repo.flush()
+        await self._event(test_clock, "test_clock.advanced", steps=steps)
+        return test_clock, steps
+
+    async def delete(self, clock_id: str) -> None:
+        test_clock = await self.get(clock_id)
+        page = await self.customers.list(after=None, limit=1, scope=None, test_clock_id=test_clock.id)
+        if page.items:
+            raise Conflict("detach or delete the clock's customers first", code="test_clock_in_use")
+        await self.repo.delete_clock(test_clock)
+        await self.repo.flush()
+
+    async def _event(self, test_clock: TestClock, type_: str, **data: object) -> None:
+        await record_event(
+            self.repo.session,
+            DomainEvent(
+                type_, "test_clock", test_clock.id, test_clock.frozen_time,
+                data={"frozen_time": test_clock.frozen_time.isoformat(), **data},
+            ),
+        )

@@ -1,0 +1,154 @@
+"""Subscription rules without I/O: statuses and their transition table, what happens next and when.
+
+Invariants:
+- A status changes only through `transition()`, which consults `TRANSITIONS` and stamps the matching
+  `*_at` column; anything else is a 409 `invalid_transition`.
+- `canceled` and `expired` are terminal: a new subscription is needed to come back.
+- Periods are half-open `[current_period_start, current_period_end)`; during a trial the period is the
+  trial itself and the billing anchor is the trial end (billing-rules rule 15).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol
+
+from gateway.kernel.errors import InvalidTransition
+
+
+class Status(StrEnum):
+    TRIALING = "trialing"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    PAUSED = "paused"
+    CANCELED = "canceled"  # ended by a cancellation (now, or at the period end it was scheduled for)
+    EXPIRED = "expired"  # ended without a cancellation: a trial that did not convert, unpaid after dunning
+
+
+LIVE_STATUSES = frozenset({Status.TRIALING, Status.ACTIVE, Status.PAST_DUE, Status.PAUSED})
+TERMINAL_STATUSES = frozenset({Status.CANCELED, Status.EXPIRED})
+# Statuses whose periods roll over (and are billed): a paused subscription's time stands still.
+RUNNING_STATUSES = frozenset({Status.ACTIVE, Status.PAST_DUE})
+
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.TRIALING: frozenset({Status.ACTIVE, Status.PAST_DUE, Status.PAUSED, Status.CANCELED, Status.EXPIRED}),
+    Status.ACTIVE: frozenset({Status.PAST_DUE, Status.PAUSED, Status.CANCELED}),
+    Status.PAST_DUE: frozenset({Status.ACTIVE, Status.PAUSED, Status.CANCELED, Status.EXPIRED}),
+    Status.PAUSED: frozenset({Status.ACTIVE, Status.CANCELED}),
+    Status.CANCELED: frozenset(),
+    Status.EXPIRED: frozenset(),
+}
+
+# Column stamped when a status is entered. Entering `active` from `paused` stamps `resumed_at` instead.
+STAMPS: dict[Status, tuple[str, ...]] = {
+    Status.ACTIVE: ("activated_at",),
+    Status.PAST_DUE: ("past_due_at",),
+    Status.PAUSED: ("paused_at",),
+    Status.CANCELED: ("ended_at",),
+    Status.EXPIRED: ("ended_at",),
+    Status.TRIALING: (),
+}
+
+
+class TrialEndBehavior(StrEnum):
+    """What happens at trial end when the customer has no payment method (rule 17)."""
+
+    CREATE_INVOICE = "create_invoice"  # convert; the invoice then goes through dunning (default)
+    CANCEL = "cancel"  # the subscription expires
+    PAUSE = "pause"  # the subscription pauses until resumed
+
+
+class ChangeTiming(StrEnum):
+    NOW = "now"
+    PERIOD_END = "period_end"
+
+
+class ResumeAnchor(StrEnum):
+    NOW = "now"  # a new period starts at the resume (Stripe's default)
+    UNCHANGED = "unchanged"  # keep the anchor; the paused stretch is simply not billed
+
+
+class Stateful(Protocol):
+    status: str
+
+
+def transition(subject: Stateful, to: Status, at: datetime) -> Status:
+    """Move `subject` to `to` if the table allows it, stamping the `*_at` column(s). Returns the old status."""
+    current = Status(subject.status)
+    if to not in TRANSITIONS[current]:
+        raise InvalidTransition(
+            f"a {current.value} subscription cannot become {to.value}",
+            current_status=current.value,
+            requested_status=to.value,
+        )
+    stamps = ("resumed_at",) if current is Status.PAUSED and to is Status.ACTIVE else STAMPS[to]
+    for column in stamps:
+        # `activated_at` records the *first* activation; later ones are resumes or recoveries.
+        if column == "activated_at" and getattr(subject, column, None) is not None:
+            continue
+        setattr(subject, column, at)
+    subject.status = to.value
+    return current
+
+
+def require(subject: Stateful, allowed: frozenset[Status], action: str) -> Status:
+    """Refuse an action (not a status change as such) in the wrong status, with the same 409 code."""
+    current = Status(subject.status)
+    if current not in allowed:
+        raise InvalidTransition(
+            f"cannot {action} a {current.value} subscription",
+            current_status=current.value,
+            allowed_statuses=sorted(s.value for s in allowed),
+        )
+    return current
+
+
+class Due(StrEnum):
+    """Time-driven steps, in the order they apply when several fall on the same instant."""
+
+    TRIAL_WILL_END = "trial_will_end"
+    AUTO_RESUME = "auto_resume"
+    TRIAL_END = "trial_end"
+    PERIOD_END = "period_end"
+
+
+TRIAL_WILL_END_NOTICE = timedelta(days=3)
+
+
+class Timeline(Protocol):
+    status: str
+    trial_end: datetime | None
+    trial_will_end_notified_at: datetime | None
+    current_period_end: datetime
+    resumes_at: datetime | None
+
+
+def next_due(sub: Timeline) -> tuple[datetime, Due] | None:
+    """The next time-driven step of `sub`, or None if nothing will happen on its own."""
+    status = Status(sub.status)
+    candidates: list[tuple[datetime, int, Due]] = []
+    order = list(Due)
+    if status is Status.TRIALING and sub.trial_end is not None:
+        if sub.trial_will_end_notified_at is None:
+            # Fires 3 days before the end, or immediately for shorter trials (rule 16): the caller
+            # handles "immediately" by the step time being in the past.
+            candidates.append((sub.trial_end - TRIAL_WILL_END_NOTICE, order.index(Due.TRIAL_WILL_END),
+                               Due.TRIAL_WILL_END))
+        candidates.append((sub.trial_end, order.index(Due.TRIAL_END), Due.TRIAL_END))
+    if status is Status.PAUSED and sub.resumes_at is not None:
+        candidates.append((sub.resumes_at, order.index(Due.AUTO_RESUME), Due.AUTO_RESUME))
+    if status in RUNNING_STATUSES:
+        candidates.append((sub.current_period_end, order.index(Due.PERIOD_END), Due.PERIOD_END))
+    if not candidates:
+        return None
+    at, _, step = min(candidates)
+    return at, step
+
+
+def is_upgrade(old_monthly: Decimal, new_monthly: Decimal, old_rank: int, new_rank: int) -> bool:
+    """Price decides (normalised monthly amounts); equal prices fall back to the tier rank."""
+    if new_monthly != old_monthly:
+        return new_monthly > old_monthly
+    return new_rank > old_rank

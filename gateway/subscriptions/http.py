@@ -1,0 +1,253 @@
+"""Subscription, test-clock and event endpoints under /v1."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, delete, get, post
+from litestar.di import Provide
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.catalog.http import provide_catalog
+from gateway.catalog.service import CatalogService
+from gateway.customers.http import provide_customers
+from gateway.customers.service import CustomerService
+from gateway.db.outbox import list_events
+from gateway.kernel.auth import Principal
+from gateway.kernel.clock import Clock
+from gateway.kernel.errors import ValidationFailed
+from gateway.kernel.pagination import encode_cursor
+from gateway.subscriptions import schemas as s
+from gateway.subscriptions.clocks import TestClockService
+from gateway.subscriptions.models import Subscription
+from gateway.subscriptions.repository import SubscriptionRepository
+from gateway.subscriptions.service import AddonInput, SubscriptionService
+from gateway.identity.http import platform_key_only
+from gateway.web.deps import ListParams
+from gateway.web.problems import ERROR_RESPONSES
+
+READ = {"scope": "subscriptions:read"}
+WRITE = {"scope": "subscriptions:write"}
+
+
+def provide_subscriptions(
+    session: AsyncSession, catalog: CatalogService, customers: CustomerService, clock: Clock
+) -> SubscriptionService:
+    return SubscriptionService(SubscriptionRepository(session), catalog, customers, clock)
+
+
+def provide_test_clocks(
+    session: AsyncSession, subscriptions: SubscriptionService, customers: CustomerService, clock: Clock
+) -> TestClockService:
+    return TestClockService(SubscriptionRepository(session), subscriptions, customers, clock)
+
+
+DEPENDENCIES = {
+    "catalog": Provide(provide_catalog, sync_to_thread=False),
+    "customers": Provide(provide_customers, sync_to_thread=False),
+    "subscriptions": Provide(provide_subscriptions, sync_to_thread=False),
+    "test_clocks": Provide(provide_test_clocks, sync_to_thread=False),
+}
+
+
+async def _out(subscriptions: SubscriptionService, row: Subscription) -> s.Subscription:
+    return s.Subscription.of(row, list(await subscriptions.addons(row)))
+
+
+class SubscriptionController(Controller):
+    path = "/subscriptions"
+    tags = ["subscriptions"]
+    dependencies = DEPENDENCIES
+
+    @post("/", opt=WRITE, responses=ERROR_RESPONSES, summary="Create a subscription (optionally with a trial)")
+    async def create(
+        self, data: s.SubscriptionCreate, subscriptions: SubscriptionService, principal: Principal
+    ) -> s.Subscription:
+        row = await subscriptions.create(
+            customer_id=data.customer, price=data.price, quantity=data.quantity, currency=data.currency,
+            trial_days=data.trial_days, trial_end_behavior=data.trial_end_behavior, alignment=data.alignment,
+            addons=[AddonInput(a.price, a.quantity) for a in data.addons], metadata=data.metadata,
+            scope=principal.tenant_id,
+        )
+        return await _out(subscriptions, row)
+
+    @get("/", opt=READ, responses=ERROR_RESPONSES, summary="List subscriptions")
+    async def list_(
+        self,
+        subscriptions: SubscriptionService,
+        principal: Principal,
+        page: ListParams,
+        customer: Annotated[str | None, Parameter(query="customer", max_length=40)] = None,
+        status: Annotated[str | None, Parameter(query="status", max_length=20)] = None,
+        plan: Annotated[str | None, Parameter(query="plan", max_length=100)] = None,
+    ) -> s.SubscriptionList:
+        result = await subscriptions.list(
+            after=page.after, limit=page.limit, scope=principal.tenant_id, customer_id=customer, status=status,
+            plan=plan,
+        )
+        data = [await _out(subscriptions, r) for r in result.items]
+        return s.SubscriptionList(data, result.next_cursor is not None, result.next_cursor)
+
+    @get("/{subscription_id:str}", opt=READ, responses=ERROR_RESPONSES, summary="Retrieve a subscription")
+    async def retrieve(
+        self, subscription_id: str, subscriptions: SubscriptionService, principal: Principal
+    ) -> s.Subscription:
+        return await _out(subscriptions, await subscriptions.get(subscription_id, scope=principal.tenant_id))
+
+    @post(
+        "/{subscription_id:str}/plan_change", opt=WRITE, responses=ERROR_RESPONSES,
+        summary="Change plan: upgrades apply now, downgrades at the period end, unless `timing` says otherwise",
+    )
+    async def change_plan(
+        self, subscription_id: str, data: s.PlanChange, subscriptions: SubscriptionService, principal: Principal
+    ) -> s.Subscription:
+        row = await subscriptions.change_plan(
+            subscription_id, price=data.price, quantity=data.quantity, timing=data.timing,
+            scope=principal.tenant_id,
+        )
+        return await _out(subscriptions, row)
+
+    @delete(
+        "/{subscription_id:str}/scheduled_change", opt=WRITE, responses=ERROR_RESPONSES, status_code=200,
+        summary="Drop a plan change scheduled for the period end",
+    )
+    async def drop_scheduled_change(
+        self, subscription_id: str, subscriptions: SubscriptionService, principal: Principal
+    ) -> s.Subscription:
+        row = await subscriptions.cancel_scheduled_change(subscription_id, scope=principal.tenant_id)
+        return await _out(subscriptions, row)
+
+    @post("/{subscription_id:str}/quantity", opt=WRITE, responses=ERROR_RESPONSES, summary="Change seat quantity")
+    async def quantity(
+        self, subscription_id: str, data: s.QuantityChange, subscriptions: SubscriptionService,
+        principal: Principal,
+    ) -> s.Subscription:
+        row = await subscriptions.set_quantity(subscription_id, data.quantity, scope=principal.tenant_id)
+        return await _out(subscriptions, row)
+
+    @post("/{subscription_id:str}/addons", opt=WRITE, responses=ERROR_RESPONSES, summary="Attach an add-on")
+    async def add_addon(
+        self, subscription_id: str, data: s.AddonIn, subscriptions: SubscriptionService, principal: Principal
+    ) -> s.Subscription:
+        await subscriptions.add_addon(subscription_id, AddonInput(data.price, data.quantity), scope=principal.tenant_id)
+        return await _out(subscriptions, await subscriptions.get(subscription_id, scope=principal.tenant_id))
+
+    @delete(
+        "/{subscription_id:str}/addons/{addon_id:str}", opt=WRITE, responses=ERROR_RESPONSES, status_code=200,
+        summary="Remove an add-on",
+    )
+    async def remove_addon(
+        self, subscription_id: str, addon_id: str, subscriptions: SubscriptionService, principal: Principal
+    ) -> s.Subscription:
+        await subscriptions.remove_addon(subscription_id, addon_id, scope=principal.tenant_id)
+        return await _out(subscriptions, await subscriptions.get(subscription_id, scope=principal.tenant_id))
+
+    @post("/{subscription_id:str}/pause", opt=WRITE, responses=ERROR_RESPONSES, summary="Pause (optionally until a time)")
+    async def pause(
+        self, subscription_id: str, data: s.PauseRequest, subscriptions: SubscriptionService, principal: Principal
+    ) -> s.Subscription:
+        row = await subscriptions.pause(subscription_id, resumes_at=data.resumes_at, scope=principal.tenant_id)
+        return await _out(subscriptions, row)
+
+    @post("/{subscription_id:str}/resume", opt=WRITE, responses=ERROR_RESPONSES, summary="Resume a paused subscription")
+    async def resume(
+        self, subscription_id: str, data: s.ResumeRequest, subscriptions: SubscriptionService, principal: Principal
+    ) -> s.Subscription:
+        row = await subscriptions.resume(subscription_id, anchor=data.billing_cycle_anchor, scope=principal.tenant_id)
+        return await _out(subscriptions, row)
+
+    @post("/{subscription_id:str}/cancel", opt=WRITE, responses=ERROR_RESPONSES,
+          summary="Cancel now, or at the period end (default)")
+    async def cancel(
+        self, subscription_id: str, data: s.CancelRequest, subscriptions: SubscriptionService, principal: Principal
+    ) -> s.Subscription:
+        row = await subscriptions.cancel(
+            subscription_id, at_period_end=data.at_period_end, reason=data.reason, scope=principal.tenant_id
+        )
+        return await _out(subscriptions, row)
+
+    @post("/{subscription_id:str}/undo_cancel", opt=WRITE, responses=ERROR_RESPONSES,
+          summary="Undo a cancellation scheduled for the period end")
+    async def undo_cancel(
+        self, subscription_id: str, subscriptions: SubscriptionService, principal: Principal
+    ) -> s.Subscription:
+        row = await subscriptions.undo_cancel(subscription_id, scope=principal.tenant_id)
+        return await _out(subscriptions, row)
+
+
+CLOCK_WRITE = {"scope": "test_clocks:write"}
+CLOCK_READ = {"scope": "test_clocks:read"}
+
+
+class TestClockController(Controller):
+    """Test clocks are platform objects: a tenant-scoped key may not move time for anyone."""
+
+    __test__ = False
+    path = "/test_clocks"
+    tags = ["test clocks"]
+    dependencies = DEPENDENCIES
+    guards = [platform_key_only]
+
+    @post("/", opt=CLOCK_WRITE, responses=ERROR_RESPONSES, summary="Create a test clock")
+    async def create(self, data: s.TestClockCreate, test_clocks: TestClockService) -> s.TestClock:
+        return s.TestClock.of(await test_clocks.create(frozen_time=data.frozen_time, name=data.name))
+
+    @get("/", opt=CLOCK_READ, responses=ERROR_RESPONSES, summary="List test clocks")
+    async def list_(self, test_clocks: TestClockService, page: ListParams) -> s.TestClockList:
+        result = await test_clocks.list(after=page.after, limit=page.limit)
+        return s.TestClockList([s.TestClock.of(r) for r in result.items], result.next_cursor is not None,
+                               result.next_cursor)
+
+    @get("/{clock_id:str}", opt=CLOCK_READ, responses=ERROR_RESPONSES, summary="Retrieve a test clock")
+    async def retrieve(self, clock_id: str, test_clocks: TestClockService) -> s.TestClock:
+        return s.TestClock.of(await test_clocks.get(clock_id))
+
+    @post("/{clock_id:str}/advance", opt=CLOCK_WRITE, responses=ERROR_RESPONSES,
+          summary="Advance the clock; everything due for its customers happens, in time order")
+    async def advance(self, clock_id: str, data: s.TestClockAdvance, test_clocks: TestClockService) -> s.TestClock:
+        row, steps = await test_clocks.advance(clock_id, data.frozen_time)
+        return s.TestClock.of(row, steps)
+
+    @post("/{clock_id:str}/customers", opt=CLOCK_WRITE, responses=ERROR_RESPONSES,
+          summary="Attach a customer (before it subscribes) to the clock")
+    async def attach(
+        self, clock_id: str, data: s.TestClockAttach, test_clocks: TestClockService, principal: Principal
+    ) -> s.TestClock:
+        await test_clocks.attach(clock_id, data.customer, scope=principal.tenant_id)
+        return s.TestClock.of(await test_clocks.get(clock_id))
+
+    @delete("/{clock_id:str}", opt=CLOCK_WRITE, responses=ERROR_RESPONSES, summary="Delete an unused test clock")
+    async def remove(self, clock_id: str, test_clocks: TestClockService) -> None:
+        await test_clocks.delete(clock_id)
+
+
+class EventController(Controller):
+    path = "/events"
+    tags = ["events"]
+
+    @get("/", opt={"scope": "events:read"}, responses=ERROR_RESPONSES,
+         summary="List domain events (the outbox), oldest first")
+    async def list_(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        page: ListParams,
+        aggregate: Annotated[str | None, Parameter(query="aggregate", max_length=40)] = None,
+        type_prefix: Annotated[str | None, Parameter(query="type", max_length=80)] = None,
+    ) -> s.EventList:
+        try:
+            after_seq = int(page.after) if page.after else 0
+        except ValueError:
+            raise ValidationFailed("malformed pagination cursor", field="starting_after") from None
+        rows = await list_events(
+            session, tenant_id=principal.tenant_id, aggregate_id=aggregate, type_prefix=type_prefix,
+            after_seq=after_seq, limit=page.limit + 1,
+        )
+        has_more = len(rows) > page.limit
+        rows = rows[: page.limit]
+        cursor = encode_cursor(str(rows[-1].seq)) if has_more and rows else None
+        return s.EventList([s.Event.of(r) for r in rows], has_more, cursor)
+
+
+CONTROLLERS = [SubscriptionController, TestClockController]

@@ -1,0 +1,113 @@
+"""All subscription and test-clock SQL. Tenant-owned queries filter by `tenant_id`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.subscriptions.domain import LIVE_STATUSES
+from gateway.subscriptions.models import Subscription, SubscriptionAddon, TestClock
+
+
+class SubscriptionRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, row: object) -> None:
+        self.session.add(row)
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+    async def get(self, subscription_id: str, *, scope: str | None, for_update: bool = False) -> Subscription | None:
+        query = select(Subscription).where(Subscription.id == subscription_id)
+        if scope is not None:
+            query = query.where(Subscription.tenant_id == scope)
+        if for_update:
+            # Serialises concurrent changes of one subscription on PostgreSQL (no-op on SQLite, whose
+            # single writer serialises anyway).
+            query = query.with_for_update()
+        return (await self.session.scalars(query)).first()
+
+    async def list(
+        self,
+        *,
+        after: str | None,
+        limit: int,
+        scope: str | None,
+        customer_id: str | None,
+        status: str | None,
+        plan_id: str | None,
+    ) -> Sequence[Subscription]:
+        query = select(Subscription).order_by(Subscription.id).limit(limit + 1)
+        if after:
+            query = query.where(Subscription.id > after)
+        if scope is not None:
+            query = query.where(Subscription.tenant_id == scope)
+        if customer_id:
+            query = query.where(Subscription.tenant_id == customer_id)
+        if status:
+            query = query.where(Subscription.status == status)
+        if plan_id:
+            query = query.where(Subscription.plan_id == plan_id)
+        return (await self.session.scalars(query)).all()
+
+    async def live_for_tenant(self, tenant_id: str) -> Subscription | None:
+        query = select(Subscription).where(
+            Subscription.tenant_id == tenant_id, Subscription.status.in_([s.value for s in LIVE_STATUSES])
+        )
+        return (await self.session.scalars(query)).first()
+
+    async def had_trial(self, tenant_id: str, product_id: str) -> bool:
+        query = select(Subscription.id).where(
+            Subscription.tenant_id == tenant_id,
+            Subscription.product_id == product_id,
+            Subscription.trial_start.is_not(None),
+        )
+        return (await self.session.scalars(query.limit(1))).first() is not None
+
+    async def due(self, at: datetime, *, test_clock_id: str | None, limit: int) -> Sequence[Subscription]:
+        """Subscriptions with a step due at or before `at`, on the wall clock or on one test clock."""
+        clock_filter = (
+            Subscription.test_clock_id.is_(None)
+            if test_clock_id is None
+            else Subscription.test_clock_id == test_clock_id
+        )
+        query = (
+            select(Subscription)
+            .where(and_(Subscription.next_action_at <= at, clock_filter))
+            .order_by(Subscription.next_action_at, Subscription.id)
+            .limit(limit)
+        )
+        return (await self.session.scalars(query)).all()
+
+    async def addons(self, subscription_id: str, *, include_removed: bool = False) -> Sequence[SubscriptionAddon]:
+        query = select(SubscriptionAddon).where(SubscriptionAddon.subscription_id == subscription_id)
+        if not include_removed:
+            query = query.where(SubscriptionAddon.removed_at.is_(None))
+        return (await self.session.scalars(query.order_by(SubscriptionAddon.id))).all()
+
+    async def addon(self, subscription_id: str, addon_id: str) -> SubscriptionAddon | None:
+        query = select(SubscriptionAddon).where(
+            SubscriptionAddon.subscription_id == subscription_id, SubscriptionAddon.id == addon_id
+        )
+        return (await self.session.scalars(query)).first()
+
+    # test clocks --------------------------------------------------------------------------------
+    async def get_clock(self, clock_id: str, *, for_update: bool = False) -> TestClock | None:
+        query = select(TestClock).where(TestClock.id == clock_id)
+        if for_update:
+            query = query.with_for_update()
+        return (await self.session.scalars(query)).first()
+
+    async def list_clocks(self, *, after: str | None, limit: int) -> Sequence[TestClock]:
+        query = select(TestClock).order_by(TestClock.id).limit(limit + 1)
+        if after:
+            query = query.where(TestClock.id > after)
+        return (await self.session.scalars(query)).all()
+
+    async def delete_clock(self, clock: TestClock) -> None:
+        await self.session.delete(clock)

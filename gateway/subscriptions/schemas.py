@@ -1,0 +1,194 @@
+"""Request and response types of the subscriptions, test-clock and events APIs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from gateway.db.outbox import OutboxEvent
+from gateway.subscriptions.models import Subscription as SubscriptionRow
+from gateway.subscriptions.models import SubscriptionAddon
+from gateway.subscriptions.models import TestClock as TestClockRow
+
+Ref = Annotated[str, Meta(min_length=1, max_length=200)]
+Quantity = Annotated[int, Meta(ge=1, le=1_000_000)]
+Metadata = Annotated[dict[str, str], Meta(max_length=50)]
+
+
+class AddonIn(Struct, forbid_unknown_fields=True):
+    price: Ref
+    quantity: Quantity = 1
+
+
+class SubscriptionCreate(Struct, forbid_unknown_fields=True):
+    customer: Ref
+    price: Ref
+    quantity: Quantity = 1
+    currency: Annotated[str, Meta(pattern=r"^[A-Za-z]{3}$")] | None = None
+    trial_days: Annotated[int, Meta(ge=0, le=730)] | None = None
+    trial_end_behavior: Literal["create_invoice", "cancel", "pause"] = "create_invoice"
+    alignment: Literal["anniversary", "calendar"] | None = None
+    addons: Annotated[list[AddonIn], Meta(max_length=20)] = msgspec.field(default_factory=list)
+    metadata: Metadata | None = None
+
+
+class PlanChange(Struct, forbid_unknown_fields=True):
+    price: Ref
+    quantity: Quantity | None = None
+    timing: Literal["now", "period_end"] | None = None
+
+
+class QuantityChange(Struct, forbid_unknown_fields=True):
+    quantity: Quantity
+
+
+class PauseRequest(Struct, forbid_unknown_fields=True):
+    resumes_at: datetime | None = None
+
+
+class ResumeRequest(Struct, forbid_unknown_fields=True):
+    billing_cycle_anchor: Literal["now", "unchanged"] = "now"
+
+
+class CancelRequest(Struct, forbid_unknown_fields=True):
+    at_period_end: bool = True
+    reason: Annotated[str, Meta(max_length=200)] | None = None
+
+
+class Addon(Struct):
+    id: str
+    plan: str
+    price: str
+    quantity: int
+    created_at: datetime
+    removed_at: datetime | None
+
+    @classmethod
+    def of(cls, row: SubscriptionAddon) -> Addon:
+        return cls(row.id, row.plan_id, row.price_id, row.quantity, row.created_at, row.removed_at)
+
+
+class ScheduledChange(Struct):
+    price: str
+    quantity: int | None
+    effective_at: datetime | None
+
+
+class Subscription(Struct):
+    id: str
+    object: Literal["subscription"]
+    customer: str
+    status: str
+    plan: str
+    plan_version: str
+    price: str
+    quantity: int
+    currency: str
+    interval: str
+    alignment: str
+    billing_cycle_anchor: datetime
+    current_period_start: datetime
+    current_period_end: datetime
+    started_at: datetime
+    trial_start: datetime | None
+    trial_end: datetime | None
+    trial_end_behavior: str
+    cancel_at_period_end: bool
+    cancel_at: datetime | None
+    canceled_at: datetime | None
+    ended_at: datetime | None
+    paused_at: datetime | None
+    resumes_at: datetime | None
+    scheduled_change: ScheduledChange | None
+    addons: list[Addon]
+    test_clock: str | None
+    metadata: dict[str, Any]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: SubscriptionRow, addons: list[SubscriptionAddon]) -> Subscription:
+        scheduled = (
+            ScheduledChange(row.scheduled_price_id, row.scheduled_quantity, row.scheduled_change_at)
+            if row.scheduled_price_id
+            else None
+        )
+        return cls(
+            row.id, "subscription", row.tenant_id, row.status, row.plan_id, row.plan_version_id, row.price_id,
+            row.quantity, row.currency, row.interval, row.alignment, row.billing_cycle_anchor,
+            row.current_period_start, row.current_period_end, row.started_at, row.trial_start, row.trial_end,
+            row.trial_end_behavior, row.cancel_at_period_end, row.cancel_at, row.canceled_at, row.ended_at,
+            row.paused_at, row.resumes_at, scheduled, [Addon.of(a) for a in addons], row.test_clock_id,
+            row.metadata_, row.version, row.created_at, row.updated_at,
+        )
+
+
+class SubscriptionList(Struct):
+    data: list[Subscription]
+    has_more: bool
+    next_cursor: str | None
+
+
+class TestClockCreate(Struct, forbid_unknown_fields=True):
+    __test__ = False
+    frozen_time: datetime | None = None
+    name: Annotated[str, Meta(max_length=200)] | None = None
+
+
+class TestClockAdvance(Struct, forbid_unknown_fields=True):
+    __test__ = False
+    frozen_time: datetime
+
+
+class TestClockAttach(Struct, forbid_unknown_fields=True):
+    __test__ = False
+    customer: Ref
+
+
+class TestClock(Struct):
+    __test__ = False
+    id: str
+    object: Literal["test_clock"]
+    name: str | None
+    frozen_time: datetime
+    status: str
+    created_at: datetime
+    steps_applied: int | None = None
+
+    @classmethod
+    def of(cls, row: TestClockRow, steps: int | None = None) -> TestClock:
+        return cls(row.id, "test_clock", row.name, row.frozen_time, row.status, row.created_at, steps)
+
+
+class TestClockList(Struct):
+    __test__ = False
+    data: list[TestClock]
+    has_more: bool
+    next_cursor: str | None
+
+
+class Event(Struct):
+    id: str
+    object: Literal["event"]
+    seq: int
+    type: str
+    aggregate_type: str
+    aggregate_id: str
+    customer: str | None
+    occurred_at: datetime
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: OutboxEvent) -> Event:
+        return cls(row.event_id, "event", row.seq, row.type, row.aggregate_type, row.aggregate_id, row.tenant_id,
+                   row.occurred_at, row.data)
+
+
+class EventList(Struct):
+    data: list[Event]
+    has_more: bool
+    next_cursor: str | None

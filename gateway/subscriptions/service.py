@@ -1,0 +1,609 @@
+"""Subscription use cases: create (with trial), change plan, seats, add-ons, pause/resume, cancel, undo,
+and the time-driven steps (trial end, rollover, scheduled changes) for the wall clock and test clocks.
+
+Every change bumps `version`, recomputes `next_action_at`, and writes its event to the outbox in the
+same transaction. Time is always the *customer's* time: its test clock's if it has one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from gateway.catalog import CatalogService, price_terms
+from gateway.catalog.domain import PlanKind
+from gateway.catalog.models import Plan, Price
+from gateway.customers import CustomerService
+from gateway.customers.models import Customer
+from gateway.db.outbox import record_event
+from gateway.kernel.clock import Clock, ensure_utc
+from gateway.kernel.errors import Conflict, NotFound, ValidationFailed
+from gateway.kernel.events import DomainEvent
+from gateway.kernel.ids import new_id
+from gateway.kernel.pagination import Page
+from gateway.kernel.periods import Alignment, Interval, first_period, period_containing, period_end_after
+from gateway.subscriptions.domain import (
+    LIVE_STATUSES,
+    RUNNING_STATUSES,
+    TERMINAL_STATUSES,
+    ChangeTiming,
+    Due,
+    ResumeAnchor,
+    Status,
+    TrialEndBehavior,
+    is_upgrade,
+    next_due,
+    require,
+    transition,
+)
+from gateway.subscriptions.models import Subscription, SubscriptionAddon
+from gateway.subscriptions.repository import SubscriptionRepository
+
+MAX_QUANTITY = 1_000_000
+MAX_TRIAL_DAYS = 730
+# Safety valve for one advance: 10 years of monthly periods plus trial steps, far beyond any real use.
+MAX_STEPS_PER_ADVANCE = 200
+
+
+class SubscriptionNotFound(NotFound):
+    code = "subscription_not_found"
+
+
+class SubscriptionExists(Conflict):
+    code = "subscription_exists"
+
+
+@dataclass(frozen=True, slots=True)
+class AddonInput:
+    price: str
+    quantity: int = 1
+
+
+class SubscriptionService:
+    def __init__(
+        self,
+        repository: SubscriptionRepository,
+        catalog: CatalogService,
+        customers: CustomerService,
+        clock: Clock,
+    ) -> None:
+        self.repo = repository
+        self.catalog = catalog
+        self.customers = customers
+        self.clock = clock
+
+    # -- time ------------------------------------------------------------------------------------
+    async def now_for(self, test_clock_id: str | None) -> datetime:
+        if test_clock_id is None:
+            return self.clock.now()
+        test_clock = await self.repo.get_clock(test_clock_id)
+        if test_clock is None:  # the FK makes this impossible short of a concurrent delete
+            raise NotFound(f"test clock {test_clock_id} is gone")
+        return test_clock.frozen_time
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+    async def _emit(self, sub: Subscription, type_: str, at: datetime, **data: Any) -> None:
+        payload = {"subscription": snapshot(sub), **data}
+        event = DomainEvent(type_, "subscription", sub.id, at, data=payload, tenant_id=sub.tenant_id)
+        await record_event(self.repo.session, event)
+
+    def _touch(self, sub: Subscription, at: datetime) -> None:
+        sub.version += 1
+        sub.updated_at = at
+        due = next_due(sub)
+        sub.next_action_at = due[0] if due else None
+
+    # -- reads -----------------------------------------------------------------------------------
+    async def get(self, subscription_id: str, *, scope: str | None = None, for_update: bool = False) -> Subscription:
+        sub = await self.repo.get(subscription_id, scope=scope, for_update=for_update)
+        if sub is None:
+            raise SubscriptionNotFound(f"no subscription {subscription_id!r}")
+        return sub
+
+    async def list(
+        self,
+        *,
+        after: str | None,
+        limit: int,
+        scope: str | None,
+        customer_id: str | None = None,
+        status: str | None = None,
+        plan: str | None = None,
+    ) -> Page[Subscription]:
+        if status is not None and status not in {s.value for s in Status}:
+            raise ValidationFailed(f"unknown status {status!r}", field="status")
+        plan_id = (await self.catalog.get_plan(plan)).id if plan else None
+        rows = await self.repo.list(
+            after=after, limit=limit, scope=scope, customer_id=customer_id, status=status, plan_id=plan_id
+        )
+        return Page.from_overfetch(rows, limit)
+
+    async def addons(self, sub: Subscription) -> Sequence[SubscriptionAddon]:
+        return await self.repo.addons(sub.id)
+
+    async def live_for_tenant(self, tenant_id: str) -> Subscription | None:
+        return await self.repo.live_for_tenant(tenant_id)
+
+    # -- create ----------------------------------------------------------------------------------
+    async def _base_price(self, price_ref: str, currency: str) -> tuple[Price, Plan]:
+        price = await self.catalog.get_price(price_ref)
+        plan = await self.catalog.ensure_price_usable(price, for_plan_kind=PlanKind.BASE)
+        if currency not in price.currency_options:
+            raise ValidationFailed(
+                f"price {price.id} has no amount in {currency}", code="currency_not_offered", field="price"
+            )
+        return price, plan
+
+    async def create(
+        self,
+        *,
+        customer_id: str,
+        price: str,
+        quantity: int = 1,
+        currency: str | None = None,
+        trial_days: int | None = None,
+        trial_end_behavior: str = TrialEndBehavior.CREATE_INVOICE,
+        alignment: str | None = None,
+        addons: Sequence[AddonInput] = (),
+        metadata: dict[str, Any] | None = None,
+        scope: str | None = None,
+    ) -> Subscription:
+        customer = await self.customers.get(customer_id, scope=scope)
+        _check_quantity(quantity)
+        try:
+            behavior = TrialEndBehavior(trial_end_behavior)
+        except ValueError:
+            raise ValidationFailed(
+                f"unknown trial_end_behavior {trial_end_behavior!r}", field="trial_end_behavior"
+            ) from None
+        price_row = await self.catalog.get_price(price)
+        sub_currency = self._currency_for(customer, price_row, currency)
+        price_row, plan = await self._base_price(price, sub_currency)
+        # One live subscription per tenant: the tenant's tier is what the gateway decides on.
+        if await self.repo.live_for_tenant(customer.id) is not None:
+            raise SubscriptionExists(f"customer {customer.id} already has a live subscription")
+
+        now = await self.now_for(customer.test_clock_id)
+        terms = price_terms(price_row)
+        try:
+            align = Alignment(alignment) if alignment else terms.alignment
+        except ValueError:
+            raise ValidationFailed(f"unknown alignment {alignment!r}", field="alignment") from None
+        days = await self._trial_days(customer, plan, trial_days)
+        plan_terms = await self.catalog.terms(plan.id)
+
+        sub = Subscription(
+            id=new_id("sub"),
+            tenant_id=customer.id,
+            product_id=plan.product_id,
+            plan_id=plan.id,
+            plan_version_id=plan_terms.version.id,
+            price_id=price_row.id,
+            quantity=quantity,
+            currency=sub_currency,
+            interval=terms.interval.value,
+            alignment=align.value,
+            started_at=now,
+            trial_end_behavior=behavior.value,
+            cancel_at_period_end=False,
+            test_clock_id=customer.test_clock_id,
+            metadata_=metadata or {},
+            version=0,
+            created_at=now,
+            updated_at=now,
+        )
+        if days:
+            trial_end = now + timedelta(days=days)
+            sub.status = Status.TRIALING.value
+            sub.trial_start, sub.trial_end = now, trial_end
+            sub.billing_cycle_anchor = trial_end
+            sub.current_period_start, sub.current_period_end = now, trial_end
+        else:
+            sub.status = Status.ACTIVE.value
+            sub.activated_at = now
+            self._start_paid_periods(sub, now, terms.interval, align)
+        self.repo.add(sub)
+        await self.repo.flush()
+        for addon in addons:
+            await self._attach_addon(sub, plan, addon, now)
+        self._touch(sub, now)
+        await self.repo.flush()
+        await self._emit(sub, "subscription.created", now)
+        return sub
+
+    @staticmethod
+    def _currency_for(customer: Customer, price: Price, requested: str | None) -> str:
+        if requested:
+            chosen = requested.upper()
+            if customer.currency and chosen != customer.currency:
+                raise ValidationFailed(
+                    f"customer {customer.id} is billed in {customer.currency}", code="currency_mismatch",
+                    field="currency",
+                )
+            return chosen
+        if customer.currency:
+            return customer.currency
+        if len(price.currency_options) == 1:
+            return next(iter(price.currency_options))
+        raise ValidationFailed(
+            "price has several currencies and the customer none: say which with `currency`", field="currency"
+        )
+
+    async def _trial_days(self, customer: Customer, plan: Plan, requested: int | None) -> int:
+        if requested is not None and not 0 <= requested <= MAX_TRIAL_DAYS:
+            raise ValidationFailed(f"trial_days must be between 0 and {MAX_TRIAL_DAYS}", field="trial_days")
+        days = plan.trial_days if requested is None else requested
+        if not days:
+            return 0
+        # One trial per customer per product (rule 17): silently none when the plan's default would
+        # give a second one, refused when a second trial is asked for explicitly.
+        if await self.repo.had_trial(customer.id, plan.product_id):
+            if requested is not None:
+                raise Conflict(f"customer {customer.id} already had a trial of this product", code="trial_already_used")
+            return 0
+        return days
+
+    @staticmethod
+    def _start_paid_periods(sub: Subscription, start: datetime, interval: Interval, align: Alignment) -> None:
+        anchor, period_start, period_end = first_period(start, interval, align)
+        sub.billing_cycle_anchor = anchor
+        sub.current_period_start, sub.current_period_end = period_start, period_end
+
+    async def _attach_addon(self, sub: Subscription, base_plan: Plan, addon: AddonInput, at: datetime) -> SubscriptionAddon:
+        _check_quantity(addon.quantity)
+        price = await self.catalog.get_price(addon.price)
+        plan = await self.catalog.ensure_price_usable(price, for_plan_kind=PlanKind.ADDON)
+        if plan.compatible_plans and base_plan.key not in plan.compatible_plans:
+            raise ValidationFailed(f"add-on {plan.key} is not available on plan {base_plan.key}", field="addons")
+        if sub.currency not in price.currency_options:
+            raise ValidationFailed(f"add-on price {price.id} has no amount in {sub.currency}", field="addons")
+        if price.interval != sub.interval:
+            raise ValidationFailed("an add-on must bill on the subscription's interval", field="addons")
+        for existing in await self.repo.addons(sub.id):
+            if existing.plan_id == plan.id:
+                raise Conflict(f"add-on {plan.key} is already on this subscription", code="addon_exists")
+        terms = await self.catalog.terms(plan.id)
+        row = SubscriptionAddon(
+            id=new_id("si"),
+            tenant_id=sub.tenant_id,
+            subscription_id=sub.id,
+            plan_id=plan.id,
+            plan_version_id=terms.version.id,
+            price_id=price.id,
+            quantity=addon.quantity,
+            created_at=at,
+        )
+        self.repo.add(row)
+        await self.repo.flush()
+        return row
+
+    # -- changes ---------------------------------------------------------------------------------
+    async def _load_live(self, subscription_id: str, scope: str | None) -> tuple[Subscription, datetime]:
+        sub = await self.get(subscription_id, scope=scope, for_update=True)
+        now = await self.now_for(sub.test_clock_id)
+        # Apply whatever was due before acting, so a change never lands on a stale period.
+        await self._run_due_steps(sub, now)
+        return sub, now
+
+    async def change_plan(
+        self,
+        subscription_id: str,
+        *,
+        price: str,
+        quantity: int | None = None,
+        timing: str | None = None,
+        scope: str | None = None,
+    ) -> Subscription:
+        sub, now = await self._load_live(subscription_id, scope)
+        require(sub, LIVE_STATUSES - {Status.PAUSED}, "change the plan of")
+        if quantity is not None:
+            _check_quantity(quantity)
+        new_price, new_plan = await self._base_price(price, sub.currency)
+        new_quantity = quantity if quantity is not None else sub.quantity
+        if new_price.id == sub.price_id and new_quantity == sub.quantity:
+            raise Conflict("the subscription is already on this price and quantity", code="no_change")
+        old_price = await self.catalog.get_price(sub.price_id)
+        old_plan = await self.catalog.get_plan(sub.plan_id)
+        old_terms, new_terms = price_terms(old_price), price_terms(new_price)
+        upgrade = is_upgrade(
+            old_terms.monthly_amount(sub.currency, sub.quantity),
+            new_terms.monthly_amount(sub.currency, new_quantity),
+            old_plan.rank,
+            new_plan.rank,
+        )
+        interval_change = new_terms.interval != old_terms.interval
+        try:
+            chosen = ChangeTiming(timing) if timing else None
+        except ValueError:
+            raise ValidationFailed(f"unknown timing {timing!r}", field="timing") from None
+        if interval_change and chosen is ChangeTiming.PERIOD_END:
+            raise ValidationFailed("an interval change resets the anchor and applies now (rule 13)", field="timing")
+        # Upgrades apply now, downgrades at the period end (rule 11), unless the caller says otherwise.
+        effective = chosen or (ChangeTiming.NOW if upgrade or interval_change else ChangeTiming.PERIOD_END)
+
+        previous = {"price": sub.price_id, "plan": old_plan.key, "quantity": sub.quantity}
+        if effective is ChangeTiming.PERIOD_END:
+            sub.scheduled_price_id = new_price.id
+            sub.scheduled_quantity = new_quantity
+            sub.scheduled_change_at = sub.current_period_end
+            self._touch(sub, now)
+            await self.repo.flush()
+            await self._emit(
+                sub, "subscription.plan_change_scheduled", now,
+                previous=previous, direction="upgrade" if upgrade else "downgrade",
+            )
+            return sub
+
+        new_version = await self.catalog.terms(new_plan.id)
+        sub.plan_id, sub.plan_version_id, sub.price_id = new_plan.id, new_version.version.id, new_price.id
+        sub.product_id = new_plan.product_id
+        sub.quantity = new_quantity
+        sub.scheduled_price_id = sub.scheduled_quantity = sub.scheduled_change_at = None
+        if interval_change:
+            sub.interval = new_terms.interval.value
+            if Status(sub.status) in RUNNING_STATUSES:
+                # Rule 13: a new interval resets the anchor to now; billing credits the unused old period.
+                self._start_paid_periods(sub, now, new_terms.interval, Alignment.ANNIVERSARY)
+                sub.alignment = Alignment.ANNIVERSARY.value
+        self._touch(sub, now)
+        await self.repo.flush()
+        await self._emit(
+            sub, "subscription.plan_changed", now,
+            previous=previous, direction="upgrade" if upgrade else "downgrade", interval_changed=interval_change,
+        )
+        return sub
+
+    async def cancel_scheduled_change(self, subscription_id: str, *, scope: str | None = None) -> Subscription:
+        sub, now = await self._load_live(subscription_id, scope)
+        if sub.scheduled_price_id is None:
+            raise Conflict("the subscription has no scheduled change", code="no_scheduled_change")
+        sub.scheduled_price_id = sub.scheduled_quantity = sub.scheduled_change_at = None
+        self._touch(sub, now)
+        await self.repo.flush()
+        await self._emit(sub, "subscription.plan_change_unscheduled", now)
+        return sub
+
+    async def set_quantity(self, subscription_id: str, quantity: int, *, scope: str | None = None) -> Subscription:
+        sub, now = await self._load_live(subscription_id, scope)
+        require(sub, LIVE_STATUSES - {Status.PAUSED}, "change the seats of")
+        _check_quantity(quantity)
+        if quantity == sub.quantity:
+            raise Conflict(f"the subscription already has {quantity} seats", code="no_change")
+        previous = sub.quantity
+        sub.quantity = quantity
+        self._touch(sub, now)
+        await self.repo.flush()
+        await self._emit(sub, "subscription.quantity_changed", now, previous_quantity=previous)
+        return sub
+
+    async def add_addon(self, subscription_id: str, addon: AddonInput, *, scope: str | None = None) -> SubscriptionAddon:
+        sub, now = await self._load_live(subscription_id, scope)
+        require(sub, LIVE_STATUSES - {Status.PAUSED}, "add an add-on to")
+        row = await self._attach_addon(sub, await self.catalog.get_plan(sub.plan_id), addon, now)
+        self._touch(sub, now)
+        await self.repo.flush()
+        await self._emit(sub, "subscription.addon_added", now, addon={"id": row.id, "price": row.price_id})
+        return row
+
+    async def remove_addon(self, subscription_id: str, addon_id: str, *, scope: str | None = None) -> SubscriptionAddon:
+        sub, now = await self._load_live(subscription_id, scope)
+        row = await self.repo.addon(sub.id, addon_id)
+        if row is None or row.removed_at is not None:
+            raise NotFound(f"no add-on {addon_id!r} on this subscription", code="addon_not_found")
+        row.removed_at = now
+        self._touch(sub, now)
+        await self.repo.flush()
+        await self._emit(sub, "subscription.addon_removed", now, addon={"id": row.id, "price": row.price_id})
+        return row
+
+    async def pause(
+        self, subscription_id: str, *, resumes_at: datetime | None = None, scope: str | None = None
+    ) -> Subscription:
+        sub, now = await self._load_live(subscription_id, scope)
+        require(sub, RUNNING_STATUSES, "pause")
+        if resumes_at is not None:
+            resumes_at = ensure_utc(resumes_at)
+            if resumes_at <= now:
+                raise ValidationFailed("resumes_at must be in the future", field="resumes_at")
+        transition(sub, Status.PAUSED, now)
+        sub.resumes_at = resumes_at
+        self._touch(sub, now)
+        await self.repo.flush()
+        await self._emit(sub, "subscription.paused", now)
+        return sub
+
+    async def resume(
+        self, subscription_id: str, *, anchor: str = ResumeAnchor.NOW, scope: str | None = None
+    ) -> Subscription:
+        sub, now = await self._load_live(subscription_id, scope)
+        try:
+            resume_anchor = ResumeAnchor(anchor)
+        except ValueError:
+            raise ValidationFailed(f"unknown billing_cycle_anchor {anchor!r}", field="billing_cycle_anchor") from None
+        await self._resume(sub, now, resume_anchor)
+        return sub
+
+    async def _resume(self, sub: Subscription, at: datetime, anchor: ResumeAnchor) -> None:
+        transition(sub, Status.ACTIVE, at)
+        sub.resumes_at = None
+        interval = Interval(sub.interval)
+        if anchor is ResumeAnchor.NOW:
+            self._start_paid_periods(sub, at, interval, Alignment.ANNIVERSARY)
+        elif sub.current_period_end <= at:
+            # Keep the anchor: skip (without billing) the periods that passed while paused.
+            sub.current_period_start, sub.current_period_end = period_containing(
+                sub.billing_cycle_anchor, interval, at
+            )
+        self._touch(sub, at)
+        await self.repo.flush()
+        await self._emit(sub, "subscription.resumed", at, billing_cycle_anchor=anchor.value)
+
+    async def cancel(
+        self,
+        subscription_id: str,
+        *,
+        at_period_end: bool,
+        reason: str | None = None,
+        scope: str | None = None,
+    ) -> Subscription:
+        sub, now = await self._load_live(subscription_id, scope)
+        require(sub, LIVE_STATUSES, "cancel")
+        sub.cancellation_reason = reason
+        if at_period_end:
+            if Status(sub.status) is Status.PAUSED:
+                raise Conflict("a paused subscription has no running period to end: cancel it now", code="paused")
+            if sub.cancel_at_period_end:
+                raise Conflict("the subscription is already set to cancel at the period end", code="no_change")
+            sub.cancel_at_period_end = True
+            sub.cancel_at = sub.current_period_end
+            sub.canceled_at = now
+            self._touch(sub, now)
+            await self.repo.flush()
+            await self._emit(sub, "subscription.cancel_scheduled", now)
+            return sub
+        await self._end(sub, Status.CANCELED, now)
+        return sub
+
+    async def undo_cancel(self, subscription_id: str, *, scope: str | None = None) -> Subscription:
+        sub, now = await self._load_live(subscription_id, scope)
+        if Status(sub.status) in TERMINAL_STATUSES:
+            raise Conflict("the subscription has already ended; start a new one", code="invalid_transition")
+        if not sub.cancel_at_period_end:
+            raise Conflict("the subscription is not scheduled to cancel", code="no_scheduled_cancel")
+        sub.cancel_at_period_end = False
+        sub.cancel_at = sub.canceled_at = sub.cancellation_reason = None
+        self._touch(sub, now)
+        await self.repo.flush()
+        await self._emit(sub, "subscription.cancel_unscheduled", now)
+        return sub
+
+    async def _end(self, sub: Subscription, status: Status, at: datetime) -> None:
+        transition(sub, status, at)
+        if status is Status.CANCELED and sub.canceled_at is None:
+            sub.canceled_at = at
+        sub.scheduled_price_id = sub.scheduled_quantity = sub.scheduled_change_at = None
+        self._touch(sub, at)
+        await self.repo.flush()
+        await self._emit(sub, f"subscription.{status.value}", at)
+
+    # -- time-driven steps -----------------------------------------------------------------------
+    async def advance_due(self, at: datetime, *, test_clock_id: str | None = None, batch: int = 500) -> int:
+        """Apply every step due at or before `at` to the subscriptions on the wall clock (or on one test
+        clock). Returns how many steps ran. Safe to run twice: a step moves `next_action_at` past `at`."""
+        steps = 0
+        while True:
+            due = await self.repo.due(at, test_clock_id=test_clock_id, limit=batch)
+            if not due:
+                return steps
+            for sub in due:
+                steps += await self._run_due_steps(sub, at)
+
+    async def _run_due_steps(self, sub: Subscription, until: datetime) -> int:
+        steps = 0
+        while (due := next_due(sub)) is not None and due[0] <= until:
+            step_at, step = due
+            if steps >= MAX_STEPS_PER_ADVANCE:
+                raise Conflict("too many periods to advance in one call; advance in smaller steps", code="advance_too_far")
+            await self._apply_step(sub, step, step_at, until)
+            steps += 1
+        return steps
+
+    async def _apply_step(self, sub: Subscription, step: Due, step_at: datetime, now: datetime) -> None:
+        if step is Due.TRIAL_WILL_END:
+            # Short trials get it immediately (rule 16): at creation time, not 3 days before.
+            sub.trial_will_end_notified_at = max(step_at, sub.trial_start or step_at)
+            self._touch(sub, sub.trial_will_end_notified_at)
+            await self.repo.flush()
+            await self._emit(sub, "subscription.trial_will_end", sub.trial_will_end_notified_at)
+        elif step is Due.TRIAL_END:
+            await self._end_trial(sub, step_at)
+        elif step is Due.AUTO_RESUME:
+            await self._resume(sub, step_at, ResumeAnchor.NOW)
+        elif step is Due.PERIOD_END:
+            await self._roll_over(sub, step_at)
+
+    async def _end_trial(self, sub: Subscription, at: datetime) -> None:
+        if sub.cancel_at_period_end:
+            await self._end(sub, Status.CANCELED, at)
+            return
+        behavior = TrialEndBehavior(sub.trial_end_behavior)
+        # There are no payment methods yet (payments issue), so the "missing payment method" branch of
+        # rule 17 is the one that applies: cancel → expired, pause → paused, create_invoice → active.
+        if behavior is TrialEndBehavior.CANCEL:
+            await self._end(sub, Status.EXPIRED, at)
+            return
+        if behavior is TrialEndBehavior.PAUSE:
+            transition(sub, Status.PAUSED, at)
+            self._touch(sub, at)
+            await self.repo.flush()
+            await self._emit(sub, "subscription.trial_ended", at, outcome="paused")
+            return
+        transition(sub, Status.ACTIVE, at)
+        previous = await self._apply_scheduled_change(sub)
+        # The first paid period starts at trial end; the anchor moves there (rule 15).
+        self._start_paid_periods(sub, at, Interval(sub.interval), Alignment(sub.alignment))
+        self._touch(sub, at)
+        await self.repo.flush()
+        if previous is not None:
+            await self._emit(sub, "subscription.plan_changed", at, previous=previous, scheduled=True)
+        await self._emit(sub, "subscription.trial_ended", at, outcome="active")
+
+    async def _apply_scheduled_change(self, sub: Subscription) -> dict[str, Any] | None:
+        """Switch to the scheduled price (at the plan's then-current version); returns what it was."""
+        if sub.scheduled_price_id is None:
+            return None
+        previous = {"price": sub.price_id, "plan_version": sub.plan_version_id, "quantity": sub.quantity}
+        price = await self.catalog.get_price(sub.scheduled_price_id)
+        plan_terms = await self.catalog.terms(price.plan_id)
+        sub.plan_id, sub.plan_version_id, sub.price_id = plan_terms.plan.id, plan_terms.version.id, price.id
+        sub.product_id = plan_terms.plan.product_id
+        sub.quantity = sub.scheduled_quantity or sub.quantity
+        sub.scheduled_price_id = sub.scheduled_quantity = sub.scheduled_change_at = None
+        return previous
+
+    async def _roll_over(self, sub: Subscription, at: datetime) -> None:
+        if sub.cancel_at_period_end:
+            await self._end(sub, Status.CANCELED, at)
+            return
+        previous = await self._apply_scheduled_change(sub)
+        interval = Interval(sub.interval)
+        sub.current_period_start = sub.current_period_end
+        sub.current_period_end = period_end_after(sub.billing_cycle_anchor, interval, sub.current_period_start)
+        self._touch(sub, at)
+        await self.repo.flush()
+        if previous is not None:
+            await self._emit(sub, "subscription.plan_changed", at, previous=previous, scheduled=True)
+        await self._emit(
+            sub, "subscription.renewed", at,
+            period_start=sub.current_period_start.isoformat(), period_end=sub.current_period_end.isoformat(),
+        )
+
+
+def _check_quantity(quantity: int) -> None:
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY:
+        raise ValidationFailed(f"quantity must be between 1 and {MAX_QUANTITY}", field="quantity")
+
+
+def snapshot(sub: Subscription) -> dict[str, Any]:
+    """The subscription as events carry it (ISO timestamps; `version` lets consumers drop stale events)."""
+
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "id": sub.id,
+        "customer": sub.tenant_id,
+        "status": sub.status,
+        "plan": sub.plan_id,
+        "plan_version": sub.plan_version_id,
+        "price": sub.price_id,
+        "quantity": sub.quantity,
+        "currency": sub.currency,
+        "current_period_start": iso(sub.current_period_start),
+        "current_period_end": iso(sub.current_period_end),
+        "trial_end": iso(sub.trial_end),
+        "cancel_at_period_end": sub.cancel_at_period_end,
+        "version": sub.version,
+    }

@@ -1,0 +1,60 @@
+"""Dependencies every controller shares: the unit of work, the clock, the caller, list parameters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from litestar import Request
+from litestar.datastructures import State
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.db.session import Database
+from gateway.kernel.auth import Principal
+from gateway.kernel.clock import Clock
+from gateway.kernel.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor
+
+
+async def provide_session(state: State) -> AsyncGenerator[AsyncSession, None]:
+    """One transaction per request: committed when the handler returns, rolled back when it raises
+    (Litestar throws the handler's exception into this generator), so a refused request writes nothing."""
+    db: Database = state.db
+    async with db.unit_of_work() as session:
+        yield session
+
+
+def provide_clock(state: State) -> Clock:
+    clock: Clock = state.clock
+    return clock
+
+
+def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    principal: Principal = request.scope["state"]["principal"]
+    return principal
+
+
+class ListParams:
+    def __init__(self, limit: int, starting_after: str | None) -> None:
+        self.limit = limit
+        self.after = decode_cursor(starting_after) if starting_after else None
+
+
+def provide_list_params(
+    limit: int = Parameter(
+        query="limit", default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Page size (1-100)."
+    ),
+    starting_after: str | None = Parameter(
+        query="starting_after", default=None, max_length=200,
+        description="Cursor from the previous page's `next_cursor`.",
+    ),
+) -> ListParams:
+    return ListParams(limit, starting_after)
+
+
+COMMON_DEPENDENCIES = {
+    "session": provide_session,
+    "clock": provide_clock,
+    "principal": provide_principal,
+    "page": provide_list_params,
+}

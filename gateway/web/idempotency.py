@@ -1,0 +1,174 @@
+"""`Idempotency-Key` on every POST (ARCHITECTURE.md §3), as ASGI middleware around the whole app.
+
+The first response for (caller, key) is stored and replayed for a retry with the same request; the same
+key with a different request is a 409, and so is a retry while the first is still running. A 5xx is not
+stored, so the client may retry it. The stored response is written in its own transaction right after
+the request's transaction committed: a crash between the two loses only the replay, never doubles work
+that has its own unique constraints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from gateway.db.idempotency import IdempotencyKey
+from gateway.kernel.errors import Conflict, DomainError, IdempotencyConflict, ValidationFailed
+
+HEADER = b"idempotency-key"
+MAX_KEY_LENGTH = 255
+MAX_BODY = 1_048_576
+
+
+class KeyInUse(Conflict):
+    code = "idempotency_key_in_use"
+    title = "A request with this Idempotency-Key is still being processed"
+
+
+async def _send_problem(send: Any, error: DomainError, path: str) -> None:
+    body = json.dumps(error.to_problem(instance=path)).encode()
+    await send({
+        "type": "http.response.start",
+        "status": error.status,
+        "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        raw_key = headers.get(HEADER)
+        if raw_key is None:
+            await self.app(scope, receive, send)
+            return
+        key = raw_key.decode("latin-1").strip()
+        if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+            await _send_problem(
+                send, ValidationFailed(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters"),
+                scope["path"],
+            )
+            return
+
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > MAX_BODY:
+                await _send_problem(send, ValidationFailed("request body too large"), scope["path"])
+                return
+
+        state = scope["app"].state
+        db, clock = state.db, state.clock
+        # The caller is whoever holds the credential; hashing it keeps secrets out of the table.
+        caller = hashlib.sha256(headers.get(b"authorization", b"")).hexdigest()[:64]
+        request_hash = hashlib.sha256(
+            b"\n".join([scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body])
+        ).hexdigest()
+        now = clock.now()
+        ttl = timedelta(hours=state.settings.idempotency_ttl_hours)
+
+        try:
+            row = await self._claim(db, caller, key, request_hash, now, ttl)
+        except IntegrityError:
+            # A concurrent request with the same key inserted first.
+            await _send_problem(send, KeyInUse("retry after the first request finished"), scope["path"])
+            return
+        if row is not None:
+            if row.request_hash != request_hash:
+                await _send_problem(
+                    send, IdempotencyConflict("this Idempotency-Key was used with a different request"),
+                    scope["path"],
+                )
+            elif row.completed_at is None:
+                await _send_problem(send, KeyInUse("retry after the first request finished"), scope["path"])
+            else:
+                await self._replay(send, row)
+            return
+
+        await self._run_and_store(scope, body, send, caller, key)
+
+    @staticmethod
+    async def _claim(
+        db: Any, caller: str, key: str, request_hash: str, now: Any, ttl: timedelta
+    ) -> IdempotencyKey | None:
+        """Return the stored row for this key, or insert an in-progress row and return None."""
+        async with db.unit_of_work() as session:
+            row = (
+                await session.scalars(
+                    select(IdempotencyKey).where(IdempotencyKey.scope == caller, IdempotencyKey.key == key)
+                )
+            ).first()
+            if row is not None and row.created_at + ttl < now:
+                await session.delete(row)
+                await session.flush()
+                row = None
+            if row is None:
+                session.add(IdempotencyKey(scope=caller, key=key, request_hash=request_hash, created_at=now))
+            return row
+
+    async def _replay(self, send: Any, row: IdempotencyKey) -> None:
+        stored_headers = [(bytes.fromhex(k), bytes.fromhex(v)) for k, v in (row.response_headers or [])]
+        await send({
+            "type": "http.response.start",
+            "status": row.status_code,
+            "headers": [*stored_headers, (b"idempotent-replayed", b"true")],
+        })
+        await send({"type": "http.response.body", "body": row.response_body or b""})
+
+    async def _run_and_store(self, scope: Any, body: bytes, send: Any, caller: str, key: str) -> None:
+        delivered = False
+
+        async def replay_receive() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.disconnect"}
+
+        status = 500
+        response_headers: list[tuple[bytes, bytes]] = []
+        chunks: list[bytes] = []
+
+        async def capture_send(message: dict[str, Any]) -> None:
+            nonlocal status, response_headers
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_headers = list(message.get("headers", []))
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        state = scope["app"].state
+        try:
+            await self.app(scope, replay_receive, capture_send)
+        finally:
+            async with state.db.unit_of_work() as session:
+                where = (IdempotencyKey.scope == caller, IdempotencyKey.key == key)
+                if status >= 500:
+                    await session.execute(delete(IdempotencyKey).where(*where))
+                else:
+                    row = (await session.scalars(select(IdempotencyKey).where(*where))).first()
+                    if row is not None:
+                        row.status_code = status
+                        row.response_headers = [
+                            [k.hex(), v.hex()] for k, v in response_headers if k.lower() != b"content-length"
+                        ] + [[b"content-length".hex(), str(sum(map(len, chunks))).encode().hex()]]
+                        row.response_body = b"".join(chunks)
+                        row.completed_at = state.clock.now()
+
