@@ -66,15 +66,9 @@ class DemoResult:
     created: bool
 
 
-async def seed_demo(session: AsyncSession, clock: Clock, *, api_key: str | None = None) -> DemoResult:
+async def seed_catalog(session: AsyncSession, clock: Clock) -> None:
+    """Only the catalog: product, features, the three tiers with monthly/yearly USD/EUR prices, an add-on."""
     catalog = CatalogService(CatalogRepository(session), clock)
-    customers = CustomerService(CustomerRepository(session), clock)
-    subscriptions = SubscriptionService(SubscriptionRepository(session), catalog, customers, clock)
-    keys = ApiKeyService(session, clock)
-
-    if await catalog.repo.get_plan("basic") is not None:
-        return DemoResult(api_key=None, customers={}, created=False)
-
     product = await catalog.create_product(
         name="Acme Projects", description="Project management for teams (demo catalog)"
     )
@@ -105,20 +99,35 @@ async def seed_demo(session: AsyncSession, clock: Clock, *, api_key: str | None 
         nickname="5 extra seats", currency_options={"USD": {"unit_amount": 1000}, "EUR": {"unit_amount": 900}},
     )
 
-    demo = [
-        ("Tiny Studio", "owner@tiny.example", "USD", "US", "basic_monthly", 0),
-        ("Bright Agency", "ops@bright.example", "EUR", "DE", "pro_monthly", 0),
-        ("Globex Corp", "it@globex.example", "USD", "US", "enterprise_yearly", 0),
-        ("Fresh Startup", "founder@fresh.example", "USD", "FR", "pro_monthly", 14),
-    ]
+
+DEMO_CUSTOMERS = [
+    # name, e-mail, currency, country, price lookup key, trial days
+    ("Tiny Studio", "owner@tiny.example", "USD", "US", "basic_monthly", 0),
+    ("Bright Agency", "ops@bright.example", "EUR", "DE", "pro_monthly", 0),
+    ("Globex Corp", "it@globex.example", "USD", "US", "enterprise_yearly", 0),
+    ("Fresh Startup", "founder@fresh.example", "USD", "FR", "pro_monthly", 14),
+]
+
+
+async def seed_demo(session: AsyncSession, clock: Clock, *, api_key: str | None = None) -> DemoResult:
+    catalog = CatalogService(CatalogRepository(session), clock)
+    customers = CustomerService(CustomerRepository(session), clock)
+    subscriptions = SubscriptionService(SubscriptionRepository(session), catalog, customers, clock)
+    keys = ApiKeyService(session, clock)
+
+    if await catalog.repo.get_plan("basic") is not None:
+        if api_key is not None:
+            await keys.ensure_bootstrap(api_key)
+        return DemoResult(api_key=api_key, customers={}, created=False)
+    await seed_catalog(session, clock)
+
     created: dict[str, str] = {}
-    for name, email, currency, country, price, trial in demo:
+    for name, email, currency, country, price, trial in DEMO_CUSTOMERS:
         customer = await customers.create(name=name, email=email, currency=currency, country=country)
         await customers.add_member(customer.id, email=email, name=None, role="owner")
         await subscriptions.create(customer_id=customer.id, price=price, trial_days=trial)
         created[name] = customer.id
 
-    secret = None
     if api_key is not None:
         await keys.ensure_bootstrap(api_key)
         secret = api_key

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, get, patch, post
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.catalog import schemas as s
@@ -19,10 +19,10 @@ from gateway.web.schemas import changes_of
 
 READ = {"scope": "catalog:read"}
 WRITE = {"scope": "catalog:write"}
-ActiveFilter = Annotated[bool | None, Parameter(query="active", required=False)]
+ActiveFilter = Annotated[bool | None, QueryParameter(name="active", required=False)]
 
 
-def provide_catalog(session: AsyncSession, clock: Clock) -> CatalogService:
+def provide_catalog(session: NamedDependency[AsyncSession], clock: NamedDependency[Clock]) -> CatalogService:
     return CatalogService(CatalogRepository(session), clock)
 
 
@@ -36,21 +36,21 @@ class ProductController(Controller):
     dependencies = {"catalog": Provide(provide_catalog, sync_to_thread=False)}
 
     @post("/", opt=WRITE, responses=ERROR_RESPONSES, summary="Create a product")
-    async def create(self, data: s.ProductCreate, catalog: CatalogService) -> s.Product:
+    async def create(self, data: JSONBody[s.ProductCreate], catalog: NamedDependency[CatalogService]) -> s.Product:
         row = await catalog.create_product(name=data.name, description=data.description, metadata=data.metadata)
         return s.Product.of(row)
 
     @get("/", opt=READ, responses=ERROR_RESPONSES, summary="List products")
-    async def list_(self, catalog: CatalogService, page: ListParams, active: ActiveFilter = None) -> s.ProductList:
+    async def list_(self, catalog: NamedDependency[CatalogService], page: NamedDependency[ListParams], active: ActiveFilter = None) -> s.ProductList:
         result = await catalog.list_products(after=page.after, limit=page.limit, active=active)
         return s.ProductList([s.Product.of(r) for r in result.items], result.next_cursor is not None, result.next_cursor)
 
     @get("/{product_id:str}", opt=READ, responses=ERROR_RESPONSES, summary="Retrieve a product")
-    async def retrieve(self, product_id: str, catalog: CatalogService) -> s.Product:
+    async def retrieve(self, product_id: str, catalog: NamedDependency[CatalogService]) -> s.Product:
         return s.Product.of(await catalog.get_product(product_id))
 
     @patch("/{product_id:str}", opt=WRITE, responses=ERROR_RESPONSES, summary="Update a product")
-    async def update(self, product_id: str, data: s.ProductUpdate, catalog: CatalogService) -> s.Product:
+    async def update(self, product_id: str, data: JSONBody[s.ProductUpdate], catalog: NamedDependency[CatalogService]) -> s.Product:
         return s.Product.of(await catalog.update_product(product_id, changes_of(data)))
 
 
@@ -60,19 +60,19 @@ class FeatureController(Controller):
     dependencies = {"catalog": Provide(provide_catalog, sync_to_thread=False)}
 
     @post("/", opt=WRITE, responses=ERROR_RESPONSES, summary="Create a feature (boolean, gauge or metered)")
-    async def create(self, data: s.FeatureCreate, catalog: CatalogService) -> s.Feature:
+    async def create(self, data: JSONBody[s.FeatureCreate], catalog: NamedDependency[CatalogService]) -> s.Feature:
         row = await catalog.create_feature(
             key=data.key, name=data.name, kind=data.kind, unit=data.unit, description=data.description
         )
         return s.Feature.of(row)
 
     @get("/", opt=READ, responses=ERROR_RESPONSES, summary="List features")
-    async def list_(self, catalog: CatalogService, page: ListParams) -> s.FeatureList:
+    async def list_(self, catalog: NamedDependency[CatalogService], page: NamedDependency[ListParams]) -> s.FeatureList:
         result = await catalog.list_features(after=page.after, limit=page.limit)
         return s.FeatureList([s.Feature.of(r) for r in result.items], result.next_cursor is not None, result.next_cursor)
 
     @get("/{feature:str}", opt=READ, responses=ERROR_RESPONSES, summary="Retrieve a feature by id or key")
-    async def retrieve(self, feature: str, catalog: CatalogService) -> s.Feature:
+    async def retrieve(self, feature: str, catalog: NamedDependency[CatalogService]) -> s.Feature:
         return s.Feature.of(await catalog.get_feature(feature))
 
 
@@ -82,7 +82,7 @@ class PlanController(Controller):
     dependencies = {"catalog": Provide(provide_catalog, sync_to_thread=False)}
 
     @post("/", opt=WRITE, responses=ERROR_RESPONSES, summary="Create a plan (tier) or add-on with its grants")
-    async def create(self, data: s.PlanCreate, catalog: CatalogService) -> s.Plan:
+    async def create(self, data: JSONBody[s.PlanCreate], catalog: NamedDependency[CatalogService]) -> s.Plan:
         row = await catalog.create_plan(
             product_id=data.product, key=data.key, name=data.name, kind=data.kind, description=data.description,
             rank=data.rank, trial_days=data.trial_days, custom_pricing=data.custom_pricing,
@@ -93,11 +93,11 @@ class PlanController(Controller):
     @get("/", opt=READ, responses=ERROR_RESPONSES, summary="List plans and add-ons")
     async def list_(
         self,
-        catalog: CatalogService,
-        page: ListParams,
+        catalog: NamedDependency[CatalogService],
+        page: NamedDependency[ListParams],
         active: ActiveFilter = None,
-        kind: Annotated[str | None, Parameter(query="kind", pattern="^(base|addon)$")] = None,
-        product: Annotated[str | None, Parameter(query="product", max_length=40)] = None,
+        kind: Annotated[str | None, QueryParameter(name="kind", pattern="^(base|addon)$")] = None,
+        product: Annotated[str | None, QueryParameter(name="product", max_length=40)] = None,
     ) -> s.PlanList:
         result = await catalog.list_plans(
             after=page.after, limit=page.limit, kind=kind, product_id=product, active=active
@@ -106,12 +106,12 @@ class PlanController(Controller):
         return s.PlanList(data, result.next_cursor is not None, result.next_cursor)
 
     @get("/{plan:str}", opt=READ, responses=ERROR_RESPONSES, summary="Retrieve a plan by id or key")
-    async def retrieve(self, plan: str, catalog: CatalogService) -> s.Plan:
+    async def retrieve(self, plan: str, catalog: NamedDependency[CatalogService]) -> s.Plan:
         row = await catalog.get_plan(plan)
         return s.Plan.of(row, await catalog.terms(row.id))
 
     @patch("/{plan:str}", opt=WRITE, responses=ERROR_RESPONSES, summary="Update a plan's description")
-    async def update(self, plan: str, data: s.PlanUpdate, catalog: CatalogService) -> s.Plan:
+    async def update(self, plan: str, data: JSONBody[s.PlanUpdate], catalog: NamedDependency[CatalogService]) -> s.Plan:
         row = await catalog.update_plan(plan, changes_of(data))
         return s.Plan.of(row, await catalog.terms(row.id))
 
@@ -119,12 +119,12 @@ class PlanController(Controller):
         "/{plan:str}/versions", opt=WRITE, responses=ERROR_RESPONSES,
         summary="Publish new grants as the plan's next version (existing subscribers keep theirs)",
     )
-    async def publish(self, plan: str, data: s.GrantsPublish, catalog: CatalogService) -> s.PlanVersion:
+    async def publish(self, plan: str, data: JSONBody[s.GrantsPublish], catalog: NamedDependency[CatalogService]) -> s.PlanVersion:
         version = await catalog.publish_grants(plan, _grants(data.grants), data.note)
         return s.version_out(await catalog.terms(plan, version.version))
 
     @get("/{plan:str}/versions", opt=READ, responses=ERROR_RESPONSES, summary="List a plan's versions")
-    async def versions(self, plan: str, catalog: CatalogService) -> s.PlanVersionList:
+    async def versions(self, plan: str, catalog: NamedDependency[CatalogService]) -> s.PlanVersionList:
         return s.PlanVersionList([s.version_out(t) for t in await catalog.list_versions(plan)])
 
 
@@ -134,7 +134,7 @@ class PriceController(Controller):
     dependencies = {"catalog": Provide(provide_catalog, sync_to_thread=False)}
 
     @post("/", opt=WRITE, responses=ERROR_RESPONSES, summary="Create a price for a plan")
-    async def create(self, data: s.PriceCreate, catalog: CatalogService) -> s.Price:
+    async def create(self, data: JSONBody[s.PriceCreate], catalog: NamedDependency[CatalogService]) -> s.Price:
         row = await catalog.create_price(
             plan_id=data.plan, model=data.model, interval=data.interval,
             currency_options=data.currency_options_plain(), usage_type=data.usage_type,
@@ -147,11 +147,11 @@ class PriceController(Controller):
     @get("/", opt=READ, responses=ERROR_RESPONSES, summary="List prices")
     async def list_(
         self,
-        catalog: CatalogService,
-        page: ListParams,
+        catalog: NamedDependency[CatalogService],
+        page: NamedDependency[ListParams],
         active: ActiveFilter = None,
-        plan: Annotated[str | None, Parameter(query="plan", max_length=100)] = None,
-        currency: Annotated[str | None, Parameter(query="currency", pattern="^[A-Z]{3}$")] = None,
+        plan: Annotated[str | None, QueryParameter(name="plan", max_length=100)] = None,
+        currency: Annotated[str | None, QueryParameter(name="currency", pattern="^[A-Z]{3}$")] = None,
     ) -> s.PriceList:
         result = await catalog.list_prices(
             after=page.after, limit=page.limit, plan_id=plan, active=active, currency=currency
@@ -159,11 +159,11 @@ class PriceController(Controller):
         return s.PriceList([s.Price.of(r) for r in result.items], result.next_cursor is not None, result.next_cursor)
 
     @get("/{price:str}", opt=READ, responses=ERROR_RESPONSES, summary="Retrieve a price by id or lookup key")
-    async def retrieve(self, price: str, catalog: CatalogService) -> s.Price:
+    async def retrieve(self, price: str, catalog: NamedDependency[CatalogService]) -> s.Price:
         return s.Price.of(await catalog.get_price(price))
 
     @patch("/{price:str}", opt=WRITE, responses=ERROR_RESPONSES, summary="Update a price (amounts are immutable)")
-    async def update(self, price: str, data: s.PriceUpdate, catalog: CatalogService) -> s.Price:
+    async def update(self, price: str, data: JSONBody[s.PriceUpdate], catalog: NamedDependency[CatalogService]) -> s.Price:
         return s.Price.of(await catalog.update_price(price, changes_of(data)))
 
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, delete, get, patch, post
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.customers import schemas as s
@@ -23,7 +23,7 @@ READ = {"scope": "customers:read"}
 WRITE = {"scope": "customers:write"}
 
 
-def provide_customers(session: AsyncSession, clock: Clock) -> CustomerService:
+def provide_customers(session: NamedDependency[AsyncSession], clock: NamedDependency[Clock]) -> CustomerService:
     return CustomerService(CustomerRepository(session), clock)
 
 
@@ -33,7 +33,7 @@ class CustomerController(Controller):
     dependencies = {"customers": Provide(provide_customers, sync_to_thread=False)}
 
     @post("/", opt=WRITE, responses=ERROR_RESPONSES, summary="Create a customer organisation (tenant)")
-    async def create(self, data: s.CustomerCreate, customers: CustomerService, principal: Principal) -> s.Customer:
+    async def create(self, data: JSONBody[s.CustomerCreate], customers: NamedDependency[CustomerService], principal: NamedDependency[Principal]) -> s.Customer:
         row = await customers.create(
             name=data.name, email=data.email, currency=data.currency, country=data.country,
             tax_ids=[msgspec.structs.asdict(t) for t in data.tax_ids], default_role=data.default_role,
@@ -44,11 +44,11 @@ class CustomerController(Controller):
     @get("/", opt=READ, responses=ERROR_RESPONSES, summary="List customers")
     async def list_(
         self,
-        customers: CustomerService,
-        principal: Principal,
-        page: ListParams,
-        email: Annotated[str | None, Parameter(query="email", max_length=320)] = None,
-        test_clock: Annotated[str | None, Parameter(query="test_clock", max_length=40)] = None,
+        customers: NamedDependency[CustomerService],
+        principal: NamedDependency[Principal],
+        page: NamedDependency[ListParams],
+        email: Annotated[str | None, QueryParameter(name="email", max_length=320)] = None,
+        test_clock: Annotated[str | None, QueryParameter(name="test_clock", max_length=40)] = None,
     ) -> s.CustomerList:
         result = await customers.list(
             after=page.after, limit=page.limit, scope=principal.tenant_id, email=email, test_clock_id=test_clock
@@ -57,19 +57,19 @@ class CustomerController(Controller):
                               result.next_cursor)
 
     @get("/{customer_id:str}", opt=READ, responses=ERROR_RESPONSES, summary="Retrieve a customer")
-    async def retrieve(self, customer_id: str, customers: CustomerService, principal: Principal) -> s.Customer:
+    async def retrieve(self, customer_id: str, customers: NamedDependency[CustomerService], principal: NamedDependency[Principal]) -> s.Customer:
         return s.Customer.of(await customers.get(customer_id, scope=principal.tenant_id))
 
     @patch("/{customer_id:str}", opt=WRITE, responses=ERROR_RESPONSES, summary="Update a customer")
     async def update(
-        self, customer_id: str, data: s.CustomerUpdate, customers: CustomerService, principal: Principal
+        self, customer_id: str, data: JSONBody[s.CustomerUpdate], customers: NamedDependency[CustomerService], principal: NamedDependency[Principal]
     ) -> s.Customer:
         changes = s.plain_changes(changes_of(data))
         return s.Customer.of(await customers.update(customer_id, changes, scope=principal.tenant_id))
 
     @post("/{customer_id:str}/members", opt=WRITE, responses=ERROR_RESPONSES, summary="Add a member")
     async def add_member(
-        self, customer_id: str, data: s.MemberCreate, customers: CustomerService, principal: Principal
+        self, customer_id: str, data: JSONBody[s.MemberCreate], customers: NamedDependency[CustomerService], principal: NamedDependency[Principal]
     ) -> s.Member:
         membership, user = await customers.add_member(
             customer_id, email=data.email, name=data.name, role=data.role, scope=principal.tenant_id
@@ -80,10 +80,10 @@ class CustomerController(Controller):
     async def list_members(
         self,
         customer_id: str,
-        customers: CustomerService,
-        principal: Principal,
-        page: ListParams,
-        include_removed: Annotated[bool, Parameter(query="include_removed")] = False,
+        customers: NamedDependency[CustomerService],
+        principal: NamedDependency[Principal],
+        page: NamedDependency[ListParams],
+        include_removed: Annotated[bool, QueryParameter(name="include_removed")] = False,
     ) -> s.MemberList:
         result = await customers.list_members(
             customer_id, after=page.after, limit=page.limit, include_removed=include_removed,
@@ -95,8 +95,8 @@ class CustomerController(Controller):
     @patch("/{customer_id:str}/members/{member_id:str}", opt=WRITE, responses=ERROR_RESPONSES,
            summary="Change a member's role")
     async def update_member(
-        self, customer_id: str, member_id: str, data: s.MemberUpdate, customers: CustomerService,
-        principal: Principal,
+        self, customer_id: str, member_id: str, data: JSONBody[s.MemberUpdate], customers: NamedDependency[CustomerService],
+        principal: NamedDependency[Principal],
     ) -> s.Member:
         membership, user = await customers.change_role(customer_id, member_id, data.role, scope=principal.tenant_id)
         return s.Member.of(membership, user)
@@ -104,7 +104,7 @@ class CustomerController(Controller):
     @delete("/{customer_id:str}/members/{member_id:str}", opt=WRITE, responses=ERROR_RESPONSES,
             summary="Remove a member", status_code=200)
     async def remove_member(
-        self, customer_id: str, member_id: str, customers: CustomerService, principal: Principal
+        self, customer_id: str, member_id: str, customers: NamedDependency[CustomerService], principal: NamedDependency[Principal]
     ) -> s.Member:
         await customers.remove_member(customer_id, member_id, scope=principal.tenant_id)
         membership, user = await customers.get_member(customer_id, member_id, scope=principal.tenant_id)

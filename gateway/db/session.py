@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy import event
+from sqlalchemy.pool import NullPool
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 
@@ -14,10 +15,14 @@ def is_sqlite(url: str) -> bool:
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, pooled: bool = True) -> None:
         self.url = url
         kwargs: dict[str, object] = {"echo": echo}
-        if not is_sqlite(url):
+        if not pooled:
+            # Tests: the app under test and the test body may run on different event loops, and an
+            # asyncpg connection belongs to the loop that opened it.
+            kwargs["poolclass"] = NullPool
+        elif not is_sqlite(url):
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if is_sqlite(url):

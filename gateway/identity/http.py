@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
-from litestar.di import Provide
+from litestar.params import JSONBody
+from litestar.di import NamedDependency, Provide
 from msgspec import Meta, Struct
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,7 +39,7 @@ def forget_cached_keys() -> None:
     _cache.clear()
 
 
-async def _principal_for(secret: str, db: Database, clock: Any) -> Principal:
+async def _principal_for(secret: str, db: Database, clock: NamedDependency[Any]) -> Principal:
     digest = hash_secret(secret)
     hit = _cache.get(digest)
     now = time.monotonic()
@@ -105,7 +106,7 @@ class ApiKeyList(Struct):
     next_cursor: str | None
 
 
-def provide_keys(session: AsyncSession, clock: Clock) -> ApiKeyService:
+def provide_keys(session: NamedDependency[AsyncSession], clock: NamedDependency[Clock]) -> ApiKeyService:
     return ApiKeyService(session, clock)
 
 
@@ -116,7 +117,7 @@ class ApiKeyController(Controller):
 
     @post("/", opt={"scope": "api_keys:write"}, responses=ERROR_RESPONSES,
           summary="Create a secret API key; the secret is shown only in this response")
-    async def create(self, data: ApiKeyCreate, keys: ApiKeyService, principal: Principal) -> ApiKey:
+    async def create(self, data: JSONBody[ApiKeyCreate], keys: NamedDependency[ApiKeyService], principal: NamedDependency[Principal]) -> ApiKey:
         tenant = data.customer
         if principal.tenant_id is not None:
             if tenant not in (None, principal.tenant_id):
@@ -128,13 +129,13 @@ class ApiKeyController(Controller):
         return ApiKey.of(row, secret)
 
     @get("/", opt={"scope": "api_keys:read"}, responses=ERROR_RESPONSES, summary="List API keys")
-    async def list_(self, keys: ApiKeyService, principal: Principal, page: ListParams) -> ApiKeyList:
+    async def list_(self, keys: NamedDependency[ApiKeyService], principal: NamedDependency[Principal], page: NamedDependency[ListParams]) -> ApiKeyList:
         result = await keys.list(after=page.after, limit=page.limit, scope=principal.tenant_id)
         return ApiKeyList([ApiKey.of(r) for r in result.items], result.next_cursor is not None, result.next_cursor)
 
     @post("/{key_id:str}/revoke", opt={"scope": "api_keys:write"}, responses=ERROR_RESPONSES,
           summary="Revoke an API key")
-    async def revoke(self, key_id: str, keys: ApiKeyService, principal: Principal) -> ApiKey:
+    async def revoke(self, key_id: str, keys: NamedDependency[ApiKeyService], principal: NamedDependency[Principal]) -> ApiKey:
         row = await keys.revoke(key_id, scope=principal.tenant_id)
         revoke_from_cache(row.id)
         return ApiKey.of(row)

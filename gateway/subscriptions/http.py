@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, delete, get, post
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.catalog.http import provide_catalog
@@ -32,13 +32,13 @@ WRITE = {"scope": "subscriptions:write"}
 
 
 def provide_subscriptions(
-    session: AsyncSession, catalog: CatalogService, customers: CustomerService, clock: Clock
+    session: NamedDependency[AsyncSession], catalog: NamedDependency[CatalogService], customers: NamedDependency[CustomerService], clock: NamedDependency[Clock]
 ) -> SubscriptionService:
     return SubscriptionService(SubscriptionRepository(session), catalog, customers, clock)
 
 
 def provide_test_clocks(
-    session: AsyncSession, subscriptions: SubscriptionService, customers: CustomerService, clock: Clock
+    session: NamedDependency[AsyncSession], subscriptions: NamedDependency[SubscriptionService], customers: NamedDependency[CustomerService], clock: NamedDependency[Clock]
 ) -> TestClockService:
     return TestClockService(SubscriptionRepository(session), subscriptions, customers, clock)
 
@@ -51,7 +51,7 @@ DEPENDENCIES = {
 }
 
 
-async def _out(subscriptions: SubscriptionService, row: Subscription) -> s.Subscription:
+async def _out(subscriptions: NamedDependency[SubscriptionService], row: Subscription) -> s.Subscription:
     return s.Subscription.of(row, list(await subscriptions.addons(row)))
 
 
@@ -62,7 +62,7 @@ class SubscriptionController(Controller):
 
     @post("/", opt=WRITE, responses=ERROR_RESPONSES, summary="Create a subscription (optionally with a trial)")
     async def create(
-        self, data: s.SubscriptionCreate, subscriptions: SubscriptionService, principal: Principal
+        self, data: JSONBody[s.SubscriptionCreate], subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
     ) -> s.Subscription:
         row = await subscriptions.create(
             customer_id=data.customer, price=data.price, quantity=data.quantity, currency=data.currency,
@@ -75,12 +75,12 @@ class SubscriptionController(Controller):
     @get("/", opt=READ, responses=ERROR_RESPONSES, summary="List subscriptions")
     async def list_(
         self,
-        subscriptions: SubscriptionService,
-        principal: Principal,
-        page: ListParams,
-        customer: Annotated[str | None, Parameter(query="customer", max_length=40)] = None,
-        status: Annotated[str | None, Parameter(query="status", max_length=20)] = None,
-        plan: Annotated[str | None, Parameter(query="plan", max_length=100)] = None,
+        subscriptions: NamedDependency[SubscriptionService],
+        principal: NamedDependency[Principal],
+        page: NamedDependency[ListParams],
+        customer: Annotated[str | None, QueryParameter(name="customer", max_length=40)] = None,
+        status: Annotated[str | None, QueryParameter(name="status", max_length=20)] = None,
+        plan: Annotated[str | None, QueryParameter(name="plan", max_length=100)] = None,
     ) -> s.SubscriptionList:
         result = await subscriptions.list(
             after=page.after, limit=page.limit, scope=principal.tenant_id, customer_id=customer, status=status,
@@ -91,7 +91,7 @@ class SubscriptionController(Controller):
 
     @get("/{subscription_id:str}", opt=READ, responses=ERROR_RESPONSES, summary="Retrieve a subscription")
     async def retrieve(
-        self, subscription_id: str, subscriptions: SubscriptionService, principal: Principal
+        self, subscription_id: str, subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
     ) -> s.Subscription:
         return await _out(subscriptions, await subscriptions.get(subscription_id, scope=principal.tenant_id))
 
@@ -100,7 +100,7 @@ class SubscriptionController(Controller):
         summary="Change plan: upgrades apply now, downgrades at the period end, unless `timing` says otherwise",
     )
     async def change_plan(
-        self, subscription_id: str, data: s.PlanChange, subscriptions: SubscriptionService, principal: Principal
+        self, subscription_id: str, data: JSONBody[s.PlanChange], subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
     ) -> s.Subscription:
         row = await subscriptions.change_plan(
             subscription_id, price=data.price, quantity=data.quantity, timing=data.timing,
@@ -113,22 +113,22 @@ class SubscriptionController(Controller):
         summary="Drop a plan change scheduled for the period end",
     )
     async def drop_scheduled_change(
-        self, subscription_id: str, subscriptions: SubscriptionService, principal: Principal
+        self, subscription_id: str, subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
     ) -> s.Subscription:
         row = await subscriptions.cancel_scheduled_change(subscription_id, scope=principal.tenant_id)
         return await _out(subscriptions, row)
 
     @post("/{subscription_id:str}/quantity", opt=WRITE, responses=ERROR_RESPONSES, summary="Change seat quantity")
     async def quantity(
-        self, subscription_id: str, data: s.QuantityChange, subscriptions: SubscriptionService,
-        principal: Principal,
+        self, subscription_id: str, data: JSONBody[s.QuantityChange], subscriptions: NamedDependency[SubscriptionService],
+        principal: NamedDependency[Principal],
     ) -> s.Subscription:
         row = await subscriptions.set_quantity(subscription_id, data.quantity, scope=principal.tenant_id)
         return await _out(subscriptions, row)
 
     @post("/{subscription_id:str}/addons", opt=WRITE, responses=ERROR_RESPONSES, summary="Attach an add-on")
     async def add_addon(
-        self, subscription_id: str, data: s.AddonIn, subscriptions: SubscriptionService, principal: Principal
+        self, subscription_id: str, data: JSONBody[s.AddonIn], subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
     ) -> s.Subscription:
         await subscriptions.add_addon(subscription_id, AddonInput(data.price, data.quantity), scope=principal.tenant_id)
         return await _out(subscriptions, await subscriptions.get(subscription_id, scope=principal.tenant_id))
@@ -138,21 +138,21 @@ class SubscriptionController(Controller):
         summary="Remove an add-on",
     )
     async def remove_addon(
-        self, subscription_id: str, addon_id: str, subscriptions: SubscriptionService, principal: Principal
+        self, subscription_id: str, addon_id: str, subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
     ) -> s.Subscription:
         await subscriptions.remove_addon(subscription_id, addon_id, scope=principal.tenant_id)
         return await _out(subscriptions, await subscriptions.get(subscription_id, scope=principal.tenant_id))
 
     @post("/{subscription_id:str}/pause", opt=WRITE, responses=ERROR_RESPONSES, summary="Pause (optionally until a time)")
     async def pause(
-        self, subscription_id: str, data: s.PauseRequest, subscriptions: SubscriptionService, principal: Principal
+        self, subscription_id: str, data: JSONBody[s.PauseRequest], subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
     ) -> s.Subscription:
         row = await subscriptions.pause(subscription_id, resumes_at=data.resumes_at, scope=principal.tenant_id)
         return await _out(subscriptions, row)
 
     @post("/{subscription_id:str}/resume", opt=WRITE, responses=ERROR_RESPONSES, summary="Resume a paused subscription")
     async def resume(
-        self, subscription_id: str, data: s.ResumeRequest, subscriptions: SubscriptionService, principal: Principal
+        self, subscription_id: str, data: JSONBody[s.ResumeRequest], subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
     ) -> s.Subscription:
         row = await subscriptions.resume(subscription_id, anchor=data.billing_cycle_anchor, scope=principal.tenant_id)
         return await _out(subscriptions, row)
@@ -160,7 +160,7 @@ class SubscriptionController(Controller):
     @post("/{subscription_id:str}/cancel", opt=WRITE, responses=ERROR_RESPONSES,
           summary="Cancel now, or at the period end (default)")
     async def cancel(
-        self, subscription_id: str, data: s.CancelRequest, subscriptions: SubscriptionService, principal: Principal
+        self, subscription_id: str, data: JSONBody[s.CancelRequest], subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
     ) -> s.Subscription:
         row = await subscriptions.cancel(
             subscription_id, at_period_end=data.at_period_end, reason=data.reason, scope=principal.tenant_id
@@ -170,7 +170,7 @@ class SubscriptionController(Controller):
     @post("/{subscription_id:str}/undo_cancel", opt=WRITE, responses=ERROR_RESPONSES,
           summary="Undo a cancellation scheduled for the period end")
     async def undo_cancel(
-        self, subscription_id: str, subscriptions: SubscriptionService, principal: Principal
+        self, subscription_id: str, subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
     ) -> s.Subscription:
         row = await subscriptions.undo_cancel(subscription_id, scope=principal.tenant_id)
         return await _out(subscriptions, row)
@@ -190,35 +190,35 @@ class TestClockController(Controller):
     guards = [platform_key_only]
 
     @post("/", opt=CLOCK_WRITE, responses=ERROR_RESPONSES, summary="Create a test clock")
-    async def create(self, data: s.TestClockCreate, test_clocks: TestClockService) -> s.TestClock:
+    async def create(self, data: JSONBody[s.TestClockCreate], test_clocks: NamedDependency[TestClockService]) -> s.TestClock:
         return s.TestClock.of(await test_clocks.create(frozen_time=data.frozen_time, name=data.name))
 
     @get("/", opt=CLOCK_READ, responses=ERROR_RESPONSES, summary="List test clocks")
-    async def list_(self, test_clocks: TestClockService, page: ListParams) -> s.TestClockList:
+    async def list_(self, test_clocks: NamedDependency[TestClockService], page: NamedDependency[ListParams]) -> s.TestClockList:
         result = await test_clocks.list(after=page.after, limit=page.limit)
         return s.TestClockList([s.TestClock.of(r) for r in result.items], result.next_cursor is not None,
                                result.next_cursor)
 
     @get("/{clock_id:str}", opt=CLOCK_READ, responses=ERROR_RESPONSES, summary="Retrieve a test clock")
-    async def retrieve(self, clock_id: str, test_clocks: TestClockService) -> s.TestClock:
+    async def retrieve(self, clock_id: str, test_clocks: NamedDependency[TestClockService]) -> s.TestClock:
         return s.TestClock.of(await test_clocks.get(clock_id))
 
     @post("/{clock_id:str}/advance", opt=CLOCK_WRITE, responses=ERROR_RESPONSES,
           summary="Advance the clock; everything due for its customers happens, in time order")
-    async def advance(self, clock_id: str, data: s.TestClockAdvance, test_clocks: TestClockService) -> s.TestClock:
+    async def advance(self, clock_id: str, data: JSONBody[s.TestClockAdvance], test_clocks: NamedDependency[TestClockService]) -> s.TestClock:
         row, steps = await test_clocks.advance(clock_id, data.frozen_time)
         return s.TestClock.of(row, steps)
 
     @post("/{clock_id:str}/customers", opt=CLOCK_WRITE, responses=ERROR_RESPONSES,
           summary="Attach a customer (before it subscribes) to the clock")
     async def attach(
-        self, clock_id: str, data: s.TestClockAttach, test_clocks: TestClockService, principal: Principal
+        self, clock_id: str, data: JSONBody[s.TestClockAttach], test_clocks: NamedDependency[TestClockService], principal: NamedDependency[Principal]
     ) -> s.TestClock:
         await test_clocks.attach(clock_id, data.customer, scope=principal.tenant_id)
         return s.TestClock.of(await test_clocks.get(clock_id))
 
     @delete("/{clock_id:str}", opt=CLOCK_WRITE, responses=ERROR_RESPONSES, summary="Delete an unused test clock")
-    async def remove(self, clock_id: str, test_clocks: TestClockService) -> None:
+    async def remove(self, clock_id: str, test_clocks: NamedDependency[TestClockService]) -> None:
         await test_clocks.delete(clock_id)
 
 
@@ -230,11 +230,11 @@ class EventController(Controller):
          summary="List domain events (the outbox), oldest first")
     async def list_(
         self,
-        session: AsyncSession,
-        principal: Principal,
-        page: ListParams,
-        aggregate: Annotated[str | None, Parameter(query="aggregate", max_length=40)] = None,
-        type_prefix: Annotated[str | None, Parameter(query="type", max_length=80)] = None,
+        session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        page: NamedDependency[ListParams],
+        aggregate: Annotated[str | None, QueryParameter(name="aggregate", max_length=40)] = None,
+        type_prefix: Annotated[str | None, QueryParameter(name="type", max_length=80)] = None,
     ) -> s.EventList:
         try:
             after_seq = int(page.after) if page.after else 0

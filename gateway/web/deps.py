@@ -7,7 +7,9 @@ from typing import Any
 
 from litestar import Request
 from litestar.datastructures import State
-from litestar.params import Parameter
+from typing import Annotated
+
+from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.session import Database
@@ -41,13 +43,15 @@ class ListParams:
 
 
 def provide_list_params(
-    limit: int = Parameter(
-        query="limit", default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Page size (1-100)."
+    limit: Annotated[int, QueryParameter(name="limit", ge=1, le=MAX_LIMIT, description="Page size (1-100).")] = (
+        DEFAULT_LIMIT
     ),
-    starting_after: str | None = Parameter(
-        query="starting_after", default=None, max_length=200,
-        description="Cursor from the previous page's `next_cursor`.",
-    ),
+    starting_after: Annotated[
+        str | None,
+        QueryParameter(
+            name="starting_after", max_length=200, description="Cursor from the previous page's `next_cursor`."
+        ),
+    ] = None,
 ) -> ListParams:
     return ListParams(limit, starting_after)
 

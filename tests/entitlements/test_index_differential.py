@@ -73,7 +73,7 @@ def policies(draw: st.DrawFn, version: int = 1) -> PolicySnapshot:
         action=st.sampled_from(RULE_ACTIONS),
     )
     rules += draw(st.lists(permission, min_size=4, max_size=16))
-    rules += draw(st.lists(gate, max_size=4))
+    rules += draw(st.lists(gate, min_size=1, max_size=5))
     return policy_snapshot(draw(st.permutations(rules)), version=version)
 
 
@@ -81,7 +81,7 @@ def policies(draw: st.DrawFn, version: int = 1) -> PolicySnapshot:
 # draws spend almost every example on unknown_tenant and never reach the role and gate logic.
 # sampled_from rather than integers: Hypothesis steers integers towards their bounds.
 mostly = st.sampled_from([True] * 7 + [False])
-statuses = st.sampled_from([TenantStatus.ACTIVE] * 10 + list(TenantStatus))
+statuses = st.sampled_from([*TenantStatus, *[TenantStatus.ACTIVE] * 10])
 standings = st.builds(
     TenantStanding,
     tenant_id=st.sampled_from(TENANTS),
@@ -92,8 +92,8 @@ standings = st.builds(
 memberships = st.builds(
     Membership,
     user_id=st.sampled_from(USERS),
-    tenant_id=st.sampled_from([*TENANTS, "t_unknown"]),
-    role=st.sampled_from([*ROLES, *ROLES, "r_unknown"]),
+    tenant_id=st.sampled_from([*TENANTS, *TENANTS, *TENANTS, "t_unknown"]),
+    role=st.sampled_from([*ROLES, *ROLES, *ROLES, "r_unknown"]),
 )
 random_requests = st.tuples(
     st.sampled_from([*USERS, "u_unknown"]),

@@ -1,0 +1,150 @@
+"""Shared fixtures. Every database test runs on SQLite and, when `TIERGATE_TEST_POSTGRES_URL` is set, on
+PostgreSQL too. With `CI` set, a missing PostgreSQL or Redis is a failure, never a skip."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+
+from gateway.all_models import Base
+from gateway.app import create_app
+from gateway.config import Settings
+from gateway.db.session import Database
+from gateway.identity.http import forget_cached_keys
+from gateway.kernel.clock import FrozenClock
+
+POSTGRES_URL = os.environ.get("TIERGATE_TEST_POSTGRES_URL", "")
+REDIS_URL = os.environ.get("TIERGATE_TEST_REDIS_URL", "")
+IN_CI = bool(os.environ.get("CI"))
+ADMIN_KEY = "tg_sk_test_admin_key_0123456789"
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if IN_CI and not (POSTGRES_URL and REDIS_URL):
+        raise pytest.UsageError(
+            "CI is set but TIERGATE_TEST_POSTGRES_URL / TIERGATE_TEST_REDIS_URL are not: "
+            "the real services must be tested in CI"
+        )
+
+
+BACKENDS = ["sqlite", *(["postgres"] if POSTGRES_URL else [])]
+
+_pg_ready = False
+
+
+async def _prepare_postgres(db: Database) -> None:
+    """Migrate once per run (the migrations themselves are under test), then empty the tables per test."""
+    global _pg_ready
+    if not _pg_ready:
+        from gateway.db.migrate import upgrade_head
+
+        async with db.engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+        await upgrade_head(db)
+        _pg_ready = True
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    async with db.engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=BACKENDS)
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "postgres":
+        database = Database(POSTGRES_URL, pooled=False)
+        await _prepare_postgres(database)
+    else:
+        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}")
+        async with database.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(START)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(
+        database_url="unused-db-is-injected",
+        migrate_on_start=False,
+        scheduler_enabled=False,
+        bootstrap_api_key=ADMIN_KEY,
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, clock: FrozenClock, db: Database) -> Iterator[Litestar]:
+    forget_cached_keys()
+    yield create_app(settings, clock=clock, db=db)
+    forget_cached_keys()
+
+
+class Api:
+    """A test client that speaks as one API key and fails loudly on unexpected statuses."""
+
+    def __init__(self, client: AsyncTestClient[Litestar], key: str) -> None:
+        self.client = client
+        self.key = key
+
+    def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}", **(extra or {})}
+
+    async def call(self, method: str, path: str, *, expect: int | None = 200, json: Any = None,
+                   headers: dict[str, str] | None = None, params: dict[str, Any] | None = None) -> Any:
+        response = await self.client.request(method, path, json=json, headers=self._headers(headers), params=params)
+        if expect is not None:
+            assert response.status_code == expect, f"{method} {path}: {response.status_code} {response.text}"
+        return response.json() if response.content else None
+
+    async def get(self, path: str, **kw: Any) -> Any:
+        return await self.call("GET", path, **kw)
+
+    async def post(self, path: str, json: Any = None, **kw: Any) -> Any:
+        kw.setdefault("expect", 201)
+        return await self.call("POST", path, json=json if json is not None else {}, **kw)
+
+    async def patch(self, path: str, json: Any, **kw: Any) -> Any:
+        return await self.call("PATCH", path, json=json, **kw)
+
+    async def delete(self, path: str, **kw: Any) -> Any:
+        return await self.call("DELETE", path, **kw)
+
+    def as_key(self, key: str) -> Api:
+        return Api(self.client, key)
+
+
+@pytest.fixture
+async def api(app: Litestar) -> AsyncIterator[Api]:
+    async with AsyncTestClient(app) as client:
+        yield Api(client, ADMIN_KEY)
+
+
+@pytest.fixture
+async def demo(api: Api, db: Database, clock: FrozenClock) -> dict[str, Any]:
+    """The demo catalog (no demo customers: tests make their own)."""
+    from gateway.demo import seed_catalog
+
+    async with db.unit_of_work() as session:
+        await seed_catalog(session, clock)
+    return {}
+
+
+@pytest.fixture(scope="session")
+def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
+    return asyncio.DefaultEventLoopPolicy()
