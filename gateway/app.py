@@ -29,6 +29,7 @@ from gateway.identity.http import authenticate
 from gateway.web.deps import COMMON_DEPENDENCIES
 from gateway.web.idempotency import IdempotencyMiddleware
 from gateway.web.problems import EXCEPTION_HANDLERS
+from gateway.web.strict import reject_unknown_query_params
 from gateway.worker.scheduler import run_scheduler
 
 log = logging.getLogger("tiergate")
@@ -70,7 +71,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
     v1 = Router(
         path="/v1",
         route_handlers=list(handlers),
-        guards=[authenticate],
+        guards=[authenticate, reject_unknown_query_params],
         security=[{"apiKey": []}],
     )
     return Litestar(

@@ -4,6 +4,7 @@ PostgreSQL too. With `CI` set, a missing PostgreSQL or Redis is a failure, never
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -36,6 +37,8 @@ def pytest_configure(config: pytest.Config) -> None:
             "the real services must be tested in CI"
         )
 
+
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 BACKENDS = ["sqlite", *(["postgres"] if POSTGRES_URL else [])]
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+from gateway.kernel.errors import ValidationFailed
 
-class NaiveDatetime(ValueError):
-    pass
+
+class NaiveDatetime(ValidationFailed, ValueError):
+    """A naive datetime reached the domain: refused with a 422 if it came from a request."""
+
+    code = "naive_datetime"
 
 
 def ensure_utc(value: datetime) -> datetime:

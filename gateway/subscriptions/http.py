@@ -26,6 +26,7 @@ from gateway.subscriptions.service import AddonInput, SubscriptionService
 from gateway.identity.http import platform_key_only
 from gateway.web.deps import ListParams
 from gateway.web.problems import ERROR_RESPONSES
+from gateway.web.timestamps import parse_timestamp
 
 READ = {"scope": "subscriptions:read"}
 WRITE = {"scope": "subscriptions:write"}
@@ -147,7 +148,9 @@ class SubscriptionController(Controller):
     async def pause(
         self, subscription_id: str, data: JSONBody[s.PauseRequest], subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
     ) -> s.Subscription:
-        row = await subscriptions.pause(subscription_id, resumes_at=data.resumes_at, scope=principal.tenant_id)
+        row = await subscriptions.pause(
+            subscription_id, resumes_at=parse_timestamp(data.resumes_at, "resumes_at"), scope=principal.tenant_id
+        )
         return await _out(subscriptions, row)
 
     @post("/{subscription_id:str}/resume", opt=WRITE, responses=ERROR_RESPONSES, summary="Resume a paused subscription")
@@ -191,7 +194,8 @@ class TestClockController(Controller):
 
     @post("/", opt=CLOCK_WRITE, responses=ERROR_RESPONSES, summary="Create a test clock")
     async def create(self, data: JSONBody[s.TestClockCreate], test_clocks: NamedDependency[TestClockService]) -> s.TestClock:
-        return s.TestClock.of(await test_clocks.create(frozen_time=data.frozen_time, name=data.name))
+        frozen_time = parse_timestamp(data.frozen_time, "frozen_time")
+        return s.TestClock.of(await test_clocks.create(frozen_time=frozen_time, name=data.name))
 
     @get("/", opt=CLOCK_READ, responses=ERROR_RESPONSES, summary="List test clocks")
     async def list_(self, test_clocks: NamedDependency[TestClockService], page: NamedDependency[ListParams]) -> s.TestClockList:
@@ -206,7 +210,7 @@ class TestClockController(Controller):
     @post("/{clock_id:str}/advance", opt=CLOCK_WRITE, responses=ERROR_RESPONSES,
           summary="Advance the clock; everything due for its customers happens, in time order")
     async def advance(self, clock_id: str, data: JSONBody[s.TestClockAdvance], test_clocks: NamedDependency[TestClockService]) -> s.TestClock:
-        row, steps = await test_clocks.advance(clock_id, data.frozen_time)
+        row, steps = await test_clocks.advance(clock_id, parse_timestamp(data.frozen_time, "frozen_time"))  # type: ignore[arg-type]
         return s.TestClock.of(row, steps)
 
     @post("/{clock_id:str}/customers", opt=CLOCK_WRITE, responses=ERROR_RESPONSES,

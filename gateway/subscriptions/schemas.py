@@ -9,6 +9,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from gateway.db.outbox import OutboxEvent
+from gateway.web.timestamps import AwareTimestamp
 from gateway.subscriptions.models import Subscription as SubscriptionRow
 from gateway.subscriptions.models import SubscriptionAddon
 from gateway.subscriptions.models import TestClock as TestClockRow
@@ -46,7 +47,7 @@ class QuantityChange(Struct, forbid_unknown_fields=True):
 
 
 class PauseRequest(Struct, forbid_unknown_fields=True):
-    resumes_at: datetime | None = None
+    resumes_at: AwareTimestamp | None = None
 
 
 class ResumeRequest(Struct, forbid_unknown_fields=True):
@@ -135,13 +136,13 @@ class SubscriptionList(Struct):
 
 class TestClockCreate(Struct, forbid_unknown_fields=True):
     __test__ = False
-    frozen_time: datetime | None = None
+    frozen_time: AwareTimestamp | None = None
     name: Annotated[str, Meta(max_length=200)] | None = None
 
 
 class TestClockAdvance(Struct, forbid_unknown_fields=True):
     __test__ = False
-    frozen_time: datetime
+    frozen_time: AwareTimestamp
 
 
 class TestClockAttach(Struct, forbid_unknown_fields=True):

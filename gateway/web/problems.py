@@ -62,6 +62,10 @@ def validation_error_handler(request: Request[Any, Any, Any], exc: ValidationExc
 
 def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
+    if status == 400:
+        # Litestar's 400s are all malformed requests (undecodable JSON, bad parameters): 422 by convention.
+        return _problem(422, "validation_failed", "Request payload is invalid", str(exc.detail),
+                        instance=request.url.path)
     code = {
         400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
         405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
