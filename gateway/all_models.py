@@ -7,5 +7,12 @@ from gateway.db.base import Base
 from gateway.identity import models as identity_models
 from gateway.subscriptions import models as subscription_models
 
-__all__ = ["Base", "catalog_models", "customer_models", "identity_models", "idempotency", "outbox",
-           "subscription_models"]
+__all__ = [
+    "Base",
+    "catalog_models",
+    "customer_models",
+    "idempotency",
+    "identity_models",
+    "outbox",
+    "subscription_models",
+]

@@ -21,11 +21,11 @@ from gateway.config import Settings, load_settings
 from gateway.customers.http import CONTROLLERS as CUSTOMERS
 from gateway.db.session import Database
 from gateway.identity.http import CONTROLLERS as IDENTITY
+from gateway.identity.http import authenticate
 from gateway.identity.service import ApiKeyService
 from gateway.kernel.clock import Clock, SystemClock
 from gateway.subscriptions.http import CONTROLLERS as SUBSCRIPTIONS
 from gateway.subscriptions.http import EventController
-from gateway.identity.http import authenticate
 from gateway.web.deps import COMMON_DEPENDENCIES
 from gateway.web.idempotency import IdempotencyMiddleware
 from gateway.web.problems import EXCEPTION_HANDLERS
@@ -40,7 +40,9 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock | None = None, db: Database | None = None) -> Litestar:
+def create_app(
+    settings: Settings | None = None, *, clock: Clock | None = None, db: Database | None = None
+) -> Litestar:
     settings = settings or load_settings()
     clock = clock or SystemClock()
     database = db or Database(settings.database_url)
@@ -56,7 +58,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
                 await ApiKeyService(session, clock).ensure_bootstrap(settings.bootstrap_api_key)
         scheduler: asyncio.Task[None] | None = None
         if settings.scheduler_enabled:
-            scheduler = asyncio.create_task(run_scheduler(database, clock, settings.scheduler_interval_seconds))
+            scheduler = asyncio.create_task(
+                run_scheduler(database, clock, settings.scheduler_interval_seconds)
+            )
         try:
             yield
         finally:
@@ -97,7 +101,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
             components=Components(
                 security_schemes={
-                    "apiKey": SecurityScheme(type="http", scheme="bearer", description="Secret API key (tg_sk_…)")
+                    "apiKey": SecurityScheme(
+                        type="http", scheme="bearer", description="Secret API key (tg_sk_…)"
+                    )
                 }
             ),
         ),

@@ -45,7 +45,9 @@ async def _seed(db: Database, api_key: str | None) -> None:
 @click.group()
 def main() -> None:
     """Tiergate: entitlements, access control and subscription billing."""
-    logging.basicConfig(level=load_settings().log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=load_settings().log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
 
 
 @main.command()

@@ -60,7 +60,9 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
     if path.exists():
         with path.open("rb") as fh:
             document = tomllib.load(fh)
-        values.update({k: v for k, v in document.get("tiergate", {}).items() if k not in _SECRET_ONLY_FROM_ENV})
+        values.update(
+            {k: v for k, v in document.get("tiergate", {}).items() if k not in _SECRET_ONLY_FROM_ENV}
+        )
     defaults = Settings()
     known = {f.name for f in fields(Settings)}
     unknown = set(values) - known

@@ -34,22 +34,64 @@ FEATURES = [
 ]
 
 UNLIMITED = "unlimited"
-TIERS = [
+GrantSpec = tuple[str, int | str | None]
+TIERS: list[tuple[str, str, int, int, int, bool, list[GrantSpec]]] = [
     # key, name, rank, monthly USD cents, monthly EUR cents, custom pricing, grants
-    ("basic", "Basic", 1, 900, 900, False, [
-        ("projects", 5), ("seats", 1), ("storage_mb", 1024), ("api_calls", 10_000),
-        ("reporting_basic", None), ("support_email", None),
-    ]),
-    ("pro", "Pro", 2, 2900, 2700, False, [
-        ("projects", UNLIMITED), ("seats", 10), ("storage_mb", 10_240), ("api_calls", 100_000),
-        ("reporting_basic", None), ("reporting_advanced", None), ("support_email", None),
-        ("support_priority", None),
-    ]),
-    ("enterprise", "Enterprise", 3, 9900, 9500, True, [
-        ("projects", UNLIMITED), ("seats", UNLIMITED), ("storage_mb", 102_400), ("api_calls", UNLIMITED),
-        ("reporting_basic", None), ("reporting_advanced", None), ("reporting_custom", None),
-        ("support_email", None), ("support_priority", None), ("support_dedicated", None), ("sso", None),
-    ]),
+    (
+        "basic",
+        "Basic",
+        1,
+        900,
+        900,
+        False,
+        [
+            ("projects", 5),
+            ("seats", 1),
+            ("storage_mb", 1024),
+            ("api_calls", 10_000),
+            ("reporting_basic", None),
+            ("support_email", None),
+        ],
+    ),
+    (
+        "pro",
+        "Pro",
+        2,
+        2900,
+        2700,
+        False,
+        [
+            ("projects", UNLIMITED),
+            ("seats", 10),
+            ("storage_mb", 10_240),
+            ("api_calls", 100_000),
+            ("reporting_basic", None),
+            ("reporting_advanced", None),
+            ("support_email", None),
+            ("support_priority", None),
+        ],
+    ),
+    (
+        "enterprise",
+        "Enterprise",
+        3,
+        9900,
+        9500,
+        True,
+        [
+            ("projects", UNLIMITED),
+            ("seats", UNLIMITED),
+            ("storage_mb", 102_400),
+            ("api_calls", UNLIMITED),
+            ("reporting_basic", None),
+            ("reporting_advanced", None),
+            ("reporting_custom", None),
+            ("support_email", None),
+            ("support_priority", None),
+            ("support_dedicated", None),
+            ("sso", None),
+        ],
+    ),
 ]
 YEARLY_DISCOUNT_PERCENT = 20
 
@@ -76,27 +118,45 @@ async def seed_catalog(session: AsyncSession, clock: Clock) -> None:
         await catalog.create_feature(key=key, name=name, kind=kind, unit=unit)
     for key, name, rank, usd, eur, custom, grants in TIERS:
         plan = await catalog.create_plan(
-            product_id=product.id, key=key, name=name, rank=rank, custom_pricing=custom,
+            product_id=product.id,
+            key=key,
+            name=name,
+            rank=rank,
+            custom_pricing=custom,
             trial_days=14 if key == "pro" else None,
             grants=[GrantInput(feature=f, limit=limit) for f, limit in grants],
         )
         await catalog.create_price(
-            plan_id=plan.id, model="flat", interval="month", lookup_key=f"{key}_monthly",
+            plan_id=plan.id,
+            model="flat",
+            interval="month",
+            lookup_key=f"{key}_monthly",
             nickname=f"{name} monthly",
             currency_options={"USD": {"unit_amount": usd}, "EUR": {"unit_amount": eur}},
         )
         await catalog.create_price(
-            plan_id=plan.id, model="flat", interval="year", lookup_key=f"{key}_yearly",
+            plan_id=plan.id,
+            model="flat",
+            interval="year",
+            lookup_key=f"{key}_yearly",
             nickname=f"{name} yearly (20% off)",
             currency_options={"USD": {"unit_amount": yearly(usd)}, "EUR": {"unit_amount": yearly(eur)}},
         )
     extra_seats = await catalog.create_plan(
-        product_id=product.id, key="extra_seats", name="Extra seats", kind="addon",
-        compatible_plans=["pro"], grants=[GrantInput(feature="seats", limit=5)],
+        product_id=product.id,
+        key="extra_seats",
+        name="Extra seats",
+        kind="addon",
+        compatible_plans=["pro"],
+        grants=[GrantInput(feature="seats", limit=5)],
     )
     await catalog.create_price(
-        plan_id=extra_seats.id, model="per_seat", interval="month", lookup_key="extra_seats_monthly",
-        nickname="5 extra seats", currency_options={"USD": {"unit_amount": 1000}, "EUR": {"unit_amount": 900}},
+        plan_id=extra_seats.id,
+        model="per_seat",
+        interval="month",
+        lookup_key="extra_seats_monthly",
+        nickname="5 extra seats",
+        currency_options={"USD": {"unit_amount": 1000}, "EUR": {"unit_amount": 900}},
     )
 
 

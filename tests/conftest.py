@@ -108,9 +108,19 @@ class Api:
     def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}", **(extra or {})}
 
-    async def call(self, method: str, path: str, *, expect: int | None = 200, json: Any = None,
-                   headers: dict[str, str] | None = None, params: dict[str, Any] | None = None) -> Any:
-        response = await self.client.request(method, path, json=json, headers=self._headers(headers), params=params)
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        expect: int | None = 200,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        response = await self.client.request(
+            method, path, json=json, headers=self._headers(headers), params=params
+        )
         if expect is not None:
             assert response.status_code == expect, f"{method} {path}: {response.status_code} {response.text}"
         return response.json() if response.content else None

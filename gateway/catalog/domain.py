@@ -7,10 +7,11 @@ amounts are whole minor units. Rounding happens only when a line is rated (billi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Any, Mapping
+from typing import Any
 
 from gateway.kernel.errors import ValidationFailed
 from gateway.kernel.money import UnknownCurrency, normalize_currency
@@ -180,7 +181,9 @@ def parse_tiers(raw: Any, field_name: str) -> tuple[Tier, ...]:
             )
         )
     if tiers[-1].up_to is not None:
-        raise ValidationFailed(f"{field_name}: the last tier must be unbounded (up_to null)", field=field_name)
+        raise ValidationFailed(
+            f"{field_name}: the last tier must be unbounded (up_to null)", field=field_name
+        )
     return tuple(tiers)
 
 
@@ -229,11 +232,14 @@ def parse_price_terms(
     try:
         rounding = PackageRounding(package_rounding or PackageRounding.UP)
     except ValueError:
-        raise ValidationFailed(f"unknown package_rounding {package_rounding!r}", field="package_rounding") from None
+        raise ValidationFailed(
+            f"unknown package_rounding {package_rounding!r}", field="package_rounding"
+        ) from None
 
     if not isinstance(currency_options, Mapping) or not currency_options:
         raise ValidationFailed(
-            "currency_options must map at least one ISO 4217 currency to its amounts", field="currency_options"
+            "currency_options must map at least one ISO 4217 currency to its amounts",
+            field="currency_options",
         )
     options: dict[str, CurrencyAmounts] = {}
     for code, raw in currency_options.items():
@@ -252,12 +258,16 @@ def parse_price_terms(
             options[currency] = CurrencyAmounts(tiers=parse_tiers(raw.get("tiers"), f"{where}.tiers"))
         else:
             if raw.get("tiers"):
-                raise ValidationFailed(f"{where}: tiers only apply to graduated or volume prices", field=where)
+                raise ValidationFailed(
+                    f"{where}: tiers only apply to graduated or volume prices", field=where
+                )
             if "unit_amount" not in raw:
                 raise ValidationFailed(f"{where}.unit_amount is required", field=f"{where}.unit_amount")
             unit = _decimal(raw["unit_amount"], f"{where}.unit_amount")
             if pricing_model is PricingModel.FLAT and unit != unit.to_integral_value():
-                raise ValidationFailed(f"{where}.unit_amount of a flat price is whole minor units", field=where)
+                raise ValidationFailed(
+                    f"{where}.unit_amount of a flat price is whole minor units", field=where
+                )
             options[currency] = CurrencyAmounts(unit_amount=unit)
     return PriceTerms(
         model=pricing_model,

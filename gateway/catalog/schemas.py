@@ -29,7 +29,7 @@ class ProductCreate(Struct, forbid_unknown_fields=True):
 
 class ProductUpdate(Struct, forbid_unknown_fields=True):
     name: Name | UnsetType = UNSET
-    description: Text | None | UnsetType = UNSET
+    description: Text | UnsetType | None = UNSET
     active: bool | UnsetType = UNSET
     metadata: Metadata | UnsetType = UNSET
 
@@ -46,8 +46,16 @@ class Product(Struct):
 
     @classmethod
     def of(cls, row: ProductRow) -> Product:
-        return cls(row.id, "product", row.name, row.description, row.active, row.metadata_, row.created_at,
-                   row.updated_at)
+        return cls(
+            row.id,
+            "product",
+            row.name,
+            row.description,
+            row.active,
+            row.metadata_,
+            row.created_at,
+            row.updated_at,
+        )
 
 
 class ProductList(Struct):
@@ -115,10 +123,10 @@ class PlanCreate(Struct, forbid_unknown_fields=True):
 
 class PlanUpdate(Struct, forbid_unknown_fields=True):
     name: Name | UnsetType = UNSET
-    description: Text | None | UnsetType = UNSET
+    description: Text | UnsetType | None = UNSET
     active: bool | UnsetType = UNSET
     rank: Annotated[int, Meta(ge=0, le=1000)] | UnsetType = UNSET
-    trial_days: Annotated[int, Meta(ge=0, le=730)] | None | UnsetType = UNSET
+    trial_days: Annotated[int, Meta(ge=0, le=730)] | UnsetType | None = UNSET
     metadata: Metadata | UnsetType = UNSET
 
 
@@ -156,9 +164,23 @@ class Plan(Struct):
     @classmethod
     def of(cls, row: PlanRow, terms: PlanTerms) -> Plan:
         return cls(
-            row.id, "plan", row.product_id, row.key, row.name, row.description, row.kind, row.active, row.rank,
-            row.trial_days, row.custom_pricing, list(row.compatible_plans), row.current_version,
-            grants_out(terms), row.metadata_, row.created_at, row.updated_at,
+            row.id,
+            "plan",
+            row.product_id,
+            row.key,
+            row.name,
+            row.description,
+            row.kind,
+            row.active,
+            row.rank,
+            row.trial_days,
+            row.custom_pricing,
+            list(row.compatible_plans),
+            row.current_version,
+            grants_out(terms),
+            row.metadata_,
+            row.created_at,
+            row.updated_at,
         )
 
 
@@ -203,7 +225,8 @@ class PriceCreate(Struct, forbid_unknown_fields=True):
     model: Literal["flat", "per_seat", "graduated", "volume", "package", "usage"]
     interval: Literal["month", "quarter", "year"]
     currency_options: Annotated[
-        dict[Annotated[str, Meta(min_length=3, max_length=3)], CurrencyAmountsIn], Meta(min_length=1, max_length=50)
+        dict[Annotated[str, Meta(min_length=3, max_length=3)], CurrencyAmountsIn],
+        Meta(min_length=1, max_length=50),
     ]
     usage_type: Literal["licensed", "metered"] | None = None
     package_size: Annotated[int, Meta(ge=1, le=10**9)] | None = None
@@ -226,8 +249,8 @@ class PriceCreate(Struct, forbid_unknown_fields=True):
 
 
 class PriceUpdate(Struct, forbid_unknown_fields=True):
-    nickname: Name | None | UnsetType = UNSET
-    lookup_key: Key | None | UnsetType = UNSET
+    nickname: Name | UnsetType | None = UNSET
+    lookup_key: Key | UnsetType | None = UNSET
     active: bool | UnsetType = UNSET
 
 
@@ -269,8 +292,20 @@ class Price(Struct):
             for code, value in row.currency_options.items()
         }
         return cls(
-            row.id, "price", row.plan_id, row.lookup_key, row.nickname, row.model, row.interval, row.usage_type,
-            row.alignment, options, row.package_size, row.package_rounding, row.metered_feature, row.active,
+            row.id,
+            "price",
+            row.plan_id,
+            row.lookup_key,
+            row.nickname,
+            row.model,
+            row.interval,
+            row.usage_type,
+            row.alignment,
+            options,
+            row.package_size,
+            row.package_rounding,
+            row.metered_feature,
+            row.active,
             row.created_at,
         )
 
@@ -279,4 +314,3 @@ class PriceList(Struct):
     data: list[Price]
     has_more: bool
     next_cursor: str | None
-

@@ -170,7 +170,9 @@ class CatalogService:
         for i, grant in enumerate(grants):
             feature = features.get(grant.feature)
             if feature is None:
-                raise ValidationFailed(f"grants[{i}]: unknown feature {grant.feature!r}", field=f"grants[{i}]")
+                raise ValidationFailed(
+                    f"grants[{i}]: unknown feature {grant.feature!r}", field=f"grants[{i}]"
+                )
             limit = validate_grant(FeatureKind(feature.kind), grant.limit, grant.soft)
             rows.append(
                 PlanGrant(
@@ -211,7 +213,9 @@ class CatalogService:
         for other in compatible_plans:
             target = await self.repo.get_plan(other)
             if target is None or target.kind != PlanKind.BASE:
-                raise ValidationFailed(f"compatible plan {other!r} is not a base plan", field="compatible_plans")
+                raise ValidationFailed(
+                    f"compatible plan {other!r} is not a base plan", field="compatible_plans"
+                )
         now = self.clock.now()
         plan = Plan(
             id=new_id("plan"),
@@ -267,7 +271,9 @@ class CatalogService:
         await self._event("plan.updated", "plan", plan.id, {"changed": sorted(changes)})
         return plan
 
-    async def publish_grants(self, id_or_key: str, grants: Sequence[GrantInput], note: str | None) -> PlanVersion:
+    async def publish_grants(
+        self, id_or_key: str, grants: Sequence[GrantInput], note: str | None
+    ) -> PlanVersion:
         """Create version N+1 with these grants. Subscribers on earlier versions keep their terms."""
         plan = await self.repo.get_plan_for_update(id_or_key)
         if plan is None:
@@ -283,7 +289,9 @@ class CatalogService:
         plan.current_version = version.version
         plan.updated_at = now
         await self.repo.flush()
-        await self._event("plan.version_published", "plan", plan.id, {"key": plan.key, "version": version.version})
+        await self._event(
+            "plan.version_published", "plan", plan.id, {"key": plan.key, "version": version.version}
+        )
         return version
 
     async def list_versions(self, id_or_key: str) -> list[PlanTerms]:
@@ -404,5 +412,7 @@ class CatalogService:
         if not price.active or not plan.active:
             raise Conflict(f"price {price.id} is archived and cannot be subscribed to", code="price_inactive")
         if plan.kind != for_plan_kind:
-            raise ValidationFailed(f"price {price.id} belongs to a {plan.kind} plan, expected {for_plan_kind}")
+            raise ValidationFailed(
+                f"price {price.id} belongs to a {plan.kind} plan, expected {for_plan_kind}"
+            )
         return plan

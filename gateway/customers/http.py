@@ -23,7 +23,9 @@ READ = {"scope": "customers:read"}
 WRITE = {"scope": "customers:write"}
 
 
-def provide_customers(session: NamedDependency[AsyncSession], clock: NamedDependency[Clock]) -> CustomerService:
+def provide_customers(
+    session: NamedDependency[AsyncSession], clock: NamedDependency[Clock]
+) -> CustomerService:
     return CustomerService(CustomerRepository(session), clock)
 
 
@@ -33,11 +35,22 @@ class CustomerController(Controller):
     dependencies = {"customers": Provide(provide_customers, sync_to_thread=False)}
 
     @post("/", opt=WRITE, responses=ERROR_RESPONSES, summary="Create a customer organisation (tenant)")
-    async def create(self, data: JSONBody[s.CustomerCreate], customers: NamedDependency[CustomerService], principal: NamedDependency[Principal]) -> s.Customer:
+    async def create(
+        self,
+        data: JSONBody[s.CustomerCreate],
+        customers: NamedDependency[CustomerService],
+        principal: NamedDependency[Principal],
+    ) -> s.Customer:
         row = await customers.create(
-            name=data.name, email=data.email, currency=data.currency, country=data.country,
-            tax_ids=[msgspec.structs.asdict(t) for t in data.tax_ids], default_role=data.default_role,
-            metadata=data.metadata, test_clock_id=data.test_clock, scope=principal.tenant_id,
+            name=data.name,
+            email=data.email,
+            currency=data.currency,
+            country=data.country,
+            tax_ids=[msgspec.structs.asdict(t) for t in data.tax_ids],
+            default_role=data.default_role,
+            metadata=data.metadata,
+            test_clock_id=data.test_clock,
+            scope=principal.tenant_id,
         )
         return s.Customer.of(row)
 
@@ -51,25 +64,43 @@ class CustomerController(Controller):
         test_clock: Annotated[str | None, QueryParameter(name="test_clock", max_length=40)] = None,
     ) -> s.CustomerList:
         result = await customers.list(
-            after=page.after, limit=page.limit, scope=principal.tenant_id, email=email, test_clock_id=test_clock
+            after=page.after,
+            limit=page.limit,
+            scope=principal.tenant_id,
+            email=email,
+            test_clock_id=test_clock,
         )
-        return s.CustomerList([s.Customer.of(r) for r in result.items], result.next_cursor is not None,
-                              result.next_cursor)
+        return s.CustomerList(
+            [s.Customer.of(r) for r in result.items], result.next_cursor is not None, result.next_cursor
+        )
 
     @get("/{customer_id:str}", opt=READ, responses=ERROR_RESPONSES, summary="Retrieve a customer")
-    async def retrieve(self, customer_id: str, customers: NamedDependency[CustomerService], principal: NamedDependency[Principal]) -> s.Customer:
+    async def retrieve(
+        self,
+        customer_id: str,
+        customers: NamedDependency[CustomerService],
+        principal: NamedDependency[Principal],
+    ) -> s.Customer:
         return s.Customer.of(await customers.get(customer_id, scope=principal.tenant_id))
 
     @patch("/{customer_id:str}", opt=WRITE, responses=ERROR_RESPONSES, summary="Update a customer")
     async def update(
-        self, customer_id: str, data: JSONBody[s.CustomerUpdate], customers: NamedDependency[CustomerService], principal: NamedDependency[Principal]
+        self,
+        customer_id: str,
+        data: JSONBody[s.CustomerUpdate],
+        customers: NamedDependency[CustomerService],
+        principal: NamedDependency[Principal],
     ) -> s.Customer:
         changes = s.plain_changes(changes_of(data))
         return s.Customer.of(await customers.update(customer_id, changes, scope=principal.tenant_id))
 
     @post("/{customer_id:str}/members", opt=WRITE, responses=ERROR_RESPONSES, summary="Add a member")
     async def add_member(
-        self, customer_id: str, data: JSONBody[s.MemberCreate], customers: NamedDependency[CustomerService], principal: NamedDependency[Principal]
+        self,
+        customer_id: str,
+        data: JSONBody[s.MemberCreate],
+        customers: NamedDependency[CustomerService],
+        principal: NamedDependency[Principal],
     ) -> s.Member:
         membership, user = await customers.add_member(
             customer_id, email=data.email, name=data.name, role=data.role, scope=principal.tenant_id
@@ -86,25 +117,48 @@ class CustomerController(Controller):
         include_removed: Annotated[bool, QueryParameter(name="include_removed")] = False,
     ) -> s.MemberList:
         result = await customers.list_members(
-            customer_id, after=page.after, limit=page.limit, include_removed=include_removed,
+            customer_id,
+            after=page.after,
+            limit=page.limit,
+            include_removed=include_removed,
             scope=principal.tenant_id,
         )
-        return s.MemberList([s.Member.of(m, u) for m, u in result.items], result.next_cursor is not None,
-                            result.next_cursor)
+        return s.MemberList(
+            [s.Member.of(m, u) for m, u in result.items], result.next_cursor is not None, result.next_cursor
+        )
 
-    @patch("/{customer_id:str}/members/{member_id:str}", opt=WRITE, responses=ERROR_RESPONSES,
-           summary="Change a member's role")
+    @patch(
+        "/{customer_id:str}/members/{member_id:str}",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        summary="Change a member's role",
+    )
     async def update_member(
-        self, customer_id: str, member_id: str, data: JSONBody[s.MemberUpdate], customers: NamedDependency[CustomerService],
+        self,
+        customer_id: str,
+        member_id: str,
+        data: JSONBody[s.MemberUpdate],
+        customers: NamedDependency[CustomerService],
         principal: NamedDependency[Principal],
     ) -> s.Member:
-        membership, user = await customers.change_role(customer_id, member_id, data.role, scope=principal.tenant_id)
+        membership, user = await customers.change_role(
+            customer_id, member_id, data.role, scope=principal.tenant_id
+        )
         return s.Member.of(membership, user)
 
-    @delete("/{customer_id:str}/members/{member_id:str}", opt=WRITE, responses=ERROR_RESPONSES,
-            summary="Remove a member", status_code=200)
+    @delete(
+        "/{customer_id:str}/members/{member_id:str}",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        summary="Remove a member",
+        status_code=200,
+    )
     async def remove_member(
-        self, customer_id: str, member_id: str, customers: NamedDependency[CustomerService], principal: NamedDependency[Principal]
+        self,
+        customer_id: str,
+        member_id: str,
+        customers: NamedDependency[CustomerService],
+        principal: NamedDependency[Principal],
     ) -> s.Member:
         await customers.remove_member(customer_id, member_id, scope=principal.tenant_id)
         membership, user = await customers.get_member(customer_id, member_id, scope=principal.tenant_id)

@@ -37,9 +37,9 @@ class CustomerCreate(Struct, forbid_unknown_fields=True):
 
 class CustomerUpdate(Struct, forbid_unknown_fields=True):
     name: Name | UnsetType = UNSET
-    email: Email | None | UnsetType = UNSET
-    currency: Currency | None | UnsetType = UNSET
-    country: Country | None | UnsetType = UNSET
+    email: Email | UnsetType | None = UNSET
+    currency: Currency | UnsetType | None = UNSET
+    country: Country | UnsetType | None = UNSET
     tax_ids: Annotated[list[TaxId], Meta(max_length=10)] | UnsetType = UNSET
     default_role: Role | UnsetType = UNSET
     metadata: Metadata | UnsetType = UNSET
@@ -62,8 +62,18 @@ class Customer(Struct):
     @classmethod
     def of(cls, row: CustomerRow) -> Customer:
         return cls(
-            row.id, "customer", row.name, row.email, row.currency, row.country, list(row.tax_ids),
-            row.default_role, row.test_clock_id, row.metadata_, row.created_at, row.updated_at,
+            row.id,
+            "customer",
+            row.name,
+            row.email,
+            row.currency,
+            row.country,
+            list(row.tax_ids),
+            row.default_role,
+            row.test_clock_id,
+            row.metadata_,
+            row.created_at,
+            row.updated_at,
         )
 
 
@@ -98,8 +108,16 @@ class Member(Struct):
     @classmethod
     def of(cls, membership: Membership, user: User) -> Member:
         return cls(
-            membership.id, "member", membership.tenant_id, user.id, user.email, user.name, membership.role,
-            membership.status, membership.created_at, membership.removed_at,
+            membership.id,
+            "member",
+            membership.tenant_id,
+            user.id,
+            user.email,
+            user.name,
+            membership.role,
+            membership.status,
+            membership.created_at,
+            membership.removed_at,
         )
 
 

@@ -54,7 +54,9 @@ class CustomerService:
         self.repo = repository
         self.clock = clock
 
-    async def _event(self, type_: str, tenant_id: str, aggregate: str, agg_id: str, data: dict[str, Any]) -> None:
+    async def _event(
+        self, type_: str, tenant_id: str, aggregate: str, agg_id: str, data: dict[str, Any]
+    ) -> None:
         event = DomainEvent(type_, aggregate, agg_id, self.clock.now(), data=data, tenant_id=tenant_id)
         await record_event(self.repo.session, event)
 
@@ -133,10 +135,14 @@ class CustomerService:
         email: str | None = None,
         test_clock_id: str | None = None,
     ) -> Page[Customer]:
-        rows = await self.repo.list(after=after, limit=limit, only=scope, email=email, test_clock_id=test_clock_id)
+        rows = await self.repo.list(
+            after=after, limit=limit, only=scope, email=email, test_clock_id=test_clock_id
+        )
         return Page.from_overfetch(rows, limit)
 
-    async def update(self, customer_id: str, changes: dict[str, Any], *, scope: str | None = None) -> Customer:
+    async def update(
+        self, customer_id: str, changes: dict[str, Any], *, scope: str | None = None
+    ) -> Customer:
         customer = await self.get(customer_id, scope=scope)
         if "currency" in changes:
             # Billing (rule 23) will refuse this once the first invoice has fixed the currency.
@@ -154,7 +160,9 @@ class CustomerService:
             customer.metadata_ = changes["metadata"]
         customer.updated_at = self.clock.now()
         await self.repo.flush()
-        await self._event("customer.updated", customer.id, "customer", customer.id, {"changed": sorted(changes)})
+        await self._event(
+            "customer.updated", customer.id, "customer", customer.id, {"changed": sorted(changes)}
+        )
         return customer
 
     # members ------------------------------------------------------------------------------------
@@ -175,7 +183,12 @@ class CustomerService:
             raise AlreadyMember(f"{email} is already a member of {customer.id}")
         if membership is None:
             membership = Membership(
-                id=new_id("mem"), tenant_id=customer.id, user_id=user.id, role=role, status="active", created_at=now
+                id=new_id("mem"),
+                tenant_id=customer.id,
+                user_id=user.id,
+                role=role,
+                status="active",
+                created_at=now,
             )
             self.repo.add(membership)
         else:
@@ -187,7 +200,9 @@ class CustomerService:
         )
         return membership, user
 
-    async def get_member(self, customer_id: str, membership_id: str, *, scope: str | None = None) -> tuple[Membership, User]:
+    async def get_member(
+        self, customer_id: str, membership_id: str, *, scope: str | None = None
+    ) -> tuple[Membership, User]:
         customer = await self.get(customer_id, scope=scope)
         found = await self.repo.membership_by_id(customer.id, membership_id)
         if found is None:
@@ -195,7 +210,13 @@ class CustomerService:
         return found
 
     async def list_members(
-        self, customer_id: str, *, after: str | None, limit: int, include_removed: bool, scope: str | None = None
+        self,
+        customer_id: str,
+        *,
+        after: str | None,
+        limit: int,
+        include_removed: bool,
+        scope: str | None = None,
     ) -> Page[tuple[Membership, User]]:
         customer = await self.get(customer_id, scope=scope)
         rows = await self.repo.members(customer.id, after=after, limit=limit, include_removed=include_removed)
@@ -214,17 +235,25 @@ class CustomerService:
         membership.role = check_role(role)
         await self.repo.flush()
         await self._event(
-            "member.updated", customer_id, "membership", membership.id, {"role": role, "previous_role": previous}
+            "member.updated",
+            customer_id,
+            "membership",
+            membership.id,
+            {"role": role, "previous_role": previous},
         )
         return membership, user
 
-    async def remove_member(self, customer_id: str, membership_id: str, *, scope: str | None = None) -> Membership:
+    async def remove_member(
+        self, customer_id: str, membership_id: str, *, scope: str | None = None
+    ) -> Membership:
         membership, _ = await self.get_member(customer_id, membership_id, scope=scope)
         if membership.status == "removed":
             return membership  # removing twice is a no-op, not an error
         membership.status, membership.removed_at = "removed", self.clock.now()
         await self.repo.flush()
-        await self._event("member.removed", customer_id, "membership", membership.id, {"user": membership.user_id})
+        await self._event(
+            "member.removed", customer_id, "membership", membership.id, {"user": membership.user_id}
+        )
         return membership
 
     async def count_members(self, customer_id: str) -> int:

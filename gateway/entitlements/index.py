@@ -228,7 +228,7 @@ class _Tenant:
     def __init__(self, standing: TenantStanding, rules: _TierRules) -> None:
         self.standing = standing
         self.plan = standing.plan
-        self.access = standing.status in ('trialing','active','past_due')
+        self.access = standing.grants_access
         self.rules = rules
 
 

@@ -13,7 +13,14 @@ SECRET_PREFIX = "tg_sk_"
 
 # resource:action pairs; "*" grants everything, "resource:*" every action on a resource.
 RESOURCES = (
-    "catalog", "customers", "subscriptions", "test_clocks", "events", "api_keys", "check", "policies",
+    "catalog",
+    "customers",
+    "subscriptions",
+    "test_clocks",
+    "events",
+    "api_keys",
+    "check",
+    "policies",
 )
 ACTIONS = ("read", "write")
 ALL_SCOPES = frozenset(f"{r}:{a}" for r in RESOURCES for a in ACTIONS)

@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal
 
 from litestar import Controller, get, post
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import JSONBody
-from litestar.di import NamedDependency, Provide
 from msgspec import Meta, Struct
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,7 +29,6 @@ from gateway.kernel.clock import Clock
 from gateway.kernel.errors import Forbidden, Unauthenticated
 from gateway.web.deps import ListParams
 from gateway.web.problems import ERROR_RESPONSES
-
 
 KEY_CACHE_SECONDS = 5.0
 _cache: dict[str, tuple[Principal, float]] = {}
@@ -62,7 +61,9 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     connection.scope["state"]["principal"] = principal
     needed = (handler.opt or {}).get("scope")
     if needed and not principal.allows(needed):
-        raise Forbidden(f"this API key lacks the `{needed}` scope", code="missing_scope", required_scope=needed)
+        raise Forbidden(
+            f"this API key lacks the `{needed}` scope", code="missing_scope", required_scope=needed
+        )
 
 
 def revoke_from_cache(principal_key_id: str) -> None:
@@ -71,10 +72,14 @@ def revoke_from_cache(principal_key_id: str) -> None:
             _cache.pop(digest, None)
 
 
-async def platform_key_only(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def platform_key_only(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
     principal: Principal | None = connection.scope["state"].get("principal")
     if principal is None or principal.tenant_id is not None:
-        raise Forbidden("this endpoint needs a platform API key, not a tenant-scoped one", code="platform_key_required")
+        raise Forbidden(
+            "this endpoint needs a platform API key, not a tenant-scoped one", code="platform_key_required"
+        )
 
 
 class ApiKeyCreate(Struct, forbid_unknown_fields=True):
@@ -96,8 +101,17 @@ class ApiKey(Struct):
 
     @classmethod
     def of(cls, row: ApiKeyRow, secret: str | None = None) -> ApiKey:
-        return cls(row.id, "api_key", row.name, row.prefix, list(row.scopes), row.tenant_id, row.created_at,
-                   row.revoked_at, secret)
+        return cls(
+            row.id,
+            "api_key",
+            row.name,
+            row.prefix,
+            list(row.scopes),
+            row.tenant_id,
+            row.created_at,
+            row.revoked_at,
+            secret,
+        )
 
 
 class ApiKeyList(Struct):
@@ -115,13 +129,24 @@ class ApiKeyController(Controller):
     tags = ["api keys"]
     dependencies = {"keys": Provide(provide_keys, sync_to_thread=False)}
 
-    @post("/", opt={"scope": "api_keys:write"}, responses=ERROR_RESPONSES,
-          summary="Create a secret API key; the secret is shown only in this response")
-    async def create(self, data: JSONBody[ApiKeyCreate], keys: NamedDependency[ApiKeyService], principal: NamedDependency[Principal]) -> ApiKey:
+    @post(
+        "/",
+        opt={"scope": "api_keys:write"},
+        responses=ERROR_RESPONSES,
+        summary="Create a secret API key; the secret is shown only in this response",
+    )
+    async def create(
+        self,
+        data: JSONBody[ApiKeyCreate],
+        keys: NamedDependency[ApiKeyService],
+        principal: NamedDependency[Principal],
+    ) -> ApiKey:
         tenant = data.customer
         if principal.tenant_id is not None:
             if tenant not in (None, principal.tenant_id):
-                raise Forbidden("a tenant-scoped key can only create keys for its own tenant", code="scope_too_narrow")
+                raise Forbidden(
+                    "a tenant-scoped key can only create keys for its own tenant", code="scope_too_narrow"
+                )
             tenant = principal.tenant_id
             if not all(principal.allows(scope) for scope in data.scopes):
                 raise Forbidden("a key cannot grant scopes it does not hold", code="scope_too_narrow")
@@ -129,13 +154,26 @@ class ApiKeyController(Controller):
         return ApiKey.of(row, secret)
 
     @get("/", opt={"scope": "api_keys:read"}, responses=ERROR_RESPONSES, summary="List API keys")
-    async def list_(self, keys: NamedDependency[ApiKeyService], principal: NamedDependency[Principal], page: NamedDependency[ListParams]) -> ApiKeyList:
+    async def list_(
+        self,
+        keys: NamedDependency[ApiKeyService],
+        principal: NamedDependency[Principal],
+        page: NamedDependency[ListParams],
+    ) -> ApiKeyList:
         result = await keys.list(after=page.after, limit=page.limit, scope=principal.tenant_id)
-        return ApiKeyList([ApiKey.of(r) for r in result.items], result.next_cursor is not None, result.next_cursor)
+        return ApiKeyList(
+            [ApiKey.of(r) for r in result.items], result.next_cursor is not None, result.next_cursor
+        )
 
-    @post("/{key_id:str}/revoke", opt={"scope": "api_keys:write"}, responses=ERROR_RESPONSES,
-          summary="Revoke an API key")
-    async def revoke(self, key_id: str, keys: NamedDependency[ApiKeyService], principal: NamedDependency[Principal]) -> ApiKey:
+    @post(
+        "/{key_id:str}/revoke",
+        opt={"scope": "api_keys:write"},
+        responses=ERROR_RESPONSES,
+        summary="Revoke an API key",
+    )
+    async def revoke(
+        self, key_id: str, keys: NamedDependency[ApiKeyService], principal: NamedDependency[Principal]
+    ) -> ApiKey:
         row = await keys.revoke(key_id, scope=principal.tenant_id)
         revoke_from_cache(row.id)
         return ApiKey.of(row)

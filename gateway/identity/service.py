@@ -46,7 +46,9 @@ class ApiKeyService:
         return key, secret
 
     async def authenticate(self, secret: str) -> Principal:
-        row = (await self.session.scalars(select(ApiKey).where(ApiKey.secret_hash == hash_secret(secret)))).first()
+        row = (
+            await self.session.scalars(select(ApiKey).where(ApiKey.secret_hash == hash_secret(secret)))
+        ).first()
         if row is None or row.revoked_at is not None:
             raise Unauthenticated("invalid or revoked API key")
         return Principal(key_id=row.id, scopes=frozenset(row.scopes), tenant_id=row.tenant_id)

@@ -6,9 +6,9 @@ once, half-up, to the currency's exponent, through `Money.from_decimal`. `float`
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Iterable, Sequence
 
 # Currencies whose minor unit is not 2 digits (ISO 4217 "minor unit" column).
 _EXPONENT_OVERRIDES: dict[str, int] = {

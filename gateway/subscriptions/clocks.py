@@ -30,7 +30,10 @@ class TestClockService:
     __test__ = False
 
     def __init__(
-        self, repository: SubscriptionRepository, subscriptions: SubscriptionService, customers: CustomerService,
+        self,
+        repository: SubscriptionRepository,
+        subscriptions: SubscriptionService,
+        customers: CustomerService,
         clock: Clock,
     ) -> None:
         self.repo = repository
@@ -102,7 +105,10 @@ class TestClockService:
         await record_event(
             self.repo.session,
             DomainEvent(
-                type_, "test_clock", test_clock.id, test_clock.frozen_time,
+                type_,
+                "test_clock",
+                test_clock.id,
+                test_clock.frozen_time,
                 data={"frozen_time": test_clock.frozen_time.isoformat(), **data},
             ),
         )

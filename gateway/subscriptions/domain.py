@@ -33,7 +33,9 @@ TERMINAL_STATUSES = frozenset({Status.CANCELED, Status.EXPIRED})
 RUNNING_STATUSES = frozenset({Status.ACTIVE, Status.PAST_DUE})
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
-    Status.TRIALING: frozenset({Status.ACTIVE, Status.PAST_DUE, Status.PAUSED, Status.CANCELED, Status.EXPIRED}),
+    Status.TRIALING: frozenset(
+        {Status.ACTIVE, Status.PAST_DUE, Status.PAUSED, Status.CANCELED, Status.EXPIRED}
+    ),
     Status.ACTIVE: frozenset({Status.PAST_DUE, Status.PAUSED, Status.CANCELED}),
     Status.PAST_DUE: frozenset({Status.ACTIVE, Status.PAUSED, Status.CANCELED, Status.EXPIRED}),
     Status.PAUSED: frozenset({Status.ACTIVE, Status.CANCELED}),
@@ -75,7 +77,7 @@ class Stateful(Protocol):
 
 
 def transition(subject: Stateful, to: Status, at: datetime) -> Status:
-    """Move `subject` to `to` if the table allows it, stamping the `*_at` column(s). Returns the old status."""
+    """Move `subject` to `to` if the table allows it, stamping the `*_at` columns; return the old status."""
     current = Status(subject.status)
     if to not in TRANSITIONS[current]:
         raise InvalidTransition(
@@ -134,8 +136,9 @@ def next_due(sub: Timeline) -> tuple[datetime, Due] | None:
         if sub.trial_will_end_notified_at is None:
             # Fires 3 days before the end, or immediately for shorter trials (rule 16): the caller
             # handles "immediately" by the step time being in the past.
-            candidates.append((sub.trial_end - TRIAL_WILL_END_NOTICE, order.index(Due.TRIAL_WILL_END),
-                               Due.TRIAL_WILL_END))
+            candidates.append(
+                (sub.trial_end - TRIAL_WILL_END_NOTICE, order.index(Due.TRIAL_WILL_END), Due.TRIAL_WILL_END)
+            )
         candidates.append((sub.trial_end, order.index(Due.TRIAL_END), Due.TRIAL_END))
     if status is Status.PAUSED and sub.resumes_at is not None:
         candidates.append((sub.resumes_at, order.index(Due.AUTO_RESUME), Due.AUTO_RESUME))

@@ -14,6 +14,7 @@ from gateway.catalog.service import CatalogService
 from gateway.customers.http import provide_customers
 from gateway.customers.service import CustomerService
 from gateway.db.outbox import list_events
+from gateway.identity.http import platform_key_only
 from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import ValidationFailed
@@ -23,7 +24,6 @@ from gateway.subscriptions.clocks import TestClockService
 from gateway.subscriptions.models import Subscription
 from gateway.subscriptions.repository import SubscriptionRepository
 from gateway.subscriptions.service import AddonInput, SubscriptionService
-from gateway.identity.http import platform_key_only
 from gateway.web.deps import ListParams
 from gateway.web.problems import ERROR_RESPONSES
 from gateway.web.timestamps import parse_timestamp
@@ -33,13 +33,19 @@ WRITE = {"scope": "subscriptions:write"}
 
 
 def provide_subscriptions(
-    session: NamedDependency[AsyncSession], catalog: NamedDependency[CatalogService], customers: NamedDependency[CustomerService], clock: NamedDependency[Clock]
+    session: NamedDependency[AsyncSession],
+    catalog: NamedDependency[CatalogService],
+    customers: NamedDependency[CustomerService],
+    clock: NamedDependency[Clock],
 ) -> SubscriptionService:
     return SubscriptionService(SubscriptionRepository(session), catalog, customers, clock)
 
 
 def provide_test_clocks(
-    session: NamedDependency[AsyncSession], subscriptions: NamedDependency[SubscriptionService], customers: NamedDependency[CustomerService], clock: NamedDependency[Clock]
+    session: NamedDependency[AsyncSession],
+    subscriptions: NamedDependency[SubscriptionService],
+    customers: NamedDependency[CustomerService],
+    clock: NamedDependency[Clock],
 ) -> TestClockService:
     return TestClockService(SubscriptionRepository(session), subscriptions, customers, clock)
 
@@ -61,14 +67,25 @@ class SubscriptionController(Controller):
     tags = ["subscriptions"]
     dependencies = DEPENDENCIES
 
-    @post("/", opt=WRITE, responses=ERROR_RESPONSES, summary="Create a subscription (optionally with a trial)")
+    @post(
+        "/", opt=WRITE, responses=ERROR_RESPONSES, summary="Create a subscription (optionally with a trial)"
+    )
     async def create(
-        self, data: JSONBody[s.SubscriptionCreate], subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
+        self,
+        data: JSONBody[s.SubscriptionCreate],
+        subscriptions: NamedDependency[SubscriptionService],
+        principal: NamedDependency[Principal],
     ) -> s.Subscription:
         row = await subscriptions.create(
-            customer_id=data.customer, price=data.price, quantity=data.quantity, currency=data.currency,
-            trial_days=data.trial_days, trial_end_behavior=data.trial_end_behavior, alignment=data.alignment,
-            addons=[AddonInput(a.price, a.quantity) for a in data.addons], metadata=data.metadata,
+            customer_id=data.customer,
+            price=data.price,
+            quantity=data.quantity,
+            currency=data.currency,
+            trial_days=data.trial_days,
+            trial_end_behavior=data.trial_end_behavior,
+            alignment=data.alignment,
+            addons=[AddonInput(a.price, a.quantity) for a in data.addons],
+            metadata=data.metadata,
             scope=principal.tenant_id,
         )
         return await _out(subscriptions, row)
@@ -84,7 +101,11 @@ class SubscriptionController(Controller):
         plan: Annotated[str | None, QueryParameter(name="plan", max_length=100)] = None,
     ) -> s.SubscriptionList:
         result = await subscriptions.list(
-            after=page.after, limit=page.limit, scope=principal.tenant_id, customer_id=customer, status=status,
+            after=page.after,
+            limit=page.limit,
+            scope=principal.tenant_id,
+            customer_id=customer,
+            status=status,
             plan=plan,
         )
         data = [await _out(subscriptions, r) for r in result.items]
@@ -92,36 +113,62 @@ class SubscriptionController(Controller):
 
     @get("/{subscription_id:str}", opt=READ, responses=ERROR_RESPONSES, summary="Retrieve a subscription")
     async def retrieve(
-        self, subscription_id: str, subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
+        self,
+        subscription_id: str,
+        subscriptions: NamedDependency[SubscriptionService],
+        principal: NamedDependency[Principal],
     ) -> s.Subscription:
         return await _out(subscriptions, await subscriptions.get(subscription_id, scope=principal.tenant_id))
 
     @post(
-        "/{subscription_id:str}/plan_change", opt=WRITE, responses=ERROR_RESPONSES,
-        summary="Change plan: upgrades apply now, downgrades at the period end, unless `timing` says otherwise",
+        "/{subscription_id:str}/plan_change",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        summary="Change plan: upgrades now, downgrades at the period end, unless `timing` says otherwise",
     )
     async def change_plan(
-        self, subscription_id: str, data: JSONBody[s.PlanChange], subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
+        self,
+        subscription_id: str,
+        data: JSONBody[s.PlanChange],
+        subscriptions: NamedDependency[SubscriptionService],
+        principal: NamedDependency[Principal],
     ) -> s.Subscription:
         row = await subscriptions.change_plan(
-            subscription_id, price=data.price, quantity=data.quantity, timing=data.timing,
+            subscription_id,
+            price=data.price,
+            quantity=data.quantity,
+            timing=data.timing,
             scope=principal.tenant_id,
         )
         return await _out(subscriptions, row)
 
     @delete(
-        "/{subscription_id:str}/scheduled_change", opt=WRITE, responses=ERROR_RESPONSES, status_code=200,
+        "/{subscription_id:str}/scheduled_change",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        status_code=200,
         summary="Drop a plan change scheduled for the period end",
     )
     async def drop_scheduled_change(
-        self, subscription_id: str, subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
+        self,
+        subscription_id: str,
+        subscriptions: NamedDependency[SubscriptionService],
+        principal: NamedDependency[Principal],
     ) -> s.Subscription:
         row = await subscriptions.cancel_scheduled_change(subscription_id, scope=principal.tenant_id)
         return await _out(subscriptions, row)
 
-    @post("/{subscription_id:str}/quantity", opt=WRITE, responses=ERROR_RESPONSES, summary="Change seat quantity")
+    @post(
+        "/{subscription_id:str}/quantity",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        summary="Change seat quantity",
+    )
     async def quantity(
-        self, subscription_id: str, data: JSONBody[s.QuantityChange], subscriptions: NamedDependency[SubscriptionService],
+        self,
+        subscription_id: str,
+        data: JSONBody[s.QuantityChange],
+        subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
     ) -> s.Subscription:
         row = await subscriptions.set_quantity(subscription_id, data.quantity, scope=principal.tenant_id)
@@ -129,51 +176,101 @@ class SubscriptionController(Controller):
 
     @post("/{subscription_id:str}/addons", opt=WRITE, responses=ERROR_RESPONSES, summary="Attach an add-on")
     async def add_addon(
-        self, subscription_id: str, data: JSONBody[s.AddonIn], subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
+        self,
+        subscription_id: str,
+        data: JSONBody[s.AddonIn],
+        subscriptions: NamedDependency[SubscriptionService],
+        principal: NamedDependency[Principal],
     ) -> s.Subscription:
-        await subscriptions.add_addon(subscription_id, AddonInput(data.price, data.quantity), scope=principal.tenant_id)
+        await subscriptions.add_addon(
+            subscription_id, AddonInput(data.price, data.quantity), scope=principal.tenant_id
+        )
         return await _out(subscriptions, await subscriptions.get(subscription_id, scope=principal.tenant_id))
 
     @delete(
-        "/{subscription_id:str}/addons/{addon_id:str}", opt=WRITE, responses=ERROR_RESPONSES, status_code=200,
+        "/{subscription_id:str}/addons/{addon_id:str}",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        status_code=200,
         summary="Remove an add-on",
     )
     async def remove_addon(
-        self, subscription_id: str, addon_id: str, subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
+        self,
+        subscription_id: str,
+        addon_id: str,
+        subscriptions: NamedDependency[SubscriptionService],
+        principal: NamedDependency[Principal],
     ) -> s.Subscription:
         await subscriptions.remove_addon(subscription_id, addon_id, scope=principal.tenant_id)
         return await _out(subscriptions, await subscriptions.get(subscription_id, scope=principal.tenant_id))
 
-    @post("/{subscription_id:str}/pause", opt=WRITE, responses=ERROR_RESPONSES, summary="Pause (optionally until a time)")
+    @post(
+        "/{subscription_id:str}/pause",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        summary="Pause (optionally until a time)",
+    )
     async def pause(
-        self, subscription_id: str, data: JSONBody[s.PauseRequest], subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
+        self,
+        subscription_id: str,
+        data: JSONBody[s.PauseRequest],
+        subscriptions: NamedDependency[SubscriptionService],
+        principal: NamedDependency[Principal],
     ) -> s.Subscription:
         row = await subscriptions.pause(
-            subscription_id, resumes_at=parse_timestamp(data.resumes_at, "resumes_at"), scope=principal.tenant_id
+            subscription_id,
+            resumes_at=parse_timestamp(data.resumes_at, "resumes_at"),
+            scope=principal.tenant_id,
         )
         return await _out(subscriptions, row)
 
-    @post("/{subscription_id:str}/resume", opt=WRITE, responses=ERROR_RESPONSES, summary="Resume a paused subscription")
+    @post(
+        "/{subscription_id:str}/resume",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        summary="Resume a paused subscription",
+    )
     async def resume(
-        self, subscription_id: str, data: JSONBody[s.ResumeRequest], subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
+        self,
+        subscription_id: str,
+        data: JSONBody[s.ResumeRequest],
+        subscriptions: NamedDependency[SubscriptionService],
+        principal: NamedDependency[Principal],
     ) -> s.Subscription:
-        row = await subscriptions.resume(subscription_id, anchor=data.billing_cycle_anchor, scope=principal.tenant_id)
+        row = await subscriptions.resume(
+            subscription_id, anchor=data.billing_cycle_anchor, scope=principal.tenant_id
+        )
         return await _out(subscriptions, row)
 
-    @post("/{subscription_id:str}/cancel", opt=WRITE, responses=ERROR_RESPONSES,
-          summary="Cancel now, or at the period end (default)")
+    @post(
+        "/{subscription_id:str}/cancel",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        summary="Cancel now, or at the period end (default)",
+    )
     async def cancel(
-        self, subscription_id: str, data: JSONBody[s.CancelRequest], subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
+        self,
+        subscription_id: str,
+        data: JSONBody[s.CancelRequest],
+        subscriptions: NamedDependency[SubscriptionService],
+        principal: NamedDependency[Principal],
     ) -> s.Subscription:
         row = await subscriptions.cancel(
             subscription_id, at_period_end=data.at_period_end, reason=data.reason, scope=principal.tenant_id
         )
         return await _out(subscriptions, row)
 
-    @post("/{subscription_id:str}/undo_cancel", opt=WRITE, responses=ERROR_RESPONSES,
-          summary="Undo a cancellation scheduled for the period end")
+    @post(
+        "/{subscription_id:str}/undo_cancel",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        summary="Undo a cancellation scheduled for the period end",
+    )
     async def undo_cancel(
-        self, subscription_id: str, subscriptions: NamedDependency[SubscriptionService], principal: NamedDependency[Principal]
+        self,
+        subscription_id: str,
+        subscriptions: NamedDependency[SubscriptionService],
+        principal: NamedDependency[Principal],
     ) -> s.Subscription:
         row = await subscriptions.undo_cancel(subscription_id, scope=principal.tenant_id)
         return await _out(subscriptions, row)
@@ -193,35 +290,59 @@ class TestClockController(Controller):
     guards = [platform_key_only]
 
     @post("/", opt=CLOCK_WRITE, responses=ERROR_RESPONSES, summary="Create a test clock")
-    async def create(self, data: JSONBody[s.TestClockCreate], test_clocks: NamedDependency[TestClockService]) -> s.TestClock:
+    async def create(
+        self, data: JSONBody[s.TestClockCreate], test_clocks: NamedDependency[TestClockService]
+    ) -> s.TestClock:
         frozen_time = parse_timestamp(data.frozen_time, "frozen_time")
         return s.TestClock.of(await test_clocks.create(frozen_time=frozen_time, name=data.name))
 
     @get("/", opt=CLOCK_READ, responses=ERROR_RESPONSES, summary="List test clocks")
-    async def list_(self, test_clocks: NamedDependency[TestClockService], page: NamedDependency[ListParams]) -> s.TestClockList:
+    async def list_(
+        self, test_clocks: NamedDependency[TestClockService], page: NamedDependency[ListParams]
+    ) -> s.TestClockList:
         result = await test_clocks.list(after=page.after, limit=page.limit)
-        return s.TestClockList([s.TestClock.of(r) for r in result.items], result.next_cursor is not None,
-                               result.next_cursor)
+        return s.TestClockList(
+            [s.TestClock.of(r) for r in result.items], result.next_cursor is not None, result.next_cursor
+        )
 
     @get("/{clock_id:str}", opt=CLOCK_READ, responses=ERROR_RESPONSES, summary="Retrieve a test clock")
     async def retrieve(self, clock_id: str, test_clocks: NamedDependency[TestClockService]) -> s.TestClock:
         return s.TestClock.of(await test_clocks.get(clock_id))
 
-    @post("/{clock_id:str}/advance", opt=CLOCK_WRITE, responses=ERROR_RESPONSES,
-          summary="Advance the clock; everything due for its customers happens, in time order")
-    async def advance(self, clock_id: str, data: JSONBody[s.TestClockAdvance], test_clocks: NamedDependency[TestClockService]) -> s.TestClock:
+    @post(
+        "/{clock_id:str}/advance",
+        opt=CLOCK_WRITE,
+        responses=ERROR_RESPONSES,
+        summary="Advance the clock; everything due for its customers happens, in time order",
+    )
+    async def advance(
+        self,
+        clock_id: str,
+        data: JSONBody[s.TestClockAdvance],
+        test_clocks: NamedDependency[TestClockService],
+    ) -> s.TestClock:
         row, steps = await test_clocks.advance(clock_id, parse_timestamp(data.frozen_time, "frozen_time"))  # type: ignore[arg-type]
         return s.TestClock.of(row, steps)
 
-    @post("/{clock_id:str}/customers", opt=CLOCK_WRITE, responses=ERROR_RESPONSES,
-          summary="Attach a customer (before it subscribes) to the clock")
+    @post(
+        "/{clock_id:str}/customers",
+        opt=CLOCK_WRITE,
+        responses=ERROR_RESPONSES,
+        summary="Attach a customer (before it subscribes) to the clock",
+    )
     async def attach(
-        self, clock_id: str, data: JSONBody[s.TestClockAttach], test_clocks: NamedDependency[TestClockService], principal: NamedDependency[Principal]
+        self,
+        clock_id: str,
+        data: JSONBody[s.TestClockAttach],
+        test_clocks: NamedDependency[TestClockService],
+        principal: NamedDependency[Principal],
     ) -> s.TestClock:
         await test_clocks.attach(clock_id, data.customer, scope=principal.tenant_id)
         return s.TestClock.of(await test_clocks.get(clock_id))
 
-    @delete("/{clock_id:str}", opt=CLOCK_WRITE, responses=ERROR_RESPONSES, summary="Delete an unused test clock")
+    @delete(
+        "/{clock_id:str}", opt=CLOCK_WRITE, responses=ERROR_RESPONSES, summary="Delete an unused test clock"
+    )
     async def remove(self, clock_id: str, test_clocks: NamedDependency[TestClockService]) -> None:
         await test_clocks.delete(clock_id)
 
@@ -230,8 +351,12 @@ class EventController(Controller):
     path = "/events"
     tags = ["events"]
 
-    @get("/", opt={"scope": "events:read"}, responses=ERROR_RESPONSES,
-         summary="List domain events (the outbox), oldest first")
+    @get(
+        "/",
+        opt={"scope": "events:read"},
+        responses=ERROR_RESPONSES,
+        summary="List domain events (the outbox), oldest first",
+    )
     async def list_(
         self,
         session: NamedDependency[AsyncSession],
@@ -245,8 +370,12 @@ class EventController(Controller):
         except ValueError:
             raise ValidationFailed("malformed pagination cursor", field="starting_after") from None
         rows = await list_events(
-            session, tenant_id=principal.tenant_id, aggregate_id=aggregate, type_prefix=type_prefix,
-            after_seq=after_seq, limit=page.limit + 1,
+            session,
+            tenant_id=principal.tenant_id,
+            aggregate_id=aggregate,
+            type_prefix=type_prefix,
+            after_seq=after_seq,
+            limit=page.limit + 1,
         )
         has_more = len(rows) > page.limit
         rows = rows[: page.limit]

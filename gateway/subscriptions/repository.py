@@ -22,7 +22,9 @@ class SubscriptionRepository:
     async def flush(self) -> None:
         await self.session.flush()
 
-    async def get(self, subscription_id: str, *, scope: str | None, for_update: bool = False) -> Subscription | None:
+    async def get(
+        self, subscription_id: str, *, scope: str | None, for_update: bool = False
+    ) -> Subscription | None:
         query = select(Subscription).where(Subscription.id == subscription_id)
         if scope is not None:
             query = query.where(Subscription.tenant_id == scope)
@@ -84,7 +86,9 @@ class SubscriptionRepository:
         )
         return (await self.session.scalars(query)).all()
 
-    async def addons(self, subscription_id: str, *, include_removed: bool = False) -> Sequence[SubscriptionAddon]:
+    async def addons(
+        self, subscription_id: str, *, include_removed: bool = False
+    ) -> Sequence[SubscriptionAddon]:
         query = select(SubscriptionAddon).where(SubscriptionAddon.subscription_id == subscription_id)
         if not include_removed:
             query = query.where(SubscriptionAddon.removed_at.is_(None))

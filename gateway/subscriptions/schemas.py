@@ -9,10 +9,10 @@ import msgspec
 from msgspec import Meta, Struct
 
 from gateway.db.outbox import OutboxEvent
-from gateway.web.timestamps import AwareTimestamp
 from gateway.subscriptions.models import Subscription as SubscriptionRow
 from gateway.subscriptions.models import SubscriptionAddon
 from gateway.subscriptions.models import TestClock as TestClockRow
+from gateway.web.timestamps import AwareTimestamp
 
 Ref = Annotated[str, Meta(min_length=1, max_length=200)]
 Quantity = Annotated[int, Meta(ge=1, le=1_000_000)]
@@ -119,12 +119,37 @@ class Subscription(Struct):
             else None
         )
         return cls(
-            row.id, "subscription", row.tenant_id, row.status, row.plan_id, row.plan_version_id, row.price_id,
-            row.quantity, row.currency, row.interval, row.alignment, row.billing_cycle_anchor,
-            row.current_period_start, row.current_period_end, row.started_at, row.trial_start, row.trial_end,
-            row.trial_end_behavior, row.cancel_at_period_end, row.cancel_at, row.canceled_at, row.ended_at,
-            row.paused_at, row.resumes_at, scheduled, [Addon.of(a) for a in addons], row.test_clock_id,
-            row.metadata_, row.version, row.created_at, row.updated_at,
+            row.id,
+            "subscription",
+            row.tenant_id,
+            row.status,
+            row.plan_id,
+            row.plan_version_id,
+            row.price_id,
+            row.quantity,
+            row.currency,
+            row.interval,
+            row.alignment,
+            row.billing_cycle_anchor,
+            row.current_period_start,
+            row.current_period_end,
+            row.started_at,
+            row.trial_start,
+            row.trial_end,
+            row.trial_end_behavior,
+            row.cancel_at_period_end,
+            row.cancel_at,
+            row.canceled_at,
+            row.ended_at,
+            row.paused_at,
+            row.resumes_at,
+            scheduled,
+            [Addon.of(a) for a in addons],
+            row.test_clock_id,
+            row.metadata_,
+            row.version,
+            row.created_at,
+            row.updated_at,
         )
 
 
@@ -185,8 +210,17 @@ class Event(Struct):
 
     @classmethod
     def of(cls, row: OutboxEvent) -> Event:
-        return cls(row.event_id, "event", row.seq, row.type, row.aggregate_type, row.aggregate_id, row.tenant_id,
-                   row.occurred_at, row.data)
+        return cls(
+            row.event_id,
+            "event",
+            row.seq,
+            row.type,
+            row.aggregate_type,
+            row.aggregate_id,
+            row.tenant_id,
+            row.occurred_at,
+            row.data,
+        )
 
 
 class EventList(Struct):

@@ -96,7 +96,9 @@ class SubscriptionService:
         sub.next_action_at = due[0] if due else None
 
     # -- reads -----------------------------------------------------------------------------------
-    async def get(self, subscription_id: str, *, scope: str | None = None, for_update: bool = False) -> Subscription:
+    async def get(
+        self, subscription_id: str, *, scope: str | None = None, for_update: bool = False
+    ) -> Subscription:
         sub = await self.repo.get(subscription_id, scope=scope, for_update=for_update)
         if sub is None:
             raise SubscriptionNotFound(f"no subscription {subscription_id!r}")
@@ -219,7 +221,8 @@ class SubscriptionService:
             chosen = requested.upper()
             if customer.currency and chosen != customer.currency:
                 raise ValidationFailed(
-                    f"customer {customer.id} is billed in {customer.currency}", code="currency_mismatch",
+                    f"customer {customer.id} is billed in {customer.currency}",
+                    code="currency_mismatch",
                     field="currency",
                 )
             return chosen
@@ -241,7 +244,9 @@ class SubscriptionService:
         # give a second one, refused when a second trial is asked for explicitly.
         if await self.repo.had_trial(customer.id, plan.product_id):
             if requested is not None:
-                raise Conflict(f"customer {customer.id} already had a trial of this product", code="trial_already_used")
+                raise Conflict(
+                    f"customer {customer.id} already had a trial of this product", code="trial_already_used"
+                )
             return 0
         return days
 
@@ -251,12 +256,16 @@ class SubscriptionService:
         sub.billing_cycle_anchor = anchor
         sub.current_period_start, sub.current_period_end = period_start, period_end
 
-    async def _attach_addon(self, sub: Subscription, base_plan: Plan, addon: AddonInput, at: datetime) -> SubscriptionAddon:
+    async def _attach_addon(
+        self, sub: Subscription, base_plan: Plan, addon: AddonInput, at: datetime
+    ) -> SubscriptionAddon:
         _check_quantity(addon.quantity)
         price = await self.catalog.get_price(addon.price)
         plan = await self.catalog.ensure_price_usable(price, for_plan_kind=PlanKind.ADDON)
         if plan.compatible_plans and base_plan.key not in plan.compatible_plans:
-            raise ValidationFailed(f"add-on {plan.key} is not available on plan {base_plan.key}", field="addons")
+            raise ValidationFailed(
+                f"add-on {plan.key} is not available on plan {base_plan.key}", field="addons"
+            )
         if sub.currency not in price.currency_options:
             raise ValidationFailed(f"add-on price {price.id} has no amount in {sub.currency}", field="addons")
         if price.interval != sub.interval:
@@ -319,7 +328,9 @@ class SubscriptionService:
         except ValueError:
             raise ValidationFailed(f"unknown timing {timing!r}", field="timing") from None
         if interval_change and chosen is ChangeTiming.PERIOD_END:
-            raise ValidationFailed("an interval change resets the anchor and applies now (rule 13)", field="timing")
+            raise ValidationFailed(
+                "an interval change resets the anchor and applies now (rule 13)", field="timing"
+            )
         # Upgrades apply now, downgrades at the period end (rule 11), unless the caller says otherwise.
         effective = chosen or (ChangeTiming.NOW if upgrade or interval_change else ChangeTiming.PERIOD_END)
 
@@ -331,8 +342,11 @@ class SubscriptionService:
             self._touch(sub, now)
             await self.repo.flush()
             await self._emit(
-                sub, "subscription.plan_change_scheduled", now,
-                previous=previous, direction="upgrade" if upgrade else "downgrade",
+                sub,
+                "subscription.plan_change_scheduled",
+                now,
+                previous=previous,
+                direction="upgrade" if upgrade else "downgrade",
             )
             return sub
 
@@ -350,12 +364,18 @@ class SubscriptionService:
         self._touch(sub, now)
         await self.repo.flush()
         await self._emit(
-            sub, "subscription.plan_changed", now,
-            previous=previous, direction="upgrade" if upgrade else "downgrade", interval_changed=interval_change,
+            sub,
+            "subscription.plan_changed",
+            now,
+            previous=previous,
+            direction="upgrade" if upgrade else "downgrade",
+            interval_changed=interval_change,
         )
         return sub
 
-    async def cancel_scheduled_change(self, subscription_id: str, *, scope: str | None = None) -> Subscription:
+    async def cancel_scheduled_change(
+        self, subscription_id: str, *, scope: str | None = None
+    ) -> Subscription:
         sub, now = await self._load_live(subscription_id, scope)
         if sub.scheduled_price_id is None:
             raise Conflict("the subscription has no scheduled change", code="no_scheduled_change")
@@ -365,7 +385,9 @@ class SubscriptionService:
         await self._emit(sub, "subscription.plan_change_unscheduled", now)
         return sub
 
-    async def set_quantity(self, subscription_id: str, quantity: int, *, scope: str | None = None) -> Subscription:
+    async def set_quantity(
+        self, subscription_id: str, quantity: int, *, scope: str | None = None
+    ) -> Subscription:
         sub, now = await self._load_live(subscription_id, scope)
         require(sub, LIVE_STATUSES - {Status.PAUSED}, "change the seats of")
         _check_quantity(quantity)
@@ -378,7 +400,9 @@ class SubscriptionService:
         await self._emit(sub, "subscription.quantity_changed", now, previous_quantity=previous)
         return sub
 
-    async def add_addon(self, subscription_id: str, addon: AddonInput, *, scope: str | None = None) -> SubscriptionAddon:
+    async def add_addon(
+        self, subscription_id: str, addon: AddonInput, *, scope: str | None = None
+    ) -> SubscriptionAddon:
         sub, now = await self._load_live(subscription_id, scope)
         require(sub, LIVE_STATUSES - {Status.PAUSED}, "add an add-on to")
         row = await self._attach_addon(sub, await self.catalog.get_plan(sub.plan_id), addon, now)
@@ -387,7 +411,9 @@ class SubscriptionService:
         await self._emit(sub, "subscription.addon_added", now, addon={"id": row.id, "price": row.price_id})
         return row
 
-    async def remove_addon(self, subscription_id: str, addon_id: str, *, scope: str | None = None) -> SubscriptionAddon:
+    async def remove_addon(
+        self, subscription_id: str, addon_id: str, *, scope: str | None = None
+    ) -> SubscriptionAddon:
         sub, now = await self._load_live(subscription_id, scope)
         row = await self.repo.addon(sub.id, addon_id)
         if row is None or row.removed_at is not None:
@@ -421,7 +447,9 @@ class SubscriptionService:
         try:
             resume_anchor = ResumeAnchor(anchor)
         except ValueError:
-            raise ValidationFailed(f"unknown billing_cycle_anchor {anchor!r}", field="billing_cycle_anchor") from None
+            raise ValidationFailed(
+                f"unknown billing_cycle_anchor {anchor!r}", field="billing_cycle_anchor"
+            ) from None
         await self._resume(sub, now, resume_anchor)
         return sub
 
@@ -453,9 +481,13 @@ class SubscriptionService:
         sub.cancellation_reason = reason
         if at_period_end:
             if Status(sub.status) is Status.PAUSED:
-                raise Conflict("a paused subscription has no running period to end: cancel it now", code="paused")
+                raise Conflict(
+                    "a paused subscription has no running period to end: cancel it now", code="paused"
+                )
             if sub.cancel_at_period_end:
-                raise Conflict("the subscription is already set to cancel at the period end", code="no_change")
+                raise Conflict(
+                    "the subscription is already set to cancel at the period end", code="no_change"
+                )
             sub.cancel_at_period_end = True
             sub.cancel_at = sub.current_period_end
             sub.canceled_at = now
@@ -505,7 +537,10 @@ class SubscriptionService:
         while (due := next_due(sub)) is not None and due[0] <= until:
             step_at, step = due
             if steps >= MAX_STEPS_PER_ADVANCE:
-                raise Conflict("too many periods to advance in one call; advance in smaller steps", code="advance_too_far")
+                raise Conflict(
+                    "too many periods to advance in one call; advance in smaller steps",
+                    code="advance_too_far",
+                )
             await self._apply_step(sub, step, step_at, until)
             steps += 1
         return steps
@@ -570,14 +605,19 @@ class SubscriptionService:
         previous = await self._apply_scheduled_change(sub)
         interval = Interval(sub.interval)
         sub.current_period_start = sub.current_period_end
-        sub.current_period_end = period_end_after(sub.billing_cycle_anchor, interval, sub.current_period_start)
+        sub.current_period_end = period_end_after(
+            sub.billing_cycle_anchor, interval, sub.current_period_start
+        )
         self._touch(sub, at)
         await self.repo.flush()
         if previous is not None:
             await self._emit(sub, "subscription.plan_changed", at, previous=previous, scheduled=True)
         await self._emit(
-            sub, "subscription.renewed", at,
-            period_start=sub.current_period_start.isoformat(), period_end=sub.current_period_end.isoformat(),
+            sub,
+            "subscription.renewed",
+            at,
+            period_start=sub.current_period_start.isoformat(),
+            period_end=sub.current_period_end.isoformat(),
         )
 
 

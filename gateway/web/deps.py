@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from typing import Any
+from collections.abc import AsyncGenerator, Callable
+from typing import Annotated, Any
 
 from litestar import Request
 from litestar.datastructures import State
-from typing import Annotated
-
 from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,20 +41,22 @@ class ListParams:
 
 
 def provide_list_params(
-    limit: Annotated[int, QueryParameter(name="limit", ge=1, le=MAX_LIMIT, description="Page size (1-100).")] = (
-        DEFAULT_LIMIT
-    ),
+    limit: Annotated[
+        int, QueryParameter(name="limit", ge=1, le=MAX_LIMIT, description="Page size (1-100).")
+    ] = (DEFAULT_LIMIT),
     starting_after: Annotated[
         str | None,
         QueryParameter(
-            name="starting_after", max_length=200, description="Cursor from the previous page's `next_cursor`."
+            name="starting_after",
+            max_length=200,
+            description="Cursor from the previous page's `next_cursor`.",
         ),
     ] = None,
 ) -> ListParams:
     return ListParams(limit, starting_after)
 
 
-COMMON_DEPENDENCIES = {
+COMMON_DEPENDENCIES: dict[str, Callable[..., Any]] = {
     "session": provide_session,
     "clock": provide_clock,
     "principal": provide_principal,

@@ -32,11 +32,16 @@ class KeyInUse(Conflict):
 
 async def _send_problem(send: Any, error: DomainError, path: str) -> None:
     body = json.dumps(error.to_problem(instance=path)).encode()
-    await send({
-        "type": "http.response.start",
-        "status": error.status,
-        "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -56,7 +61,8 @@ class IdempotencyMiddleware:
         key = raw_key.decode("latin-1").strip()
         if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
             await _send_problem(
-                send, ValidationFailed(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters"),
+                send,
+                ValidationFailed(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters"),
                 scope["path"],
             )
             return
@@ -78,7 +84,9 @@ class IdempotencyMiddleware:
         # The caller is whoever holds the credential; hashing it keeps secrets out of the table.
         caller = hashlib.sha256(headers.get(b"authorization", b"")).hexdigest()[:64]
         request_hash = hashlib.sha256(
-            b"\n".join([scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body])
+            b"\n".join(
+                [scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body]
+            )
         ).hexdigest()
         now = clock.now()
         ttl = timedelta(hours=state.settings.idempotency_ttl_hours)
@@ -92,7 +100,8 @@ class IdempotencyMiddleware:
         if row is not None:
             if row.request_hash != request_hash:
                 await _send_problem(
-                    send, IdempotencyConflict("this Idempotency-Key was used with a different request"),
+                    send,
+                    IdempotencyConflict("this Idempotency-Key was used with a different request"),
                     scope["path"],
                 )
             elif row.completed_at is None:
@@ -109,7 +118,7 @@ class IdempotencyMiddleware:
     ) -> IdempotencyKey | None:
         """Return the stored row for this key, or insert an in-progress row and return None."""
         async with db.unit_of_work() as session:
-            row = (
+            row: IdempotencyKey | None = (
                 await session.scalars(
                     select(IdempotencyKey).where(IdempotencyKey.scope == caller, IdempotencyKey.key == key)
                 )
@@ -124,11 +133,13 @@ class IdempotencyMiddleware:
 
     async def _replay(self, send: Any, row: IdempotencyKey) -> None:
         stored_headers = [(bytes.fromhex(k), bytes.fromhex(v)) for k, v in (row.response_headers or [])]
-        await send({
-            "type": "http.response.start",
-            "status": row.status_code,
-            "headers": [*stored_headers, (b"idempotent-replayed", b"true")],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": row.status_code,
+                "headers": [*stored_headers, (b"idempotent-replayed", b"true")],
+            }
+        )
         await send({"type": "http.response.body", "body": row.response_body or b""})
 
     async def _run_and_store(self, scope: Any, body: bytes, send: Any, caller: str, key: str) -> None:
@@ -171,4 +182,3 @@ class IdempotencyMiddleware:
                         ] + [[b"content-length".hex(), str(sum(map(len, chunks))).encode().hex()]]
                         row.response_body = b"".join(chunks)
                         row.completed_at = state.clock.now()
-

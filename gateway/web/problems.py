@@ -53,22 +53,36 @@ def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> R
     return Response(body, status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
-def validation_error_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+def validation_error_handler(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[dict[str, Any]]:
     # Litestar reports malformed payloads and parameters as 400; our convention is 422 (ARCHITECTURE §5).
     errors = exc.extra if isinstance(exc.extra, list) else None
-    return _problem(422, "validation_failed", "Request payload is invalid", str(exc.detail), errors=errors,
-                    instance=request.url.path)
+    return _problem(
+        422,
+        "validation_failed",
+        "Request payload is invalid",
+        str(exc.detail),
+        errors=errors,
+        instance=request.url.path,
+    )
 
 
 def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
     if status == 400:
         # Litestar's 400s are all malformed requests (undecodable JSON, bad parameters): 422 by convention.
-        return _problem(422, "validation_failed", "Request payload is invalid", str(exc.detail),
-                        instance=request.url.path)
+        return _problem(
+            422, "validation_failed", "Request payload is invalid", str(exc.detail), instance=request.url.path
+        )
     code = {
-        400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-        405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
+        400: "bad_request",
+        401: "unauthenticated",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+        415: "unsupported_media_type",
         429: "rate_limited",
     }.get(status, "http_error")
     if isinstance(exc, NotAuthorizedException):
@@ -86,14 +100,19 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
 def integrity_error_handler(request: Request[Any, Any, Any], exc: IntegrityError) -> Response[dict[str, Any]]:
     # Reached only when two requests race past the service's own checks: the constraint is the guard.
     log.info("integrity error on %s: %s", request.url.path, exc.orig)
-    return domain_error_handler(request, Conflict("the request conflicts with a concurrent change", code="conflict"))
+    return domain_error_handler(
+        request, Conflict("the request conflicts with a concurrent change", code="conflict")
+    )
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _problem(
-        HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "Internal server error",
-        "an unexpected error occurred; it has been logged", instance=request.url.path,
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "Internal server error",
+        "an unexpected error occurred; it has been logged",
+        instance=request.url.path,
     )
 
 
@@ -108,7 +127,10 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 
 def _spec(description: str) -> ResponseSpec:
     return ResponseSpec(
-        data_container=Problem, description=description, media_type=PROBLEM_MEDIA_TYPE, generate_examples=False
+        data_container=Problem,
+        description=description,
+        media_type=PROBLEM_MEDIA_TYPE,
+        generate_examples=False,
     )
 
 
@@ -120,4 +142,3 @@ ERROR_RESPONSES: dict[int, ResponseSpec] = {
     409: _spec("Conflicts with the current state, or an Idempotency-Key reused with another payload"),
     422: _spec("Malformed or invalid payload or parameters"),
 }
-

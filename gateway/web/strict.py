@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
@@ -31,7 +31,8 @@ async def reject_unknown_query_params(
     declared = state.get("declared_query_params")
     if declared is None:
         declared = state["declared_query_params"] = _declared_query_params(connection.app)
-    allowed = declared.get((connection.scope["method"], connection.scope["path_template"]))
+    scope = cast(dict[str, Any], connection.scope)
+    allowed = declared.get((scope["method"], scope["path_template"]))
     if allowed is None:
         return
     unknown = sorted(set(connection.query_params.keys()) - allowed)

@@ -58,7 +58,12 @@ async def test_a_tenant_key_cannot_read_or_change_another_tenant(api: Api, demo:
     their_sub = await api.post("/v1/subscriptions", {"customer": theirs["id"], "price": "basic_monthly"})
     their_member = await api.post(f"/v1/customers/{theirs['id']}/members", {"email": "a@theirs.example"})
     key = await api.post(
-        "/v1/api_keys", {"name": "tenant", "scopes": ["customers:write", "subscriptions:write", "events:read"], "customer": mine["id"]}
+        "/v1/api_keys",
+        {
+            "name": "tenant",
+            "scopes": ["customers:write", "subscriptions:write", "events:read"],
+            "customer": mine["id"],
+        },
     )
     tenant = api.as_key(key["secret"])
 
@@ -66,8 +71,11 @@ async def test_a_tenant_key_cannot_read_or_change_another_tenant(api: Api, demo:
     assert (await tenant.get(f"/v1/customers/{mine['id']}"))["id"] == mine["id"]
     assert [c["id"] for c in (await tenant.get("/v1/customers"))["data"]] == [mine["id"]]
     # Another tenant's: 404 for reads and writes alike, never 403 (existence must not leak).
-    for path in (f"/v1/customers/{theirs['id']}", f"/v1/subscriptions/{their_sub['id']}",
-                 f"/v1/customers/{theirs['id']}/members"):
+    for path in (
+        f"/v1/customers/{theirs['id']}",
+        f"/v1/subscriptions/{their_sub['id']}",
+        f"/v1/customers/{theirs['id']}/members",
+    ):
         problem = await tenant.get(path, expect=404)
         assert problem["status"] == 404
     await tenant.patch(f"/v1/customers/{theirs['id']}", {"name": "pwned"}, expect=404)

@@ -19,10 +19,24 @@ from tests.conftest import Api
         ("/v1/features", {"key": "Bad Key", "name": "x", "kind": "boolean"}),
         ("/v1/features", {"key": "ok", "name": "x", "kind": "sometimes"}),
         ("/v1/prices", {"plan": "basic", "model": "flat", "interval": "month", "currency_options": {}}),
-        ("/v1/prices", {"plan": "basic", "model": "graduated", "interval": "month",
-                        "currency_options": {"USD": {"tiers": [{"up_to": 10, "unit_amount": 5}]}}}),
-        ("/v1/prices", {"plan": "basic", "model": "flat", "interval": "week",
-                        "currency_options": {"USD": {"unit_amount": 5}}}),
+        (
+            "/v1/prices",
+            {
+                "plan": "basic",
+                "model": "graduated",
+                "interval": "month",
+                "currency_options": {"USD": {"tiers": [{"up_to": 10, "unit_amount": 5}]}},
+            },
+        ),
+        (
+            "/v1/prices",
+            {
+                "plan": "basic",
+                "model": "flat",
+                "interval": "week",
+                "currency_options": {"USD": {"unit_amount": 5}},
+            },
+        ),
         ("/v1/subscriptions", {"customer": "cus_missing", "price": "basic_monthly"}),
         ("/v1/test_clocks", {"frozen_time": "2026-01-01T00:00:00"}),
     ],
@@ -40,7 +54,9 @@ async def test_bad_input_is_a_4xx_problem(api: Api, demo: Any, path: str, body: 
 
 async def test_malformed_json_is_422(api: Api) -> None:
     response = await api.client.post(
-        "/v1/customers", content=b"{not json", headers={**api._headers(None), "content-type": "application/json"}
+        "/v1/customers",
+        content=b"{not json",
+        headers={**api._headers(None), "content-type": "application/json"},
     )
     assert response.status_code == 422
     assert response.json()["code"] == "validation_failed"
@@ -76,17 +92,26 @@ async def test_catalog_conflicts(api: Api, demo: Any) -> None:
     assert problem["code"] == "key_already_exists"
     problem = await api.post(
         "/v1/prices",
-        {"plan": "basic", "model": "flat", "interval": "month", "currency_options": {"USD": {"unit_amount": 1}},
-         "lookup_key": "basic_monthly"},
+        {
+            "plan": "basic",
+            "model": "flat",
+            "interval": "month",
+            "currency_options": {"USD": {"unit_amount": 1}},
+            "lookup_key": "basic_monthly",
+        },
         expect=409,
     )
     assert problem["code"] == "key_already_exists"
     # An archived price cannot be subscribed to.
     await api.patch("/v1/prices/basic_monthly", {"active": False})
     customer = await api.post("/v1/customers", {"name": "Late", "currency": "USD"})
-    problem = await api.post("/v1/subscriptions", {"customer": customer["id"], "price": "basic_monthly"}, expect=409)
+    problem = await api.post(
+        "/v1/subscriptions", {"customer": customer["id"], "price": "basic_monthly"}, expect=409
+    )
     assert problem["code"] == "price_inactive"
     # A second live subscription for one tenant is refused.
     await api.post("/v1/subscriptions", {"customer": customer["id"], "price": "pro_monthly", "trial_days": 0})
-    problem = await api.post("/v1/subscriptions", {"customer": customer["id"], "price": "basic_yearly"}, expect=409)
+    problem = await api.post(
+        "/v1/subscriptions", {"customer": customer["id"], "price": "basic_yearly"}, expect=409
+    )
     assert problem["code"] == "subscription_exists"

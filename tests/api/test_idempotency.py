@@ -27,7 +27,9 @@ async def test_retry_replays_the_first_response_and_writes_once(api: Api) -> Non
 
 async def test_same_key_with_another_payload_is_a_conflict(api: Api) -> None:
     await api.post("/v1/customers", {"name": "Acme"}, headers={"Idempotency-Key": "k-2"})
-    problem = await api.post("/v1/customers", {"name": "Other"}, headers={"Idempotency-Key": "k-2"}, expect=409)
+    problem = await api.post(
+        "/v1/customers", {"name": "Other"}, headers={"Idempotency-Key": "k-2"}, expect=409
+    )
     assert problem["code"] == "idempotency_key_reused"
     assert await count_customers(api) == 1
 
@@ -44,6 +46,8 @@ async def test_errors_are_replayed_too_but_keys_are_per_caller(api: Api) -> None
 
 
 async def test_invalid_key_is_rejected(api: Api) -> None:
-    problem = await api.post("/v1/customers", {"name": "A"}, headers={"Idempotency-Key": "x" * 300}, expect=422)
+    problem = await api.post(
+        "/v1/customers", {"name": "A"}, headers={"Idempotency-Key": "x" * 300}, expect=422
+    )
     assert problem["code"] == "validation_failed"
     assert await count_customers(api) == 0

@@ -50,7 +50,9 @@ async def test_each_change_writes_its_event(api: Api, demo: Any) -> None:
     await api.post(f"/v1/subscriptions/{sub['id']}/cancel", {"at_period_end": True})
     events = (await api.get("/v1/events", params={"aggregate": sub["id"]}))["data"]
     assert [e["type"] for e in events] == [
-        "subscription.created", "subscription.quantity_changed", "subscription.cancel_scheduled",
+        "subscription.created",
+        "subscription.quantity_changed",
+        "subscription.cancel_scheduled",
     ]
     versions = [e["data"]["subscription"]["version"] for e in events]
     assert versions == sorted(versions) and len(set(versions)) == 3

@@ -81,7 +81,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 # The document is what the app generates (the same one it serves at /docs/openapi.json); building the app
 # touches no database, so it can be loaded at import time for parametrisation.
 schema = schemathesis.openapi.from_dict(
-    create_app(Settings(database_url="sqlite+aiosqlite://", migrate_on_start=False)).openapi_schema.to_schema()
+    create_app(
+        Settings(database_url="sqlite+aiosqlite://", migrate_on_start=False)
+    ).openapi_schema.to_schema()
 )
 
 CHECKS = [

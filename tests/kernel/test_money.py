@@ -46,8 +46,11 @@ def test_format() -> None:
     assert Money(1, "KWD").format() == "0.001 KWD"
 
 
-@given(amount=st.integers(-10**12, 10**12), ratios=st.lists(st.integers(0, 1000), min_size=1, max_size=12),
-       currency=CURRENCIES)
+@given(
+    amount=st.integers(-(10**12), 10**12),
+    ratios=st.lists(st.integers(0, 1000), min_size=1, max_size=12),
+    currency=CURRENCIES,
+)
 def test_allocation_never_loses_a_minor_unit(amount: int, ratios: list[int], currency: str) -> None:
     if sum(ratios) == 0:
         ratios = [*ratios[:-1], 1]
@@ -59,15 +62,17 @@ def test_allocation_never_loses_a_minor_unit(amount: int, ratios: list[int], cur
         assert abs(Decimal(part.amount) - Decimal(amount) * ratio / total) < 1
 
 
-@given(a=st.integers(-10**9, 10**9), b=st.integers(-10**9, 10**9), currency=CURRENCIES)
+@given(a=st.integers(-(10**9), 10**9), b=st.integers(-(10**9), 10**9), currency=CURRENCIES)
 def test_addition_is_exact_and_commutative(a: int, b: int, currency: str) -> None:
     assert (Money(a, currency) + Money(b, currency)).amount == a + b
     assert Money(a, currency) + Money(b, currency) == Money(b, currency) + Money(a, currency)
     assert Money(a, currency) - Money(b, currency) == -(Money(b, currency) - Money(a, currency))
 
 
-@given(major=st.decimals(min_value=-10**6, max_value=10**6, places=6, allow_nan=False), currency=CURRENCIES)
-def test_from_decimal_always_yields_whole_minor_units_within_half_a_unit(major: Decimal, currency: str) -> None:
+@given(major=st.decimals(min_value=-(10**6), max_value=10**6, places=6, allow_nan=False), currency=CURRENCIES)
+def test_from_decimal_always_yields_whole_minor_units_within_half_a_unit(
+    major: Decimal, currency: str
+) -> None:
     money = Money.from_decimal(major, currency)
     assert isinstance(money.amount, int)
     assert abs(money.to_decimal() - major) <= Decimal(1).scaleb(-exponent(currency)) / 2

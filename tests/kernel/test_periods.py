@@ -31,7 +31,12 @@ def ends(anchor: datetime, interval: Interval, n: int) -> list[datetime]:
 
 
 def test_rule_1_month_end_anchor_clamps_then_recovers() -> None:
-    assert ends(d(2026, 1, 31), Interval.MONTH, 4) == [d(2026, 2, 28), d(2026, 3, 31), d(2026, 4, 30), d(2026, 5, 31)]
+    assert ends(d(2026, 1, 31), Interval.MONTH, 4) == [
+        d(2026, 2, 28),
+        d(2026, 3, 31),
+        d(2026, 4, 30),
+        d(2026, 5, 31),
+    ]
     assert ends(d(2028, 1, 31), Interval.MONTH, 2) == [d(2028, 2, 29), d(2028, 3, 31)]
     assert ends(d(2026, 1, 30), Interval.MONTH, 2) == [d(2026, 2, 28), d(2026, 3, 30)]
 
@@ -53,12 +58,20 @@ def test_rule_4_quarterly_and_yearly_anchor_like_monthly() -> None:
 
 
 def test_period_containing() -> None:
-    assert period_containing(d(2026, 1, 31), Interval.MONTH, d(2026, 3, 5)) == (d(2026, 2, 28), d(2026, 3, 31))
-    assert period_containing(d(2026, 1, 31), Interval.MONTH, d(2026, 2, 28)) == (d(2026, 2, 28), d(2026, 3, 31))
+    assert period_containing(d(2026, 1, 31), Interval.MONTH, d(2026, 3, 5)) == (
+        d(2026, 2, 28),
+        d(2026, 3, 31),
+    )
+    assert period_containing(d(2026, 1, 31), Interval.MONTH, d(2026, 2, 28)) == (
+        d(2026, 2, 28),
+        d(2026, 3, 31),
+    )
 
 
 @given(
-    anchor=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)),
+    anchor=st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)  # noqa: DTZ001 (bounds are naive by API)
+    ),
     offset_days=st.integers(0, 3000),
     interval=st.sampled_from(list(Interval)),
 )

@@ -72,7 +72,9 @@ async def test_leap_year_and_jan_30_anchor(api: Api, demo: Any) -> None:
 
 async def test_fourteen_day_trial_converts(api: Api, demo: Any) -> None:
     clock, customer = await on_clock(api, datetime(2026, 3, 10, 12, 0, tzinfo=UTC))
-    sub = await api.post("/v1/subscriptions", {"customer": customer, "price": "pro_monthly", "trial_days": 14})
+    sub = await api.post(
+        "/v1/subscriptions", {"customer": customer, "price": "pro_monthly", "trial_days": 14}
+    )
     assert sub["status"] == "trialing"
     assert sub["trial_end"].startswith("2026-03-24T12:00:00")
     assert day(sub["current_period_end"]) == "2026-03-24"
@@ -135,12 +137,13 @@ async def test_upgrade_now_and_downgrade_at_period_end(api: Api, demo: Any) -> N
     await advance(api, clock, 2026, 5, 1)
     after = await api.get(f"/v1/subscriptions/{sub['id']}")
     assert after["plan"] == basic_plan and after["scheduled_change"] is None
-    assert (day(after["current_period_start"]), day(after["current_period_end"])) == ("2026-05-01", "2026-06-01")
+    assert (day(after["current_period_start"]), day(after["current_period_end"])) == (
+        "2026-05-01",
+        "2026-06-01",
+    )
 
     # Both defaults can be overridden: a downgrade now.
-    now = await api.post(
-        f"/v1/subscriptions/{sub['id']}/plan_change", {"price": "pro_monthly"}
-    )
+    now = await api.post(f"/v1/subscriptions/{sub['id']}/plan_change", {"price": "pro_monthly"})
     assert now["plan"] == pro["id"]
     down_now = await api.post(
         f"/v1/subscriptions/{sub['id']}/plan_change", {"price": "basic_monthly", "timing": "now"}
@@ -154,7 +157,10 @@ async def test_interval_change_resets_anchor(api: Api, demo: Any) -> None:
     await advance(api, clock, 2026, 2, 20)
     yearly = await api.post(f"/v1/subscriptions/{sub['id']}/plan_change", {"price": "pro_yearly"})
     assert yearly["interval"] == "year"
-    assert (day(yearly["current_period_start"]), day(yearly["current_period_end"])) == ("2026-02-20", "2027-02-20")
+    assert (day(yearly["current_period_start"]), day(yearly["current_period_end"])) == (
+        "2026-02-20",
+        "2027-02-20",
+    )
 
 
 async def test_pause_and_resume(api: Api, demo: Any) -> None:
@@ -172,7 +178,10 @@ async def test_pause_and_resume(api: Api, demo: Any) -> None:
 
     resumed = await api.post(f"/v1/subscriptions/{sub['id']}/resume", {})
     assert resumed["status"] == "active"
-    assert (day(resumed["current_period_start"]), day(resumed["current_period_end"])) == ("2026-06-15", "2026-07-15")
+    assert (day(resumed["current_period_start"]), day(resumed["current_period_end"])) == (
+        "2026-06-15",
+        "2026-07-15",
+    )
 
     # Pausing twice, or resuming an active subscription, is a state conflict.
     problem = await api.post(f"/v1/subscriptions/{sub['id']}/resume", {}, expect=409)
@@ -186,13 +195,19 @@ async def test_pause_until_date_resumes_by_itself_keeping_anchor_if_asked(api: A
     await advance(api, clock, 2026, 3, 2)
     sub2 = await api.get(f"/v1/subscriptions/{sub['id']}")
     assert sub2["status"] == "active"
-    assert (day(sub2["current_period_start"]), day(sub2["current_period_end"])) == ("2026-03-01", "2026-04-01")
+    assert (day(sub2["current_period_start"]), day(sub2["current_period_end"])) == (
+        "2026-03-01",
+        "2026-04-01",
+    )
 
     # Resume keeping the anchor: the period that contains the resume, on the original anchor day.
     await api.post(f"/v1/subscriptions/{sub['id']}/pause", {})
     await advance(api, clock, 2026, 5, 20)
     kept = await api.post(f"/v1/subscriptions/{sub['id']}/resume", {"billing_cycle_anchor": "unchanged"})
-    assert (day(kept["current_period_start"]), day(kept["current_period_end"])) == ("2026-05-01", "2026-06-01")
+    assert (day(kept["current_period_start"]), day(kept["current_period_end"])) == (
+        "2026-05-01",
+        "2026-06-01",
+    )
 
 
 async def test_cancel_at_period_end_then_undo_then_cancel_for_real(api: Api, demo: Any) -> None:
@@ -214,17 +229,23 @@ async def test_cancel_at_period_end_then_undo_then_cancel_for_real(api: Api, dem
     ended = await api.get(f"/v1/subscriptions/{sub['id']}")
     assert ended["status"] == "canceled" and ended["ended_at"].startswith("2026-09-15")
     # Ended is final: no undo, no changes.
-    assert (await api.post(f"/v1/subscriptions/{sub['id']}/undo_cancel", expect=409))["code"] == "invalid_transition"
-    problem = await api.post(f"/v1/subscriptions/{sub['id']}/plan_change", {"price": "pro_monthly"}, expect=409)
+    assert (await api.post(f"/v1/subscriptions/{sub['id']}/undo_cancel", expect=409))[
+        "code"
+    ] == "invalid_transition"
+    problem = await api.post(
+        f"/v1/subscriptions/{sub['id']}/plan_change", {"price": "pro_monthly"}, expect=409
+    )
     assert problem["code"] == "invalid_transition"
     types = await events_of(api, sub["id"])
     assert types.count("subscription.cancel_scheduled") == 2 and types[-1] == "subscription.canceled"
 
 
 async def test_cancel_now(api: Api, demo: Any) -> None:
-    clock, customer = await on_clock(api, datetime(2026, 7, 15, tzinfo=UTC))
+    _, customer = await on_clock(api, datetime(2026, 7, 15, tzinfo=UTC))
     sub = await api.post("/v1/subscriptions", {"customer": customer, "price": "basic_monthly"})
-    canceled = await api.post(f"/v1/subscriptions/{sub['id']}/cancel", {"at_period_end": False, "reason": "too pricey"})
+    canceled = await api.post(
+        f"/v1/subscriptions/{sub['id']}/cancel", {"at_period_end": False, "reason": "too pricey"}
+    )
     assert canceled["status"] == "canceled" and canceled["ended_at"].startswith("2026-07-15")
     # A new subscription can start once the old one ended.
     await api.post("/v1/subscriptions", {"customer": customer, "price": "pro_monthly", "trial_days": 0})
@@ -258,7 +279,10 @@ async def test_grandfathering_keeps_the_version_bought(api: Api, demo: Any) -> N
     v1 = sub["plan_version"]
     version = await api.post(
         "/v1/plans/basic/versions",
-        {"grants": [{"feature": "projects", "limit": 3}, {"feature": "seats", "limit": 1}], "note": "fewer projects"},
+        {
+            "grants": [{"feature": "projects", "limit": 3}, {"feature": "seats", "limit": 1}],
+            "note": "fewer projects",
+        },
     )
     assert version["version"] == 2
     assert (await api.get(f"/v1/subscriptions/{sub['id']}"))["plan_version"] == v1
@@ -275,8 +299,12 @@ async def test_seats_and_addons(api: Api, demo: Any) -> None:
     _, customer = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC))
     sub = await api.post(
         "/v1/subscriptions",
-        {"customer": customer, "price": "pro_monthly", "trial_days": 0,
-         "addons": [{"price": "extra_seats_monthly", "quantity": 2}]},
+        {
+            "customer": customer,
+            "price": "pro_monthly",
+            "trial_days": 0,
+            "addons": [{"price": "extra_seats_monthly", "quantity": 2}],
+        },
     )
     assert [a["quantity"] for a in sub["addons"]] == [2]
     sub = await api.post(f"/v1/subscriptions/{sub['id']}/quantity", {"quantity": 4})
