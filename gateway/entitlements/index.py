@@ -143,11 +143,11 @@ class _TierRules:
     __slots__ = (
         "_catalog",
         "_custom",
-        "_grants",
         "allowed_roles",
         "closed_gates",
         "custom_roles",
         "features",
+        "grants",
     )
 
     def __init__(
@@ -159,15 +159,15 @@ class _TierRules:
         self._catalog = catalog
         self._custom = custom
         self.closed_gates = gates
-        self._grants: dict[tuple[str, ...], _Grant] = {}
+        self.grants: dict[tuple[str, ...], _Grant] = {}  # memo of grant(), read directly on the hot path
 
     def role_active(self, role: str) -> bool:
         return role in self.allowed_roles or (self.custom_roles and role in self._custom)
 
     def grant(self, roles: tuple[str, ...]) -> _Grant:
-        grant = self._grants.get(roles)
+        grant = self.grants.get(roles)
         if grant is None:
-            grant = self._grants[roles] = self._compile(roles)
+            grant = self.grants[roles] = self._compile(roles)
         return grant
 
     def _compile(self, roles: tuple[str, ...]) -> _Grant:
@@ -238,7 +238,7 @@ def _role_tuple(roles: Iterable[str]) -> tuple[str, ...]:
 
 
 class DecisionIndex:
-    __slots__ = ("_members", "_policy", "_tenants", "version")
+    __slots__ = ("_decisions", "_members", "_policy", "_tenants", "version")
 
     def __init__(
         self,
@@ -251,6 +251,7 @@ class DecisionIndex:
         self._policy = policy
         self._tenants = tenants
         self._members = members
+        self._decisions: dict[tuple[Reason, str | None, str | None], Decision] = {}
 
     @classmethod
     def build(
@@ -284,25 +285,37 @@ class DecisionIndex:
     def decide(self, user_id: str, tenant_id: str, resource: str, action: str) -> Decision:
         tenant = self._tenants.get(tenant_id)
         if tenant is None:
-            return Decision(False, Reason.UNKNOWN_TENANT, self.version)
+            return self._verdict(Reason.UNKNOWN_TENANT, None, None)
         users = self._members.get(tenant_id)
         roles = users.get(user_id) if users is not None else None
         if roles is None:
-            return Decision(False, Reason.UNKNOWN_SUBJECT, self.version, None, tenant.plan)
+            return self._verdict(Reason.UNKNOWN_SUBJECT, None, tenant.plan)
         if not tenant.access:
-            return Decision(False, Reason.SUBSCRIPTION_INACTIVE, self.version, None, tenant.plan)
+            return self._verdict(Reason.SUBSCRIPTION_INACTIVE, None, tenant.plan)
         rules = tenant.rules
-        grant = rules.grant(roles)
+        grant = rules.grants.get(roles) or rules.grant(roles)
         role = grant.active.match(resource, action)
         if role is not None:
             gates = rules.closed_gates
             if gates is not None and gates.match(resource, action) is not None:
-                return Decision(False, Reason.FEATURE_NOT_IN_PLAN, self.version, role, tenant.plan)
-            return Decision(True, Reason.ALLOWED, self.version, role, tenant.plan)
+                return self._verdict(Reason.FEATURE_NOT_IN_PLAN, role, tenant.plan)
+            return self._verdict(Reason.ALLOWED, role, tenant.plan)
         role = grant.inactive.match(resource, action)
         if role is not None:
-            return Decision(False, Reason.ROLE_NOT_ALLOWED, self.version, role, tenant.plan)
-        return Decision(False, Reason.NO_PERMISSION, self.version, None, tenant.plan)
+            return self._verdict(Reason.ROLE_NOT_ALLOWED, role, tenant.plan)
+        return self._verdict(Reason.NO_PERMISSION, None, tenant.plan)
+
+    def _verdict(self, reason: Reason, role: str | None, plan: str | None) -> Decision:
+        # Decisions are interned per index: building a frozen dataclass costs about as much as the rest
+        # of decide(), and there are only (reasons x roles x plans) distinct ones. The memo is per index,
+        # never shared, because every decision carries this index's version.
+        key = (reason, role, plan)
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = self._decisions[key] = Decision(
+                reason is Reason.ALLOWED, reason, self.version, role, plan
+            )
+        return decision
 
     def feature_enabled(self, tenant_id: str, feature_key: str) -> bool:
         tenant = self._tenants.get(tenant_id)

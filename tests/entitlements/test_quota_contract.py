@@ -393,4 +393,3 @@ async def test_redis_keys_share_the_tenant_slot_and_expire_after_the_period(back
         if keys:
             await client.delete(*keys)
         await client.aclose()
-
