@@ -25,3 +25,20 @@ class ApiKey(Base):
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class SigningKey(Base):
+    """A key that signs Tiergate's end-user access tokens. Public halves are served at the JWKS endpoint
+    while `retired_at` is NULL or recent, so tokens signed before a rotation stay verifiable until
+    they expire."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(40), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(10))
+    # The private JWK. Whoever reads this table can mint tokens: protect the database like a secret.
+    private_jwk: Mapped[dict[str, Any]]
+    public_jwk: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    activated_at: Mapped[datetime | None]
+    retired_at: Mapped[datetime | None]
