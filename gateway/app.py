@@ -6,20 +6,29 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
-from litestar import Litestar, Router, get
+from litestar import Litestar, Request, Router, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from redis.asyncio import from_url as redis_from_url
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.authz.domain import PolicySnapshot, parse_policy
 from gateway.catalog.http import CONTROLLERS as CATALOG
 from gateway.config import Settings, load_settings
 from gateway.customers.http import CONTROLLERS as CUSTOMERS
 from gateway.db.session import Database
+from gateway.entitlements.changes import ChangeNotifier
+from gateway.entitlements.engine import Engine, EngineSettings
+from gateway.entitlements.http import CONTROLLERS as ENTITLEMENTS
+from gateway.entitlements.http import jwks
+from gateway.entitlements.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
 from gateway.identity.http import CONTROLLERS as IDENTITY
 from gateway.identity.http import authenticate
 from gateway.identity.service import ApiKeyService
@@ -33,11 +42,27 @@ from gateway.web.strict import reject_unknown_query_params
 from gateway.worker.scheduler import run_scheduler
 
 log = logging.getLogger("tiergate")
+DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "demo_policy.csv"
 
 
 @get("/health", include_in_schema=False, sync_to_thread=False)
-def health() -> dict[str, str]:
-    return {"status": "ok"}
+def health(state: State) -> dict[str, Any]:
+    engine: Engine = state.engine
+    return {"status": "ok", "index_version": engine.version, "stale": engine.stale if engine.ready else True}
+
+
+async def nudge_after_writes(request: Request[Any, Any, Any]) -> None:
+    """A write may have changed what the index answers: have every replica catch up now. Runs after the
+    response went out, so the request's unit of work has committed. A refused write nudges for nothing,
+    which costs one empty outbox read."""
+    if request.method in {"POST", "PUT", "PATCH", "DELETE"}:
+        notifier: ChangeNotifier = request.app.state.notifier
+        await notifier.changed()
+
+
+async def load_stored_policy(session: AsyncSession) -> PolicySnapshot:
+    text = DEFAULT_POLICY.read_text()
+    return parse_policy(text, version=1)
 
 
 def create_app(
@@ -46,6 +71,23 @@ def create_app(
     settings = settings or load_settings()
     clock = clock or SystemClock()
     database = db or Database(settings.database_url)
+    redis_client = redis_from_url(settings.redis_url) if settings.redis_url else None
+    quotas: QuotaStore = RedisQuotaStore(redis_client) if redis_client is not None else MemoryQuotaStore()
+    engine = Engine(
+        database,
+        clock,
+        quotas,
+        load_stored_policy,
+        EngineSettings(
+            poll_interval_seconds=settings.entitlements_poll_seconds,
+            max_staleness_seconds=settings.entitlements_max_staleness_seconds,
+            fail_open_features=frozenset(settings.fail_open_features),
+        ),
+    )
+    notifier = ChangeNotifier(engine, redis_client)
+    state = State(
+        {"db": database, "clock": clock, "settings": settings, "engine": engine, "notifier": notifier}
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -71,7 +113,14 @@ def create_app(
             if db is None:
                 await database.dispose()
 
-    handlers: Sequence[Any] = [*CATALOG, *CUSTOMERS, *SUBSCRIPTIONS, EventController, *IDENTITY]
+    handlers: Sequence[Any] = [
+        *CATALOG,
+        *CUSTOMERS,
+        *SUBSCRIPTIONS,
+        EventController,
+        *IDENTITY,
+        *ENTITLEMENTS,
+    ]
     v1 = Router(
         path="/v1",
         route_handlers=list(handlers),
@@ -79,7 +128,8 @@ def create_app(
         security=[{"apiKey": []}],
     )
     return Litestar(
-        route_handlers=[v1, health],
+        route_handlers=[v1, health, jwks],
+        after_response=nudge_after_writes,
         dependencies={
             k: Provide(v) if k == "session" else Provide(v, sync_to_thread=False)
             for k, v in COMMON_DEPENDENCIES.items()
@@ -87,7 +137,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[IdempotencyMiddleware],
         lifespan=[lifespan],
-        state=State({"db": database, "clock": clock, "settings": settings}),
+        state=state,
         cors_config=CORSConfig(allow_origins=[]),
         openapi_config=OpenAPIConfig(
             title="Tiergate API",

@@ -29,6 +29,15 @@ class Settings:
     scheduler_enabled: bool = True
     # Idempotency keys are kept this long, then may be reused.
     idempotency_ttl_hours: int = 24
+    # Decision engine: how often each replica looks for changes when nobody nudged it, and how old its
+    # index may grow (database unreachable) before checks fail closed.
+    entitlements_poll_seconds: float = 1.0
+    entitlements_max_staleness_seconds: float = 30.0
+    # Feature keys that fail open (allowed) when the index is stale or the quota store is down.
+    fail_open_features: tuple[str, ...] = ()
+    # Issuer (`iss`) of Tiergate's end-user access tokens, and their lifetime.
+    token_issuer: str = "http://127.0.0.1:8000"
+    token_ttl_seconds: int = 900
     # Environment only: a secret API key accepted with full scope (creates itself on first use).
     bootstrap_api_key: str = field(default="", repr=False)
     log_level: str = "INFO"
@@ -49,6 +58,8 @@ def _coerce(raw: str, current: Any) -> Any:
         return int(raw)
     if isinstance(current, float):
         return float(raw)
+    if isinstance(current, tuple):
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
     return raw
 
 
@@ -72,4 +83,7 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         env_value = env.get(f"TIERGATE_{name.upper()}")
         if env_value is not None:
             values[name] = _coerce(env_value, getattr(defaults, name))
+    for name, value in list(values.items()):
+        if isinstance(getattr(defaults, name), tuple) and isinstance(value, list):
+            values[name] = tuple(value)
     return Settings(**values)

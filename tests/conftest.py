@@ -3,7 +3,6 @@ PostgreSQL too. With `CI` set, a missing PostgreSQL or Redis is a failure, never
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -156,8 +155,3 @@ async def demo(api: Api, db: Database, clock: FrozenClock) -> dict[str, Any]:
     async with db.unit_of_work() as session:
         await seed_catalog(session, clock)
     return {}
-
-
-@pytest.fixture(scope="session")
-def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
-    return asyncio.DefaultEventLoopPolicy()

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from litestar import Controller, get, patch, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.catalog import schemas as s
@@ -57,12 +57,17 @@ class ProductController(Controller):
         )
 
     @get("/{product_id:str}", opt=READ, responses=ERROR_RESPONSES, summary="Retrieve a product")
-    async def retrieve(self, product_id: str, catalog: NamedDependency[CatalogService]) -> s.Product:
+    async def retrieve(
+        self, product_id: FromPath[str], catalog: NamedDependency[CatalogService]
+    ) -> s.Product:
         return s.Product.of(await catalog.get_product(product_id))
 
     @patch("/{product_id:str}", opt=WRITE, responses=ERROR_RESPONSES, summary="Update a product")
     async def update(
-        self, product_id: str, data: JSONBody[s.ProductUpdate], catalog: NamedDependency[CatalogService]
+        self,
+        product_id: FromPath[str],
+        data: JSONBody[s.ProductUpdate],
+        catalog: NamedDependency[CatalogService],
     ) -> s.Product:
         return s.Product.of(await catalog.update_product(product_id, changes_of(data)))
 
@@ -91,7 +96,7 @@ class FeatureController(Controller):
         )
 
     @get("/{feature:str}", opt=READ, responses=ERROR_RESPONSES, summary="Retrieve a feature by id or key")
-    async def retrieve(self, feature: str, catalog: NamedDependency[CatalogService]) -> s.Feature:
+    async def retrieve(self, feature: FromPath[str], catalog: NamedDependency[CatalogService]) -> s.Feature:
         return s.Feature.of(await catalog.get_feature(feature))
 
 
@@ -133,13 +138,13 @@ class PlanController(Controller):
         return s.PlanList(data, result.next_cursor is not None, result.next_cursor)
 
     @get("/{plan:str}", opt=READ, responses=ERROR_RESPONSES, summary="Retrieve a plan by id or key")
-    async def retrieve(self, plan: str, catalog: NamedDependency[CatalogService]) -> s.Plan:
+    async def retrieve(self, plan: FromPath[str], catalog: NamedDependency[CatalogService]) -> s.Plan:
         row = await catalog.get_plan(plan)
         return s.Plan.of(row, await catalog.terms(row.id))
 
     @patch("/{plan:str}", opt=WRITE, responses=ERROR_RESPONSES, summary="Update a plan's description")
     async def update(
-        self, plan: str, data: JSONBody[s.PlanUpdate], catalog: NamedDependency[CatalogService]
+        self, plan: FromPath[str], data: JSONBody[s.PlanUpdate], catalog: NamedDependency[CatalogService]
     ) -> s.Plan:
         row = await catalog.update_plan(plan, changes_of(data))
         return s.Plan.of(row, await catalog.terms(row.id))
@@ -151,13 +156,15 @@ class PlanController(Controller):
         summary="Publish new grants as the plan's next version (existing subscribers keep theirs)",
     )
     async def publish(
-        self, plan: str, data: JSONBody[s.GrantsPublish], catalog: NamedDependency[CatalogService]
+        self, plan: FromPath[str], data: JSONBody[s.GrantsPublish], catalog: NamedDependency[CatalogService]
     ) -> s.PlanVersion:
         version = await catalog.publish_grants(plan, _grants(data.grants), data.note)
         return s.version_out(await catalog.terms(plan, version.version))
 
     @get("/{plan:str}/versions", opt=READ, responses=ERROR_RESPONSES, summary="List a plan's versions")
-    async def versions(self, plan: str, catalog: NamedDependency[CatalogService]) -> s.PlanVersionList:
+    async def versions(
+        self, plan: FromPath[str], catalog: NamedDependency[CatalogService]
+    ) -> s.PlanVersionList:
         return s.PlanVersionList([s.version_out(t) for t in await catalog.list_versions(plan)])
 
 
@@ -202,14 +209,14 @@ class PriceController(Controller):
         )
 
     @get("/{price:str}", opt=READ, responses=ERROR_RESPONSES, summary="Retrieve a price by id or lookup key")
-    async def retrieve(self, price: str, catalog: NamedDependency[CatalogService]) -> s.Price:
+    async def retrieve(self, price: FromPath[str], catalog: NamedDependency[CatalogService]) -> s.Price:
         return s.Price.of(await catalog.get_price(price))
 
     @patch(
         "/{price:str}", opt=WRITE, responses=ERROR_RESPONSES, summary="Update a price (amounts are immutable)"
     )
     async def update(
-        self, price: str, data: JSONBody[s.PriceUpdate], catalog: NamedDependency[CatalogService]
+        self, price: FromPath[str], data: JSONBody[s.PriceUpdate], catalog: NamedDependency[CatalogService]
     ) -> s.Price:
         return s.Price.of(await catalog.update_price(price, changes_of(data)))
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.customers import schemas as s
@@ -77,7 +77,7 @@ class CustomerController(Controller):
     @get("/{customer_id:str}", opt=READ, responses=ERROR_RESPONSES, summary="Retrieve a customer")
     async def retrieve(
         self,
-        customer_id: str,
+        customer_id: FromPath[str],
         customers: NamedDependency[CustomerService],
         principal: NamedDependency[Principal],
     ) -> s.Customer:
@@ -86,7 +86,7 @@ class CustomerController(Controller):
     @patch("/{customer_id:str}", opt=WRITE, responses=ERROR_RESPONSES, summary="Update a customer")
     async def update(
         self,
-        customer_id: str,
+        customer_id: FromPath[str],
         data: JSONBody[s.CustomerUpdate],
         customers: NamedDependency[CustomerService],
         principal: NamedDependency[Principal],
@@ -97,7 +97,7 @@ class CustomerController(Controller):
     @post("/{customer_id:str}/members", opt=WRITE, responses=ERROR_RESPONSES, summary="Add a member")
     async def add_member(
         self,
-        customer_id: str,
+        customer_id: FromPath[str],
         data: JSONBody[s.MemberCreate],
         customers: NamedDependency[CustomerService],
         principal: NamedDependency[Principal],
@@ -110,7 +110,7 @@ class CustomerController(Controller):
     @get("/{customer_id:str}/members", opt=READ, responses=ERROR_RESPONSES, summary="List members")
     async def list_members(
         self,
-        customer_id: str,
+        customer_id: FromPath[str],
         customers: NamedDependency[CustomerService],
         principal: NamedDependency[Principal],
         page: NamedDependency[ListParams],
@@ -135,8 +135,8 @@ class CustomerController(Controller):
     )
     async def update_member(
         self,
-        customer_id: str,
-        member_id: str,
+        customer_id: FromPath[str],
+        member_id: FromPath[str],
         data: JSONBody[s.MemberUpdate],
         customers: NamedDependency[CustomerService],
         principal: NamedDependency[Principal],
@@ -155,8 +155,8 @@ class CustomerController(Controller):
     )
     async def remove_member(
         self,
-        customer_id: str,
-        member_id: str,
+        customer_id: FromPath[str],
+        member_id: FromPath[str],
         customers: NamedDependency[CustomerService],
         principal: NamedDependency[Principal],
     ) -> s.Member:

@@ -21,6 +21,8 @@ RESOURCES = (
     "api_keys",
     "check",
     "policies",
+    "entitlements",
+    "tokens",
 )
 ACTIONS = ("read", "write")
 ALL_SCOPES = frozenset(f"{r}:{a}" for r in RESOURCES for a in ACTIONS)

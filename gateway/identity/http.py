@@ -16,7 +16,7 @@ from litestar import Controller, get, post
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 from msgspec import Meta, Struct
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -172,7 +172,10 @@ class ApiKeyController(Controller):
         summary="Revoke an API key",
     )
     async def revoke(
-        self, key_id: str, keys: NamedDependency[ApiKeyService], principal: NamedDependency[Principal]
+        self,
+        key_id: FromPath[str],
+        keys: NamedDependency[ApiKeyService],
+        principal: NamedDependency[Principal],
     ) -> ApiKey:
         row = await keys.revoke(key_id, scope=principal.tenant_id)
         revoke_from_cache(row.id)

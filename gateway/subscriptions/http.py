@@ -6,7 +6,7 @@ from typing import Annotated
 
 from litestar import Controller, delete, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.catalog.http import provide_catalog
@@ -114,7 +114,7 @@ class SubscriptionController(Controller):
     @get("/{subscription_id:str}", opt=READ, responses=ERROR_RESPONSES, summary="Retrieve a subscription")
     async def retrieve(
         self,
-        subscription_id: str,
+        subscription_id: FromPath[str],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
     ) -> s.Subscription:
@@ -128,7 +128,7 @@ class SubscriptionController(Controller):
     )
     async def change_plan(
         self,
-        subscription_id: str,
+        subscription_id: FromPath[str],
         data: JSONBody[s.PlanChange],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
@@ -151,7 +151,7 @@ class SubscriptionController(Controller):
     )
     async def drop_scheduled_change(
         self,
-        subscription_id: str,
+        subscription_id: FromPath[str],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
     ) -> s.Subscription:
@@ -166,7 +166,7 @@ class SubscriptionController(Controller):
     )
     async def quantity(
         self,
-        subscription_id: str,
+        subscription_id: FromPath[str],
         data: JSONBody[s.QuantityChange],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
@@ -177,7 +177,7 @@ class SubscriptionController(Controller):
     @post("/{subscription_id:str}/addons", opt=WRITE, responses=ERROR_RESPONSES, summary="Attach an add-on")
     async def add_addon(
         self,
-        subscription_id: str,
+        subscription_id: FromPath[str],
         data: JSONBody[s.AddonIn],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
@@ -196,8 +196,8 @@ class SubscriptionController(Controller):
     )
     async def remove_addon(
         self,
-        subscription_id: str,
-        addon_id: str,
+        subscription_id: FromPath[str],
+        addon_id: FromPath[str],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
     ) -> s.Subscription:
@@ -212,7 +212,7 @@ class SubscriptionController(Controller):
     )
     async def pause(
         self,
-        subscription_id: str,
+        subscription_id: FromPath[str],
         data: JSONBody[s.PauseRequest],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
@@ -232,7 +232,7 @@ class SubscriptionController(Controller):
     )
     async def resume(
         self,
-        subscription_id: str,
+        subscription_id: FromPath[str],
         data: JSONBody[s.ResumeRequest],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
@@ -250,7 +250,7 @@ class SubscriptionController(Controller):
     )
     async def cancel(
         self,
-        subscription_id: str,
+        subscription_id: FromPath[str],
         data: JSONBody[s.CancelRequest],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
@@ -268,7 +268,7 @@ class SubscriptionController(Controller):
     )
     async def undo_cancel(
         self,
-        subscription_id: str,
+        subscription_id: FromPath[str],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
     ) -> s.Subscription:
@@ -306,7 +306,9 @@ class TestClockController(Controller):
         )
 
     @get("/{clock_id:str}", opt=CLOCK_READ, responses=ERROR_RESPONSES, summary="Retrieve a test clock")
-    async def retrieve(self, clock_id: str, test_clocks: NamedDependency[TestClockService]) -> s.TestClock:
+    async def retrieve(
+        self, clock_id: FromPath[str], test_clocks: NamedDependency[TestClockService]
+    ) -> s.TestClock:
         return s.TestClock.of(await test_clocks.get(clock_id))
 
     @post(
@@ -317,7 +319,7 @@ class TestClockController(Controller):
     )
     async def advance(
         self,
-        clock_id: str,
+        clock_id: FromPath[str],
         data: JSONBody[s.TestClockAdvance],
         test_clocks: NamedDependency[TestClockService],
     ) -> s.TestClock:
@@ -332,7 +334,7 @@ class TestClockController(Controller):
     )
     async def attach(
         self,
-        clock_id: str,
+        clock_id: FromPath[str],
         data: JSONBody[s.TestClockAttach],
         test_clocks: NamedDependency[TestClockService],
         principal: NamedDependency[Principal],
@@ -343,7 +345,7 @@ class TestClockController(Controller):
     @delete(
         "/{clock_id:str}", opt=CLOCK_WRITE, responses=ERROR_RESPONSES, summary="Delete an unused test clock"
     )
-    async def remove(self, clock_id: str, test_clocks: NamedDependency[TestClockService]) -> None:
+    async def remove(self, clock_id: FromPath[str], test_clocks: NamedDependency[TestClockService]) -> None:
         await test_clocks.delete(clock_id)
 
 

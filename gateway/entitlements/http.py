@@ -1,0 +1,248 @@
+"""Check, entitlements and token endpoints: what a SaaS app calls on every request."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
+
+from gateway.entitlements import schemas as s
+from gateway.entitlements.engine import Engine
+from gateway.entitlements.service import CheckResult, CheckService
+from gateway.identity.tokens import TokenSigner
+from gateway.kernel.auth import Principal
+from gateway.kernel.errors import Forbidden, NotFound
+from gateway.web.problems import ERROR_RESPONSES
+
+
+def provide_checks(state: State) -> CheckService:
+    engine: Engine = state.engine
+    return CheckService(engine)
+
+
+def _scope(principal: Principal, customer: FromPath[str]) -> None:
+    # A tenant-scoped key asks only about its own tenant; others look absent (404, no existence leak).
+    if principal.tenant_id is not None and principal.tenant_id != customer:
+        raise NotFound(f"no customer {customer!r}", code="customer_not_found")
+
+
+def _out(result: CheckResult) -> s.CheckResponse:
+    return s.CheckResponse(**{f: getattr(result, f) for f in s.CheckResponse.__struct_fields__})
+
+
+def _need_consume_scope(principal: Principal, consume: bool) -> None:
+    if consume and not principal.allows("check:write"):
+        raise Forbidden(
+            "consuming quota needs the `check:write` scope",
+            code="missing_scope",
+            required_scope="check:write",
+        )
+
+
+class CheckController(Controller):
+    path = "/check"
+    tags = ["decisions"]
+    dependencies = {"checks": Provide(provide_checks, sync_to_thread=False)}
+
+    @post(
+        "/",
+        opt={"scope": "check:read"},
+        responses=ERROR_RESPONSES,
+        status_code=200,
+        summary="Decide one request: may this user do this now, and within which limits",
+    )
+    async def check(
+        self,
+        data: JSONBody[s.CheckRequest],
+        checks: NamedDependency[CheckService],
+        principal: NamedDependency[Principal],
+    ) -> s.CheckResponse:
+        _scope(principal, data.customer)
+        _need_consume_scope(principal, data.consume)
+        result = await checks.check(
+            customer=data.customer,
+            user=data.user,
+            resource=data.resource,
+            action=data.action,
+            feature=data.feature,
+            quantity=data.quantity,
+            consume=data.consume,
+        )
+        return _out(result)
+
+    @post(
+        "/batch",
+        opt={"scope": "check:read"},
+        responses=ERROR_RESPONSES,
+        status_code=200,
+        summary="Decide up to 1000 requests in one call, all from the same index version",
+    )
+    async def batch(
+        self,
+        data: JSONBody[s.BatchCheckRequest],
+        checks: NamedDependency[CheckService],
+        principal: NamedDependency[Principal],
+    ) -> s.BatchCheckResponse:
+        results = []
+        for item in data.checks:
+            _scope(principal, item.customer)
+            _need_consume_scope(principal, item.consume)
+            results.append(
+                _out(
+                    await checks.check(
+                        customer=item.customer,
+                        user=item.user,
+                        resource=item.resource,
+                        action=item.action,
+                        feature=item.feature,
+                        quantity=item.quantity,
+                        consume=item.consume,
+                    )
+                )
+            )
+        return s.BatchCheckResponse(results, checks.engine.version)
+
+    @post(
+        "/release",
+        opt={"scope": "check:write"},
+        responses=ERROR_RESPONSES,
+        status_code=200,
+        summary="Give back gauge units (a project deleted, a seat freed)",
+    )
+    async def release(
+        self,
+        data: JSONBody[s.ReleaseRequest],
+        checks: NamedDependency[CheckService],
+        principal: NamedDependency[Principal],
+    ) -> s.CheckResponse:
+        _scope(principal, data.customer)
+        return _out(await checks.release(data.customer, data.feature, data.quantity))
+
+
+class EntitlementsController(Controller):
+    path = "/entitlements"
+    tags = ["decisions"]
+    dependencies = {"checks": Provide(provide_checks, sync_to_thread=False)}
+
+    @get(
+        "/{customer:str}",
+        opt={"scope": "entitlements:read"},
+        responses=ERROR_RESPONSES,
+        summary="The tenant's full snapshot: plan, features, limits, usage (ETag / If-None-Match)",
+    )
+    async def snapshot(
+        self,
+        customer: FromPath[str],
+        request: Request[Any, Any, Any],
+        checks: NamedDependency[CheckService],
+        principal: NamedDependency[Principal],
+    ) -> Response[s.Entitlements]:
+        _scope(principal, customer)
+        engine = checks.engine
+        tenant = engine.tenant(customer)
+        if tenant is None:
+            raise NotFound(f"customer {customer!r} has no live subscription", code="customer_not_found")
+        features = []
+        for key, grant in sorted(tenant.features.items()):
+            verdict = await engine.check_feature(customer, key, quantity=1, consume=False)
+            features.append(
+                s.FeatureEntitlement(
+                    feature=key,
+                    kind=grant.kind.value,
+                    enabled=engine.has_access(customer),
+                    limit=grant.limit,
+                    unlimited=grant.kind.value != "boolean" and grant.limit is None,
+                    soft=grant.soft,
+                    used=verdict.used,
+                    remaining=verdict.remaining,
+                    resets_at=verdict.resets_at,
+                )
+            )
+        body = s.Entitlements(
+            "entitlements",
+            customer,
+            tenant.plan_key,
+            tenant.plan_version,
+            tenant.status.value,
+            engine.has_access(customer),
+            tenant.period_start,
+            tenant.period_end,
+            features,
+            engine.version,
+        )
+        # The ETag covers everything but the index version: an unrelated tenant's change moves the
+        # version without changing this snapshot, and must not invalidate caches.
+        content = msgspec.json.encode(msgspec.structs.replace(body, index_version=0))
+        etag = '"' + hashlib.sha256(content).hexdigest()[:32] + '"'
+        headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+        if etag in request.headers.get("if-none-match", ""):
+            return Response(content=b"", status_code=304, headers=headers)  # type: ignore[arg-type]
+        return Response(body, headers=headers)
+
+
+class TokenController(Controller):
+    path = "/tokens"
+    tags = ["identity"]
+    dependencies = {"checks": Provide(provide_checks, sync_to_thread=False)}
+
+    @post(
+        "/",
+        opt={"scope": "tokens:write"},
+        responses=ERROR_RESPONSES,
+        summary="Issue a short-lived access token for a member (SSO issues the same after sign-in)",
+    )
+    async def issue(
+        self,
+        data: JSONBody[s.TokenRequest],
+        checks: NamedDependency[CheckService],
+        state: State,
+        principal: NamedDependency[Principal],
+    ) -> s.Token:
+        _scope(principal, data.customer)
+        engine = checks.engine
+        tenant = engine.tenant(data.customer)
+        roles = engine.roles_of(data.user, data.customer)
+        if tenant is None or not (roles.active or roles.inactive):
+            raise NotFound(f"{data.user!r} is not a member of {data.customer!r}", code="unknown_subject")
+        signer: TokenSigner = state.signer
+        ttl = timedelta(seconds=data.ttl_seconds or state.settings.token_ttl_seconds)
+        claims = {
+            "sub": data.user,
+            "tid": data.customer,
+            "roles": list(roles.active),
+            "plan": tenant.plan_key,
+            "iv": engine.version,
+        }
+        token, expires = signer.sign(claims, at=engine.clock.now(), ttl=ttl)
+        return s.Token(
+            "access_token",
+            token,
+            "Bearer",
+            expires,
+            data.user,
+            data.customer,
+            list(roles.active),
+            tenant.plan_key,
+            engine.version,
+        )
+
+
+@get(
+    "/.well-known/jwks.json",
+    tags=["identity"],
+    summary="Public keys that verify Tiergate access tokens",
+    sync_to_thread=False,
+    cache_control=None,
+)
+def jwks(state: State) -> dict[str, Any]:
+    signer: TokenSigner = state.signer
+    return signer.public_jwks
+
+
+CONTROLLERS = [CheckController, EntitlementsController, TokenController]

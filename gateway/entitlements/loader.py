@@ -1,0 +1,151 @@
+"""Bulk read model for the decision index: who is on which plan, with which grants and members.
+
+This is the one place that reads other domains' tables directly (read-only, in bulk): building the index
+for 10k tenants through each domain's service would be thousands of queries. It never writes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.authz.domain import Membership, TenantStanding, TenantStatus
+from gateway.catalog.domain import FeatureKind
+from gateway.catalog.models import Feature, Plan, PlanGrant, PlanVersion
+from gateway.customers.models import Membership as MembershipRow
+from gateway.subscriptions.domain import LIVE_STATUSES
+from gateway.subscriptions.models import Subscription, SubscriptionAddon
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureLimit:
+    """A tenant's effective entitlement to one feature: base plan grant plus add-on grants.
+
+    `limit` None = unlimited (gauge/metered) or not applicable (boolean)."""
+
+    key: str
+    kind: FeatureKind
+    limit: int | None
+    soft: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TenantEntitlements:
+    tenant_id: str
+    plan_key: str
+    plan_version: int
+    plan_node: str  # the versioned plan node in the tier graph, e.g. "basic.v2"
+    status: TenantStatus
+    subscription_id: str
+    period_start: datetime
+    period_end: datetime
+    features: dict[str, FeatureLimit] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedTenants:
+    tenants: dict[str, TenantEntitlements]
+    memberships: dict[str, tuple[Membership, ...]]
+    # version node → (plan key, boolean features of that version): becomes tier-graph edges.
+    plan_nodes: dict[str, tuple[str, frozenset[str]]]
+
+    def standings(self) -> list[TenantStanding]:
+        return [TenantStanding(t.tenant_id, t.plan_node, t.status) for t in self.tenants.values()]
+
+    def all_memberships(self) -> Iterable[Membership]:
+        for members in self.memberships.values():
+            yield from members
+
+
+def plan_node(plan_key: str, version: int) -> str:
+    return f"{plan_key}.v{version}"
+
+
+def _merge(
+    current: FeatureLimit | None, key: str, kind: FeatureKind, limit: int | None, soft: bool, times: int
+) -> FeatureLimit:
+    """Add-ons stack: limits add up (× the add-on's quantity); unlimited anywhere stays unlimited."""
+    scaled = None if limit is None else limit * times
+    if current is None:
+        return FeatureLimit(key, kind, scaled, soft)
+    if kind is FeatureKind.BOOLEAN or current.limit is None or scaled is None:
+        return FeatureLimit(key, kind, None, current.soft or soft)
+    return FeatureLimit(key, kind, current.limit + scaled, current.soft or soft)
+
+
+async def load_tenants(session: AsyncSession, tenant_ids: Iterable[str] | None = None) -> LoadedTenants:
+    """Everything the index needs for the given tenants (all tenants when None).
+
+    A tenant without a live subscription is absent (→ `unknown_tenant`); an ended one has no access."""
+    only = list(tenant_ids) if tenant_ids is not None else None
+    subs_q = (
+        select(Subscription, Plan.key, PlanVersion.version)
+        .join(Plan, Plan.id == Subscription.plan_id)
+        .join(PlanVersion, PlanVersion.id == Subscription.plan_version_id)
+        .where(Subscription.status.in_([s.value for s in LIVE_STATUSES]))
+    )
+    if only is not None:
+        subs_q = subs_q.where(Subscription.tenant_id.in_(only))
+    rows = (await session.execute(subs_q)).all()
+
+    version_ids = {sub.plan_version_id for sub, _, _ in rows}
+    addons_q = (
+        select(SubscriptionAddon)
+        .where(SubscriptionAddon.subscription_id.in_([sub.id for sub, _, _ in rows]))
+        .where(SubscriptionAddon.removed_at.is_(None))
+    )
+    addons = (await session.scalars(addons_q)).all() if rows else []
+    version_ids |= {a.plan_version_id for a in addons}
+    grants_q = (
+        select(PlanGrant.plan_version_id, Feature.key, Feature.kind, PlanGrant.limit, PlanGrant.soft)
+        .join(Feature, Feature.id == PlanGrant.feature_id)
+        .where(PlanGrant.plan_version_id.in_(version_ids))
+    )
+    grants: dict[str, list[tuple[str, FeatureKind, int | None, bool]]] = defaultdict(list)
+    for version_id, key, kind, limit, soft in (await session.execute(grants_q)).all() if version_ids else []:
+        grants[version_id].append((key, FeatureKind(kind), limit, soft))
+    addons_by_sub: dict[str, list[SubscriptionAddon]] = defaultdict(list)
+    for addon in addons:
+        addons_by_sub[addon.subscription_id].append(addon)
+
+    tenants: dict[str, TenantEntitlements] = {}
+    nodes: dict[str, tuple[str, frozenset[str]]] = {}
+    for sub, key, version in rows:
+        features: dict[str, FeatureLimit] = {}
+        for fkey, kind, limit, soft in grants[sub.plan_version_id]:
+            features[fkey] = _merge(features.get(fkey), fkey, kind, limit, soft, 1)
+        for addon in addons_by_sub[sub.id]:
+            for fkey, kind, limit, soft in grants[addon.plan_version_id]:
+                features[fkey] = _merge(features.get(fkey), fkey, kind, limit, soft, addon.quantity)
+        node = plan_node(key, version)
+        nodes[node] = (key, frozenset(k for k, f in features.items() if f.kind is FeatureKind.BOOLEAN))
+        tenants[sub.tenant_id] = TenantEntitlements(
+            tenant_id=sub.tenant_id,
+            plan_key=key,
+            plan_version=version,
+            plan_node=node,
+            status=TenantStatus(sub.status),
+            subscription_id=sub.id,
+            period_start=sub.current_period_start,
+            period_end=sub.current_period_end,
+            features=features,
+        )
+
+    members_q = select(MembershipRow.user_id, MembershipRow.tenant_id, MembershipRow.role).where(
+        MembershipRow.status == "active"
+    )
+    if only is not None:
+        members_q = members_q.where(MembershipRow.tenant_id.in_(only))
+    memberships: dict[str, list[Membership]] = defaultdict(list)
+    for user_id, tenant_id, role in (await session.execute(members_q)).all():
+        memberships[tenant_id].append(Membership(user_id=user_id, tenant_id=tenant_id, role=role))
+    return LoadedTenants(
+        tenants=tenants,
+        memberships={t: tuple(m) for t, m in memberships.items()},
+        plan_nodes=nodes,
+    )

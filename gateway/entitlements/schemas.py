@@ -1,0 +1,102 @@
+"""Request and response types of the check, entitlements and token APIs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from msgspec import Meta, Struct
+
+Id = Annotated[str, Meta(min_length=1, max_length=64)]
+Resource = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_./*-]+$")]
+Action = Annotated[str, Meta(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_.*-]+$")]
+FeatureKey = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")]
+
+
+class CheckRequest(Struct, forbid_unknown_fields=True):
+    """Either a permission (`user` + `resource` + `action`), a feature (`feature`), or both at once.
+
+    With `consume`, a gauge reserves `quantity` units and a metered feature counts them, atomically;
+    without it the check only looks."""
+
+    customer: Id
+    user: Id | None = None
+    resource: Resource | None = None
+    action: Action | None = None
+    feature: FeatureKey | None = None
+    quantity: Annotated[int, Meta(ge=1, le=1_000_000_000)] = 1
+    consume: bool = False
+
+
+class CheckResponse(Struct, omit_defaults=False):
+    allowed: bool
+    reason: str
+    customer: str
+    index_version: int
+    user: str | None = None
+    plan: str | None = None
+    role: str | None = None
+    feature: str | None = None
+    limit: int | None = None
+    used: int | None = None
+    remaining: int | None = None
+    resets_at: datetime | None = None
+    stale: bool = False
+
+
+class BatchCheckRequest(Struct, forbid_unknown_fields=True):
+    checks: Annotated[list[CheckRequest], Meta(min_length=1, max_length=1000)]
+
+
+class BatchCheckResponse(Struct):
+    results: list[CheckResponse]
+    index_version: int
+
+
+class ReleaseRequest(Struct, forbid_unknown_fields=True):
+    customer: Id
+    feature: FeatureKey
+    quantity: Annotated[int, Meta(ge=1, le=1_000_000_000)] = 1
+
+
+class FeatureEntitlement(Struct):
+    feature: str
+    kind: str
+    enabled: bool
+    limit: int | None
+    unlimited: bool
+    soft: bool
+    used: int | None
+    remaining: int | None
+    resets_at: datetime | None
+
+
+class Entitlements(Struct):
+    object: Literal["entitlements"]
+    customer: str
+    plan: str | None
+    plan_version: int | None
+    status: str | None
+    access: bool
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    features: list[FeatureEntitlement]
+    index_version: int
+
+
+class TokenRequest(Struct, forbid_unknown_fields=True):
+    customer: Id
+    user: Id
+    ttl_seconds: Annotated[int, Meta(ge=60, le=43_200)] | None = None
+
+
+class Token(Struct):
+    object: Literal["access_token"]
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_at: datetime
+    user: str
+    customer: str
+    roles: list[str]
+    plan: str | None
+    index_version: int

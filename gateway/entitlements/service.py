@@ -1,0 +1,100 @@
+"""Answering checks: a permission from the decision index, a feature from the tenant's grants and the
+quota counters, or both (the quota is only consumed when the permission allows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.entitlements.engine import Engine, FeatureVerdict
+from gateway.kernel.errors import ValidationFailed
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    allowed: bool
+    reason: str
+    customer: str
+    index_version: int
+    user: str | None = None
+    plan: str | None = None
+    role: str | None = None
+    feature: str | None = None
+    limit: int | None = None
+    used: int | None = None
+    remaining: int | None = None
+    resets_at: datetime | None = None
+    stale: bool = False
+
+
+class CheckService:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def check(
+        self,
+        *,
+        customer: str,
+        user: str | None = None,
+        resource: str | None = None,
+        action: str | None = None,
+        feature: str | None = None,
+        quantity: int = 1,
+        consume: bool = False,
+    ) -> CheckResult:
+        wants_permission = resource is not None or action is not None
+        if wants_permission and not (user and resource and action):
+            raise ValidationFailed("a permission check needs user, resource and action", field="resource")
+        if not wants_permission and feature is None:
+            raise ValidationFailed("say what to check: user + resource + action, or feature", field="feature")
+        engine = self.engine
+        version = engine.version
+        entitlements = engine.tenant(customer)
+        plan = entitlements.plan_key if entitlements else None
+        if engine.stale and (feature is None or feature not in engine.settings.fail_open_features):
+            # The index may be arbitrarily old (database unreachable for longer than the bound): refuse
+            # rather than answer from it. Features the admin marked fail-open are let through below.
+            return CheckResult(False, "index_stale", customer, version, user, plan, stale=True)
+
+        role = None
+        if wants_permission:
+            assert user and resource and action
+            decision = engine.decide(user, customer, resource, action)
+            role = decision.role
+            if not decision.allowed or feature is None:
+                return CheckResult(decision.allowed, decision.reason, customer, version, user, plan, role)
+        assert feature is not None
+        verdict = await engine.check_feature(customer, feature, quantity=quantity, consume=consume)
+        return _with_feature(customer, version, user, plan, role, verdict, engine.stale)
+
+    async def release(self, customer: str, feature: str, quantity: int) -> CheckResult:
+        verdict = await self.engine.release(customer, feature, quantity)
+        entitlements = self.engine.tenant(customer)
+        plan = entitlements.plan_key if entitlements else None
+        return _with_feature(customer, self.engine.version, None, plan, None, verdict, False)
+
+
+def _with_feature(
+    customer: str,
+    version: int,
+    user: str | None,
+    plan: str | None,
+    role: str | None,
+    verdict: FeatureVerdict,
+    stale: bool,
+) -> CheckResult:
+    return CheckResult(
+        allowed=verdict.allowed,
+        reason=verdict.reason,
+        customer=customer,
+        index_version=version,
+        user=user,
+        plan=plan,
+        role=role,
+        feature=verdict.feature,
+        limit=verdict.limit,
+        used=verdict.used,
+        remaining=verdict.remaining,
+        resets_at=verdict.resets_at,
+        stale=stale,
+    )
