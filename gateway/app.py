@@ -32,6 +32,7 @@ from gateway.entitlements.quotas import MemoryQuotaStore, QuotaStore, RedisQuota
 from gateway.identity.http import CONTROLLERS as IDENTITY
 from gateway.identity.http import authenticate
 from gateway.identity.service import ApiKeyService
+from gateway.identity.tokens import KeyService
 from gateway.kernel.clock import Clock, SystemClock
 from gateway.subscriptions.http import CONTROLLERS as SUBSCRIPTIONS
 from gateway.subscriptions.http import EventController
@@ -95,21 +96,28 @@ def create_app(
             from gateway.db.migrate import upgrade_head
 
             await upgrade_head(database)
-        if settings.bootstrap_api_key:
-            async with database.unit_of_work() as session:
+        async with database.unit_of_work() as session:
+            if settings.bootstrap_api_key:
                 await ApiKeyService(session, clock).ensure_bootstrap(settings.bootstrap_api_key)
-        scheduler: asyncio.Task[None] | None = None
+            keys = KeyService(session, clock)
+            await keys.ensure_key()
+            app.state.signer = await keys.signer(settings.token_issuer)
+        await engine.rebuild()
+        tasks = [asyncio.create_task(engine.run()), asyncio.create_task(notifier.listen())]
         if settings.scheduler_enabled:
-            scheduler = asyncio.create_task(
-                run_scheduler(database, clock, settings.scheduler_interval_seconds)
+            tasks.append(
+                asyncio.create_task(run_scheduler(database, clock, settings.scheduler_interval_seconds))
             )
         try:
             yield
         finally:
-            if scheduler is not None:
-                scheduler.cancel()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await scheduler
+                    await task
+            if redis_client is not None:
+                await redis_client.aclose()
             if db is None:
                 await database.dispose()
 
