@@ -56,7 +56,11 @@ async def nudge_after_writes(request: Request[Any, Any, Any]) -> None:
     """A write may have changed what the index answers: have every replica catch up now. Runs after the
     response went out, so the request's unit of work has committed. A refused write nudges for nothing,
     which costs one empty outbox read."""
-    if request.method in {"POST", "PUT", "PATCH", "DELETE"}:
+    # Check endpoints are POSTs that change nothing the index holds: nudging there would turn every
+    # check into an outbox read on every replica.
+    if request.method in {"POST", "PUT", "PATCH", "DELETE"} and not request.route_handler.opt.get(
+        "read_only"
+    ):
         notifier: ChangeNotifier = request.app.state.notifier
         await notifier.changed()
 

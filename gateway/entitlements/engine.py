@@ -279,6 +279,37 @@ class Engine:
         self, tenant_id: str, feature: str, *, quantity: int = 1, consume: bool = False
     ) -> FeatureVerdict:
         """Is `feature` available to the tenant for `quantity` more units; with `consume`, take them
+        (atomically: reserve a gauge, or count metered usage for the current period).
+
+        If the quota store (Redis) is unreachable the answer fails closed, or open for the features the
+        admin listed in `fail_open_features`; either way the caller gets a decision, never an error."""
+        try:
+            return await self._check_feature(tenant_id, feature, quantity=quantity, consume=consume)
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            return self._quota_unavailable(feature, exc)
+        except Exception as exc:
+            if type(exc).__module__.startswith("redis"):
+                return self._quota_unavailable(feature, exc)
+            raise
+
+    def _quota_unavailable(self, feature: str, exc: BaseException) -> FeatureVerdict:
+        log.warning("quota store unavailable for %s: %s", feature, exc)
+        allowed = feature in self.settings.fail_open_features
+        return FeatureVerdict(
+            allowed,
+            "allowed_fail_open" if allowed else "quota_unavailable",
+            feature,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+
+    async def _check_feature(
+        self, tenant_id: str, feature: str, *, quantity: int = 1, consume: bool = False
+    ) -> FeatureVerdict:
+        """Is `feature` available to the tenant for `quantity` more units; with `consume`, take them
         (atomically: reserve a gauge, or count metered usage for the current period)."""
         entitlements = self.tenant(tenant_id)
         if entitlements is None:

@@ -52,7 +52,7 @@ class CheckController(Controller):
 
     @post(
         "/",
-        opt={"scope": "check:read"},
+        opt={"scope": "check:read", "read_only": True},
         responses=ERROR_RESPONSES,
         status_code=200,
         summary="Decide one request: may this user do this now, and within which limits",
@@ -78,7 +78,7 @@ class CheckController(Controller):
 
     @post(
         "/batch",
-        opt={"scope": "check:read"},
+        opt={"scope": "check:read", "read_only": True},
         responses=ERROR_RESPONSES,
         status_code=200,
         summary="Decide up to 1000 requests in one call, all from the same index version",
@@ -110,7 +110,7 @@ class CheckController(Controller):
 
     @post(
         "/release",
-        opt={"scope": "check:write"},
+        opt={"scope": "check:write", "read_only": True},
         responses=ERROR_RESPONSES,
         status_code=200,
         summary="Give back gauge units (a project deleted, a seat freed)",
