@@ -142,7 +142,7 @@ def test_every_v1_path_mentioned_anywhere_exists() -> None:
         ('curl -s $B/v1/plans -H "$AUTH"   # all plans', [("GET", "/v1/plans")]),
         ("curl -s -X POST $B/v1/subscriptions/$S/cancel", [("POST", "/v1/subscriptions/$S/cancel")]),
         ('curl -s "$B/v1/events?aggregate=$SUB2" -H x', [("GET", "/v1/events")]),
-        ("curl -s $B/v1/customers --json '{\"name\": \"A\"}'", [("POST", "/v1/customers")]),
+        ('curl -s $B/v1/customers --json \'{"name": "A"}\'', [("POST", "/v1/customers")]),
     ],
 )
 def test_curl_parsing(segment: str, expected: list[tuple[str, str]]) -> None:

@@ -35,10 +35,15 @@ async def seeded(tmp_path: Path) -> tuple[Database, str]:
     return db, result.customers["Tiny Studio"]
 
 
-async def test_database_down_answers_from_the_index_then_fails_closed_except_fail_open(tmp_path: Path) -> None:
+async def test_database_down_answers_from_the_index_then_fails_closed_except_fail_open(
+    tmp_path: Path,
+) -> None:
     db, tenant = await seeded(tmp_path)
-    settings = EngineSettings(poll_interval_seconds=0.05, max_staleness_seconds=0.3,
-                              fail_open_features=frozenset({"reporting_basic"}))
+    settings = EngineSettings(
+        poll_interval_seconds=0.05,
+        max_staleness_seconds=0.3,
+        fail_open_features=frozenset({"reporting_basic"}),
+    )
     engine = Engine(db, SystemClock(), MemoryQuotaStore(), load_policy, settings)  # type: ignore[arg-type]
     await engine.rebuild()
     checks = CheckService(engine)
