@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TIERGATE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 os.environ.setdefault("TIERGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
-from gateway.config import Settings  # noqa: E402
-from tests.entitlements.test_replicas import call, prepare_database  # noqa: E402
-from tests.live import start  # noqa: E402
+from gateway.config import Settings
+from tests.entitlements.test_replicas import call, prepare_database
+from tests.live import start
 
 ROUNDS = 40
 

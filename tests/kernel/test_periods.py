@@ -70,9 +70,10 @@ def test_period_containing() -> None:
 
 @given(
     anchor=st.datetimes(
-        min_value=datetime(2000, 1, 1),
-        max_value=datetime(2090, 1, 1),
-        timezones=st.just(UTC),  # noqa: DTZ001 (bounds are naive by API)
+        # hypothesis takes naive bounds and attaches `timezones` to the values it draws
+        min_value=datetime(2000, 1, 1),  # noqa: DTZ001
+        max_value=datetime(2090, 1, 1),  # noqa: DTZ001
+        timezones=st.just(UTC),
     ),
     offset_days=st.integers(0, 3000),
     interval=st.sampled_from(list(Interval)),
