@@ -28,6 +28,7 @@ from gateway.entitlements.changes import ChangeNotifier
 from gateway.entitlements.engine import Engine, EngineSettings
 from gateway.entitlements.http import CONTROLLERS as ENTITLEMENTS
 from gateway.entitlements.http import jwks
+from gateway.entitlements.ofrep import OFREP_CONTROLLERS
 from gateway.entitlements.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
 from gateway.identity.http import CONTROLLERS as IDENTITY
 from gateway.identity.http import authenticate
@@ -139,8 +140,10 @@ def create_app(
         guards=[authenticate, reject_unknown_query_params],
         security=[{"apiKey": []}],
     )
+    # OFREP clients authenticate with the same API keys; its paths are fixed by the protocol.
+    ofrep = Router(path="/", route_handlers=OFREP_CONTROLLERS, guards=[authenticate])
     return Litestar(
-        route_handlers=[v1, health, jwks],
+        route_handlers=[v1, ofrep, health, jwks],
         after_response=nudge_after_writes,
         dependencies={
             k: Provide(v) if k == "session" else Provide(v, sync_to_thread=False)

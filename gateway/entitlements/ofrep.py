@@ -41,7 +41,7 @@ from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.types import ExceptionHandlersMap
 from sqlalchemy import select
 
@@ -259,16 +259,10 @@ BULK_RESPONSES: dict[int, ResponseSpec] = {
 }
 
 
-async def _no_nudge(request: Request[Any, Any, Any]) -> None:
-    """Evaluations are POSTs but read-only: replacing the app's after-response hook spares every flag
-    evaluation a pointless "something changed" nudge (an outbox read on every replica)."""
-
-
 class OfrepController(Controller):
     path = "/ofrep/v1"
     tags = ["OFREP"]
     security = [{"apiKey": []}]
-    after_response = staticmethod(_no_nudge)
     exception_handlers: ExceptionHandlersMap = {
         OfrepError: ofrep_error_handler,
         ValidationException: ofrep_validation_handler,
@@ -278,7 +272,8 @@ class OfrepController(Controller):
 
     @post(
         "/evaluate/flags/{key:str}",
-        opt={"scope": "entitlements:read"},
+        # Evaluations are POSTs but read-only: `read_only` spares each one the app's post-write nudge.
+        opt={"scope": "entitlements:read", "read_only": True},
         status_code=200,
         responses=SINGLE_RESPONSES,
         summary="OFREP: evaluate one feature flag for the customer in context.targetingKey",
@@ -304,7 +299,8 @@ class OfrepController(Controller):
 
     @post(
         "/evaluate/flags",
-        opt={"scope": "entitlements:read"},
+        # Evaluations are POSTs but read-only: `read_only` spares each one the app's post-write nudge.
+        opt={"scope": "entitlements:read", "read_only": True},
         status_code=200,
         responses=BULK_RESPONSES,
         response_headers=[
@@ -321,7 +317,7 @@ class OfrepController(Controller):
         principal: NamedDependency[Principal],
         if_none_match: Annotated[
             str | None,
-            Parameter(header="If-None-Match", description="ETag of a previous bulk answer"),
+            HeaderParameter(name="If-None-Match", description="ETag of a previous bulk answer"),
         ] = None,
         data: JSONBody[EvaluationRequest | None] = None,
     ) -> Response[BulkEvaluation]:
