@@ -27,6 +27,7 @@ from gateway.db.session import Database
 from gateway.entitlements.changes import ChangeNotifier
 from gateway.entitlements.engine import Engine, EngineSettings
 from gateway.entitlements.http import CONTROLLERS as ENTITLEMENTS
+from gateway.entitlements.forward import FORWARD_ROUTER
 from gateway.entitlements.http import jwks
 from gateway.entitlements.ofrep import OFREP_CONTROLLERS
 from gateway.entitlements.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
@@ -143,7 +144,7 @@ def create_app(
     # OFREP clients authenticate with the same API keys; its paths are fixed by the protocol.
     ofrep = Router(path="/", route_handlers=OFREP_CONTROLLERS, guards=[authenticate])
     return Litestar(
-        route_handlers=[v1, ofrep, health, jwks],
+        route_handlers=[v1, ofrep, FORWARD_ROUTER, health, jwks],
         after_response=nudge_after_writes,
         dependencies={
             k: Provide(v) if k == "session" else Provide(v, sync_to_thread=False)

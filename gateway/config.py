@@ -38,6 +38,10 @@ class Settings:
     # Issuer (`iss`) of Tiergate's end-user access tokens, and their lifetime.
     token_issuer: str = "http://127.0.0.1:8000"
     token_ttl_seconds: int = 900
+    # Forward-auth route table ([[tiergate.forward_routes]] in config.toml); empty = the built-in demo table.
+    forward_routes: tuple[dict[str, Any], ...] = ()
+    # What /v1/authz/forward answers for a request no route matches: "deny" (no_route) or "allow".
+    forward_unmatched: str = "deny"
     # Environment only: a secret API key accepted with full scope (creates itself on first use).
     bootstrap_api_key: str = field(default="", repr=False)
     log_level: str = "INFO"

@@ -114,11 +114,13 @@ class RouteTable:
             captured = route.match(method, parts)
             if captured is None:
                 continue
-            resource = route.resource
-            if captured:
-                resource = _PLACEHOLDER.sub(lambda m: captured[m.group(1)], resource)
+            resource = _fill(route.resource, captured) if captured else route.resource
             return RouteMatch(resource, route.action, route.features, route.consume, route.quantity, number)
         return None
+
+
+def _fill(template: str, captured: Mapping[str, str]) -> str:
+    return _PLACEHOLDER.sub(lambda m: captured[m.group(1)], template)
 
 
 def _fail(number: int, entry: Mapping[str, Any], problem: str) -> RouteTableError:

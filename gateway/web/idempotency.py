@@ -50,7 +50,8 @@ class IdempotencyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        # Forward auth answers proxies (Envoy forwards the original POST): a decision is never replayed.
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].startswith("/v1/authz/"):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
