@@ -26,8 +26,8 @@ from gateway.customers.http import CONTROLLERS as CUSTOMERS
 from gateway.db.session import Database
 from gateway.entitlements.changes import ChangeNotifier
 from gateway.entitlements.engine import Engine, EngineSettings
-from gateway.entitlements.http import CONTROLLERS as ENTITLEMENTS
 from gateway.entitlements.forward import FORWARD_ROUTER
+from gateway.entitlements.http import CONTROLLERS as ENTITLEMENTS
 from gateway.entitlements.http import jwks
 from gateway.entitlements.ofrep import OFREP_CONTROLLERS
 from gateway.entitlements.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
