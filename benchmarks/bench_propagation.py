@@ -62,8 +62,10 @@ def main() -> None:
         print(f"{'replica':28} | {'n':>3} | {'p50 ms':>8} | {'p99 ms':>8} | target p99")
         for name, values in times.items():
             target = "1000 ms" if name.startswith("b") else "5000 ms (lost message)"
-            print(f"{name:28} | {len(values):>3} | {statistics.median(values) * 1000:8.1f} | "
-                  f"{pct(values, 0.99) * 1000:8.1f} | {target}")
+            print(
+                f"{name:28} | {len(values):>3} | {statistics.median(values) * 1000:8.1f} | "
+                f"{pct(values, 0.99) * 1000:8.1f} | {target}"
+            )
         print("(times include the write request itself on replica a)")
     finally:
         for server in (a, b, c):
