@@ -25,7 +25,7 @@ README = ROOT / "README.md"
 COMMANDS = ("./scripts/serve-demo", "./scripts/test")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # A /v1 path as written in a shell command or in prose: stops at whitespace, quotes, `?` or a backtick.
-V1_PATH = re.compile(r"/v1/[^\s\"'`?)]*")
+V1_PATH = re.compile(r"(?:/ofrep)?/v1/[^\s\"'`?)]*")
 PROSE_CALL = re.compile(r"`(GET|POST|PUT|PATCH|DELETE) (/v1/[^\s`?]*)")
 
 
