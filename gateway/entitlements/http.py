@@ -17,7 +17,7 @@ from gateway.entitlements.engine import Engine
 from gateway.entitlements.service import CheckResult, CheckService
 from gateway.identity.tokens import TokenSigner
 from gateway.kernel.auth import Principal
-from gateway.kernel.errors import Forbidden, NotFound
+from gateway.kernel.errors import Forbidden, NotFound, ValidationFailed
 from gateway.web.problems import ERROR_RESPONSES
 
 
@@ -89,6 +89,8 @@ class CheckController(Controller):
         checks: NamedDependency[CheckService],
         principal: NamedDependency[Principal],
     ) -> s.BatchCheckResponse:
+        if not data.checks:
+            raise ValidationFailed("send at least one check", field="checks")
         results = []
         for item in data.checks:
             _scope(principal, item.customer)
