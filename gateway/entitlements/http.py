@@ -20,6 +20,8 @@ from gateway.kernel.auth import Principal
 from gateway.kernel.errors import Forbidden, NotFound, ValidationFailed
 from gateway.web.problems import ERROR_RESPONSES
 
+MAX_BATCH = 1000
+
 
 def provide_checks(state: State) -> CheckService:
     engine: Engine = state.engine
@@ -89,8 +91,8 @@ class CheckController(Controller):
         checks: NamedDependency[CheckService],
         principal: NamedDependency[Principal],
     ) -> s.BatchCheckResponse:
-        if not data.checks:
-            raise ValidationFailed("send at least one check", field="checks")
+        if not 1 <= len(data.checks) <= MAX_BATCH:
+            raise ValidationFailed(f"send between 1 and {MAX_BATCH} checks", field="checks")
         results = []
         for item in data.checks:
             _scope(principal, item.customer)
