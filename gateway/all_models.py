@@ -1,5 +1,6 @@
 """Composition: imports every model module so `Base.metadata` is complete (alembic, tests, create_all)."""
 
+from gateway.authz import models as authz_models
 from gateway.catalog import models as catalog_models
 from gateway.customers import models as customer_models
 from gateway.db import idempotency, outbox
@@ -9,6 +10,7 @@ from gateway.subscriptions import models as subscription_models
 
 __all__ = [
     "Base",
+    "authz_models",
     "catalog_models",
     "customer_models",
     "idempotency",

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Request, Router, get
@@ -19,7 +18,9 @@ from litestar.openapi.spec import Components, SecurityScheme
 from redis.asyncio import from_url as redis_from_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.authz.domain import PolicySnapshot, parse_policy
+from gateway.authz.domain import PolicySnapshot
+from gateway.authz.http import CONTROLLERS as AUTHZ
+from gateway.authz.service import PolicyService
 from gateway.catalog.http import CONTROLLERS as CATALOG
 from gateway.config import Settings, load_settings
 from gateway.customers.http import CONTROLLERS as CUSTOMERS
@@ -29,6 +30,7 @@ from gateway.entitlements.engine import Engine, EngineSettings
 from gateway.entitlements.forward import FORWARD_ROUTER
 from gateway.entitlements.http import CONTROLLERS as ENTITLEMENTS
 from gateway.entitlements.http import jwks
+from gateway.entitlements.index import DecisionIndex
 from gateway.entitlements.ofrep import OFREP_CONTROLLERS
 from gateway.entitlements.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
 from gateway.identity.http import CONTROLLERS as IDENTITY
@@ -45,7 +47,6 @@ from gateway.web.strict import reject_unknown_query_params
 from gateway.worker.scheduler import run_scheduler
 
 log = logging.getLogger("tiergate")
-DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "demo_policy.csv"
 
 
 @get("/health", include_in_schema=False, sync_to_thread=False)
@@ -68,8 +69,8 @@ async def nudge_after_writes(request: Request[Any, Any, Any]) -> None:
 
 
 async def load_stored_policy(session: AsyncSession) -> PolicySnapshot:
-    text = DEFAULT_POLICY.read_text()
-    return parse_policy(text, version=1)
+    """The latest published policy version (the store is seeded with the default at start-up)."""
+    return await PolicyService(session, SystemClock()).current()
 
 
 def create_app(
@@ -105,6 +106,8 @@ def create_app(
         async with database.unit_of_work() as session:
             if settings.bootstrap_api_key:
                 await ApiKeyService(session, clock).ensure_bootstrap(settings.bootstrap_api_key)
+            # An empty policy store gets the default policy as version 1; published versions are kept.
+            await PolicyService(session, clock).seed_default()
             keys = KeyService(session, clock)
             await keys.ensure_key()
             app.state.signer = await keys.signer(settings.token_issuer)
@@ -134,6 +137,7 @@ def create_app(
         EventController,
         *IDENTITY,
         *ENTITLEMENTS,
+        *AUTHZ,
     ]
     v1 = Router(
         path="/v1",
@@ -147,8 +151,12 @@ def create_app(
         route_handlers=[v1, ofrep, FORWARD_ROUTER, health, jwks],
         after_response=nudge_after_writes,
         dependencies={
-            k: Provide(v) if k == "session" else Provide(v, sync_to_thread=False)
-            for k, v in COMMON_DEPENDENCIES.items()
+            **{
+                k: Provide(v) if k == "session" else Provide(v, sync_to_thread=False)
+                for k, v in COMMON_DEPENDENCIES.items()
+            },
+            # The policy what-if tool compiles drafts with the same index the checks use.
+            "index_builder": Provide(lambda: DecisionIndex.build, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[IdempotencyMiddleware],
