@@ -38,6 +38,18 @@ def _out(result: CheckResult) -> s.CheckResponse:
     return s.CheckResponse(**{f: getattr(result, f) for f in s.CheckResponse.__struct_fields__})
 
 
+async def _decide(deciding: CheckService, request: s.CheckRequest) -> CheckResult:
+    return await deciding.check(
+        customer=request.customer,
+        user=request.user,
+        resource=request.resource,
+        action=request.action,
+        feature=request.feature,
+        quantity=request.quantity,
+        consume=request.consume,
+    )
+
+
 def _need_consume_scope(principal: Principal, consume: bool) -> None:
     if consume and not principal.allows("check:write"):
         raise Forbidden(
@@ -67,16 +79,7 @@ class CheckController(Controller):
     ) -> s.CheckResponse:
         _scope(principal, data.customer)
         _need_consume_scope(principal, data.consume)
-        result = await deciding.check(
-            customer=data.customer,
-            user=data.user,
-            resource=data.resource,
-            action=data.action,
-            feature=data.feature,
-            quantity=data.quantity,
-            consume=data.consume,
-        )
-        return _out(result)
+        return _out(await _decide(deciding, data))
 
     @post(
         "/batch",
@@ -91,23 +94,12 @@ class CheckController(Controller):
         deciding: NamedDependency[CheckService],
         principal: NamedDependency[Principal],
     ) -> s.BatchCheckResponse:
-        results = []
+        # Every item is authorised before any is decided: a refused item must not leave the quota that
+        # earlier items consumed behind (a 4xx changes nothing).
         for item in data.checks:
             _scope(principal, item.customer)
             _need_consume_scope(principal, item.consume)
-            results.append(
-                _out(
-                    await deciding.check(
-                        customer=item.customer,
-                        user=item.user,
-                        resource=item.resource,
-                        action=item.action,
-                        feature=item.feature,
-                        quantity=item.quantity,
-                        consume=item.consume,
-                    )
-                )
-            )
+        results = [_out(await _decide(deciding, item)) for item in data.checks]
         return s.BatchCheckResponse(results, deciding.engine.version)
 
     @post(

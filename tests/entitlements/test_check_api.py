@@ -155,6 +155,19 @@ async def test_batch_and_tenant_scoping(api: Api, app: Litestar, demo: Any) -> N
         "/v1/check", {"customer": mine, "feature": "projects", "consume": True}, expect=403
     )
     assert problem["required_scope"] == "check:write"
+    # A batch with one refused item consumes nothing, not even for the items before it.
+    writer_key = await api.post("/v1/api_keys", {"name": "w", "scopes": ["check:write"], "customer": mine})
+    writer = api.as_key(writer_key["secret"])
+    mixed = {
+        "checks": [
+            {"customer": mine, "feature": "projects", "consume": True},
+            {"customer": theirs, "feature": "x"},
+        ]
+    }
+    await writer.post("/v1/check/batch", mixed, expect=404)
+    assert (await check(api, mine, feature="projects"))["used"] == 0
+    await api.post("/v1/check/batch", mixed, expect=200)
+    assert (await check(api, mine, feature="projects"))["used"] == 1
     problem = await api.post("/v1/check", {"customer": mine}, expect=422)
     assert problem["field"] == "feature"
 
