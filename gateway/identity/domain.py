@@ -23,6 +23,12 @@ RESOURCES = (
     "policies",
     "entitlements",
     "tokens",
+    "billing",  # invoices, credit notes, credit balance, tax rates, billing runs
+    "members",
+    "webhooks",
+    "sso",
+    "audit",
+    "privacy",
 )
 ACTIONS = ("read", "write")
 ALL_SCOPES = frozenset(f"{r}:{a}" for r in RESOURCES for a in ACTIONS)
