@@ -7,6 +7,7 @@ from gateway.db import idempotency, outbox
 from gateway.db.base import Base
 from gateway.identity import models as identity_models
 from gateway.subscriptions import models as subscription_models
+from gateway.taxes import models as tax_models
 
 __all__ = [
     "Base",
@@ -17,4 +18,5 @@ __all__ = [
     "identity_models",
     "outbox",
     "subscription_models",
+    "tax_models",
 ]

@@ -40,6 +40,7 @@ from gateway.identity.tokens import KeyService
 from gateway.kernel.clock import Clock, SystemClock
 from gateway.subscriptions.http import CONTROLLERS as SUBSCRIPTIONS
 from gateway.subscriptions.http import EventController
+from gateway.taxes.http import CONTROLLERS as TAXES
 from gateway.web.deps import COMMON_DEPENDENCIES
 from gateway.web.idempotency import IdempotencyMiddleware
 from gateway.web.problems import EXCEPTION_HANDLERS
@@ -138,6 +139,7 @@ def create_app(
         *IDENTITY,
         *ENTITLEMENTS,
         *AUTHZ,
+        *TAXES,
     ]
     v1 = Router(
         path="/v1",

@@ -42,6 +42,14 @@ class Settings:
     forward_routes: tuple[dict[str, Any], ...] = ()
     # What /v1/authz/forward answers for a request no route matches: "deny" (no_route) or "allow".
     forward_unmatched: str = "deny"
+    # The issuer shown on invoices: its VAT id and country drive tax decisions (EU reverse charge), and
+    # invoice numbers read "<invoice_number_prefix>-<sequence>". issuer_address: lines separated by "\n".
+    issuer_name: str = "Tiergate Demo Ltd"
+    issuer_address: str = "1 Demo Street\nDublin D02 X285\nIreland"
+    issuer_country: str = "IE"
+    issuer_vat_id: str = "IE6388047V"
+    issuer_email: str = "billing@tiergate.example"
+    invoice_number_prefix: str = "TG"
     # Environment only: a secret API key accepted with full scope (creates itself on first use).
     bootstrap_api_key: str = field(default="", repr=False)
     log_level: str = "INFO"

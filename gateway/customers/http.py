@@ -47,6 +47,8 @@ class CustomerController(Controller):
             currency=data.currency,
             country=data.country,
             tax_ids=[msgspec.structs.asdict(t) for t in data.tax_ids],
+            address=msgspec.structs.asdict(data.address) if data.address is not None else None,
+            tax_exempt=data.tax_exempt,
             default_role=data.default_role,
             metadata=data.metadata,
             test_clock_id=data.test_clock,

@@ -22,6 +22,15 @@ class Customer(Base):
     currency: Mapped[str | None] = mapped_column(String(3))
     country: Mapped[str | None] = mapped_column(String(2))
     tax_ids: Mapped[list[Any]] = mapped_column(default=list)
+    # Billing details printed on invoices. address_region is an ISO 3166-2 subdivision code without the
+    # country prefix ("CA" for US-CA): tax rates are looked up by (country, region).
+    address_line1: Mapped[str | None] = mapped_column(String(200))
+    address_line2: Mapped[str | None] = mapped_column(String(200))
+    address_city: Mapped[str | None] = mapped_column(String(100))
+    address_postal_code: Mapped[str | None] = mapped_column(String(20))
+    address_region: Mapped[str | None] = mapped_column(String(3))
+    # "none" | "exempt" (no tax, "Tax exempt" on invoices) | "reverse" (reverse charge).
+    tax_exempt: Mapped[str] = mapped_column(String(10), default="none", server_default="none")
     default_role: Mapped[str] = mapped_column(String(60), default="viewer")
     # Customers on a test clock live on that clock's time (subscriptions domain owns the table).
     test_clock_id: Mapped[str | None] = mapped_column(ForeignKey("test_clocks.id"), index=True)

@@ -19,9 +19,26 @@ Role = Annotated[str, Meta(min_length=1, max_length=60, pattern=r"^[a-z][a-z0-9_
 Metadata = Annotated[dict[str, str], Meta(max_length=50)]
 
 
+TaxExempt = Literal["none", "exempt", "reverse"]
+Line = Annotated[str, Meta(max_length=200)]
+
+
 class TaxId(Struct, forbid_unknown_fields=True):
+    """`eu_vat` values are checked (python-stdnum, offline) and stored compact; other types as given."""
+
     type: Annotated[str, Meta(min_length=2, max_length=20)]
     value: Annotated[str, Meta(min_length=1, max_length=40)]
+
+
+class Address(Struct, forbid_unknown_fields=True):
+    """The billing address (the country is the customer's `country`). `region`: state or province, as an
+    ISO 3166-2 subdivision code ("CA" or "US-CA"); tax rates are looked up by it."""
+
+    line1: Line | None = None
+    line2: Line | None = None
+    city: Annotated[str, Meta(max_length=100)] | None = None
+    postal_code: Annotated[str, Meta(max_length=20)] | None = None
+    region: Annotated[str, Meta(max_length=6)] | None = None
 
 
 class CustomerCreate(Struct, forbid_unknown_fields=True):
@@ -30,6 +47,8 @@ class CustomerCreate(Struct, forbid_unknown_fields=True):
     currency: Currency | None = None
     country: Country | None = None
     tax_ids: Annotated[list[TaxId], Meta(max_length=10)] = msgspec.field(default_factory=list)
+    address: Address | None = None
+    tax_exempt: TaxExempt = "none"
     default_role: Role = "viewer"
     test_clock: Annotated[str, Meta(max_length=40)] | None = None
     metadata: Metadata | None = None
@@ -41,6 +60,9 @@ class CustomerUpdate(Struct, forbid_unknown_fields=True):
     currency: Currency | UnsetType | None = UNSET
     country: Country | UnsetType | None = UNSET
     tax_ids: Annotated[list[TaxId], Meta(max_length=10)] | UnsetType = UNSET
+    # Replaces the whole address; null clears it.
+    address: Address | UnsetType | None = UNSET
+    tax_exempt: TaxExempt | UnsetType = UNSET
     default_role: Role | UnsetType = UNSET
     metadata: Metadata | UnsetType = UNSET
 
@@ -53,6 +75,8 @@ class Customer(Struct):
     currency: str | None
     country: str | None
     tax_ids: list[dict[str, Any]]
+    address: Address | None
+    tax_exempt: str
     default_role: str
     test_clock: str | None
     metadata: dict[str, Any]
@@ -69,12 +93,21 @@ class Customer(Struct):
             row.currency,
             row.country,
             list(row.tax_ids),
+            address_of(row),
+            row.tax_exempt or "none",
             row.default_role,
             row.test_clock_id,
             row.metadata_,
             row.created_at,
             row.updated_at,
         )
+
+
+def address_of(row: CustomerRow) -> Address | None:
+    address = Address(
+        row.address_line1, row.address_line2, row.address_city, row.address_postal_code, row.address_region
+    )
+    return None if all(v is None for v in msgspec.structs.astuple(address)) else address
 
 
 class CustomerList(Struct):
@@ -130,4 +163,6 @@ class MemberList(Struct):
 def plain_changes(changes: dict[str, Any]) -> dict[str, Any]:
     if "tax_ids" in changes:
         changes["tax_ids"] = [msgspec.structs.asdict(t) for t in changes["tax_ids"]]
+    if "address" in changes and changes["address"] is not None:
+        changes["address"] = msgspec.structs.asdict(changes["address"])
     return changes

@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.customers.models import Customer, Membership, User
 from gateway.customers.repository import CustomerRepository
+from gateway.customers.taxids import normalize_tax_ids
 from gateway.db.outbox import record_event
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -23,6 +24,9 @@ from gateway.kernel.pagination import Page, encode_cursor
 ROLE_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]{0,59}$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 COUNTRY_PATTERN = re.compile(r"^[A-Z]{2}$")
+REGION_PATTERN = re.compile(r"^[A-Z0-9]{1,3}$")
+TAX_EXEMPT_VALUES = ("none", "exempt", "reverse")
+ADDRESS_FIELDS = ("line1", "line2", "city", "postal_code", "region")
 
 
 class CustomerNotFound(NotFound):
@@ -69,6 +73,8 @@ class CustomerService:
         currency: str | None = None,
         country: str | None = None,
         tax_ids: Sequence[dict[str, str]] = (),
+        address: dict[str, str | None] | None = None,
+        tax_exempt: str = "none",
         default_role: str = "viewer",
         metadata: dict[str, Any] | None = None,
         test_clock_id: str | None = None,
@@ -84,13 +90,15 @@ class CustomerService:
             email=check_email(email) if email else None,
             currency=self._currency(currency),
             country=self._country(country),
-            tax_ids=list(tax_ids),
+            tax_ids=normalize_tax_ids(tax_ids),
+            tax_exempt=self._tax_exempt(tax_exempt),
             default_role=check_role(default_role),
             test_clock_id=await self._test_clock(test_clock_id),
             metadata_=metadata or {},
             created_at=now,
             updated_at=now,
         )
+        self._set_address(customer, address)
         self.repo.add(customer)
         await self.repo.flush()
         await self._event("customer.created", customer.id, "customer", customer.id, {"name": name})
@@ -117,6 +125,38 @@ class CustomerService:
         if not COUNTRY_PATTERN.match(country.upper()):
             raise ValidationFailed("country must be an ISO 3166-1 alpha-2 code", field="country")
         return country.upper()
+
+    @staticmethod
+    def _tax_exempt(value: str) -> str:
+        if value not in TAX_EXEMPT_VALUES:
+            raise ValidationFailed(
+                f"tax_exempt must be one of {', '.join(TAX_EXEMPT_VALUES)}", field="tax_exempt"
+            )
+        return value
+
+    @staticmethod
+    def _set_address(customer: Customer, address: dict[str, str | None] | None) -> None:
+        """Replace the whole address (None clears it). Blank strings count as absent."""
+        values = {k: (v.strip() or None) if isinstance(v, str) else None for k, v in (address or {}).items()}
+        unknown = set(values) - set(ADDRESS_FIELDS)
+        if unknown:
+            raise ValidationFailed(f"unknown address fields: {sorted(unknown)}", field="address")
+        region = values.get("region")
+        if region is not None:
+            region = region.upper()
+            country = customer.country
+            if country and region.startswith(f"{country}-"):
+                region = region[len(country) + 1 :]
+            if not REGION_PATTERN.match(region):
+                raise ValidationFailed(
+                    "address.region must be an ISO 3166-2 subdivision code such as CA or US-CA",
+                    field="address.region",
+                )
+        customer.address_line1 = values.get("line1")
+        customer.address_line2 = values.get("line2")
+        customer.address_city = values.get("city")
+        customer.address_postal_code = values.get("postal_code")
+        customer.address_region = region
 
     async def get(self, customer_id: str, *, scope: str | None = None) -> Customer:
         if scope is not None and customer_id != scope:
@@ -153,9 +193,14 @@ class CustomerService:
             customer.country = self._country(changes["country"])
         if "default_role" in changes:
             customer.default_role = check_role(changes["default_role"])
-        for name in ("name", "tax_ids"):
-            if name in changes:
-                setattr(customer, name, changes[name])
+        if "name" in changes:
+            customer.name = changes["name"]
+        if "tax_ids" in changes:
+            customer.tax_ids = normalize_tax_ids(changes["tax_ids"])
+        if "tax_exempt" in changes:
+            customer.tax_exempt = self._tax_exempt(changes["tax_exempt"])
+        if "address" in changes:
+            self._set_address(customer, changes["address"])
         if "metadata" in changes:
             customer.metadata_ = changes["metadata"]
         customer.updated_at = self.clock.now()
