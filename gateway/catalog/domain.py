@@ -1,4 +1,5 @@
-"""Catalog rules: feature kinds, plan grants, and price terms, validated without I/O.
+"""Catalog rules: feature kinds, plan grants, price terms, coupon terms and redemption eligibility,
+validated without I/O.
 
 Amount conventions: every amount in a price is in the currency's *minor units*. Per-unit amounts are
 `Decimal` because usage is often priced below a cent ($0.0006 per call = Decimal("0.06") cents); flat
@@ -7,8 +8,10 @@ amounts are whole minor units. Rounding happens only when a line is rated (billi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
@@ -321,3 +324,405 @@ def validate_grant(kind: FeatureKind, limit: Any, soft: bool) -> int | None:
     if limit is None or limit == "unlimited":
         return UNLIMITED
     return _int(limit, "limit", minimum=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Coupons and promotion codes (billing-rules.md rules 18-19)
+# ---------------------------------------------------------------------------------------------
+#
+# A coupon holds the money terms (percent or amount off, duration) and coupon-wide limits; a promotion
+# code is a customer-facing string for one coupon with its own limits and restrictions. Everything here
+# is pure: the service reads rows, calls `eligibility`, and then claims the counters with a conditional
+# UPDATE, which is the authority under concurrency (the read counts here only refuse early).
+
+_HUNDRED = Decimal(100)
+_PERCENT_QUANTUM = Decimal("0.01")
+MAX_AMOUNT = 10**15
+MAX_DURATION_MONTHS = 1200
+COUPON_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,39}$")
+# Customer-facing codes: letters, digits, '-' and '_', compared case-insensitively (stored upper case).
+PROMOTION_CODE_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9_\-]{2,39}$")
+GENERATED_COUPON_PREFIX = "cpn"
+
+
+class CouponDuration(StrEnum):
+    ONCE = "once"
+    REPEATING = "repeating"  # for `duration_in_months`
+    FOREVER = "forever"
+
+
+@dataclass(frozen=True, slots=True)
+class CouponTerms:
+    """The money terms of a coupon. Immutable once the coupon exists (like Stripe).
+
+    Exactly one of `percent_off` (0 < p ≤ 100, at most 2 decimals) or `amount_off` (minor units of
+    `currency`, > 0). `currency_options` adds amounts in other currencies (`{"EUR": 900}`), never the
+    primary `currency` again.
+    """
+
+    duration: CouponDuration
+    percent_off: Decimal | None = None
+    amount_off: int | None = None
+    currency: str | None = None
+    currency_options: Mapping[str, int] = field(default_factory=dict)
+    duration_in_months: int | None = None
+
+    def amount_off_in(self, currency: str) -> int | None:
+        """The amount off in `currency`, or None when the coupon has no amount in it."""
+        if self.amount_off is None:
+            return None
+        if currency == self.currency:
+            return self.amount_off
+        return self.currency_options.get(currency)
+
+    @property
+    def currencies(self) -> frozenset[str]:
+        if self.currency is None:
+            return frozenset()
+        return frozenset({self.currency, *self.currency_options})
+
+
+def parse_percent_off(value: Any, field_name: str = "percent_off") -> Decimal:
+    """0 < p ≤ 100 with at most two decimals, from an int or a decimal string (floats are refused)."""
+    percent = _decimal(value, field_name)
+    if not Decimal(0) < percent <= _HUNDRED:
+        raise ValidationFailed(f"{field_name} must be greater than 0 and at most 100", field=field_name)
+    if percent != percent.quantize(_PERCENT_QUANTUM):
+        raise ValidationFailed(f"{field_name} takes at most two decimals", field=field_name)
+    return percent
+
+
+def format_percent(percent: Decimal) -> str:
+    """Canonical string of a percentage: "20", "12.5", "0.01" (no exponent, no trailing zeros)."""
+    return format(percent.normalize(), "f")
+
+
+def _currency(code: Any, field_name: str) -> str:
+    try:
+        return normalize_currency(str(code))
+    except UnknownCurrency as exc:
+        raise ValidationFailed(str(exc), field=field_name) from None
+
+
+def _amount_off(value: Any, field_name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_AMOUNT:
+        raise ValidationFailed(f"{field_name} must be a positive integer of minor units", field=field_name)
+    return value
+
+
+def parse_coupon_terms(
+    *,
+    duration: str,
+    duration_in_months: Any = None,
+    percent_off: Any = None,
+    amount_off: Any = None,
+    currency: str | None = None,
+    currency_options: Mapping[str, Any] | None = None,
+) -> CouponTerms:
+    """Validate a coupon's money terms as the API receives them; `ValidationFailed` (422) names the field."""
+    try:
+        coupon_duration = CouponDuration(duration)
+    except ValueError:
+        raise ValidationFailed(f"unknown duration {duration!r}", field="duration") from None
+    months: int | None = None
+    if coupon_duration is CouponDuration.REPEATING:
+        if (
+            isinstance(duration_in_months, bool)
+            or not isinstance(duration_in_months, int)
+            or not 1 <= duration_in_months <= MAX_DURATION_MONTHS
+        ):
+            raise ValidationFailed(
+                f"a repeating coupon needs duration_in_months between 1 and {MAX_DURATION_MONTHS}",
+                field="duration_in_months",
+            )
+        months = duration_in_months
+    elif duration_in_months is not None:
+        raise ValidationFailed(
+            f"duration_in_months only applies to repeating coupons, not {coupon_duration}",
+            field="duration_in_months",
+        )
+
+    if (percent_off is None) == (amount_off is None):
+        raise ValidationFailed(
+            "a coupon takes exactly one of percent_off and amount_off", field="percent_off"
+        )
+    if percent_off is not None:
+        if currency is not None or currency_options:
+            raise ValidationFailed("a percent_off coupon takes no currency", field="currency")
+        return CouponTerms(
+            duration=coupon_duration, percent_off=parse_percent_off(percent_off), duration_in_months=months
+        )
+
+    amount = _amount_off(amount_off, "amount_off")
+    if currency is None:
+        raise ValidationFailed("an amount_off coupon needs its currency", field="currency")
+    primary = _currency(currency, "currency")
+    options: dict[str, int] = {}
+    for code, value in (currency_options or {}).items():
+        other = _currency(code, "currency_options")
+        where = f"currency_options.{other}.amount_off"
+        if other == primary or other in options:
+            raise ValidationFailed(f"currency_options repeats {other}", field=where)
+        options[other] = _amount_off(value, where)
+    return CouponTerms(
+        duration=coupon_duration,
+        amount_off=amount,
+        currency=primary,
+        currency_options=options,
+        duration_in_months=months,
+    )
+
+
+def check_coupon_id(value: str) -> str:
+    """A caller-chosen coupon id ("SUMMER20"): case-sensitive, 1-40 of A-Z a-z 0-9 '_' '-'.
+
+    Generated ids are "cpn_…"; that prefix is kept for them so an id never looks generated when it isn't.
+    """
+    if not COUPON_ID_PATTERN.match(value):
+        raise ValidationFailed(
+            "id must be 1-40 characters of A-Z, a-z, 0-9, '_', '-', starting with a letter or digit",
+            field="id",
+        )
+    if value.startswith(f"{GENERATED_COUPON_PREFIX}_"):
+        raise ValidationFailed(f"ids starting with {GENERATED_COUPON_PREFIX}_ are generated", field="id")
+    return value
+
+
+def normalize_code(value: str, field_name: str = "code") -> str:
+    """Promotion codes compare case-insensitively: stored and looked up upper case."""
+    code = value.strip().upper()
+    if not PROMOTION_CODE_PATTERN.match(code):
+        raise ValidationFailed(
+            f"{field_name} must be 3-40 characters of letters, digits, '_', '-', "
+            "starting with a letter or digit",
+            field=field_name,
+        )
+    return code
+
+
+def parse_minimum_amount(amount: Any, currency: str | None) -> tuple[int | None, str | None]:
+    """A promotion code's minimum: both an amount (minor units, > 0) and its currency, or neither."""
+    if amount is None and currency is None:
+        return None, None
+    if amount is None or currency is None:
+        raise ValidationFailed(
+            "minimum_amount and minimum_amount_currency go together", field="restrictions.minimum_amount"
+        )
+    return (
+        _amount_off(amount, "restrictions.minimum_amount"),
+        _currency(currency, "restrictions.minimum_amount_currency"),
+    )
+
+
+def check_future(at: datetime | None, now: datetime, field_name: str) -> datetime | None:
+    if at is not None and at <= now:
+        raise ValidationFailed(f"{field_name} must be in the future", field=field_name)
+    return at
+
+
+@dataclass(frozen=True, slots=True)
+class CouponState:
+    """What redemption rules need to know about a coupon at one moment."""
+
+    id: str
+    terms: CouponTerms
+    active: bool = True
+    redeem_by: datetime | None = None  # redeemable while `at < redeem_by`
+    max_redemptions: int | None = None
+    times_redeemed: int = 0
+    plans: frozenset[str] | None = None  # plan keys it applies to; None = every plan
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionState:
+    id: str
+    code: str
+    coupon_id: str
+    active: bool = True
+    expires_at: datetime | None = None  # redeemable while `at < expires_at`
+    max_redemptions: int | None = None
+    times_redeemed: int = 0
+    customer_id: str | None = None  # only this customer may redeem
+    first_time_transaction: bool = False
+    minimum_amount: int | None = None
+    minimum_amount_currency: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Checkout:
+    """Where a redemption would happen. `None` means "not known": a restriction that needs the value is
+    reported as unchecked rather than guessed (redeem() treats unchecked as refused)."""
+
+    at: datetime
+    customer_id: str | None = None
+    plan_key: str | None = None
+    currency: str | None = None
+    first_time: bool | None = None  # the customer has never been invoiced / never paid
+    subtotal: int | None = None  # the first invoice's pre-discount, pre-tax subtotal, minor units
+
+
+class RefusalReason(StrEnum):
+    """Stable codes of a refused redemption, in the order `eligibility` checks them."""
+
+    PROMOTION_CODE_INACTIVE = "promotion_code_inactive"
+    PROMOTION_CODE_EXPIRED = "promotion_code_expired"
+    PROMOTION_CODE_EXHAUSTED = "promotion_code_exhausted"
+    COUPON_INACTIVE = "coupon_inactive"
+    COUPON_EXPIRED = "coupon_expired"
+    COUPON_EXHAUSTED = "coupon_exhausted"
+    PROMOTION_CODE_NOT_FOR_CUSTOMER = "promotion_code_not_for_customer"
+    NOT_FIRST_TIME_CUSTOMER = "not_first_time_customer"
+    MINIMUM_AMOUNT_NOT_MET = "minimum_amount_not_met"
+    COUPON_NOT_APPLICABLE = "coupon_not_applicable"
+    COUPON_CURRENCY_MISMATCH = "coupon_currency_mismatch"
+
+
+class Unchecked(StrEnum):
+    """Restrictions `eligibility` could not evaluate because the checkout lacked the input they need."""
+
+    CUSTOMER = "customer"
+    FIRST_TIME_TRANSACTION = "first_time_transaction"
+    MINIMUM_AMOUNT = "minimum_amount"
+    PLAN = "plan"
+    CURRENCY = "currency"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    reason: RefusalReason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Eligibility:
+    refusals: tuple[Refusal, ...] = ()
+    unchecked: tuple[Unchecked, ...] = ()
+
+    @property
+    def applies(self) -> bool:
+        """True only when nothing refuses and nothing was left unchecked."""
+        return not self.refusals and not self.unchecked
+
+
+def _open(until: datetime | None, at: datetime) -> bool:
+    return until is None or at < until
+
+
+def _room(max_redemptions: int | None, times_redeemed: int) -> bool:
+    return max_redemptions is None or times_redeemed < max_redemptions
+
+
+def coupon_valid(coupon: CouponState, at: datetime) -> bool:
+    """Stripe's `valid`: the coupon can still be redeemed at `at` (active, not expired, not exhausted)."""
+    return (
+        coupon.active and _open(coupon.redeem_by, at) and _room(coupon.max_redemptions, coupon.times_redeemed)
+    )
+
+
+def eligibility(coupon: CouponState, promotion: PromotionState | None, checkout: Checkout) -> Eligibility:
+    """Every reason the redemption of `coupon` (through `promotion`, if given) at `checkout` is refused.
+
+    Order: the code's own state, then the coupon's state, then whether it fits this checkout (customer,
+    first time, minimum amount, plan, currency). Callers report the first refusal; all are returned so a
+    checkout page can show them. Pure: the counters here are the last read, and only a conditional
+    UPDATE decides the last free redemption.
+    """
+    if promotion is not None and promotion.coupon_id != coupon.id:
+        raise ValueError("the promotion code belongs to another coupon")
+    at = checkout.at
+    refusals: list[Refusal] = []
+    unchecked: list[Unchecked] = []
+
+    def refuse(reason: RefusalReason, detail: str) -> None:
+        refusals.append(Refusal(reason, detail))
+
+    if promotion is not None:
+        if not promotion.active:
+            refuse(RefusalReason.PROMOTION_CODE_INACTIVE, f"promotion code {promotion.code} is not active")
+        if not _open(promotion.expires_at, at):
+            refuse(RefusalReason.PROMOTION_CODE_EXPIRED, f"promotion code {promotion.code} has expired")
+        if not _room(promotion.max_redemptions, promotion.times_redeemed):
+            refuse(
+                RefusalReason.PROMOTION_CODE_EXHAUSTED,
+                f"promotion code {promotion.code} reached its {promotion.max_redemptions} redemptions",
+            )
+    if not coupon.active:
+        refuse(RefusalReason.COUPON_INACTIVE, f"coupon {coupon.id} is no longer active")
+    if not _open(coupon.redeem_by, at):
+        refuse(RefusalReason.COUPON_EXPIRED, f"coupon {coupon.id} could be redeemed until {coupon.redeem_by}")
+    if not _room(coupon.max_redemptions, coupon.times_redeemed):
+        refuse(
+            RefusalReason.COUPON_EXHAUSTED,
+            f"coupon {coupon.id} reached its {coupon.max_redemptions} redemptions",
+        )
+
+    if promotion is not None:
+        if promotion.customer_id is not None:
+            if checkout.customer_id is None:
+                unchecked.append(Unchecked.CUSTOMER)
+            elif checkout.customer_id != promotion.customer_id:
+                refuse(
+                    RefusalReason.PROMOTION_CODE_NOT_FOR_CUSTOMER,
+                    f"promotion code {promotion.code} is reserved for another customer",
+                )
+        if promotion.first_time_transaction:
+            if checkout.first_time is None:
+                unchecked.append(Unchecked.FIRST_TIME_TRANSACTION)
+            elif not checkout.first_time:
+                refuse(
+                    RefusalReason.NOT_FIRST_TIME_CUSTOMER,
+                    f"promotion code {promotion.code} is for customers who have never been invoiced",
+                )
+        if promotion.minimum_amount is not None:
+            minimum = f"{promotion.minimum_amount} {promotion.minimum_amount_currency} (minor units)"
+            if checkout.currency is not None and checkout.currency != promotion.minimum_amount_currency:
+                refuse(
+                    RefusalReason.MINIMUM_AMOUNT_NOT_MET,
+                    f"promotion code {promotion.code} needs a subtotal of at least {minimum}, "
+                    f"not a {checkout.currency} one",
+                )
+            elif checkout.subtotal is None or checkout.currency is None:
+                unchecked.append(Unchecked.MINIMUM_AMOUNT)
+            elif checkout.subtotal < promotion.minimum_amount:
+                refuse(
+                    RefusalReason.MINIMUM_AMOUNT_NOT_MET,
+                    f"promotion code {promotion.code} needs a subtotal of at least {minimum}, "
+                    f"got {checkout.subtotal}",
+                )
+    if coupon.plans is not None:
+        if checkout.plan_key is None:
+            unchecked.append(Unchecked.PLAN)
+        elif checkout.plan_key not in coupon.plans:
+            refuse(
+                RefusalReason.COUPON_NOT_APPLICABLE,
+                f"coupon {coupon.id} applies only to plans {', '.join(sorted(coupon.plans))}",
+            )
+    if coupon.terms.amount_off is not None:
+        if checkout.currency is None:
+            unchecked.append(Unchecked.CURRENCY)
+        elif coupon.terms.amount_off_in(checkout.currency) is None:
+            refuse(
+                RefusalReason.COUPON_CURRENCY_MISMATCH,
+                f"coupon {coupon.id} has no amount in {checkout.currency} "
+                f"(it has {', '.join(sorted(coupon.terms.currencies))})",
+            )
+    return Eligibility(tuple(refusals), tuple(unchecked))
+
+
+@dataclass(frozen=True, slots=True)
+class Redemption:
+    """A coupon claimed for one customer's checkout: what billing needs to discount its invoices.
+
+    `amount_off`/`currency` are already resolved for the checkout's currency (a multi-currency coupon
+    gives the amount in that currency); `percent_off` coupons carry no currency.
+    """
+
+    coupon_id: str
+    promotion_code_id: str | None
+    duration: CouponDuration
+    duration_in_months: int | None
+    percent_off: Decimal | None
+    amount_off: int | None
+    currency: str | None
+    customer_id: str
+    redeemed_at: datetime  # the checkout's `at`: billing's `applies_to_period` counts the duration from it

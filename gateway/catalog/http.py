@@ -1,21 +1,31 @@
-"""Catalog endpoints under /v1: products, features, plans (and add-ons), plan versions, prices."""
+"""Catalog endpoints under /v1: products, features, plans (and add-ons), plan versions, prices, coupons,
+promotion codes."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated
 
-from litestar import Controller, get, patch, post
+from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.catalog import schemas as s
+from gateway.catalog.coupons import CouponService
+from gateway.catalog.domain import Checkout
+from gateway.catalog.errors import CustomerNotFound
+from gateway.catalog.models import Coupon as CouponRow
+from gateway.catalog.models import PromotionCode as PromotionCodeRow
 from gateway.catalog.repository import CatalogRepository
 from gateway.catalog.service import CatalogService, GrantInput
+from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock
+from gateway.kernel.errors import ValidationFailed
 from gateway.web.deps import ListParams
 from gateway.web.problems import ERROR_RESPONSES
 from gateway.web.schemas import changes_of
+from gateway.web.timestamps import parse_timestamp
 
 READ = {"scope": "catalog:read"}
 WRITE = {"scope": "catalog:write"}
@@ -24,6 +34,10 @@ ActiveFilter = Annotated[bool | None, QueryParameter(name="active", required=Fal
 
 def provide_catalog(session: NamedDependency[AsyncSession], clock: NamedDependency[Clock]) -> CatalogService:
     return CatalogService(CatalogRepository(session), clock)
+
+
+def provide_coupons(session: NamedDependency[AsyncSession], clock: NamedDependency[Clock]) -> CouponService:
+    return CouponService(CatalogRepository(session), clock)
 
 
 def _grants(items: list[s.GrantIn]) -> list[GrantInput]:
@@ -221,4 +235,248 @@ class PriceController(Controller):
         return s.Price.of(await catalog.update_price(price, changes_of(data)))
 
 
-CONTROLLERS = [ProductController, FeatureController, PlanController, PriceController]
+def _coupon(coupons: CouponService, row: CouponRow) -> s.Coupon:
+    return s.Coupon.of(row, valid=coupons.valid(row))
+
+
+async def _promotion_codes(coupons: CouponService, rows: list[PromotionCodeRow]) -> list[s.PromotionCode]:
+    by_id = await coupons.coupons_of(rows)
+    return [s.PromotionCode.of(r, _coupon(coupons, by_id[r.coupon_id])) for r in rows]
+
+
+class CouponController(Controller):
+    """Coupons: the discount terms. Refused redemptions are 409s with a stable `code`; malformed terms
+    are 422s; unknown coupons 404s."""
+
+    path = "/coupons"
+    tags = ["coupons"]
+    dependencies = {"coupons": Provide(provide_coupons, sync_to_thread=False)}
+
+    @post("/", opt=WRITE, responses=ERROR_RESPONSES, summary="Create a coupon (percent or amount off)")
+    async def create(
+        self, data: JSONBody[s.CouponCreate], coupons: NamedDependency[CouponService]
+    ) -> s.Coupon:
+        row = await coupons.create_coupon(
+            id=data.id,
+            name=data.name,
+            percent_off=data.percent_off,
+            amount_off=data.amount_off,
+            currency=data.currency,
+            currency_options=(
+                {code: option.amount_off for code, option in data.currency_options.items()}
+                if data.currency_options is not None
+                else None
+            ),
+            duration=data.duration,
+            duration_in_months=data.duration_in_months,
+            max_redemptions=data.max_redemptions,
+            redeem_by=parse_timestamp(data.redeem_by, "redeem_by"),
+            applies_to_plans=data.applies_to.plans if data.applies_to is not None else None,
+            metadata=data.metadata,
+        )
+        return _coupon(coupons, row)
+
+    @get("/", opt=READ, responses=ERROR_RESPONSES, summary="List coupons")
+    async def list_(
+        self,
+        coupons: NamedDependency[CouponService],
+        page: NamedDependency[ListParams],
+        active: ActiveFilter = None,
+    ) -> s.CouponList:
+        result = await coupons.list_coupons(after=page.after, limit=page.limit, active=active)
+        return s.CouponList(
+            [_coupon(coupons, r) for r in result.items], result.next_cursor is not None, result.next_cursor
+        )
+
+    @get("/{coupon_id:str}", opt=READ, responses=ERROR_RESPONSES, summary="Retrieve a coupon")
+    async def retrieve(self, coupon_id: FromPath[str], coupons: NamedDependency[CouponService]) -> s.Coupon:
+        return _coupon(coupons, await coupons.get_coupon(coupon_id))
+
+    @patch(
+        "/{coupon_id:str}",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        summary="Rename a coupon (terms are immutable)",
+    )
+    async def update(
+        self,
+        coupon_id: FromPath[str],
+        data: JSONBody[s.CouponUpdate],
+        coupons: NamedDependency[CouponService],
+    ) -> s.Coupon:
+        return _coupon(coupons, await coupons.update_coupon(coupon_id, changes_of(data)))
+
+    @delete(
+        "/{coupon_id:str}",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        status_code=200,
+        summary="Deactivate a coupon (discounts already redeemed keep applying)",
+    )
+    async def deactivate(self, coupon_id: FromPath[str], coupons: NamedDependency[CouponService]) -> s.Coupon:
+        return _coupon(coupons, await coupons.delete_coupon(coupon_id))
+
+
+class PromotionCodeController(Controller):
+    """Customer-facing codes for coupons. A tenant-scoped key sees only codes open to anyone or reserved
+    for its own customer."""
+
+    path = "/promotion_codes"
+    tags = ["coupons"]
+    dependencies = {
+        "coupons": Provide(provide_coupons, sync_to_thread=False),
+        "catalog": Provide(provide_catalog, sync_to_thread=False),
+    }
+
+    @post("/", opt=WRITE, responses=ERROR_RESPONSES, summary="Create a promotion code for a coupon")
+    async def create(
+        self, data: JSONBody[s.PromotionCodeCreate], coupons: NamedDependency[CouponService]
+    ) -> s.PromotionCode:
+        restrictions = data.restrictions or s.RestrictionsIn()
+        row = await coupons.create_promotion_code(
+            coupon=data.coupon,
+            code=data.code,
+            active=data.active,
+            max_redemptions=data.max_redemptions,
+            expires_at=parse_timestamp(data.expires_at, "expires_at"),
+            customer=data.customer,
+            first_time_transaction=restrictions.first_time_transaction,
+            minimum_amount=restrictions.minimum_amount,
+            minimum_amount_currency=restrictions.minimum_amount_currency,
+            metadata=data.metadata,
+        )
+        return (await _promotion_codes(coupons, [row]))[0]
+
+    @get("/", opt=READ, responses=ERROR_RESPONSES, summary="List promotion codes")
+    async def list_(
+        self,
+        coupons: NamedDependency[CouponService],
+        page: NamedDependency[ListParams],
+        principal: NamedDependency[Principal],
+        active: ActiveFilter = None,
+        code: Annotated[
+            str | None, QueryParameter(name="code", max_length=40, description="Case-insensitive")
+        ] = None,
+        coupon: Annotated[str | None, QueryParameter(name="coupon", max_length=40)] = None,
+        customer: Annotated[str | None, QueryParameter(name="customer", max_length=40)] = None,
+    ) -> s.PromotionCodeList:
+        result = await coupons.list_promotion_codes(
+            after=page.after,
+            limit=page.limit,
+            code=code,
+            coupon=coupon,
+            active=active,
+            customer=customer,
+            scope=principal.tenant_id,
+        )
+        data = await _promotion_codes(coupons, list(result.items))
+        return s.PromotionCodeList(data, result.next_cursor is not None, result.next_cursor)
+
+    @post(
+        "/validate",
+        opt=READ,
+        responses=ERROR_RESPONSES,
+        status_code=200,
+        summary="Say whether a promotion code would apply now, and why not (redeems nothing)",
+    )
+    async def validate(
+        self,
+        data: JSONBody[s.PromotionCodeValidate],
+        coupons: NamedDependency[CouponService],
+        catalog: NamedDependency[CatalogService],
+        principal: NamedDependency[Principal],
+        clock: NamedDependency[Clock],
+    ) -> s.PromotionCodeValidation:
+        customer = data.customer
+        if principal.tenant_id is not None:
+            # A tenant key speaks for its own customer only (another one is a 404, like everywhere).
+            if customer not in (None, principal.tenant_id):
+                raise CustomerNotFound(f"no customer {customer!r}", field="customer")
+            customer = principal.tenant_id
+        plan_key, currency, amount = await _checkout_of(catalog, data)
+        found = await coupons.check(
+            coupon=None,
+            promotion_code=data.code,
+            checkout=Checkout(
+                at=clock.now(),
+                customer_id=customer,
+                plan_key=plan_key,
+                currency=currency,
+                first_time=data.first_time_transaction,
+                subtotal=amount,
+            ),
+            scope=principal.tenant_id,
+        )
+        assert found.promotion_code is not None
+        refusals = [s.RefusalOut(r.reason.value, r.detail) for r in found.eligibility.refusals]
+        return s.PromotionCodeValidation(
+            "promotion_code_validation",
+            not refusals,
+            found.promotion_code.code,
+            found.promotion_code.id,
+            _coupon(coupons, found.coupon),
+            refusals[0].code if refusals else None,
+            refusals,
+            [u.value for u in found.eligibility.unchecked],
+        )
+
+    @get("/{promotion_code:str}", opt=READ, responses=ERROR_RESPONSES, summary="Retrieve a promotion code")
+    async def retrieve(
+        self,
+        promotion_code: FromPath[str],
+        coupons: NamedDependency[CouponService],
+        principal: NamedDependency[Principal],
+    ) -> s.PromotionCode:
+        row = await coupons.get_promotion_code(promotion_code, scope=principal.tenant_id)
+        return (await _promotion_codes(coupons, [row]))[0]
+
+    @patch(
+        "/{promotion_code:str}",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        summary="Activate or deactivate a promotion code, or change its metadata",
+    )
+    async def update(
+        self,
+        promotion_code: FromPath[str],
+        data: JSONBody[s.PromotionCodeUpdate],
+        coupons: NamedDependency[CouponService],
+        principal: NamedDependency[Principal],
+    ) -> s.PromotionCode:
+        row = await coupons.update_promotion_code(promotion_code, changes_of(data), scope=principal.tenant_id)
+        return (await _promotion_codes(coupons, [row]))[0]
+
+
+async def _checkout_of(
+    catalog: CatalogService, data: s.PromotionCodeValidate
+) -> tuple[str | None, str | None, int | None]:
+    """Plan key, currency and amount of the checkout described by a validate request."""
+    currency = data.currency.upper() if data.currency else None
+    amount = data.amount
+    if data.price is not None:
+        price = await catalog.get_price(data.price)
+        plan = await catalog.get_plan(price.plan_id)
+        if data.plan is not None and (await catalog.get_plan(data.plan)).id != plan.id:
+            raise ValidationFailed("price belongs to another plan than plan", field="price")
+        options = price.currency_options
+        if currency is None and len(options) == 1:
+            currency = next(iter(options))
+        if currency is not None and currency not in options:
+            raise ValidationFailed(f"price {price.id} has no amount in {currency}", field="currency")
+        if amount is None and currency is not None and price.model == "flat":
+            # A flat price's amount is the first invoice's subtotal before discounts and taxes.
+            amount = int(Decimal(options[currency]["unit_amount"]))
+        return plan.key, currency, amount
+    if data.plan is not None:
+        return (await catalog.get_plan(data.plan)).key, currency, amount
+    return None, currency, amount
+
+
+CONTROLLERS = [
+    ProductController,
+    FeatureController,
+    PlanController,
+    PriceController,
+    CouponController,
+    PromotionCodeController,
+]

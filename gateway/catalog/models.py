@@ -7,7 +7,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db.base import Base
@@ -102,3 +111,74 @@ class Price(Base):
     metered_feature: Mapped[str | None] = mapped_column(String(100))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
+
+
+class Coupon(Base):
+    """Platform-wide like the rest of the catalog. Money terms are immutable after creation; DELETE only
+    clears `active`, so discounts already redeemed keep working."""
+
+    __tablename__ = "coupons"
+
+    # "cpn_…" or a caller-chosen id such as "SUMMER20" (case-sensitive, like Stripe's).
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    # A decimal string ("12.5"): exact, and the same on SQLite and PostgreSQL.
+    percent_off: Mapped[str | None] = mapped_column(String(8))
+    amount_off: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    # Amounts off in further currencies, minor units: {"EUR": 900}. Never repeats `currency`.
+    currency_options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    duration: Mapped[str] = mapped_column(String(10))
+    duration_in_months: Mapped[int | None] = mapped_column(Integer)
+    max_redemptions: Mapped[int | None] = mapped_column(Integer)
+    # Only ever changed by the conditional UPDATEs in CatalogRepository.claim_coupon/release_coupon.
+    times_redeemed: Mapped[int] = mapped_column(Integer, default=0)
+    redeem_by: Mapped[datetime | None]
+    # Plan keys the coupon is restricted to; NULL = every plan.
+    applies_to_plans: Mapped[list[Any] | None] = mapped_column(default=None)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        CheckConstraint("(percent_off IS NULL) <> (amount_off IS NULL)", name="one_kind_of_discount"),
+        CheckConstraint("(amount_off IS NULL) = (currency IS NULL)", name="amount_has_currency"),
+        # The database's own guard behind the conditional UPDATE: a limit can never be exceeded.
+        CheckConstraint(
+            "times_redeemed >= 0 AND (max_redemptions IS NULL OR times_redeemed <= max_redemptions)",
+            name="redemptions_within_limit",
+        ),
+    )
+
+
+class PromotionCode(Base):
+    __tablename__ = "promotion_codes"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # Customer-facing, stored upper case; unique across all codes, active or not, so a code printed
+    # on a flyer always means the same coupon.
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    coupon_id: Mapped[str] = mapped_column(ForeignKey("coupons.id"), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    max_redemptions: Mapped[int | None] = mapped_column(Integer)
+    times_redeemed: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime | None]
+    # Only this customer may redeem the code (NULL = anyone).
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    first_time_transaction: Mapped[bool] = mapped_column(Boolean, default=False)
+    minimum_amount: Mapped[int | None] = mapped_column(BigInteger)
+    minimum_amount_currency: Mapped[str | None] = mapped_column(String(3))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        CheckConstraint(
+            "times_redeemed >= 0 AND (max_redemptions IS NULL OR times_redeemed <= max_redemptions)",
+            name="redemptions_within_limit",
+        ),
+        CheckConstraint(
+            "(minimum_amount IS NULL) = (minimum_amount_currency IS NULL)", name="minimum_has_currency"
+        ),
+    )

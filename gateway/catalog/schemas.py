@@ -8,11 +8,14 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from gateway.catalog.models import Coupon as CouponRow
 from gateway.catalog.models import Feature as FeatureRow
 from gateway.catalog.models import Plan as PlanRow
 from gateway.catalog.models import Price as PriceRow
 from gateway.catalog.models import Product as ProductRow
+from gateway.catalog.models import PromotionCode as PromotionCodeRow
 from gateway.catalog.service import PlanTerms
+from gateway.web.timestamps import AwareTimestamp
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Key = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")]
@@ -314,3 +317,201 @@ class PriceList(Struct):
     data: list[Price]
     has_more: bool
     next_cursor: str | None
+
+
+# -- coupons and promotion codes -----------------------------------------------------------------
+
+CouponId = Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")]
+Currency = Annotated[str, Meta(min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")]
+MinorAmount = Annotated[int, Meta(ge=1, le=10**15)]
+PercentString = Annotated[str, Meta(pattern=r"^\d{1,3}(\.\d{1,2})?$")]
+PromotionCodeText = Annotated[str, Meta(min_length=3, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")]
+Redemptions = Annotated[int, Meta(ge=1, le=10**9)]
+
+
+class CouponCurrencyOption(Struct, forbid_unknown_fields=True):
+    amount_off: MinorAmount
+
+
+class AppliesTo(Struct, forbid_unknown_fields=True):
+    plans: Annotated[list[Annotated[str, Meta(min_length=1, max_length=100)]], Meta(max_length=100)]
+
+
+class CouponCreate(Struct, forbid_unknown_fields=True):
+    """Exactly one of `percent_off` (a number 0 < p ≤ 100 as an integer or a decimal string with at most
+    two decimals, e.g. "12.5") or `amount_off` + `currency` (minor units)."""
+
+    id: CouponId | None = None
+    name: Name | None = None
+    percent_off: Annotated[int, Meta(ge=0, le=100)] | PercentString | None = None
+    amount_off: MinorAmount | None = None
+    currency: Currency | None = None
+    currency_options: Annotated[dict[Currency, CouponCurrencyOption], Meta(max_length=50)] | None = None
+    duration: Literal["once", "repeating", "forever"] = "once"
+    duration_in_months: Annotated[int, Meta(ge=1, le=1200)] | None = None
+    max_redemptions: Redemptions | None = None
+    redeem_by: AwareTimestamp | None = None
+    applies_to: AppliesTo | None = None
+    metadata: Metadata | None = None
+
+
+class CouponUpdate(Struct, forbid_unknown_fields=True):
+    """Only the name and metadata change: a coupon's terms are immutable."""
+
+    name: Name | UnsetType | None = UNSET
+    metadata: Metadata | UnsetType = UNSET
+
+
+class AppliesToOut(Struct):
+    plans: list[str]
+
+
+class Coupon(Struct):
+    id: str
+    object: Literal["coupon"]
+    name: str | None
+    percent_off: str | None
+    amount_off: int | None
+    currency: str | None
+    currency_options: dict[str, CouponCurrencyOption]
+    duration: str
+    duration_in_months: int | None
+    max_redemptions: int | None
+    times_redeemed: int
+    redeem_by: datetime | None
+    applies_to: AppliesToOut | None
+    active: bool
+    valid: bool
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: CouponRow, *, valid: bool) -> Coupon:
+        return cls(
+            row.id,
+            "coupon",
+            row.name,
+            row.percent_off,
+            row.amount_off,
+            row.currency,
+            {code: CouponCurrencyOption(int(amount)) for code, amount in row.currency_options.items()},
+            row.duration,
+            row.duration_in_months,
+            row.max_redemptions,
+            row.times_redeemed,
+            row.redeem_by,
+            AppliesToOut(list(row.applies_to_plans)) if row.applies_to_plans is not None else None,
+            row.active,
+            valid,
+            row.metadata_,
+            row.created_at,
+            row.updated_at,
+        )
+
+
+class CouponList(Struct):
+    data: list[Coupon]
+    has_more: bool
+    next_cursor: str | None
+
+
+class RestrictionsIn(Struct, forbid_unknown_fields=True):
+    first_time_transaction: bool = False
+    minimum_amount: MinorAmount | None = None
+    minimum_amount_currency: Currency | None = None
+
+
+class PromotionCodeCreate(Struct, forbid_unknown_fields=True):
+    """`code` is case-insensitive (stored upper case) and generated when left out."""
+
+    coupon: CouponId
+    code: PromotionCodeText | None = None
+    active: bool = True
+    max_redemptions: Redemptions | None = None
+    expires_at: AwareTimestamp | None = None
+    customer: Annotated[str, Meta(min_length=1, max_length=40)] | None = None
+    restrictions: RestrictionsIn | None = None
+    metadata: Metadata | None = None
+
+
+class PromotionCodeUpdate(Struct, forbid_unknown_fields=True):
+    active: bool | UnsetType = UNSET
+    metadata: Metadata | UnsetType = UNSET
+
+
+class Restrictions(Struct):
+    first_time_transaction: bool
+    minimum_amount: int | None
+    minimum_amount_currency: str | None
+
+
+class PromotionCode(Struct):
+    id: str
+    object: Literal["promotion_code"]
+    code: str
+    coupon: Coupon
+    active: bool
+    max_redemptions: int | None
+    times_redeemed: int
+    expires_at: datetime | None
+    customer: str | None
+    restrictions: Restrictions
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: PromotionCodeRow, coupon: Coupon) -> PromotionCode:
+        return cls(
+            row.id,
+            "promotion_code",
+            row.code,
+            coupon,
+            row.active,
+            row.max_redemptions,
+            row.times_redeemed,
+            row.expires_at,
+            row.customer_id,
+            Restrictions(row.first_time_transaction, row.minimum_amount, row.minimum_amount_currency),
+            row.metadata_,
+            row.created_at,
+            row.updated_at,
+        )
+
+
+class PromotionCodeList(Struct):
+    data: list[PromotionCode]
+    has_more: bool
+    next_cursor: str | None
+
+
+class PromotionCodeValidate(Struct, forbid_unknown_fields=True):
+    """Would `code` apply now? Give what the checkout knows; a restriction that needs a value you left
+    out is listed in `unchecked` instead of being guessed. `price` (id or lookup key) implies its plan,
+    its currency when it has only one, and, for a flat price, the amount."""
+
+    code: Annotated[str, Meta(min_length=1, max_length=40)]
+    customer: Annotated[str, Meta(min_length=1, max_length=40)] | None = None
+    plan: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
+    price: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+    currency: Currency | None = None
+    amount: Annotated[int, Meta(ge=0, le=10**15)] | None = None
+    first_time_transaction: bool | None = None
+
+
+class RefusalOut(Struct):
+    code: str
+    detail: str
+
+
+class PromotionCodeValidation(Struct):
+    object: Literal["promotion_code_validation"]
+    valid: bool
+    code: str
+    promotion_code: str
+    coupon: Coupon
+    # The first refusal's code (what redeeming now would answer with), or null.
+    reason: str | None
+    refusals: list[RefusalOut]
+    unchecked: list[str]
