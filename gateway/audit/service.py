@@ -1,0 +1,160 @@
+"""Recording and reading the audit log.
+
+`record()` is the one way in: SSO calls it for sign-ins, invites and provisioning call it for what they
+do, and `handle_event` (an outbox relay consumer) derives entries from domain events — role changes,
+member changes, provisioning, access revocation, policy edits — so nothing that changes state can skip
+the log. Entries derived from an event carry its id, which is unique: a relayed event is logged once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import column, select, table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.audit.models import AuditEntry
+from gateway.db.outbox import OutboxEvent
+from gateway.kernel.clock import Clock
+from gateway.kernel.ids import new_id
+from gateway.kernel.pagination import Page
+
+SYSTEM = "system"
+
+
+def key_actor(key_id: str) -> str:
+    return f"key:{key_id}"
+
+
+def user_actor(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+async def record(
+    session: AsyncSession,
+    *,
+    action: str,
+    at: datetime,
+    actor: str = SYSTEM,
+    tenant_id: str | None = None,
+    target: str | None = None,
+    user_id: str | None = None,
+    data: dict[str, Any] | None = None,
+    source_event_id: str | None = None,
+) -> AuditEntry:
+    """Add an entry in the caller's transaction (so it commits, or not, with the action itself).
+
+    `user_id` is the person the entry is about (for sign-ins: who signed in), used by privacy export."""
+    entry = AuditEntry(
+        id=new_id("aud"),
+        tenant_id=tenant_id,
+        actor=actor[:60],
+        action=action,
+        target=target,
+        subject_user_id=user_id,
+        data=data or {},
+        at=at,
+        source_event_id=source_event_id,
+    )
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+# Outbox event type → audit action. Events not listed are not audited (usage, invoices, renewals…).
+AUDITED_EVENTS = {
+    "member.added": "member.added",
+    "member.removed": "member.removed",
+    "member.updated": "member.role_changed",
+    "member.role_changed": "member.role_changed",
+    "customer.provisioned": "customer.provisioned",
+    "access.revoked": "access.revoked",
+    "access.restored": "access.restored",
+    "user.tokens_revoked": "user.tokens_revoked",
+    "user.erased": "user.erased",
+    "invite.created": "invite.created",
+    "invite.accepted": "invite.accepted",
+}
+
+
+def audited(event_type: str) -> bool:
+    return event_type in AUDITED_EVENTS or event_type.startswith("policy.")
+
+
+async def handle_event(session: AsyncSession, event: OutboxEvent) -> None:
+    """Relay consumer: one audit entry per audited event, at most once (unique source event id)."""
+    action = AUDITED_EVENTS.get(event.type) or (event.type if event.type.startswith("policy.") else None)
+    if action is None:
+        return
+    if await session.scalar(select(AuditEntry.id).where(AuditEntry.source_event_id == event.event_id)):
+        return
+    data = dict(event.data or {})
+    if event.type == "member.updated" and data.get("role") == data.get("previous_role"):
+        return  # not a role change
+    user = data.get("user") if isinstance(data.get("user"), str) else None
+    if user is None and event.aggregate_type == "membership":
+        # customers sits above this layer: read the bare table (as identity reads `customers`).
+        memberships = table("memberships", column("id"), column("user_id"))
+        user = await session.scalar(
+            select(memberships.c.user_id).where(memberships.c.id == event.aggregate_id)
+        )
+    actor = data.get("actor") or (f"author:{data['author']}" if data.get("author") else SYSTEM)
+    await record(
+        session,
+        action=action,
+        at=event.occurred_at,
+        actor=str(actor),
+        tenant_id=event.tenant_id,
+        target=f"{event.aggregate_type}:{event.aggregate_id}"[:80],
+        user_id=user,
+        data=data,
+        source_event_id=event.event_id,
+    )
+
+
+class AuditService:
+    def __init__(self, session: AsyncSession, clock: Clock) -> None:
+        self.session = session
+        self.clock = clock
+
+    async def list(
+        self,
+        *,
+        scope: str | None,
+        after: str | None,
+        limit: int,
+        tenant_id: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        user_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Page[AuditEntry]:
+        """Oldest first by id (ids are time-ordered). A tenant-scoped caller sees only its tenant."""
+        query = select(AuditEntry).order_by(AuditEntry.id).limit(limit + 1)
+        if scope is not None:
+            query = query.where(AuditEntry.tenant_id == scope)
+        if tenant_id is not None:
+            query = query.where(AuditEntry.tenant_id == tenant_id)
+        if actor is not None:
+            query = query.where(AuditEntry.actor == actor)
+        if action is not None:
+            query = query.where(AuditEntry.action.startswith(action, autoescape=True))
+        if target is not None:
+            query = query.where(AuditEntry.target == target)
+        if user_id is not None:
+            query = query.where(AuditEntry.subject_user_id == user_id)
+        if since is not None:
+            query = query.where(AuditEntry.at >= since)
+        if until is not None:
+            query = query.where(AuditEntry.at < until)
+        if after is not None:
+            query = query.where(AuditEntry.id > after)
+        return Page.from_overfetch((await self.session.scalars(query)).all(), limit)
+
+    async def about_user(self, user_id: str) -> Sequence[AuditEntry]:
+        query = select(AuditEntry).where(AuditEntry.subject_user_id == user_id).order_by(AuditEntry.id)
+        return (await self.session.scalars(query)).all()

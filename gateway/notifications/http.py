@@ -1,0 +1,138 @@
+"""/v1/webhook_endpoints: CRUD (scope webhooks:*) and the delivery log of each endpoint."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from litestar import Controller, delete, get, patch, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody, QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.kernel.auth import Principal
+from gateway.kernel.clock import Clock
+from gateway.notifications import schemas as s
+from gateway.notifications.repository import WebhookRepository
+from gateway.notifications.service import WebhookEndpointService
+from gateway.web.deps import ListParams
+from gateway.web.problems import ERROR_RESPONSES
+from gateway.web.schemas import changes_of
+
+READ = {"scope": "webhooks:read"}
+WRITE = {"scope": "webhooks:write"}
+
+
+def provide_endpoints(
+    session: NamedDependency[AsyncSession], clock: NamedDependency[Clock]
+) -> WebhookEndpointService:
+    return WebhookEndpointService(WebhookRepository(session), clock)
+
+
+class WebhookEndpointController(Controller):
+    path = "/webhook_endpoints"
+    tags = ["webhooks"]
+    dependencies = {"endpoints": Provide(provide_endpoints, sync_to_thread=False)}
+
+    @post(
+        "/",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        summary="Register a webhook endpoint; the response carries its signing secret (whsec_…)",
+    )
+    async def create(
+        self,
+        data: JSONBody[s.WebhookEndpointCreate],
+        endpoints: NamedDependency[WebhookEndpointService],
+        principal: NamedDependency[Principal],
+    ) -> s.WebhookEndpoint:
+        row = await endpoints.create(
+            url=data.url,
+            enabled_events=data.enabled_events,
+            description=data.description,
+            enabled=data.enabled,
+            scope=principal.tenant_id,
+        )
+        return s.WebhookEndpoint.of(row, with_secret=True)
+
+    @get("/", opt=READ, responses=ERROR_RESPONSES, summary="List webhook endpoints")
+    async def list_(
+        self,
+        endpoints: NamedDependency[WebhookEndpointService],
+        principal: NamedDependency[Principal],
+        page: NamedDependency[ListParams],
+    ) -> s.WebhookEndpointList:
+        result = await endpoints.list(scope=principal.tenant_id, after=page.after, limit=page.limit)
+        return s.WebhookEndpointList(
+            [s.WebhookEndpoint.of(r) for r in result.items],
+            result.next_cursor is not None,
+            result.next_cursor,
+        )
+
+    @get(
+        "/{endpoint_id:str}",
+        opt=READ,
+        responses=ERROR_RESPONSES,
+        summary="Retrieve a webhook endpoint (with its signing secret)",
+    )
+    async def retrieve(
+        self,
+        endpoint_id: FromPath[str],
+        endpoints: NamedDependency[WebhookEndpointService],
+        principal: NamedDependency[Principal],
+    ) -> s.WebhookEndpoint:
+        row = await endpoints.get(endpoint_id, scope=principal.tenant_id)
+        return s.WebhookEndpoint.of(row, with_secret=True)
+
+    @patch("/{endpoint_id:str}", opt=WRITE, responses=ERROR_RESPONSES, summary="Update a webhook endpoint")
+    async def update(
+        self,
+        endpoint_id: FromPath[str],
+        data: JSONBody[s.WebhookEndpointUpdate],
+        endpoints: NamedDependency[WebhookEndpointService],
+        principal: NamedDependency[Principal],
+    ) -> s.WebhookEndpoint:
+        row = await endpoints.update(endpoint_id, changes_of(data), scope=principal.tenant_id)
+        return s.WebhookEndpoint.of(row)
+
+    @delete(
+        "/{endpoint_id:str}",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        status_code=200,
+        summary="Delete a webhook endpoint and its delivery log",
+    )
+    async def delete_(
+        self,
+        endpoint_id: FromPath[str],
+        endpoints: NamedDependency[WebhookEndpointService],
+        principal: NamedDependency[Principal],
+    ) -> s.WebhookEndpoint:
+        return s.WebhookEndpoint.of(await endpoints.delete(endpoint_id, scope=principal.tenant_id))
+
+    @get(
+        "/{endpoint_id:str}/deliveries",
+        opt=READ,
+        responses=ERROR_RESPONSES,
+        summary="The delivery log of an endpoint: attempts, last status code, next attempt, delivered at",
+    )
+    async def deliveries(
+        self,
+        endpoint_id: FromPath[str],
+        endpoints: NamedDependency[WebhookEndpointService],
+        principal: NamedDependency[Principal],
+        page: NamedDependency[ListParams],
+        status: Annotated[
+            Literal["pending", "delivered", "failed"] | None, QueryParameter(name="status")
+        ] = None,
+    ) -> s.WebhookDeliveryList:
+        result = await endpoints.deliveries(
+            endpoint_id, scope=principal.tenant_id, after=page.after, limit=page.limit, status=status
+        )
+        return s.WebhookDeliveryList(
+            [s.WebhookDelivery.of(r) for r in result.items],
+            result.next_cursor is not None,
+            result.next_cursor,
+        )
+
+
+CONTROLLERS = [WebhookEndpointController]

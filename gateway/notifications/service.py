@@ -1,0 +1,322 @@
+"""Outgoing webhooks: endpoints, turning outbox events into deliveries, and delivering them.
+
+Signing follows the Standard Webhooks spec with the `standardwebhooks` library: `webhook-id` is the
+outbox event id (the same on every attempt, so receivers dedupe by it), `webhook-timestamp` is the wall
+time of the attempt (receivers check it against their own clock, ±5 minutes, whatever a test clock
+says), `webhook-signature` is `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`.
+
+At least once: a delivery row is written in the relay's transaction with the event's receipt; a 2xx
+marks it delivered; anything else (status, timeout, refused connection) schedules another attempt after
+an exponential backoff, until `max_attempts`, then it is `failed` (kept in the log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+from standardwebhooks import Webhook
+
+from gateway.db.outbox import OutboxEvent
+from gateway.db.session import Database
+from gateway.kernel.clock import Clock, SystemClock
+from gateway.kernel.errors import NotFound, ValidationFailed
+from gateway.kernel.ids import new_id
+from gateway.kernel.pagination import Page
+from gateway.notifications.models import WebhookDelivery, WebhookEndpoint
+from gateway.notifications.repository import WebhookRepository
+
+log = logging.getLogger("tiergate.webhooks")
+
+SECRET_PREFIX = "whsec_"
+# Webhook event type for each outbox event type sent as such.
+DIRECT_TYPES = frozenset(
+    {"customer.provisioned", "member.added", "member.removed", "access.revoked", "access.restored"}
+)
+PREFIXES = ("subscription.", "invoice.")
+EVENT_TYPES = (
+    *sorted(DIRECT_TYPES | {"member.role_changed"}),
+    "subscription.*",
+    "invoice.*",
+)
+
+
+class EndpointNotFound(NotFound):
+    code = "webhook_endpoint_not_found"
+
+
+def webhook_type(event: OutboxEvent) -> str | None:
+    """The webhook event an outbox event becomes, or None if it is not sent."""
+    if event.type in DIRECT_TYPES or event.type.startswith(PREFIXES):
+        return event.type
+    if event.type == "member.updated":
+        data = event.data or {}
+        if data.get("role") != data.get("previous_role"):
+            return "member.role_changed"
+    return None
+
+
+def subscribed(patterns: Sequence[str], type_: str) -> bool:
+    for pattern in patterns:
+        if pattern in ("*", type_) or (pattern.endswith(".*") and type_.startswith(pattern[:-1])):
+            return True
+    return False
+
+
+def _check_events(patterns: Sequence[str]) -> list[str]:
+    known = set(EVENT_TYPES) | {"*"}
+    bad = [p for p in patterns if p not in known and not p.startswith(PREFIXES)]
+    if bad or not patterns:
+        raise ValidationFailed(
+            f"unknown event types {bad}; choose from {[*EVENT_TYPES, '*']}" if bad else "no event types",
+            field="enabled_events",
+        )
+    return sorted(set(patterns))
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.username or parts.password:
+        raise ValidationFailed("url must be an http(s) URL with a host and no credentials", field="url")
+    return url
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+class WebhookEndpointService:
+    def __init__(self, repository: WebhookRepository, clock: Clock) -> None:
+        self.repo = repository
+        self.clock = clock
+
+    async def create(
+        self,
+        *,
+        url: str,
+        enabled_events: Sequence[str],
+        description: str | None = None,
+        enabled: bool = True,
+        scope: str | None = None,
+    ) -> WebhookEndpoint:
+        now = self.clock.now()
+        row = WebhookEndpoint(
+            id=new_id("we"),
+            tenant_id=scope,
+            url=_check_url(url),
+            secret=new_secret(),
+            description=description,
+            enabled_events=_check_events(enabled_events),
+            enabled=enabled,
+            created_at=now,
+            updated_at=now,
+        )
+        self.repo.add(row)
+        await self.repo.flush()
+        return row
+
+    async def get(self, endpoint_id: str, *, scope: str | None) -> WebhookEndpoint:
+        row = await self.repo.endpoint(endpoint_id, scope=scope)
+        if row is None:
+            raise EndpointNotFound(f"no webhook endpoint {endpoint_id!r}")
+        return row
+
+    async def list(self, *, scope: str | None, after: str | None, limit: int) -> Page[WebhookEndpoint]:
+        return Page.from_overfetch(await self.repo.endpoints(scope=scope, after=after, limit=limit), limit)
+
+    async def update(
+        self, endpoint_id: str, changes: dict[str, Any], *, scope: str | None
+    ) -> WebhookEndpoint:
+        row = await self.get(endpoint_id, scope=scope)
+        if "url" in changes:
+            row.url = _check_url(changes["url"])
+        if "enabled_events" in changes:
+            row.enabled_events = _check_events(changes["enabled_events"])
+        if "enabled" in changes:
+            row.enabled = bool(changes["enabled"])
+        if "description" in changes:
+            row.description = changes["description"]
+        row.updated_at = self.clock.now()
+        await self.repo.flush()
+        return row
+
+    async def delete(self, endpoint_id: str, *, scope: str | None) -> WebhookEndpoint:
+        row = await self.get(endpoint_id, scope=scope)
+        await self.repo.delete_endpoint(row)
+        return row
+
+    async def deliveries(
+        self, endpoint_id: str, *, scope: str | None, after: str | None, limit: int, status: str | None
+    ) -> Page[WebhookDelivery]:
+        await self.get(endpoint_id, scope=scope)
+        rows = await self.repo.deliveries(endpoint_id, after=after, limit=limit, status=status)
+        return Page.from_overfetch(rows, limit)
+
+
+def payload_of(event: OutboxEvent, type_: str) -> str:
+    body = {
+        "id": event.event_id,
+        "type": type_,
+        "timestamp": event.occurred_at.isoformat(),
+        "customer": event.tenant_id,
+        "data": event.data or {},
+    }
+    return json.dumps(body, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def wants_event(event_type: str) -> bool:
+    return event_type in DIRECT_TYPES or event_type.startswith(PREFIXES) or event_type == "member.updated"
+
+
+def enqueue_handler(clock: Clock):  # type: ignore[no-untyped-def]
+    """Relay consumer: one pending delivery per (subscribed endpoint, event), written once."""
+
+    async def handle(session: AsyncSession, event: OutboxEvent) -> None:
+        type_ = webhook_type(event)
+        if type_ is None:
+            return
+        repo = WebhookRepository(session)
+        now = clock.now()
+        for endpoint in await repo.endpoints_for(event.tenant_id):
+            if not subscribed(endpoint.enabled_events, type_):
+                continue
+            if await repo.delivery_exists(endpoint.id, event.event_id):
+                continue
+            repo.add(
+                WebhookDelivery(
+                    id=new_id("whd"),
+                    endpoint_id=endpoint.id,
+                    tenant_id=event.tenant_id,
+                    event_id=event.event_id,
+                    event_type=type_,
+                    payload=payload_of(event, type_),
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+        await repo.flush()
+
+    return handle
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    max_attempts: int = 8
+    backoff_seconds: float = 30.0
+    max_backoff_seconds: float = 6 * 3600.0
+    timeout_seconds: float = 10.0
+    batch: int = 50
+
+    def delay(self, attempts: int) -> timedelta:
+        """Wait after the `attempts`-th failure: base × 2^(attempts-1), capped."""
+        return timedelta(seconds=min(self.max_backoff_seconds, self.backoff_seconds * 2 ** (attempts - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    status_code: int | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def sign_headers(secret: str, msg_id: str, at: datetime, body: str) -> dict[str, str]:
+    signature = Webhook(secret).sign(msg_id=msg_id, timestamp=at, data=body)
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": signature,
+        "content-type": "application/json",
+        "user-agent": "Tiergate-Webhooks/1",
+    }
+
+
+class WebhookSender:
+    """Delivers due attempts. `clock` schedules retries (a test can move it); `wall_clock` stamps the
+    signature, which receivers compare with their own wall clock."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        policy: DeliveryPolicy | None = None,
+        *,
+        client: httpx.AsyncClient | None = None,
+        wall_clock: Clock | None = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.policy = policy or DeliveryPolicy()
+        self.client = client
+        self.wall_clock = wall_clock or SystemClock()
+
+    async def deliver_due(self) -> int:
+        """One pass: attempt every due delivery once; returns the number of attempts made."""
+        now = self.clock.now()
+        lease = timedelta(seconds=self.policy.timeout_seconds * 2 + 5)
+        async with self.db.unit_of_work() as session:
+            claimed = await WebhookRepository(session).claim_due(now, self.policy.batch)
+            jobs = [(d.id, d.event_id, d.payload, e.url, e.secret) for d, e in claimed]
+            # Lease: another sender will not pick these up until the attempt had time to finish.
+            for delivery, _ in claimed:
+                delivery.next_attempt_at = now + lease
+        if not jobs:
+            return 0
+        client = self.client or httpx.AsyncClient(timeout=self.policy.timeout_seconds)
+        try:
+            outcomes = await asyncio.gather(
+                *(self._send(client, url, secret, eid, body) for _, eid, body, url, secret in jobs)
+            )
+        finally:
+            if self.client is None:
+                await client.aclose()
+        async with self.db.unit_of_work() as session:
+            repo = WebhookRepository(session)
+            for (delivery_id, *_), outcome in zip(jobs, outcomes, strict=True):
+                row = await repo.delivery(delivery_id)
+                if row is None:  # the endpoint was deleted meanwhile
+                    continue
+                self._record(row, outcome, now)
+        return len(jobs)
+
+    async def _send(
+        self, client: httpx.AsyncClient, url: str, secret: str, msg_id: str, body: str
+    ) -> _Outcome:
+        headers = sign_headers(secret, msg_id, self.wall_clock.now(), body)
+        try:
+            response = await client.post(
+                url,
+                content=body.encode(),
+                headers=headers,
+                timeout=self.policy.timeout_seconds,
+                follow_redirects=False,
+            )
+        except httpx.HTTPError as exc:
+            return _Outcome(None, f"{type(exc).__name__}: {exc}"[:500])
+        return _Outcome(response.status_code, None if response.is_success else f"HTTP {response.status_code}")
+
+    def _record(self, row: WebhookDelivery, outcome: _Outcome, now: datetime) -> None:
+        row.attempts += 1
+        row.last_attempt_at = now
+        row.last_status_code = outcome.status_code
+        row.last_error = outcome.error
+        if outcome.ok:
+            row.status, row.delivered_at, row.next_attempt_at = "delivered", now, None
+        elif row.attempts >= self.policy.max_attempts:
+            row.status, row.next_attempt_at = "failed", None
+        else:
+            row.next_attempt_at = now + self.policy.delay(row.attempts)

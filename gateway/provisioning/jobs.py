@@ -1,0 +1,134 @@
+"""Job functions (the worker calls them; embedded mode runs them in the app's lifespan) and the wiring
+of the relay's consumers.
+
+Consumers, each with its own watermark:
+- `provisioning`: subscription lifecycle → accounts provisioned, roles clamped, access revoked/restored;
+- `audit`: member, provisioning, access and policy events → audit log entries;
+- `webhooks`: events the SaaS app subscribes to → pending webhook deliveries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.audit.service import audited
+from gateway.audit.service import handle_event as audit_event
+from gateway.config import Settings
+from gateway.db.outbox import OutboxEvent
+from gateway.db.session import Database
+from gateway.kernel.clock import Clock
+from gateway.notifications import Consumer, DeliveryPolicy, Relay, WebhookSender, enqueue_handler, wants_event
+from gateway.provisioning.hooks import AccessHook
+from gateway.provisioning.service import Provisioner, ProvisioningSettings, sweep_past_due
+
+log = logging.getLogger("tiergate.jobs")
+
+
+@dataclass
+class Wiring:
+    """What the composition root hands the jobs: settings, deprovisioning hooks, and a callback that
+    drops disabled API keys from this replica's key cache."""
+
+    provisioning: ProvisioningSettings = field(default_factory=ProvisioningSettings)
+    delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    hooks: Sequence[AccessHook] = ()
+    on_keys_disabled: Callable[[list[str]], None] | None = None
+    http_client: httpx.AsyncClient | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kw: object) -> Wiring:
+        return cls(
+            provisioning=ProvisioningSettings(
+                past_due_grace_days=settings.past_due_grace_days,
+                deprovisioned_retention_days=settings.deprovisioned_retention_days,
+            ),
+            delivery=DeliveryPolicy(
+                max_attempts=settings.webhook_max_attempts,
+                backoff_seconds=settings.webhook_backoff_seconds,
+                max_backoff_seconds=settings.webhook_max_backoff_seconds,
+                timeout_seconds=settings.webhook_timeout_seconds,
+            ),
+            **kw,  # type: ignore[arg-type]
+        )
+
+
+def consumers(clock: Clock, wiring: Wiring) -> list[Consumer]:
+    async def provision(session: AsyncSession, event: OutboxEvent) -> None:
+        provisioner = Provisioner(session, clock, wiring.provisioning, wiring.hooks, wiring.on_keys_disabled)
+        await provisioner.handle(event)
+
+    return [
+        Consumer("provisioning", provision, lambda t: t.startswith("subscription.")),
+        Consumer("audit", audit_event, audited),
+        Consumer("webhooks", enqueue_handler(clock), wants_event),
+    ]
+
+
+async def relay_once(db: Database, clock: Clock, wiring: Wiring | None = None) -> int:
+    """Job: hand every new outbox event to every consumer; returns (consumer, event) pairs handled.
+
+    Provisioning writes events of its own (`customer.provisioned`, `access.revoked`, `member.updated`),
+    so the pass repeats until nothing new turns up (bounded)."""
+    relay = Relay(db, clock, consumers(clock, wiring or Wiring()))
+    total = 0
+    for _ in range(5):
+        handled = await relay.run_once()
+        total += handled
+        if not handled:
+            break
+    return total
+
+
+async def deliver_webhooks(db: Database, clock: Clock, wiring: Wiring | None = None) -> int:
+    """Job: one attempt at every due webhook delivery; returns the attempts made."""
+    wiring = wiring or Wiring()
+    return await WebhookSender(db, clock, wiring.delivery, client=wiring.http_client).deliver_due()
+
+
+async def tick(db: Database, clock: Clock, wiring: Wiring | None = None) -> int:
+    """Everything once: relay, past-due sweep, relay again (the sweep's events), webhook attempts."""
+    wiring = wiring or Wiring()
+    done = await relay_once(db, clock, wiring)
+    revoked = await sweep_past_due(db, clock, wiring.provisioning, wiring.hooks, wiring.on_keys_disabled)
+    if revoked:
+        done += await relay_once(db, clock, wiring)
+    return done + revoked + await deliver_webhooks(db, clock, wiring)
+
+
+class BackgroundRelay:
+    """Embedded mode: runs `tick` after every nudge (a committed write) or every `interval` seconds."""
+
+    def __init__(self, db: Database, clock: Clock, wiring: Wiring, interval_seconds: float) -> None:
+        self.db = db
+        self.clock = clock
+        self.wiring = wiring
+        self.interval_seconds = interval_seconds
+        self._nudged = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    def nudge(self, *_: object) -> None:
+        self._nudged.set()
+
+    async def tick(self) -> int:
+        async with self._lock:
+            return await tick(self.db, self.clock, self.wiring)
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudged.wait(), timeout=self.interval_seconds)
+            self._nudged.clear()
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failed pass must not stop the relay; the next pass retries
+                log.exception("relay pass failed")
+                await asyncio.sleep(self.interval_seconds)
