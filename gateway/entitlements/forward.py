@@ -34,6 +34,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from gateway.entitlements.engine import Engine
 from gateway.entitlements.routes import DEFAULT_TABLE, BadPath, RouteTable, load_routes
 from gateway.entitlements.service import CheckResult, CheckService
+from gateway.identity.revocation import RevocationList
 from gateway.identity.tokens import InvalidToken, TokenSigner
 from gateway.web.problems import PROBLEM_MEDIA_TYPE
 
@@ -323,6 +324,12 @@ async def _forward(request: Request[Any, Any, State], state: State) -> Response[
     user, tenant = claims.get("sub"), claims.get("tid")
     if not isinstance(user, str) or not isinstance(tenant, str) or not user or not tenant:
         return _deny(401, "invalid_token", "the access token names no subject or tenant", uri_for_body)
+    # Deprovisioned tenants and revoked users: an in-memory lookup, kept current from the outbox.
+    revocations: RevocationList | None = state.get("revocations")
+    if revocations is not None:
+        refusal = revocations.refusal(tenant, user, claims.get("iat"))
+        if refusal is not None:
+            return _deny(401, "token_revoked", f"access token refused: {refusal}", uri_for_body)
 
     try:
         outcome = await _decide(CheckService(engine), user, tenant, _table(state), method, uri)

@@ -15,6 +15,7 @@ from litestar.params import FromPath, JSONBody
 from gateway.entitlements import schemas as s
 from gateway.entitlements.engine import Engine
 from gateway.entitlements.service import CheckResult, CheckService
+from gateway.identity.revocation import RevocationList
 from gateway.identity.tokens import TokenSigner
 from gateway.kernel.auth import Principal
 from gateway.kernel.errors import Forbidden, NotFound
@@ -204,6 +205,9 @@ class TokenController(Controller):
         roles = engine.roles_of(data.user, data.customer)
         if tenant is None or not (roles.active or roles.inactive):
             raise NotFound(f"{data.user!r} is not a member of {data.customer!r}", code="unknown_subject")
+        revocations: RevocationList | None = state.get("revocations")
+        if revocations is not None and revocations.tenant_revoked(data.customer):
+            raise Forbidden(f"access of {data.customer!r} is revoked", code="access_revoked")
         signer: TokenSigner = state.signer
         ttl = timedelta(seconds=data.ttl_seconds or state.settings.token_ttl_seconds)
         claims = {

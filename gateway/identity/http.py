@@ -182,4 +182,7 @@ class ApiKeyController(Controller):
         return ApiKey.of(row)
 
 
-CONTROLLERS = [ApiKeyController]
+# Invites live in their own module (they need the composition root's `member_directory`).
+from gateway.identity.invites_http import InviteController  # noqa: E402
+
+CONTROLLERS = [ApiKeyController, InviteController]
