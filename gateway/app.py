@@ -38,6 +38,8 @@ from gateway.identity.http import authenticate
 from gateway.identity.service import ApiKeyService
 from gateway.identity.tokens import KeyService
 from gateway.kernel.clock import Clock, SystemClock
+from gateway.scim.http import CONTROLLERS as SCIM_TOKENS
+from gateway.scim.http import SCIM_ROUTER
 from gateway.subscriptions.http import CONTROLLERS as SUBSCRIPTIONS
 from gateway.subscriptions.http import EventController
 from gateway.taxes.http import CONTROLLERS as TAXES
@@ -139,6 +141,7 @@ def create_app(
         *IDENTITY,
         *ENTITLEMENTS,
         *AUTHZ,
+        *SCIM_TOKENS,
         *TAXES,
     ]
     v1 = Router(
@@ -150,7 +153,7 @@ def create_app(
     # OFREP clients authenticate with the same API keys; its paths are fixed by the protocol.
     ofrep = Router(path="/", route_handlers=OFREP_CONTROLLERS, guards=[authenticate])
     return Litestar(
-        route_handlers=[v1, ofrep, FORWARD_ROUTER, health, jwks],
+        route_handlers=[v1, ofrep, FORWARD_ROUTER, health, jwks, SCIM_ROUTER],
         after_response=nudge_after_writes,
         dependencies={
             **{
