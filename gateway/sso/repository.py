@@ -1,0 +1,120 @@
+"""All SSO SQL. Tenant-owned queries filter by `tenant_id`; `scope` None is a platform caller."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import column, delete, select, table
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.expression import TableClause
+
+from gateway.sso.models import SsoConnection, SsoDomain
+
+_customers = table("customers", column("id"))
+
+
+class SsoRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, row: object) -> None:
+        self.session.add(row)
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+    async def get(self, connection_id: str, *, scope: str | None) -> SsoConnection | None:
+        row = await self.session.get(SsoConnection, connection_id)
+        if row is None or (scope is not None and row.tenant_id != scope):
+            return None
+        return row
+
+    async def list(self, *, scope: str | None, after: str | None, limit: int) -> Sequence[SsoConnection]:
+        query = select(SsoConnection).order_by(SsoConnection.id).limit(limit + 1)
+        if after:
+            query = query.where(SsoConnection.id > after)
+        if scope is not None:
+            query = query.where(SsoConnection.tenant_id == scope)
+        return (await self.session.scalars(query)).all()
+
+    async def domain_owners(self, domains: Sequence[str]) -> dict[str, str]:
+        if not domains:
+            return {}
+        rows = await self.session.execute(
+            select(SsoDomain.domain, SsoDomain.connection_id).where(SsoDomain.domain.in_(list(domains)))
+        )
+        return {domain: owner for domain, owner in rows.all()}
+
+    async def replace_domains(self, connection: SsoConnection, domains: Sequence[str]) -> None:
+        await self.session.execute(delete(SsoDomain).where(SsoDomain.connection_id == connection.id))
+        for domain in domains:
+            self.session.add(
+                SsoDomain(domain=domain, connection_id=connection.id, tenant_id=connection.tenant_id)
+            )
+        await self.session.flush()
+
+    async def remove(self, connection: SsoConnection) -> None:
+        await self.session.execute(delete(SsoDomain).where(SsoDomain.connection_id == connection.id))
+        await self.session.delete(connection)
+        await self.session.flush()
+
+    # -- routing ----------------------------------------------------------------------------------
+    async def for_domain(self, domain: str) -> SsoConnection | None:
+        query = (
+            select(SsoConnection)
+            .join(SsoDomain, SsoDomain.connection_id == SsoConnection.id)
+            .where(SsoDomain.domain == domain, SsoConnection.enabled.is_(True))
+        )
+        return (await self.session.scalars(query)).first()
+
+    async def for_tenant(self, tenant_id: str) -> SsoConnection | None:
+        """The tenant's own enabled connection (the oldest when it has several)."""
+        query = (
+            select(SsoConnection)
+            .where(SsoConnection.tenant_id == tenant_id, SsoConnection.enabled.is_(True))
+            .order_by(SsoConnection.created_at, SsoConnection.id)
+        )
+        return (await self.session.scalars(query)).first()
+
+    async def tenant_has_own(self, tenant_id: str) -> bool:
+        query = select(SsoConnection.id).where(
+            SsoConnection.tenant_id == tenant_id, SsoConnection.enabled.is_(True)
+        )
+        return (await self.session.scalar(query)) is not None
+
+    async def platform_default(self) -> SsoConnection | None:
+        query = (
+            select(SsoConnection)
+            .where(SsoConnection.tenant_id.is_(None), SsoConnection.enabled.is_(True))
+            .order_by(SsoConnection.created_at, SsoConnection.id)
+        )
+        return (await self.session.scalars(query)).first()
+
+    async def lock_tenant(self, tenant_id: str) -> bool:
+        """Serialise first sign-ins into one tenant, so two of them cannot both take the last seat
+        (a row lock on PostgreSQL; SQLite has a single writer anyway). False if the tenant is gone."""
+        query = select(_customers.c.id).where(_customers.c.id == tenant_id).with_for_update()
+        return (await self.session.scalar(query)) is not None
+
+    # -- members (the customers domain's tables, read bare to keep the import direction) -----------
+    async def user_id_by_email(self, email: str) -> str | None:
+        users = table("users", column("id"), column("email"))
+        return await self.session.scalar(select(users.c.id).where(users.c.email == email.lower()))
+
+    async def membership_status(self, tenant_id: str, user_id: str) -> str | None:
+        members = _memberships()
+        query = select(members.c.status).where(members.c.tenant_id == tenant_id, members.c.user_id == user_id)
+        return await self.session.scalar(query)
+
+    async def active_tenants_of(self, user_id: str) -> Sequence[str]:
+        members = _memberships()
+        query = (
+            select(members.c.tenant_id)
+            .where(members.c.user_id == user_id, members.c.status == "active")
+            .order_by(members.c.tenant_id)
+        )
+        return [str(t) for t in (await self.session.scalars(query)).all()]
+
+
+def _memberships() -> TableClause:
+    return table("memberships", column("tenant_id"), column("user_id"), column("status"))

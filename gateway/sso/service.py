@@ -1,0 +1,517 @@
+"""SSO use cases: managing connections, and signing a browser in (login → IdP → callback → session).
+
+Whether a tenant may use its own SSO connection is the plan feature `sso`, asked of the decision engine
+through `CheckService` exactly as `/v1/check` asks it. A platform connection (the vendor's own IdP) needs no
+plan feature but signs people only into tenants they already belong to: only a tenant's own IdP, which the
+tenant controls, may create members just in time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from gateway.customers import CustomerService
+from gateway.db.session import Database
+from gateway.entitlements.service import CheckService
+from gateway.identity.sessions import Session, SessionStore
+from gateway.identity.tokens import TokenSigner
+from gateway.kernel.clock import Clock
+from gateway.kernel.errors import Forbidden, ValidationFailed
+from gateway.kernel.ids import new_id
+from gateway.kernel.pagination import Page
+from gateway.sso.domain import (
+    DEFAULT_SCOPES,
+    ConnectionNotFound,
+    DomainTaken,
+    MembershipRemoved,
+    NoSsoRoute,
+    NotAMember,
+    SeatLimitReached,
+    SessionMissing,
+    SignInFailed,
+    SsoNotInPlan,
+    check_url,
+    email_domain,
+    new_nonce,
+    new_pkce,
+    new_state,
+    normalize_domains,
+    seat_available,
+    verified_email,
+)
+from gateway.sso.models import SsoConnection
+from gateway.sso.oidc import OidcClient, ProviderConfig
+from gateway.sso.pending import PendingLogins
+from gateway.sso.repository import SsoRepository
+
+SSO_FEATURE = "sso"
+SEATS_FEATURE = "seats"
+URL_FIELDS = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri", "end_session_endpoint")
+
+
+async def require_sso_feature(checks: CheckService, tenant_id: str) -> None:
+    result = await checks.check(customer=tenant_id, feature=SSO_FEATURE)
+    if not result.allowed:
+        raise SsoNotInPlan(
+            "single sign-on is not included in this organisation's plan"
+            if result.reason == "feature_not_in_plan"
+            else f"single sign-on is not available to this organisation now ({result.reason})",
+            reason=result.reason,
+            plan=result.plan,
+        )
+
+
+# -- connections -------------------------------------------------------------------------------------
+class ConnectionService:
+    def __init__(
+        self, repository: SsoRepository, customers: CustomerService, checks: CheckService, clock: Clock
+    ) -> None:
+        self.repo = repository
+        self.customers = customers
+        self.checks = checks
+        self.clock = clock
+
+    async def create(self, fields: dict[str, Any], *, scope: str | None) -> SsoConnection:
+        tenant_id = fields.get("customer")
+        if scope is not None:
+            if tenant_id not in (None, scope):
+                raise ConnectionNotFound(f"no customer {tenant_id!r}", code="customer_not_found")
+            tenant_id = scope  # a tenant key configures its own organisation, never a platform IdP
+        if tenant_id is not None:
+            await self.customers.get(tenant_id, scope=scope)
+            await require_sso_feature(self.checks, tenant_id)
+        for name in URL_FIELDS:
+            if fields.get(name) is not None:
+                check_url(fields[name], name)
+        domains = normalize_domains(fields.get("allowed_domains") or [])
+        await self._domains_free(domains, None)
+        now = self.clock.now()
+        row = SsoConnection(
+            id=new_id("ssoc"),
+            tenant_id=tenant_id,
+            name=fields["name"],
+            issuer=fields["issuer"],
+            authorization_endpoint=fields.get("authorization_endpoint"),
+            token_endpoint=fields.get("token_endpoint"),
+            jwks_uri=fields.get("jwks_uri"),
+            end_session_endpoint=fields.get("end_session_endpoint"),
+            client_id=fields["client_id"],
+            client_secret=fields["client_secret"],
+            scopes=_scopes(fields.get("scopes")),
+            allowed_domains=domains,
+            default_role=fields.get("default_role"),
+            enabled=fields.get("enabled", True),
+            created_at=now,
+            updated_at=now,
+        )
+        self.repo.add(row)
+        await self.repo.flush()
+        await self.repo.replace_domains(row, domains)
+        return row
+
+    async def _domains_free(self, domains: Sequence[str], connection_id: str | None) -> None:
+        taken = sorted(
+            d for d, owner in (await self.repo.domain_owners(domains)).items() if owner != connection_id
+        )
+        if taken:
+            # Says only that the domain is routed elsewhere, not to whom (no cross-tenant leak).
+            raise DomainTaken(f"already routed to another SSO connection: {', '.join(taken)}", domains=taken)
+
+    async def get(self, connection_id: str, *, scope: str | None) -> SsoConnection:
+        row = await self.repo.get(connection_id, scope=scope)
+        if row is None:
+            raise ConnectionNotFound(f"no SSO connection {connection_id!r}")
+        return row
+
+    async def list(self, *, scope: str | None, after: str | None, limit: int) -> Page[SsoConnection]:
+        return Page.from_overfetch(await self.repo.list(scope=scope, after=after, limit=limit), limit)
+
+    async def update(
+        self, connection_id: str, changes: dict[str, Any], *, scope: str | None
+    ) -> SsoConnection:
+        row = await self.get(connection_id, scope=scope)
+        for name in URL_FIELDS:
+            if changes.get(name) is not None:
+                check_url(changes[name], name)
+        if "issuer" in changes and changes["issuer"] is None:
+            raise ValidationFailed("issuer cannot be removed", field="issuer")
+        if changes.get("enabled") and row.tenant_id is not None:
+            await require_sso_feature(self.checks, row.tenant_id)
+        if "allowed_domains" in changes:
+            domains = normalize_domains(changes.pop("allowed_domains") or [])
+            await self._domains_free(domains, row.id)
+            row.allowed_domains = domains
+            await self.repo.replace_domains(row, domains)
+        if "scopes" in changes:
+            row.scopes = _scopes(changes.pop("scopes"))
+        for name, value in changes.items():
+            setattr(row, name, value)
+        row.updated_at = self.clock.now()
+        await self.repo.flush()
+        return row
+
+    async def delete(self, connection_id: str, *, scope: str | None) -> SsoConnection:
+        row = await self.get(connection_id, scope=scope)
+        await self.repo.remove(row)
+        return row
+
+
+def _scopes(scopes: Sequence[str] | None) -> list[str]:
+    chosen = list(dict.fromkeys(scopes or DEFAULT_SCOPES))
+    if "openid" not in chosen:
+        chosen.insert(0, "openid")
+    return chosen
+
+
+async def provider_for(oidc: OidcClient, connection: SsoConnection) -> ProviderConfig:
+    """Explicit endpoints win; the missing ones come from the issuer's (cached) discovery document."""
+    explicit = (connection.authorization_endpoint, connection.token_endpoint, connection.jwks_uri)
+    discovered = None if all(explicit) else await oidc.discover(connection.issuer)
+
+    def pick(own: str | None, name: str) -> str:
+        value = own or (getattr(discovered, name) if discovered else None)
+        if not value:
+            raise SignInFailed(f"the IdP publishes no {name}", code="idp_bad_metadata")
+        return str(value)
+
+    return ProviderConfig(
+        issuer=connection.issuer,
+        authorization_endpoint=pick(connection.authorization_endpoint, "authorization_endpoint"),
+        token_endpoint=pick(connection.token_endpoint, "token_endpoint"),
+        jwks_uri=pick(connection.jwks_uri, "jwks_uri"),
+        end_session_endpoint=connection.end_session_endpoint
+        or (discovered.end_session_endpoint if discovered else None),
+        client_id=connection.client_id,
+        client_secret=connection.client_secret,
+        scopes=tuple(connection.scopes),
+        iss_parameter_supported=discovered.iss_parameter_supported if discovered else False,
+    )
+
+
+# -- signing in --------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SsoSettings:
+    public_url: str  # where browsers reach Tiergate, e.g. https://auth.example.com
+    session_ttl_seconds: int = 8 * 3600
+    login_ttl_seconds: int = 600
+    token_ttl_seconds: int = 900
+
+    @property
+    def redirect_uri(self) -> str:
+        return self.public_url.rstrip("/") + "/sso/callback"
+
+    @property
+    def post_logout_redirect_uri(self) -> str:
+        return self.public_url.rstrip("/") + "/sso/logged-out"
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    session_id: str
+    user_id: str
+    tenant_id: str
+    email: str
+    roles: tuple[str, ...]
+    plan: str | None
+    access_token: str
+    expires_at: datetime
+    provisioned: bool  # True when this sign-in created the membership (JIT)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    token: str
+    expires_at: datetime
+    user_id: str
+    tenant_id: str
+    roles: tuple[str, ...]
+    plan: str | None
+
+
+CustomersFactory = Callable[[Any], CustomerService]
+
+
+class SignInService:
+    """The browser flow. It owns its unit of work: the membership a first sign-in creates must be committed
+    (and the decision engine caught up) before the session and token that rely on it are handed out."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        checks: CheckService,
+        oidc: OidcClient,
+        pending: PendingLogins,
+        sessions: SessionStore,
+        signer: Callable[[], TokenSigner],
+        customers: CustomersFactory,
+        settings: SsoSettings,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.checks = checks
+        self.oidc = oidc
+        self.pending = pending
+        self.sessions = sessions
+        self.signer = signer
+        self.customers = customers
+        self.settings = settings
+
+    @property
+    def engine(self) -> Any:
+        return self.checks.engine
+
+    async def _route(self, email: str | None, tenant: str | None) -> SsoConnection:
+        async with self.db.unit_of_work() as session:
+            repo = SsoRepository(session)
+            if email:
+                domain = email_domain(email)
+                if domain is None:
+                    raise ValidationFailed("that is not an e-mail address", field="email")
+                found = await repo.for_domain(domain)
+                if found is not None and (tenant is None or found.tenant_id in (None, tenant)):
+                    return found
+                if tenant is None:
+                    raise NoSsoRoute(f"no single sign-on is set up for {domain}")
+            assert tenant is not None
+            own = await repo.for_tenant(tenant)
+            if own is not None:
+                return own
+            platform = await repo.platform_default()
+            if platform is None:
+                raise NoSsoRoute("no single sign-on is set up for this organisation")
+            return platform
+
+    async def begin(self, *, email: str | None, tenant: str | None) -> str:
+        """Route to a connection and return the IdP authorization URL to redirect the browser to. The
+        state, nonce and PKCE verifier stay here, keyed by the state."""
+        if not email and not tenant:
+            raise ValidationFailed("give your e-mail address or your organisation", field="email")
+        connection = await self._route(email, tenant)
+        if connection.tenant_id is not None:
+            await require_sso_feature(self.checks, connection.tenant_id)
+        provider = await provider_for(self.oidc, connection)
+        state, nonce, pkce = new_state(), new_nonce(), new_pkce()
+        await self.pending.put(
+            state,
+            {
+                "connection": connection.id,
+                "nonce": nonce,
+                "verifier": pkce.verifier,
+                "tenant": connection.tenant_id or tenant,
+            },
+            self.settings.login_ttl_seconds,
+        )
+        url = self.oidc.authorization_url(
+            provider,
+            redirect_uri=self.settings.redirect_uri,
+            state=state,
+            nonce=nonce,
+            code_challenge=pkce.challenge,
+        )
+        return url + ("&" + _q("login_hint", email) if email else "")
+
+    async def complete(
+        self, *, state: str | None, code: str | None, iss: str | None, error: str | None = None
+    ) -> SignedIn:
+        """The callback. Every check runs before anything is written: a failed one creates nothing."""
+        pending = await self.pending.take(state) if state else None
+        if pending is None:
+            raise SignInFailed(
+                "this sign-in was not started here, has expired or was already used", code="state_mismatch"
+            )
+        async with self.db.unit_of_work() as session:
+            connection = await SsoRepository(session).get(pending["connection"], scope=None)
+        if connection is None or not connection.enabled:
+            raise SignInFailed("the SSO connection is no longer enabled", code="connection_disabled")
+        provider = await provider_for(self.oidc, connection)
+        # RFC 9207: the `iss` response parameter names who answered; a mix-up attack shows here.
+        if iss is not None and iss != provider.issuer:
+            raise SignInFailed("the authorization response came from another issuer", code="wrong_issuer")
+        if iss is None and provider.iss_parameter_supported:
+            raise SignInFailed("the IdP always sends `iss` and this response has none", code="wrong_issuer")
+        if error:
+            raise SignInFailed(f"the IdP reported: {error}", code="idp_error")
+        if not code:
+            raise SignInFailed("the authorization response carries no code", code="code_missing")
+        token = await self.oidc.exchange_code(
+            provider, code=code, code_verifier=pending["verifier"], redirect_uri=self.settings.redirect_uri
+        )
+        now = self.clock.now()
+        claims = await self.oidc.verify_id_token(
+            provider, token["id_token"], nonce=pending["nonce"], now=int(now.timestamp())
+        )
+        email = verified_email(claims)
+        if email is None:
+            raise SignInFailed(
+                "the IdP did not vouch for an e-mail address (email_verified)", code="email_not_verified"
+            )
+        if connection.allowed_domains and email_domain(email) not in connection.allowed_domains:
+            raise SignInFailed("this IdP may not sign in addresses of that domain", code="domain_not_allowed")
+        user_id, tenant_id, provisioned = await self._membership(
+            connection, pending.get("tenant"), email, claims
+        )
+        # The index learns about a new membership from the outbox; catch up now rather than at the next poll.
+        await self.engine.sync()
+        issued = self._issue(user_id, tenant_id)
+        session_id = await self.sessions.create(
+            user_id=user_id,
+            tenant_id=tenant_id,
+            data={
+                "email": email,
+                "name": claims.get("name") if isinstance(claims.get("name"), str) else None,
+                "connection": connection.id,
+                "subject": claims["sub"],
+                "id_token": token["id_token"],
+            },
+            ttl_seconds=self.settings.session_ttl_seconds,
+        )
+        return SignedIn(
+            session_id,
+            user_id,
+            tenant_id,
+            email,
+            issued.roles,
+            issued.plan,
+            issued.token,
+            issued.expires_at,
+            provisioned,
+        )
+
+    async def _membership(
+        self, connection: SsoConnection, requested_tenant: str | None, email: str, claims: dict[str, Any]
+    ) -> tuple[str, str, bool]:
+        async with self.db.unit_of_work() as session:
+            customers = self.customers(session)
+            repo = SsoRepository(session)
+            user_id = await repo.user_id_by_email(email)
+            tenant_id = connection.tenant_id or requested_tenant
+            if tenant_id is None:
+                tenant_id = await self._only_tenant_of(repo, user_id)
+            if connection.tenant_id is None and await repo.tenant_has_own(tenant_id):
+                raise Forbidden(
+                    "this organisation signs in with its own identity provider",
+                    code="sso_connection_required",
+                )
+            if connection.tenant_id is not None:
+                await require_sso_feature(self.checks, tenant_id)
+            elif not self.engine.has_access(tenant_id):
+                raise Forbidden("this organisation has no active subscription", code="subscription_inactive")
+            if not await repo.lock_tenant(tenant_id):
+                raise NoSsoRoute("this organisation no longer exists")
+            status = await repo.membership_status(tenant_id, user_id) if user_id else None
+            if status == "active":
+                assert user_id is not None
+                return user_id, tenant_id, False
+            if status is not None:
+                # Someone an admin (or SCIM) removed must not walk back in through JIT.
+                raise MembershipRemoved(
+                    "this account was removed from the organisation; ask an admin to add it"
+                )
+            if connection.tenant_id is None:
+                raise NotAMember("you are not a member of this organisation; ask an admin to invite you")
+            customer = await customers.get(tenant_id)
+            await self._seat_for_one_more(customers, tenant_id)
+            role = connection.default_role or customer.default_role
+            name = claims.get("name") if isinstance(claims.get("name"), str) else None
+            created, _ = await customers.add_member(tenant_id, email=email, name=name, role=role)
+            return created.user_id, tenant_id, True
+
+    async def _only_tenant_of(self, repo: SsoRepository, user_id: str | None) -> str:
+        tenants = await repo.active_tenants_of(user_id) if user_id else []
+        if not tenants:
+            raise NotAMember("you are not a member of any organisation here")
+        if len(tenants) > 1:
+            raise NotAMember("you belong to several organisations: sign in from your organisation's page")
+        return str(tenants[0])
+
+    async def _seat_for_one_more(self, customers: CustomerService, tenant_id: str) -> None:
+        entitlements = self.engine.tenant(tenant_id)
+        grant = entitlements.features.get(SEATS_FEATURE) if entitlements else None
+        if grant is None:
+            return  # the plan does not count seats
+        used = await customers.count_members(tenant_id)
+        if not seat_available(active_members=used, limit=grant.limit, soft=grant.soft):
+            raise SeatLimitReached(
+                f"all {grant.limit} seats of this organisation's plan are taken; "
+                "an admin can free a seat or upgrade the plan",
+                limit=grant.limit,
+                used=used,
+            )
+
+    # -- after sign-in ----------------------------------------------------------------------------
+    def _issue(self, user_id: str, tenant_id: str) -> AccessToken:
+        engine = self.engine
+        tenant = engine.tenant(tenant_id)
+        roles = tuple(engine.roles_of(user_id, tenant_id).active)
+        plan = tenant.plan_key if tenant else None
+        claims = {"sub": user_id, "tid": tenant_id, "roles": list(roles), "plan": plan, "iv": engine.version}
+        token, expires = self.signer().sign(
+            claims, at=self.clock.now(), ttl=timedelta(seconds=self.settings.token_ttl_seconds)
+        )
+        return AccessToken(token, expires, user_id, tenant_id, roles, plan)
+
+    async def session(self, session_id: str | None) -> Session:
+        found = await self.sessions.get(session_id) if session_id else None
+        if found is None:
+            raise SessionMissing("no live session: sign in again")
+        return found
+
+    async def refresh(self, session_id: str | None) -> AccessToken:
+        """A new access token for a live session, from what the engine says now: a member removed or a
+        tenant that lost access (or lost SSO from its plan) ends the session instead."""
+        current = await self.session(session_id)
+        engine = self.engine
+        roles = engine.roles_of(current.user_id, current.tenant_id)
+        connection_tenant = await self._connection_tenant(current)
+        try:
+            if not (roles.active or roles.inactive):
+                raise SessionMissing(
+                    "this account is no longer a member of the organisation", code="membership_ended"
+                )
+            if connection_tenant is not None:
+                await require_sso_feature(self.checks, connection_tenant)
+            elif not engine.has_access(current.tenant_id):
+                raise SessionMissing(
+                    "this organisation has no active subscription", code="subscription_inactive"
+                )
+        except (SessionMissing, SsoNotInPlan):
+            await self.sessions.delete(current.id)
+            raise
+        return self._issue(current.user_id, current.tenant_id)
+
+    async def _connection_tenant(self, current: Session) -> str | None:
+        async with self.db.unit_of_work() as session:
+            connection = await SsoRepository(session).get(str(current.data.get("connection")), scope=None)
+        return connection.tenant_id if connection else current.tenant_id
+
+    async def logout(self, session_id: str | None) -> str | None:
+        """End the local session; returns the IdP's end-session URL (RP-initiated logout) when it has one."""
+        current = await self.sessions.get(session_id) if session_id else None
+        if current is None:
+            return None
+        await self.sessions.delete(current.id)
+        async with self.db.unit_of_work() as session:
+            connection = await SsoRepository(session).get(str(current.data.get("connection")), scope=None)
+        if connection is None:
+            return None
+        try:
+            provider = await provider_for(self.oidc, connection)
+        except SignInFailed:
+            return None  # the IdP is unreachable: the local sign-out stands
+        return self.oidc.end_session_url(
+            provider,
+            id_token_hint=current.data.get("id_token"),
+            post_logout_redirect_uri=self.settings.post_logout_redirect_uri,
+            state=new_state(),
+        )
+
+
+def _q(name: str, value: str) -> str:
+    from urllib.parse import quote
+
+    return f"{name}={quote(value, safe='')}"
