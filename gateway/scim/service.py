@@ -312,6 +312,7 @@ class ScimService:
         if existing is not None and (existing[0].status == "active" or existing[2] is not None):
             raise UniquenessException(detail=f"a User with userName {user_name!r} exists")
         active = resource.active is not False
+        resource.active = active  # a User created without `active` is active, and reads back so
         if active:
             await self._ensure_seat(tenant_id)
         membership, _ = await self.customers.add_member(
