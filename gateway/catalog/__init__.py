@@ -2,11 +2,12 @@
 promotion codes.
 
 Public names for other domains: `CatalogService`, `PlanTerms`, `price_terms`, `CouponService`,
-`Redemption`, `RedemptionRefused` (the 409 family of refused redemptions), and the types in `domain`.
+`Redemption`, `RedemptionRefused` (the 409 family of refused redemptions), `coupon_terms` (a stored
+coupon's immutable terms, for later invoices), and the types in `domain`.
 """
 
-from gateway.catalog.coupons import CouponService
-from gateway.catalog.domain import CouponDuration, Redemption
+from gateway.catalog.coupons import CouponService, coupon_terms
+from gateway.catalog.domain import CouponDuration, CouponTerms, Redemption
 from gateway.catalog.errors import RedemptionRefused
 from gateway.catalog.service import CatalogService, GrantInput, PlanTerms, price_terms
 
@@ -14,9 +15,11 @@ __all__ = [
     "CatalogService",
     "CouponDuration",
     "CouponService",
+    "CouponTerms",
     "GrantInput",
     "PlanTerms",
     "Redemption",
     "RedemptionRefused",
+    "coupon_terms",
     "price_terms",
 ]

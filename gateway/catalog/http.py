@@ -332,6 +332,8 @@ class PromotionCodeController(Controller):
     async def create(
         self, data: JSONBody[s.PromotionCodeCreate], coupons: NamedDependency[CouponService]
     ) -> s.PromotionCode:
+        """`code` is matched case-insensitively and generated when left out. 409 `coupon_inactive` for a
+        deleted coupon, `promotion_code_already_exists` for a taken code."""
         restrictions = data.restrictions or s.RestrictionsIn()
         row = await coupons.create_promotion_code(
             coupon=data.coupon,
@@ -387,6 +389,9 @@ class PromotionCodeController(Controller):
         principal: NamedDependency[Principal],
         clock: NamedDependency[Clock],
     ) -> s.PromotionCodeValidation:
+        """Runs the redemption rules without redeeming. 200 with `valid` (no refusal), `reason` (the first
+        refusal's code, what a redemption now would fail with), every refusal, and the restrictions that
+        need input the request left out (`unchecked`). Unknown code, plan or price: 404."""
         customer = data.customer
         if principal.tenant_id is not None:
             # A tenant key speaks for its own customer only (another one is a 404, like everywhere).

@@ -12,7 +12,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.catalog import CouponDuration, CouponService, Redemption, RedemptionRefused
+from gateway.catalog import (
+    CouponDuration,
+    CouponService,
+    CouponTerms,
+    Redemption,
+    RedemptionRefused,
+    coupon_terms,
+)
 from gateway.catalog.errors import CouponNotFound, PromotionCodeNotFound
 from gateway.catalog.models import Coupon, PromotionCode
 from gateway.catalog.repository import CatalogRepository
@@ -352,3 +359,34 @@ async def test_a_rolled_back_unit_of_work_returns_the_redemption(
     async with db.unit_of_work() as session:
         assert (await session.get(Coupon, "UNDO")).times_redeemed == 0  # type: ignore[union-attr]
         await service(session, clock).redeem(**redeem_args(coupon="UNDO"))
+
+
+async def test_a_redemption_builds_billings_coupon_rule_18(session: AsyncSession, clock: FrozenClock) -> None:
+    """The contract with billing: 20% off for 3 months on a $50 plan is $40, $40, $40, then $50."""
+    from gateway.billing.discounts import Coupon as BillingCoupon
+    from gateway.billing.discounts import CouponDuration as BillingDuration
+    from gateway.billing.discounts import applies_to_period, apply_discount
+    from gateway.kernel.money import Money
+    from gateway.kernel.periods import add_months
+
+    coupons = service(session, clock)
+    await coupons.create_coupon(id="TWENTY3", percent_off=20, duration="repeating", duration_in_months=3)
+    r = await coupons.redeem(**redeem_args(coupon="TWENTY3"))
+    assert coupon_terms(await coupons.get_coupon("TWENTY3")) == CouponTerms(
+        duration=CouponDuration.REPEATING, percent_off=Decimal(20), duration_in_months=3
+    )
+    billing_coupon = BillingCoupon(
+        id=r.coupon_id,
+        duration=BillingDuration(r.duration.value),
+        percent_off=r.percent_off,
+        amount_off=Money(r.amount_off, r.currency) if r.amount_off is not None and r.currency else None,
+        duration_in_months=r.duration_in_months,
+    )
+    totals = []
+    for month in range(5):
+        start = add_months(r.redeemed_at, month)
+        line = Money(5000, "USD")
+        if applies_to_period(billing_coupon, r.redeemed_at, start):
+            line = apply_discount(billing_coupon, [line])[0].net
+        totals.append(line.amount)
+    assert totals == [4000, 4000, 4000, 5000, 5000]
