@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from uuid import uuid4
 import pytest
 
 from tests.sso.peers import Admin, Browser, IdP, Tiergate, TokenProxy, free_port, start_idp, start_tiergate
+
+logging.getLogger("httpx2").setLevel(logging.WARNING)
 
 
 @dataclass

@@ -108,7 +108,11 @@ def start_idp(redirect_uri: str, post_logout_redirect_uri: str) -> IdP:
         "IDP_POST_LOGOUT_REDIRECT_URI": post_logout_redirect_uri,
     }
     process = subprocess.Popen(
-        [node, str(IDP_DIR / "idp.mjs")], cwd=IDP_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        [node, str(IDP_DIR / "idp.mjs")],
+        cwd=IDP_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     assert process.stdout is not None
     deadline = time.monotonic() + 30
@@ -166,7 +170,9 @@ def start_tiergate(root: Path, port: int, *, redis_url: str = "") -> Tiergate:
         sso_public_url=base,
     )
     app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -184,7 +190,9 @@ class Admin:
     """Tiergate's API as the platform admin."""
 
     def __init__(self, base: str) -> None:
-        self.client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=15)
+        self.client = httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=15
+        )
 
     def call(self, method: str, path: str, body: Any = None, expect: int = 201) -> Any:
         response = self.client.request(method, path, json=body)
@@ -202,10 +210,14 @@ class Admin:
         return customer
 
     def members(self, customer: str) -> list[dict[str, Any]]:
-        page = self.call("GET", f"/v1/customers/{customer}/members?include_removed=true&limit=100", expect=200)
+        page = self.call(
+            "GET", f"/v1/customers/{customer}/members?include_removed=true&limit=100", expect=200
+        )
         return list(page["data"])
 
-    def connection(self, customer: str | None, issuer: str, domains: list[str], **extra: Any) -> dict[str, Any]:
+    def connection(
+        self, customer: str | None, issuer: str, domains: list[str], **extra: Any
+    ) -> dict[str, Any]:
         body = {
             "name": "Test IdP",
             "issuer": issuer,
@@ -258,7 +270,9 @@ class Browser:
     def get(self, url: str, **kw: Any) -> httpx.Response:
         return self.client.get(urljoin(self.tiergate, url), **kw)
 
-    def follow(self, response: httpx.Response, *, stop: Callable[[str], bool] | None = None) -> httpx.Response:
+    def follow(
+        self, response: httpx.Response, *, stop: Callable[[str], bool] | None = None
+    ) -> httpx.Response:
         while response.is_redirect:
             target = urljoin(str(response.url), response.headers["location"])
             self.trail.append(target)
@@ -268,16 +282,18 @@ class Browser:
         return response
 
     def authorize(self, authorize_url: str, login: str) -> str:
-        """Sign in at the IdP (login + consent); returns the callback URL the IdP redirects to, unfollowed."""
-        response = self.follow(self.client.get(authorize_url))
-        assert "name=\"login\"" in response.text, response.text[:500]
-        action = _form_action(response.text, str(response.url))
-        response = self.client.post(action, data={"prompt": "login", "login": login, "password": "x"})
+        """Sign in at the IdP (login + consent, unless the IdP session already covers them); returns the
+        callback URL the IdP redirects to, unfollowed."""
 
         def at_callback(url: str) -> bool:
             return url.startswith(self.tiergate + "/sso/callback")
 
-        response = self.follow(response, stop=at_callback)
+        response = self.follow(self.client.get(authorize_url), stop=at_callback)
+        if not response.is_redirect:  # the login screen
+            assert 'name="login"' in response.text, response.text[:500]
+            action = _form_action(response.text, str(response.url))
+            form = {"prompt": "login", "login": login, "password": "x"}
+            response = self.follow(self.client.post(action, data=form), stop=at_callback)
         if not response.is_redirect:  # the consent screen
             action = _form_action(response.text, str(response.url))
             response = self.follow(self.client.post(action, data={"prompt": "consent"}), stop=at_callback)
@@ -285,6 +301,14 @@ class Browser:
         callback = urljoin(str(response.url), response.headers["location"])
         assert at_callback(callback), callback
         return callback
+
+    def forget_idp_session(self) -> None:
+        """Drop the IdP's cookies (the next login is another person's), keeping Tiergate's session. Both
+        servers are on 127.0.0.1 and cookies do not tell ports apart, so they are told apart by name."""
+        keep = [c for c in self.client.cookies.jar if c.name == "tg_session"]
+        self.client.cookies.clear()
+        for cookie in keep:
+            self.client.cookies.jar.set_cookie(cookie)
 
     def start(self, **params: str) -> str:
         """GET /sso/login?…; returns the IdP authorization URL Tiergate redirected to."""
@@ -294,6 +318,7 @@ class Browser:
 
     def sign_in(self, login: str, **params: str) -> httpx.Response:
         """The whole flow; returns Tiergate's answer to the callback (a 303 to /sso/me when it worked)."""
+        self.forget_idp_session()
         callback = self.authorize(self.start(**params), login)
         return self.client.get(callback, headers={"Accept": "application/json"})
 

@@ -55,7 +55,12 @@ async def test_create_read_update_delete(api: Api, app: Litestar, demo: Any) -> 
 
     updated = await api.patch(
         f"/v1/sso/connections/{created['id']}",
-        {"allowed_domains": ["acme.example"], "enabled": False, "scopes": ["email"], "client_secret": "rotated"},
+        {
+            "allowed_domains": ["acme.example"],
+            "enabled": False,
+            "scopes": ["email"],
+            "client_secret": "rotated",
+        },
     )
     assert updated["allowed_domains"] == ["acme.example"] and updated["enabled"] is False
     assert updated["scopes"] == ["openid", "email"]  # openid is always asked for
@@ -68,7 +73,9 @@ async def test_create_read_update_delete(api: Api, app: Litestar, demo: Any) -> 
     await api.post("/v1/sso/connections", body(customer=customer, allowed_domains=["acme-labs.example"]))
 
 
-async def test_a_plan_without_sso_is_refused_and_nothing_is_created(api: Api, app: Litestar, demo: Any) -> None:
+async def test_a_plan_without_sso_is_refused_and_nothing_is_created(
+    api: Api, app: Litestar, demo: Any
+) -> None:
     customer = await customer_on(api, "basic_monthly")
     problem = await api.post("/v1/sso/connections", body(customer=customer), expect=403)
     assert problem["code"] == "sso_not_in_plan" and problem["reason"] == "feature_not_in_plan"
@@ -81,7 +88,9 @@ async def test_a_domain_routes_to_one_connection_only(api: Api, app: Litestar, d
     second = await customer_on(api, "enterprise_monthly")
     await api.post("/v1/sso/connections", body(customer=first, allowed_domains=["acme.example"]))
     problem = await api.post(
-        "/v1/sso/connections", body(customer=second, allowed_domains=["other.example", "ACME.example"]), expect=409
+        "/v1/sso/connections",
+        body(customer=second, allowed_domains=["other.example", "ACME.example"]),
+        expect=409,
     )
     assert problem["code"] == "sso_domain_taken" and problem["domains"] == ["acme.example"]
     assert first not in problem["detail"]  # says it is taken, not by whom
@@ -91,9 +100,13 @@ async def test_a_domain_routes_to_one_connection_only(api: Api, app: Litestar, d
 async def test_platform_connections_and_tenant_scoping(api: Api, app: Litestar, demo: Any) -> None:
     mine = await customer_on(api, "enterprise_monthly")
     theirs = await customer_on(api, "enterprise_monthly")
-    platform = await api.post("/v1/sso/connections", body(name="Vendor IdP", allowed_domains=["vendor.example"]))
+    platform = await api.post(
+        "/v1/sso/connections", body(name="Vendor IdP", allowed_domains=["vendor.example"])
+    )
     assert platform["customer"] is None
-    their_conn = await api.post("/v1/sso/connections", body(customer=theirs, allowed_domains=["theirs.example"]))
+    their_conn = await api.post(
+        "/v1/sso/connections", body(customer=theirs, allowed_domains=["theirs.example"])
+    )
 
     key = await tenant_key(api, mine, ["sso:write"])
     # A tenant key configures its own organisation's connection, whatever it names...

@@ -29,7 +29,14 @@ NONCE = "n-0S6_WzA2Mj"
 
 
 def good() -> dict[str, Any]:
-    return {"iss": ISSUER, "aud": CLIENT, "sub": "248289761001", "nonce": NONCE, "iat": NOW - 5, "exp": NOW + 300}
+    return {
+        "iss": ISSUER,
+        "aud": CLIENT,
+        "sub": "248289761001",
+        "nonce": NONCE,
+        "iat": NOW - 5,
+        "exp": NOW + 300,
+    }
 
 
 def check(claims: dict[str, Any]) -> None:
@@ -80,7 +87,9 @@ def test_expiry_leeway_is_exact() -> None:
 
 
 def test_pkce_matches_rfc7636_appendix_b() -> None:
-    assert s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk") == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    assert (
+        s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk") == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    )
     pkce = new_pkce()
     assert 43 <= len(pkce.verifier) <= 128 and pkce.challenge == s256(pkce.verifier) and pkce.method == "S256"
     assert new_pkce().verifier != pkce.verifier
@@ -105,7 +114,13 @@ def test_only_a_verified_email_counts() -> None:
 def test_idp_urls_are_https_except_on_loopback() -> None:
     assert check_url("https://login.acme.com/oidc", "issuer")
     assert check_url("http://127.0.0.1:4000", "issuer") and check_url("http://localhost:4000", "issuer")
-    for bad in ("http://login.acme.com", "ftp://acme.com", "https://u:p@acme.com", "https://acme.com/#x", "/x"):
+    for bad in (
+        "http://login.acme.com",
+        "ftp://acme.com",
+        "https://u:p@acme.com",
+        "https://acme.com/#x",
+        "/x",
+    ):
         with pytest.raises(ValidationFailed):
             check_url(bad, "issuer")
 

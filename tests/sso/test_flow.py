@@ -22,7 +22,9 @@ def verify_tiergate_token(stack: Stack, token: str) -> dict[str, Any]:
     return claims
 
 
-def test_first_sign_in_joins_the_tenant_with_its_default_role(sso_stack: Stack, browser: Browser, domain: str) -> None:
+def test_first_sign_in_joins_the_tenant_with_its_default_role(
+    sso_stack: Stack, browser: Browser, domain: str
+) -> None:
     admin = sso_stack.admin
     tenant = admin.tenant("enterprise_monthly", default_role="editor")
     admin.connection(tenant, sso_stack.idp.issuer, [domain])
@@ -49,7 +51,9 @@ def test_first_sign_in_joins_the_tenant_with_its_default_role(sso_stack: Stack, 
     assert f"<dd id=tenant>{tenant}</dd>" in page.text and "<dd id=role>editor</dd>" in page.text
 
     members = admin.members(tenant)
-    assert [(m["email"], m["role"], m["status"]) for m in members] == [(f"alice@{domain}", "editor", "active")]
+    assert [(m["email"], m["role"], m["status"]) for m in members] == [
+        (f"alice@{domain}", "editor", "active")
+    ]
 
     info = browser.get("/sso/session").json()
     assert info["customer"] == tenant and info["user"] == members[0]["user"] and info["roles"] == ["editor"]
@@ -60,3 +64,228 @@ def test_first_sign_in_joins_the_tenant_with_its_default_role(sso_stack: Stack, 
     assert claims["sub"] == members[0]["user"] and claims["tid"] == tenant
     assert claims["roles"] == ["editor"] and claims["plan"] == "enterprise"
     assert claims["exp"] - claims["iat"] == 900
+
+
+def test_a_second_sign_in_reuses_the_membership_and_a_connection_role_wins(
+    sso_stack: Stack, browser: Browser, domain: str
+) -> None:
+    admin = sso_stack.admin
+    tenant = admin.tenant("enterprise_monthly", default_role="viewer")
+    admin.connection(tenant, sso_stack.idp.issuer, [domain], default_role="admin")
+    for _ in range(2):
+        done = browser.sign_in(f"bob@{domain}", email=f"bob@{domain}")
+        assert done.status_code == 303, done.text
+    members = admin.members(tenant)
+    assert [(m["email"], m["role"]) for m in members] == [(f"bob@{domain}", "admin")]
+    assert sso_stack.users_with(f"bob@{domain}") == 1
+
+
+def test_routing_by_tenant_and_an_existing_member_keeps_their_role(
+    sso_stack: Stack, browser: Browser, domain: str
+) -> None:
+    admin = sso_stack.admin
+    tenant = admin.tenant("enterprise_monthly", **{f"owner@{domain}": "owner"})
+    admin.connection(tenant, sso_stack.idp.issuer, [domain])
+    done = browser.sign_in(f"owner@{domain}", tenant=tenant)
+    assert done.status_code == 303, done.text
+    info = browser.get("/sso/session").json()
+    assert info["customer"] == tenant and info["roles"] == ["owner"]
+    assert len(admin.members(tenant)) == 1
+
+
+def test_full_seats_refuse_a_new_member_and_create_nothing(
+    sso_stack: Stack, browser: Browser, domain: str
+) -> None:
+    admin = sso_stack.admin
+    # Pro v2 in these tests grants SSO with 2 seats; both are taken.
+    tenant = admin.tenant("pro_monthly", **{f"a@{domain}": "owner", f"b@{domain}": "editor"})
+    admin.connection(tenant, sso_stack.idp.issuer, [domain])
+    done = browser.sign_in(f"carol@{domain}", email=f"carol@{domain}")
+    assert done.status_code == 403
+    assert done.headers["content-type"].startswith("application/problem+json")
+    problem = done.json()
+    assert problem["code"] == "seat_limit_reached" and problem["limit"] == 2 and problem["used"] == 2
+    assert "all 2 seats" in problem["detail"]
+    assert sso_stack.users_with(f"carol@{domain}") == 0
+    assert len(admin.members(tenant)) == 2
+    assert "tg_session" not in done.headers.get("set-cookie", "")
+
+    # The same refusal as a page for a browser.
+    callback = browser.authorize(browser.start(email=f"carol@{domain}"), f"carol@{domain}")
+    page = browser.client.get(callback, headers={"Accept": "text/html,application/xhtml+xml"})
+    assert page.status_code == 403 and page.headers["content-type"].startswith("text/html")
+    assert "No seat left for a new member" in page.text and "data-code='seat_limit_reached'" in page.text
+    assert sso_stack.users_with(f"carol@{domain}") == 0
+
+    # Members already in still get in: the quota limits growth, not sign-in.
+    assert browser.sign_in(f"b@{domain}", email=f"b@{domain}").status_code == 303
+
+
+def test_sso_leaves_with_the_plan(sso_stack: Stack, browser: Browser, domain: str) -> None:
+    admin = sso_stack.admin
+    tenant = admin.tenant("enterprise_monthly")
+    admin.connection(tenant, sso_stack.idp.issuer, [domain])
+    assert browser.sign_in(f"dora@{domain}", email=f"dora@{domain}").status_code == 303
+    assert browser.client.post(f"{sso_stack.tiergate.url}/sso/refresh").status_code == 200
+
+    subscription = admin.call("GET", f"/v1/subscriptions?customer={tenant}", expect=200)["data"][0]["id"]
+    admin.call(
+        "POST",
+        f"/v1/subscriptions/{subscription}/plan_change",
+        {"price": "basic_monthly", "timing": "now"},
+    )
+    admin.synced()
+    refused = browser.get("/sso/login", params={"email": f"dora@{domain}"}, headers={"Accept": "text/html"})
+    assert refused.status_code == 403 and "Single sign-on is not part of this plan" in refused.text
+    # The live session ends at its next refresh.
+    gone = browser.client.post(
+        f"{sso_stack.tiergate.url}/sso/refresh", headers={"Accept": "application/json"}
+    )
+    assert gone.status_code == 403 and gone.json()["code"] == "sso_not_in_plan"
+    assert browser.get("/sso/session").status_code == 401
+
+
+def test_no_connection_for_a_domain(sso_stack: Stack, browser: Browser, domain: str) -> None:
+    response = browser.get(
+        "/sso/login", params={"email": f"x@{domain}"}, headers={"Accept": "application/json"}
+    )
+    assert response.status_code == 404 and response.json()["code"] == "sso_no_connection"
+    page = browser.get("/sso/login", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and "Sign in with SSO" in page.text and "name=email" in page.text
+
+
+# -- attacks on the authorization response --------------------------------------------------------------
+@pytest.fixture
+def tenant_with_idp(sso_stack: Stack, domain: str) -> str:
+    tenant = sso_stack.admin.tenant("enterprise_monthly")
+    sso_stack.admin.connection(tenant, sso_stack.idp.issuer, [domain])
+    return tenant
+
+
+def _with(url: str, **changes: str | None) -> str:
+    from urllib.parse import urlencode, urlsplit, urlunsplit
+
+    params = query(url)
+    for key, value in changes.items():
+        if value is None:
+            params.pop(key, None)
+        else:
+            params[key] = value
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(query=urlencode(params)))
+
+
+def _refused(stack: Stack, response: httpx.Response, code: str, email: str, tenant: str) -> None:
+    assert response.status_code == 401, response.text
+    assert response.json()["code"] == code
+    assert "tg_session" not in response.headers.get("set-cookie", "")
+    assert stack.users_with(email) == 0 and stack.admin.members(tenant) == []
+
+
+def test_wrong_state_is_refused(
+    sso_stack: Stack, browser: Browser, domain: str, tenant_with_idp: str
+) -> None:
+    email = f"eve@{domain}"
+    callback = browser.authorize(browser.start(email=email), email)
+    for forged in (_with(callback, state="forged-state-value"), _with(callback, state=None)):
+        _refused(sso_stack, browser.client.get(forged), "state_mismatch", email, tenant_with_idp)
+
+
+def test_a_replayed_callback_and_a_replayed_code_are_refused(
+    sso_stack: Stack, browser: Browser, domain: str, tenant_with_idp: str
+) -> None:
+    email = f"frank@{domain}"
+    callback = browser.authorize(browser.start(email=email), email)
+    assert browser.client.get(callback).status_code == 303
+    assert len(sso_stack.admin.members(tenant_with_idp)) == 1
+    # The same callback again: its state was used up.
+    again = browser.client.get(callback)
+    assert again.status_code == 401 and again.json()["code"] == "state_mismatch"
+    # The same code under a fresh, valid state: the IdP refuses the code (used once; other PKCE verifier).
+    fresh = query(browser.start(email=f"grace@{domain}"))["state"]
+    replay = browser.client.get(_with(callback, state=fresh))
+    assert replay.status_code == 401 and replay.json()["code"] == "code_exchange_failed"
+    assert sso_stack.users_with(f"grace@{domain}") == 0
+    assert len(sso_stack.admin.members(tenant_with_idp)) == 1
+
+
+def test_a_wrong_or_missing_iss_parameter_is_refused(
+    sso_stack: Stack, browser: Browser, domain: str, tenant_with_idp: str
+) -> None:
+    email = f"mallory@{domain}"
+    for iss in ("http://127.0.0.1:9/another-idp", None):
+        callback = browser.authorize(browser.start(email=email), email)
+        _refused(
+            sso_stack, browser.client.get(_with(callback, iss=iss)), "wrong_issuer", email, tenant_with_idp
+        )
+
+
+def test_an_idp_error_response_creates_nothing(
+    sso_stack: Stack, browser: Browser, domain: str, tenant_with_idp: str
+) -> None:
+    email = f"ivan@{domain}"
+    authorize = browser.start(email=email)
+    state = query(authorize)["state"]
+    url = f"/sso/callback?error=access_denied&state={state}&iss={sso_stack.idp.issuer}"
+    _refused(sso_stack, browser.get(url), "idp_error", email, tenant_with_idp)
+
+
+def test_an_unverified_email_is_refused(
+    sso_stack: Stack, browser: Browser, domain: str, tenant_with_idp: str
+) -> None:
+    email = f"judy@{domain}"
+    done = browser.sign_in(f"unverified.{email}", email=email)
+    _refused(sso_stack, done, "email_not_verified", email, tenant_with_idp)
+
+
+def test_an_idp_may_only_vouch_for_its_own_domains(sso_stack: Stack, browser: Browser, domain: str) -> None:
+    tenant = sso_stack.admin.tenant("enterprise_monthly")
+    sso_stack.admin.connection(tenant, sso_stack.idp.issuer, [domain])
+    other = f"ceo@x{domain}"
+    done = browser.sign_in(other, tenant=tenant)
+    _refused(sso_stack, done, "domain_not_allowed", other, tenant)
+
+
+# -- attacks on the ID token (through the forging token proxy) ----------------------------------------
+@pytest.fixture
+def proxied(sso_stack: Stack, domain: str) -> Any:
+    """A tenant whose connection exchanges codes through the proxy and trusts the proxy's JWKS."""
+    tenant = sso_stack.admin.tenant("enterprise_monthly")
+    sso_stack.admin.connection(
+        tenant,
+        sso_stack.idp.issuer,
+        [domain],
+        token_endpoint=f"{sso_stack.proxy.url}/token",
+        jwks_uri=f"{sso_stack.proxy.url}/jwks",
+    )
+    yield tenant
+    sso_stack.proxy.mode = "resign"
+
+
+def test_the_proxy_path_works_when_nothing_is_tampered(
+    sso_stack: Stack, browser: Browser, domain: str, proxied: str
+) -> None:
+    sso_stack.proxy.mode = "resign"
+    done = browser.sign_in(f"honest@{domain}", email=f"honest@{domain}")
+    assert done.status_code == 303, done.text
+    assert [m["email"] for m in sso_stack.admin.members(proxied)] == [f"honest@{domain}"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "code"),
+    [
+        ("nonce", "id_token_wrong_nonce"),
+        ("iss", "id_token_wrong_issuer"),
+        ("aud", "id_token_wrong_audience"),
+        ("expired", "id_token_expired"),
+        ("alg_none", "id_token_bad_algorithm"),
+        ("bad_signature", "id_token_bad_signature"),
+        ("unknown_kid", "id_token_bad_signature"),
+    ],
+)
+def test_a_tampered_id_token_is_refused_and_creates_nothing(
+    sso_stack: Stack, browser: Browser, domain: str, proxied: str, mode: str, code: str
+) -> None:
+    sso_stack.proxy.mode = mode
+    email = f"target-{mode}@{domain}"
+    _refused(sso_stack, browser.sign_in(email, email=email), code, email, proxied)

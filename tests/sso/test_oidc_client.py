@@ -86,14 +86,24 @@ PROVIDER = ProviderConfig(
 
 
 def claims(**over: Any) -> dict[str, Any]:
-    return {"iss": ISSUER, "aud": "client-1", "sub": "u1", "nonce": "n1", "iat": NOW, "exp": NOW + 300, **over}
+    return {
+        "iss": ISSUER,
+        "aud": "client-1",
+        "sub": "u1",
+        "nonce": "n1",
+        "iat": NOW,
+        "exp": NOW + 300,
+        **over,
+    }
 
 
 def sign(key: Any, alg: str = "RS256", **over: Any) -> str:
     return jwt.encode({"alg": alg, "kid": key.kid}, claims(**over), key, algorithms=[alg])
 
 
-async def test_discovery_is_cached_and_its_issuer_must_match(client: OidcClient, idp: FakeIdp, ticker: Ticker) -> None:
+async def test_discovery_is_cached_and_its_issuer_must_match(
+    client: OidcClient, idp: FakeIdp, ticker: Ticker
+) -> None:
     found = await client.discover(ISSUER)
     assert found.jwks_uri == f"{ISSUER}/jwks" and found.iss_parameter_supported
     await client.discover(ISSUER)
@@ -113,7 +123,9 @@ async def test_a_valid_token_verifies_and_the_jwks_is_fetched_once(client: OidcC
     assert idp.hits["/jwks"] == 1
 
 
-async def test_an_unknown_kid_refetches_the_jwks_once(client: OidcClient, idp: FakeIdp, ticker: Ticker) -> None:
+async def test_an_unknown_kid_refetches_the_jwks_once(
+    client: OidcClient, idp: FakeIdp, ticker: Ticker
+) -> None:
     await client.verify_id_token(PROVIDER, sign(idp.keys[0]), nonce="n1", now=NOW)
     rotated = ECKey.generate_key("P-256", parameters={"kid": "k2", "alg": "ES256"})
     idp.keys.append(rotated)
@@ -152,7 +164,9 @@ async def test_hmac_signed_with_the_client_secret_is_refused(client: OidcClient)
     assert caught.value.error_code == "id_token_bad_algorithm"
 
 
-async def test_a_token_signed_by_another_key_with_the_same_kid_is_refused(client: OidcClient, idp: FakeIdp) -> None:
+async def test_a_token_signed_by_another_key_with_the_same_kid_is_refused(
+    client: OidcClient, idp: FakeIdp
+) -> None:
     impostor = RSAKey.generate_key(2048, parameters={"kid": "k1", "alg": "RS256"})
     with pytest.raises(SignInFailed) as caught:
         await client.verify_id_token(PROVIDER, sign(impostor), nonce="n1", now=NOW)

@@ -27,7 +27,9 @@ def _redis_url() -> str:
     if url:
         return url
     if IN_CI:
-        pytest.fail("CI is set but TIERGATE_TEST_REDIS_URL is not: the Redis session store must be tested in CI")
+        pytest.fail(
+            "CI is set but TIERGATE_TEST_REDIS_URL is not: the Redis session store must be tested in CI"
+        )
     return "redis://127.0.0.1:6379/0"
 
 
@@ -63,7 +65,9 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
 
 async def test_create_then_get_returns_what_was_stored(harness: Harness) -> None:
     store = harness.store
-    sid = await store.create(user_id="usr_1", tenant_id="cus_1", data={"email": "a@x.test", "n": [1, 2]}, ttl_seconds=60)
+    sid = await store.create(
+        user_id="usr_1", tenant_id="cus_1", data={"email": "a@x.test", "n": [1, 2]}, ttl_seconds=60
+    )
     assert len(sid) >= 43
     session = await store.get(sid)
     assert session is not None
