@@ -6,6 +6,7 @@ from gateway.customers import models as customer_models
 from gateway.db import idempotency, outbox
 from gateway.db.base import Base
 from gateway.identity import models as identity_models
+from gateway.sso import models as sso_models
 from gateway.scim import models as scim_models
 from gateway.subscriptions import models as subscription_models
 from gateway.taxes import models as tax_models
@@ -18,6 +19,7 @@ __all__ = [
     "idempotency",
     "identity_models",
     "outbox",
+    "sso_models",
     "scim_models",
     "subscription_models",
     "tax_models",

@@ -36,8 +36,13 @@ from gateway.entitlements.quotas import MemoryQuotaStore, QuotaStore, RedisQuota
 from gateway.identity.http import CONTROLLERS as IDENTITY
 from gateway.identity.http import authenticate
 from gateway.identity.service import ApiKeyService
+from gateway.identity.sessions import MemorySessionStore, RedisSessionStore, SessionStore
 from gateway.identity.tokens import KeyService
 from gateway.kernel.clock import Clock, SystemClock
+from gateway.sso.http import BROWSER_CONTROLLERS as SSO_BROWSER
+from gateway.sso.http import CONTROLLERS as SSO
+from gateway.sso.oidc import OidcClient
+from gateway.sso.pending import MemoryPendingLogins, PendingLogins, RedisPendingLogins
 from gateway.scim.http import CONTROLLERS as SCIM_TOKENS
 from gateway.scim.http import SCIM_ROUTER
 from gateway.subscriptions.http import CONTROLLERS as SUBSCRIPTIONS
@@ -96,9 +101,23 @@ def create_app(
         ),
     )
     notifier = ChangeNotifier(engine, redis_client)
+    # SSO: server-side sessions and pending sign-ins in Redis when configured (shared by every replica).
+    sessions: SessionStore = (
+        RedisSessionStore(redis_client, clock) if redis_client is not None else MemorySessionStore(clock)
+    )
+    sso_pending: PendingLogins = (
+        RedisPendingLogins(redis_client) if redis_client is not None else MemoryPendingLogins()
+    )
+    sso_oidc = OidcClient(
+        discovery_ttl_seconds=settings.sso_metadata_cache_seconds,
+        jwks_ttl_seconds=settings.sso_metadata_cache_seconds,
+    )
     state = State(
         {"db": database, "clock": clock, "settings": settings, "engine": engine, "notifier": notifier}
     )
+    state.sessions = sessions
+    state.sso_pending = sso_pending
+    state.sso_oidc = sso_oidc
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -139,6 +158,7 @@ def create_app(
         *SUBSCRIPTIONS,
         EventController,
         *IDENTITY,
+        *SSO,
         *ENTITLEMENTS,
         *AUTHZ,
         *SCIM_TOKENS,
@@ -153,7 +173,7 @@ def create_app(
     # OFREP clients authenticate with the same API keys; its paths are fixed by the protocol.
     ofrep = Router(path="/", route_handlers=OFREP_CONTROLLERS, guards=[authenticate])
     return Litestar(
-        route_handlers=[v1, ofrep, FORWARD_ROUTER, health, jwks, SCIM_ROUTER],
+        route_handlers=[v1, ofrep, FORWARD_ROUTER, health, jwks, *SSO_BROWSER, SCIM_ROUTER],
         after_response=nudge_after_writes,
         dependencies={
             **{

@@ -38,6 +38,13 @@ class Settings:
     # Issuer (`iss`) of Tiergate's end-user access tokens, and their lifetime.
     token_issuer: str = "http://127.0.0.1:8000"
     token_ttl_seconds: int = 900
+    # SSO sign-in: the URL browsers reach Tiergate at (the IdP redirects to <it>/sso/callback; empty =
+    # token_issuer), how long a signed-in session lives, and how long a started sign-in may take.
+    sso_public_url: str = ""
+    sso_session_ttl_seconds: int = 28800
+    sso_login_ttl_seconds: int = 600
+    # How long an IdP's discovery document and JWKS are cached (an unknown `kid` refetches the JWKS).
+    sso_metadata_cache_seconds: float = 3600.0
     # Forward-auth route table ([[tiergate.forward_routes]] in config.toml); empty = the built-in demo table.
     forward_routes: tuple[dict[str, Any], ...] = ()
     # What /v1/authz/forward answers for a request no route matches: "deny" (no_route) or "allow".
