@@ -93,37 +93,25 @@ class Relay:
                 return handled
 
     async def _batch(self, consumer: Consumer) -> tuple[int, bool]:
-        """Handle up to BATCH pending events in one transaction. If a handler fails, the batch is rolled
-        back and replayed up to (not including) the failing event, which is retried next pass."""
+        """Handle up to BATCH pending events in one transaction, each in its own savepoint. A handler
+        that raises rolls back its own event only; the events before it commit, the ones after wait."""
         async with self.db.unit_of_work() as session:
             state = await self._lock(session, consumer.name)
             if state is None:
                 return 0, False  # another relay holds this consumer right now
             events = await self._pending(session, consumer.name, state.last_seq)
-            if not events:
-                return 0, False
-            failed_at: int | None = None
-            try:
-                async with session.begin_nested():
-                    for event in events:
-                        failed_at = event.seq
-                        await self._handle_one(session, consumer, event, state)
-                    failed_at = None
-            except Exception:
-                log.exception("consumer %s failed on event seq=%s", consumer.name, failed_at)
-            if failed_at is None:
-                return len(events), len(events) == BATCH
-            # The savepoint's rollback expired `state`: reload it, then replay the events before the
-            # failure one by one (each in its own savepoint).
-            await session.refresh(state)
             done = 0
             for event in events:
-                if event.seq == failed_at:
-                    break
-                async with session.begin_nested():
-                    await self._handle_one(session, consumer, event, state)
+                try:
+                    async with session.begin_nested():
+                        await self._handle_one(session, consumer, event, state)
+                except Exception:
+                    log.exception(
+                        "consumer %s failed on event seq=%s (%s)", consumer.name, event.seq, event.type
+                    )
+                    return done, False
                 done += 1
-            return done, False
+            return done, len(events) == BATCH
 
     async def _handle_one(
         self, session: AsyncSession, consumer: Consumer, event: OutboxEvent, state: OutboxConsumer

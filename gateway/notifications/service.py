@@ -75,7 +75,14 @@ def subscribed(patterns: Sequence[str], type_: str) -> bool:
 
 def _check_events(patterns: Sequence[str]) -> list[str]:
     known = set(EVENT_TYPES) | {"*"}
-    bad = [p for p in patterns if p not in known and not p.startswith(PREFIXES)]
+
+    def valid(pattern: str) -> bool:
+        if pattern in known or pattern.startswith(PREFIXES):
+            return True
+        # A family wildcard ("member.*") is valid when the family exists.
+        return pattern.endswith(".*") and any(t.startswith(pattern[:-1]) for t in known)
+
+    bad = [p for p in patterns if not valid(p)]
     if bad or not patterns:
         raise ValidationFailed(
             f"unknown event types {bad}; choose from {[*EVENT_TYPES, '*']}" if bad else "no event types",
