@@ -1,11 +1,17 @@
 """Composition: imports every model module so `Base.metadata` is complete (alembic, tests, create_all)."""
 
+from gateway.audit import models as audit_models
 from gateway.authz import models as authz_models
 from gateway.catalog import models as catalog_models
 from gateway.customers import models as customer_models
 from gateway.db import idempotency, outbox
 from gateway.db.base import Base
 from gateway.identity import models as identity_models
+from gateway.identity import invites as invite_models
+from gateway.identity import revocation as revocation_models
+from gateway.notifications import models as notification_models
+from gateway.notifications import relay as relay_models
+from gateway.provisioning import models as provisioning_models
 from gateway.sso import models as sso_models
 from gateway.scim import models as scim_models
 from gateway.subscriptions import models as subscription_models
@@ -13,12 +19,18 @@ from gateway.taxes import models as tax_models
 
 __all__ = [
     "Base",
+    "audit_models",
     "authz_models",
     "catalog_models",
     "customer_models",
     "idempotency",
     "identity_models",
+    "invite_models",
+    "notification_models",
     "outbox",
+    "provisioning_models",
+    "relay_models",
+    "revocation_models",
     "sso_models",
     "scim_models",
     "subscription_models",

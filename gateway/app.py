@@ -18,6 +18,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from redis.asyncio import from_url as redis_from_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.audit.http import CONTROLLERS as AUDIT
 from gateway.authz.domain import PolicySnapshot
 from gateway.authz.http import CONTROLLERS as AUTHZ
 from gateway.authz.service import PolicyService
@@ -34,11 +35,17 @@ from gateway.entitlements.index import DecisionIndex
 from gateway.entitlements.ofrep import OFREP_CONTROLLERS
 from gateway.entitlements.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
 from gateway.identity.http import CONTROLLERS as IDENTITY
-from gateway.identity.http import authenticate
+from gateway.identity.http import authenticate, revoke_from_cache
+from gateway.identity.revocation import RevocationList
 from gateway.identity.service import ApiKeyService
 from gateway.identity.sessions import MemorySessionStore, RedisSessionStore, SessionStore
 from gateway.identity.tokens import KeyService
 from gateway.kernel.clock import Clock, SystemClock
+from gateway.notifications.http import CONTROLLERS as WEBHOOKS
+from gateway.provisioning.hooks import discover_hooks
+from gateway.provisioning.http import CONTROLLERS as PRIVACY
+from gateway.provisioning.http import provide_member_directory
+from gateway.provisioning.jobs import BackgroundRelay, Wiring
 from gateway.sso.http import BROWSER_CONTROLLERS as SSO_BROWSER
 from gateway.sso.http import CONTROLLERS as SSO
 from gateway.sso.oidc import OidcClient
@@ -81,6 +88,13 @@ async def load_stored_policy(session: AsyncSession) -> PolicySnapshot:
     return await PolicyService(session, SystemClock()).current()
 
 
+def _forget_keys(key_ids: list[str]) -> None:
+    """Deprovisioning disabled these API keys: this replica stops accepting them now (others within
+    the key cache's few seconds)."""
+    for key_id in key_ids:
+        revoke_from_cache(key_id)
+
+
 def create_app(
     settings: Settings | None = None, *, clock: Clock | None = None, db: Database | None = None
 ) -> Litestar:
@@ -118,6 +132,9 @@ def create_app(
     state.sessions = sessions
     state.sso_pending = sso_pending
     state.sso_oidc = sso_oidc
+    # Accounts follow the subscription: each replica's in-memory token revocation list, and the relay.
+    revocations = RevocationList(database, poll_interval_seconds=settings.entitlements_poll_seconds)
+    state.revocations = revocations
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -135,6 +152,18 @@ def create_app(
             app.state.signer = await keys.signer(settings.token_issuer)
         await engine.rebuild()
         tasks = [asyncio.create_task(engine.run()), asyncio.create_task(notifier.listen())]
+        await revocations.load()
+        engine.on_synced.append(revocations.nudge)
+        tasks.append(asyncio.create_task(revocations.run()))
+        wiring = Wiring.from_settings(
+            settings,
+            hooks=discover_hooks(clock, sessions=state.get("sessions")),
+            on_keys_disabled=_forget_keys,
+        )
+        app.state.relay = BackgroundRelay(database, clock, wiring, settings.relay_interval_seconds)
+        if settings.relay_enabled:
+            engine.on_synced.append(app.state.relay.nudge)
+            tasks.append(asyncio.create_task(app.state.relay.run()))
         if settings.scheduler_enabled:
             tasks.append(
                 asyncio.create_task(run_scheduler(database, clock, settings.scheduler_interval_seconds))
@@ -163,6 +192,9 @@ def create_app(
         *AUTHZ,
         *SCIM_TOKENS,
         *TAXES,
+        *WEBHOOKS,
+        *AUDIT,
+        *PRIVACY,
     ]
     v1 = Router(
         path="/v1",
@@ -182,6 +214,8 @@ def create_app(
             },
             # The policy what-if tool compiles drafts with the same index the checks use.
             "index_builder": Provide(lambda: DecisionIndex.build, sync_to_thread=False),
+            # Invites (identity) reach customers and the tier through this adapter (layers).
+            "member_directory": Provide(provide_member_directory, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[IdempotencyMiddleware],

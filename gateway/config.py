@@ -57,6 +57,21 @@ class Settings:
     issuer_vat_id: str = "IE6388047V"
     issuer_email: str = "billing@tiergate.example"
     invoice_number_prefix: str = "TG"
+    # Outbox relay (provisioning, audit, webhooks): run it inside `serve` (embedded; turn off where a
+    # worker runs it), and how often it looks when no write nudged it.
+    relay_enabled: bool = True
+    relay_interval_seconds: float = 1.0
+    # Accounts follow the subscription: days past due before access is revoked, and how long a
+    # deprovisioned tenant's data is kept (never deleted before).
+    past_due_grace_days: int = 7
+    deprovisioned_retention_days: int = 90
+    # Outgoing webhooks: attempts per delivery, exponential backoff (base, cap) and per-attempt timeout.
+    webhook_max_attempts: int = 8
+    webhook_backoff_seconds: float = 30.0
+    webhook_max_backoff_seconds: float = 21600.0
+    webhook_timeout_seconds: float = 10.0
+    # Lifetime of a member invitation link.
+    invite_ttl_hours: int = 72
     # Environment only: a secret API key accepted with full scope (creates itself on first use).
     bootstrap_api_key: str = field(default="", repr=False)
     log_level: str = "INFO"
