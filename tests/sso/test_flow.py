@@ -4,7 +4,9 @@ the browser to it."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -289,3 +291,126 @@ def test_a_tampered_id_token_is_refused_and_creates_nothing(
     sso_stack.proxy.mode = mode
     email = f"target-{mode}@{domain}"
     _refused(sso_stack, browser.sign_in(email, email=email), code, email, proxied)
+
+
+# -- refresh and sign-out ----------------------------------------------------------------------------
+def test_refresh_follows_the_membership(sso_stack: Stack, browser: Browser, domain: str) -> None:
+    admin = sso_stack.admin
+    tenant = admin.tenant("enterprise_monthly", default_role="viewer")
+    admin.connection(tenant, sso_stack.idp.issuer, [domain])
+    assert browser.sign_in(f"kim@{domain}", email=f"kim@{domain}").status_code == 303
+    member = admin.members(tenant)[0]
+    first = browser.client.post(f"{sso_stack.tiergate.url}/sso/refresh").json()
+    assert first["roles"] == ["viewer"] and first["customer"] == tenant and first["plan"] == "enterprise"
+
+    admin.call("PATCH", f"/v1/customers/{tenant}/members/{member['id']}", {"role": "admin"}, expect=200)
+    admin.synced()
+    second = browser.client.post(f"{sso_stack.tiergate.url}/sso/refresh").json()
+    assert second["roles"] == ["admin"] and second["access_token"] != first["access_token"]
+    assert verify_tiergate_token(sso_stack, second["access_token"])["roles"] == ["admin"]
+
+    admin.call("DELETE", f"/v1/customers/{tenant}/members/{member['id']}", expect=200)
+    admin.synced()
+    ended = browser.client.post(
+        f"{sso_stack.tiergate.url}/sso/refresh", headers={"Accept": "application/json"}
+    )
+    assert ended.status_code == 401 and ended.json()["code"] == "membership_ended"
+    assert browser.get("/sso/session").status_code == 401  # the session itself is gone
+    # And a removed member does not walk back in through JIT.
+    again = browser.sign_in(f"kim@{domain}", email=f"kim@{domain}")
+    assert again.status_code == 403 and again.json()["code"] == "membership_removed"
+    assert [m["status"] for m in admin.members(tenant)] == ["removed"]
+
+
+def test_sign_out_is_local_and_at_the_idp(sso_stack: Stack, browser: Browser, domain: str) -> None:
+    admin = sso_stack.admin
+    tenant = admin.tenant("enterprise_monthly")
+    admin.connection(tenant, sso_stack.idp.issuer, [domain])
+    assert browser.sign_in(f"lee@{domain}", email=f"lee@{domain}").status_code == 303
+    id_token_before = browser.get("/sso/session").json()
+    assert id_token_before["email"] == f"lee@{domain}"
+
+    out = browser.client.post(f"{sso_stack.tiergate.url}/sso/logout")
+    assert out.status_code == 303
+    assert 'tg_session=""' in out.headers["set-cookie"] or "Max-Age=0" in out.headers["set-cookie"]
+    end_session = out.headers["location"]
+    assert end_session.startswith(f"{sso_stack.idp.issuer}/session/end?")
+    params = query(end_session)
+    assert params["client_id"] == "tiergate-test" and params["id_token_hint"].count(".") == 2
+    assert params["post_logout_redirect_uri"] == f"{sso_stack.tiergate.url}/sso/logged-out"
+    # Locally over at once, whatever the IdP does next.
+    assert browser.get("/sso/session").status_code == 401
+    assert browser.client.post(f"{sso_stack.tiergate.url}/sso/refresh").status_code == 401
+
+    # At the IdP: its confirmation form, then back to Tiergate's signed-out page.
+    confirm = browser.client.get(end_session)
+    assert confirm.status_code == 200 and "op.logoutForm" in confirm.text
+    action = re.search(r'action="([^"]+)"', confirm.text)
+    xsrf = re.search(r'name="xsrf" value="([^"]+)"', confirm.text)
+    assert action and xsrf
+    back = browser.client.post(
+        urljoin(end_session, action.group(1)), data={"xsrf": xsrf.group(1), "logout": "yes"}
+    )
+    landed = browser.follow(back)
+    assert str(landed.url).startswith(f"{sso_stack.tiergate.url}/sso/logged-out")
+    assert landed.status_code == 200 and "You are signed out." in landed.text
+    # The IdP session is gone too: the next sign-in asks for the login again.
+    response = browser.follow(browser.client.get(browser.start(email=f"lee@{domain}")))
+    assert 'name="login"' in response.text
+
+
+def test_without_an_end_session_endpoint_sign_out_stays_local(
+    sso_stack: Stack, browser: Browser, domain: str
+) -> None:
+    admin = sso_stack.admin
+    tenant = admin.tenant("enterprise_monthly")
+    # Every endpoint explicit, none for logout: no discovery, no RP-initiated logout.
+    idp = sso_stack.idp.issuer
+    admin.connection(
+        tenant,
+        idp,
+        [],
+        authorization_endpoint=f"{idp}/auth",
+        token_endpoint=f"{idp}/token",
+        jwks_uri=f"{idp}/jwks",
+    )
+    done = browser.sign_in(f"max@{domain}", tenant=tenant)
+    assert done.status_code == 303, done.text
+    out = browser.client.post(f"{sso_stack.tiergate.url}/sso/logout")
+    assert out.status_code == 303 and out.headers["location"] == "/sso/logged-out"
+    assert browser.get("/sso/session").status_code == 401
+    # Signing out twice (no session) is harmless.
+    assert (
+        browser.client.post(f"{sso_stack.tiergate.url}/sso/logout").headers["location"] == "/sso/logged-out"
+    )
+
+
+# -- the platform's own IdP ------------------------------------------------------------------------------
+def test_a_platform_connection_signs_members_in_but_provisions_no_one(
+    sso_stack: Stack, browser: Browser, domain: str
+) -> None:
+    admin = sso_stack.admin
+    # Basic has no SSO feature: the vendor's own IdP is not the tenant's SSO, so it still works.
+    tenant = admin.tenant("basic_monthly", **{f"nia@{domain}": "owner"})
+    admin.connection(None, sso_stack.idp.issuer, [domain])
+
+    done = browser.sign_in(f"nia@{domain}", email=f"nia@{domain}")  # routed by domain, tenant by membership
+    assert done.status_code == 303, done.text
+    info = browser.get("/sso/session").json()
+    assert info["customer"] == tenant and info["roles"] == ["owner"] and info["plan"] == "basic"
+
+    stranger = f"omar@{domain}"
+    refused = browser.sign_in(stranger, tenant=tenant)
+    assert refused.status_code == 403 and refused.json()["code"] == "not_a_member"
+    assert sso_stack.users_with(stranger) == 0 and len(admin.members(tenant)) == 1
+
+
+def test_a_tenant_with_its_own_idp_cannot_be_entered_through_the_platform_idp(
+    sso_stack: Stack, browser: Browser, domain: str
+) -> None:
+    admin = sso_stack.admin
+    tenant = admin.tenant("enterprise_monthly", **{f"pia@{domain}": "owner"})
+    admin.connection(tenant, sso_stack.idp.issuer, [f"own{domain}"])
+    admin.connection(None, sso_stack.idp.issuer, [domain])
+    refused = browser.sign_in(f"pia@{domain}", email=f"pia@{domain}")
+    assert refused.status_code == 403 and refused.json()["code"] == "sso_connection_required"
