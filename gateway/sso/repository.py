@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import column, delete, select, table
+from sqlalchemy import column, delete, select, table, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import TableClause
 
 from gateway.sso.models import SsoConnection, SsoDomain
 
-_customers = table("customers", column("id"))
+_customers = table("customers", column("id"), column("updated_at"))
 
 
 class SsoRepository:
@@ -91,10 +91,15 @@ class SsoRepository:
         return (await self.session.scalars(query)).first()
 
     async def lock_tenant(self, tenant_id: str) -> bool:
-        """Serialise first sign-ins into one tenant, so two of them cannot both take the last seat
-        (a row lock on PostgreSQL; SQLite has a single writer anyway). False if the tenant is gone."""
-        query = select(_customers.c.id).where(_customers.c.id == tenant_id).with_for_update()
-        return (await self.session.scalar(query)) is not None
+        """Serialise first sign-ins into one tenant, so two of them cannot both take the last seat. A no-op
+        UPDATE rather than SELECT … FOR UPDATE because it locks on both databases: a row lock on PostgreSQL,
+        the write lock on SQLite (whose driver starts the transaction only at the first write, so a plain
+        read would let every concurrent sign-in count the same members). Call it first in the unit of work.
+        False if the tenant is gone."""
+        result = await self.session.execute(
+            update(_customers).where(_customers.c.id == tenant_id).values(updated_at=_customers.c.updated_at)
+        )
+        return bool(getattr(result, "rowcount", 0))
 
     # -- members (the customers domain's tables, read bare to keep the import direction) -----------
     async def user_id_by_email(self, email: str) -> str | None:

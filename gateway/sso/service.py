@@ -392,6 +392,10 @@ class SignInService:
             tenant_id = connection.tenant_id or requested_tenant
             if tenant_id is None:
                 tenant_id = await self._only_tenant_of(repo, user_id)
+            # Before the reads that decide: from here on, this tenant's first sign-ins run one at a time.
+            if not await repo.lock_tenant(tenant_id):
+                raise NoSsoRoute("this organisation no longer exists")
+            user_id = await repo.user_id_by_email(email)  # again, under the lock
             if connection.tenant_id is None and await repo.tenant_has_own(tenant_id):
                 raise Forbidden(
                     "this organisation signs in with its own identity provider",
@@ -401,8 +405,6 @@ class SignInService:
                 await require_sso_feature(self.checks, tenant_id)
             elif not self.engine.has_access(tenant_id):
                 raise Forbidden("this organisation has no active subscription", code="subscription_inactive")
-            if not await repo.lock_tenant(tenant_id):
-                raise NoSsoRoute("this organisation no longer exists")
             status = await repo.membership_status(tenant_id, user_id) if user_id else None
             if status == "active":
                 assert user_id is not None

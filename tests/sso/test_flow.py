@@ -5,6 +5,7 @@ the browser to it."""
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urljoin
 
@@ -414,3 +415,25 @@ def test_a_tenant_with_its_own_idp_cannot_be_entered_through_the_platform_idp(
     admin.connection(None, sso_stack.idp.issuer, [domain])
     refused = browser.sign_in(f"pia@{domain}", email=f"pia@{domain}")
     assert refused.status_code == 403 and refused.json()["code"] == "sso_connection_required"
+
+
+def test_concurrent_first_sign_ins_never_exceed_the_seats(sso_stack: Stack, domain: str) -> None:
+    admin = sso_stack.admin
+    tenant = admin.tenant("pro_monthly", **{f"first@{domain}": "owner"})  # 1 of 2 seats taken
+    admin.connection(tenant, sso_stack.idp.issuer, [domain])
+    browsers = [Browser(sso_stack.tiergate.url) for _ in range(4)]
+    try:
+        callbacks = [
+            b.authorize(b.start(email=f"c{i}@{domain}"), f"c{i}@{domain}") for i, b in enumerate(browsers)
+        ]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            answers = list(
+                pool.map(lambda pair: pair[0].client.get(pair[1]), zip(browsers, callbacks, strict=True))
+            )
+    finally:
+        for b in browsers:
+            b.close()
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [303, 403, 403, 403], [a.text for a in answers]
+    assert {a.json()["code"] for a in answers if a.status_code == 403} == {"seat_limit_reached"}
+    assert len([m for m in admin.members(tenant) if m["status"] == "active"]) == 2
