@@ -36,6 +36,24 @@ class PartyDetails:
     email: str | None = None
     tax_ids: tuple[str, ...] = ()
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form, for freezing the parties on an invoice at finalisation."""
+        return {
+            "name": self.name,
+            "address": list(self.address),
+            "email": self.email,
+            "tax_ids": list(self.tax_ids),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PartyDetails:
+        return cls(
+            name=str(data.get("name") or ""),
+            address=tuple(str(line) for line in data.get("address") or ()),
+            email=data.get("email") or None,
+            tax_ids=tuple(str(t) for t in data.get("tax_ids") or ()),
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DocumentLine:

@@ -351,3 +351,23 @@ def test_html_escapes_user_input() -> None:
     assert "&lt;img src=x onerror=&#34;boom&#34;&gt;" in html
     # The PDF prints the same name as text.
     assert "<script>alert('x')</script> & Co" in pdf_words(render_pdf(doc))
+
+
+def test_party_details_round_trip_through_json() -> None:
+    import json
+
+    party = reverse_charge_invoice().customer
+    assert party.as_dict() == {
+        "name": "Beispiel GmbH",
+        "address": ["Friedrichstraße 10", "10117 Berlin", "BE, DE"],
+        "email": "billing@beispiel.example",
+        "tax_ids": ["VAT DE136695976"],
+    }
+    assert PartyDetails.from_dict(json.loads(json.dumps(party.as_dict()))) == party
+    assert issuer_details(Settings()) == PartyDetails(
+        name="Tiergate Demo Ltd",
+        address=("1 Demo Street", "Dublin D02 X285", "Ireland"),
+        email="billing@tiergate.example",
+        tax_ids=("VAT IE6388047V",),
+    )
+    assert PartyDetails.from_dict({}) == PartyDetails(name="")
