@@ -211,7 +211,8 @@ Param = Annotated[str | None, QueryParameter(max_length=4096)]
 class SsoBrowserController(Controller):
     path = "/sso"
     tags = ["sso (browser)"]
-    include_in_schema = True
+    # Browser endpoints (cookie session, HTML pages, redirects): not part of the API-key API document.
+    include_in_schema = False
     dependencies = {"signing_in": Provide(provide_sign_in, sync_to_thread=False)}
     exception_handlers = {DomainError: browser_error}
 
