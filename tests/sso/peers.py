@@ -142,11 +142,15 @@ class Tiergate:
         self.thread.join(timeout=10)
 
 
-def start_tiergate(root: Path, port: int, *, redis_url: str = "") -> Tiergate:
+def start_tiergate(
+    root: Path, port: int, *, redis_url: str = "", public_url: str | None = None, prepare: bool = True
+) -> Tiergate:
+    """Serve Tiergate on `port` with the SQLite file under `root`. `prepare` builds and seeds the database
+    (the first replica); `public_url` is where browsers and the IdP reach it (a load balancer's address)."""
     db_url = f"sqlite+aiosqlite:///{root / 'tiergate.sqlite3'}"
     base = f"http://127.0.0.1:{port}"
 
-    async def prepare() -> None:
+    async def prepare_database() -> None:
         db = Database(db_url)
         # create_all, not migrations: the schema under test includes tables whose migration comes later.
         async with db.engine.begin() as conn:
@@ -160,14 +164,15 @@ def start_tiergate(root: Path, port: int, *, redis_url: str = "") -> Tiergate:
             await ApiKeyService(session, clock).ensure_bootstrap(ADMIN_KEY)
         await db.dispose()
 
-    asyncio.run(prepare())
+    if prepare:
+        asyncio.run(prepare_database())
     settings = Settings(
         database_url=db_url,
         redis_url=redis_url,
         migrate_on_start=False,
         scheduler_enabled=False,
-        token_issuer=base,
-        sso_public_url=base,
+        token_issuer=public_url or base,
+        sso_public_url=public_url or base,
     )
     app = create_app(settings)
     config = uvicorn.Config(
