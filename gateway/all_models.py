@@ -2,6 +2,7 @@
 
 from gateway.audit import models as audit_models
 from gateway.authz import models as authz_models
+from gateway.billing import models as billing_models
 from gateway.catalog import models as catalog_models
 from gateway.customers import models as customer_models
 from gateway.db import idempotency, outbox
@@ -12,8 +13,8 @@ from gateway.identity import revocation as revocation_models
 from gateway.notifications import models as notification_models
 from gateway.notifications import relay as relay_models
 from gateway.provisioning import models as provisioning_models
-from gateway.sso import models as sso_models
 from gateway.scim import models as scim_models
+from gateway.sso import models as sso_models
 from gateway.subscriptions import models as subscription_models
 from gateway.taxes import models as tax_models
 
@@ -21,6 +22,7 @@ __all__ = [
     "Base",
     "audit_models",
     "authz_models",
+    "billing_models",
     "catalog_models",
     "customer_models",
     "idempotency",
@@ -31,8 +33,8 @@ __all__ = [
     "provisioning_models",
     "relay_models",
     "revocation_models",
-    "sso_models",
     "scim_models",
+    "sso_models",
     "subscription_models",
     "tax_models",
 ]

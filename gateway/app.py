@@ -11,7 +11,7 @@ from typing import Any
 from litestar import Litestar, Request, Router, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -22,6 +22,8 @@ from gateway.audit.http import CONTROLLERS as AUDIT
 from gateway.authz.domain import PolicySnapshot
 from gateway.authz.http import CONTROLLERS as AUTHZ
 from gateway.authz.service import PolicyService
+from gateway.billing.http import CONTROLLERS as BILLING
+from gateway.billing.wiring import BillingConfig, billing_services
 from gateway.catalog.http import CONTROLLERS as CATALOG
 from gateway.config import Settings, load_settings
 from gateway.customers.http import CONTROLLERS as CUSTOMERS
@@ -46,12 +48,13 @@ from gateway.provisioning.hooks import discover_hooks
 from gateway.provisioning.http import CONTROLLERS as PRIVACY
 from gateway.provisioning.http import provide_member_directory
 from gateway.provisioning.jobs import BackgroundRelay, Wiring
+from gateway.scim.http import CONTROLLERS as SCIM_TOKENS
+from gateway.scim.http import SCIM_ROUTER
 from gateway.sso.http import BROWSER_CONTROLLERS as SSO_BROWSER
 from gateway.sso.http import CONTROLLERS as SSO
 from gateway.sso.oidc import OidcClient
 from gateway.sso.pending import MemoryPendingLogins, PendingLogins, RedisPendingLogins
-from gateway.scim.http import CONTROLLERS as SCIM_TOKENS
-from gateway.scim.http import SCIM_ROUTER
+from gateway.subscriptions.hooks import SubscriptionListener
 from gateway.subscriptions.http import CONTROLLERS as SUBSCRIPTIONS
 from gateway.subscriptions.http import EventController
 from gateway.taxes.http import CONTROLLERS as TAXES
@@ -95,6 +98,15 @@ def _forget_keys(key_ids: list[str]) -> None:
         revoke_from_cache(key_id)
 
 
+def provide_subscription_listeners(
+    session: NamedDependency[AsyncSession],
+    clock: NamedDependency[Clock],
+    billing_config: NamedDependency[BillingConfig],
+) -> list[SubscriptionListener]:
+    services = billing_services(session, clock, billing_config)
+    return [services.billing]
+
+
 def create_app(
     settings: Settings | None = None, *, clock: Clock | None = None, db: Database | None = None
 ) -> Litestar:
@@ -126,8 +138,16 @@ def create_app(
         discovery_ttl_seconds=settings.sso_metadata_cache_seconds,
         jwks_ttl_seconds=settings.sso_metadata_cache_seconds,
     )
+    billing_config = BillingConfig.from_settings(settings)
     state = State(
-        {"db": database, "clock": clock, "settings": settings, "engine": engine, "notifier": notifier}
+        {
+            "db": database,
+            "clock": clock,
+            "settings": settings,
+            "engine": engine,
+            "notifier": notifier,
+            "billing_config": billing_config,
+        }
     )
     state.sessions = sessions
     state.sso_pending = sso_pending
@@ -166,7 +186,15 @@ def create_app(
             tasks.append(asyncio.create_task(app.state.relay.run()))
         if settings.scheduler_enabled:
             tasks.append(
-                asyncio.create_task(run_scheduler(database, clock, settings.scheduler_interval_seconds))
+                asyncio.create_task(
+                    run_scheduler(
+                        database,
+                        clock,
+                        settings.scheduler_interval_seconds,
+                        billing_config,
+                        batch_size=settings.billing_run_batch_size,
+                    )
+                )
             )
         try:
             yield
@@ -185,6 +213,7 @@ def create_app(
         *CATALOG,
         *CUSTOMERS,
         *SUBSCRIPTIONS,
+        *BILLING,
         EventController,
         *IDENTITY,
         *SSO,
@@ -214,6 +243,9 @@ def create_app(
             },
             # The policy what-if tool compiles drafts with the same index the checks use.
             "index_builder": Provide(lambda: DecisionIndex.build, sync_to_thread=False),
+            # Subscriptions are billed: every subscription service a request builds carries billing.
+            "subscription_listeners": Provide(provide_subscription_listeners, sync_to_thread=False),
+            "billing_config": Provide(lambda: billing_config, sync_to_thread=False),
             # Invites (identity) reach customers and the tier through this adapter (layers).
             "member_directory": Provide(provide_member_directory, sync_to_thread=False),
         },

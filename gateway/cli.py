@@ -24,11 +24,14 @@ async def _migrate(db: Database) -> None:
 
 
 async def _seed(db: Database, api_key: str | None) -> None:
+    from gateway.billing.wiring import BillingConfig
     from gateway.demo import seed_demo
 
     await _migrate(db)
     async with db.unit_of_work() as session:
-        result = await seed_demo(session, SystemClock(), api_key=api_key)
+        result = await seed_demo(
+            session, SystemClock(), api_key=api_key, config=BillingConfig.from_settings(load_settings())
+        )
     await db.dispose()
     if not result.created:
         click.echo("Demo catalog already present; nothing to do.")
@@ -91,11 +94,53 @@ def serve(host: str | None, port: int | None, workers: int, demo: bool) -> None:
 
 @main.command()
 def worker() -> None:
-    """Run background jobs (subscription steps on the wall clock) without serving HTTP."""
-    from gateway.worker.scheduler import run_scheduler
+    """Run background jobs (the billing run: renewals and their invoices) without serving HTTP.
+
+    With `redis_url` set, saq schedules them (cron, every minute; run as many workers as you like);
+    without, an in-process loop runs them every `scheduler_interval_seconds`."""
+    from gateway.billing.wiring import BillingConfig
+    from gateway.worker.scheduler import run_saq_worker, run_scheduler
 
     settings = load_settings()
-    asyncio.run(run_scheduler(_db(), SystemClock(), settings.scheduler_interval_seconds))
+    if settings.redis_url:
+        asyncio.run(run_saq_worker(settings))
+        return
+    asyncio.run(
+        run_scheduler(
+            _db(),
+            SystemClock(),
+            settings.scheduler_interval_seconds,
+            BillingConfig.from_settings(settings),
+            batch_size=settings.billing_run_batch_size,
+        )
+    )
+
+
+@main.command("billing-run")
+def billing_run_command() -> None:
+    """Renew and invoice every subscription due now, once, and print what was done."""
+    from gateway.billing.run import billing_run
+    from gateway.billing.wiring import BillingConfig
+
+    settings = load_settings()
+
+    async def once() -> None:
+        db = _db()
+        try:
+            result = await billing_run(
+                db,
+                SystemClock(),
+                BillingConfig.from_settings(settings),
+                batch_size=settings.billing_run_batch_size,
+            )
+        finally:
+            await db.dispose()
+        click.echo(
+            f"{result.steps} steps on {result.subscriptions} subscriptions in {result.batches} batches, "
+            f"{result.seconds:.2f} s"
+        )
+
+    asyncio.run(once())
 
 
 if __name__ == "__main__":

@@ -57,6 +57,14 @@ class Settings:
     issuer_vat_id: str = "IE6388047V"
     issuer_email: str = "billing@tiergate.example"
     invoice_number_prefix: str = "TG"
+    # Billing: where a mid-period change's proration goes unless the request or the plan's metadata
+    # (`proration_behavior`) says otherwise: create_prorations (pending, next invoice) | always_invoice |
+    # none; and how it is shown: net (one line, rule 10's +$6.67) | itemized (credit + charge lines).
+    proration_behavior: str = "create_prorations"
+    proration_mode: str = "net"
+    # The billing run (renewals and their invoices) takes due subscriptions in batches of this many, one
+    # transaction per batch.
+    billing_run_batch_size: int = 200
     # Outbox relay (provisioning, audit, webhooks): run it inside `serve` (embedded; turn off where a
     # worker runs it), and how often it looks when no write nudged it.
     relay_enabled: bool = True

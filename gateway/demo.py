@@ -10,14 +10,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.billing.wiring import BillingConfig, billed_subscriptions
 from gateway.catalog import CatalogService, GrantInput
 from gateway.catalog.repository import CatalogRepository
 from gateway.customers import CustomerService
 from gateway.customers.repository import CustomerRepository
 from gateway.identity.service import ApiKeyService
 from gateway.kernel.clock import Clock
-from gateway.subscriptions import SubscriptionService
-from gateway.subscriptions.repository import SubscriptionRepository
 
 FEATURES = [
     ("projects", "Projects", "gauge", "projects"),
@@ -169,10 +168,16 @@ DEMO_CUSTOMERS = [
 ]
 
 
-async def seed_demo(session: AsyncSession, clock: Clock, *, api_key: str | None = None) -> DemoResult:
+async def seed_demo(
+    session: AsyncSession,
+    clock: Clock,
+    *,
+    api_key: str | None = None,
+    config: BillingConfig | None = None,
+) -> DemoResult:
     catalog = CatalogService(CatalogRepository(session), clock)
     customers = CustomerService(CustomerRepository(session), clock)
-    subscriptions = SubscriptionService(SubscriptionRepository(session), catalog, customers, clock)
+    subscriptions = billed_subscriptions(session, clock, config or BillingConfig())
     keys = ApiKeyService(session, clock)
 
     if await catalog.repo.get_plan("basic") is not None:

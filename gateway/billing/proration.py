@@ -28,18 +28,13 @@ from gateway.catalog.domain import PriceTerms
 from gateway.kernel.clock import ensure_utc
 from gateway.kernel.money import CurrencyMismatch, Money, round_minor
 from gateway.kernel.periods import Interval, add_months
+from gateway.subscriptions.domain import ProrationBehavior
 
 from .rating import rate
 
+__all__ = ["LineKind", "ProrationBehavior", "ProrationLine", "ProrationMode", "prorate"]
+
 _SECOND = timedelta(seconds=1)
-
-
-class ProrationBehavior(StrEnum):
-    """Where a change's proration lines go (rule 11); applied by the subscription service."""
-
-    CREATE_PRORATIONS = "create_prorations"  # default: pending items, billed on the next invoice
-    ALWAYS_INVOICE = "always_invoice"  # invoice the lines now (interval changes always do, rule 13)
-    NONE = "none"  # change without prorating: the new price starts at the next period
 
 
 class ProrationMode(StrEnum):

@@ -182,3 +182,19 @@ def sum_money(items: Iterable[Money], currency: str) -> Money:
     for item in items:
         total = total + item
     return total
+
+
+def tax_amount(amount: int, percent: Decimal, *, inclusive: bool) -> int:
+    """Tax of one line of `amount` minor units at `percent`, rounded once half-up (rule 20).
+
+    Exclusive: `amount × p / 100` is added on top. Inclusive: the amount already contains the tax, which
+    is `amount × p / (100 + p)` — one division, so no intermediate is rounded. Negative lines (credits)
+    mirror positive ones.
+    """
+    if percent == 0 or amount == 0:
+        return 0
+    base = Decimal(amount)
+    if inclusive:
+        return round_minor(base * percent / (100 + percent))
+    return round_minor(base * percent / 100)
+

@@ -67,6 +67,14 @@ class ChangeTiming(StrEnum):
     PERIOD_END = "period_end"
 
 
+class ProrationBehavior(StrEnum):
+    """Where a mid-period change's proration lines go (billing-rules rule 11); billing applies it."""
+
+    CREATE_PRORATIONS = "create_prorations"  # default: pending items, billed on the next invoice
+    ALWAYS_INVOICE = "always_invoice"  # invoice the lines now (interval changes always do, rule 13)
+    NONE = "none"  # change without prorating: the new price starts at the next period
+
+
 class ResumeAnchor(StrEnum):
     NOW = "now"  # a new period starts at the resume (Stripe's default)
     UNCHANGED = "unchanged"  # keep the anchor; the paused stretch is simply not billed

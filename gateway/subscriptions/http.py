@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from litestar import Controller, delete, get, post
@@ -21,6 +22,7 @@ from gateway.kernel.errors import ValidationFailed
 from gateway.kernel.pagination import encode_cursor
 from gateway.subscriptions import schemas as s
 from gateway.subscriptions.clocks import TestClockService
+from gateway.subscriptions.hooks import SubscriptionListener
 from gateway.subscriptions.models import Subscription
 from gateway.subscriptions.repository import SubscriptionRepository
 from gateway.subscriptions.service import AddonInput, SubscriptionService
@@ -37,8 +39,11 @@ def provide_subscriptions(
     catalog: NamedDependency[CatalogService],
     customers: NamedDependency[CustomerService],
     clock: NamedDependency[Clock],
+    subscription_listeners: NamedDependency[Sequence[SubscriptionListener]],
 ) -> SubscriptionService:
-    return SubscriptionService(SubscriptionRepository(session), catalog, customers, clock)
+    return SubscriptionService(
+        SubscriptionRepository(session), catalog, customers, clock, subscription_listeners
+    )
 
 
 def provide_test_clocks(
@@ -86,6 +91,8 @@ class SubscriptionController(Controller):
             alignment=data.alignment,
             addons=[AddonInput(a.price, a.quantity) for a in data.addons],
             metadata=data.metadata,
+            coupon=data.coupon,
+            promotion_code=data.promotion_code,
             scope=principal.tenant_id,
         )
         return await _out(subscriptions, row)
@@ -138,6 +145,7 @@ class SubscriptionController(Controller):
             price=data.price,
             quantity=data.quantity,
             timing=data.timing,
+            proration_behavior=data.proration_behavior,
             scope=principal.tenant_id,
         )
         return await _out(subscriptions, row)
@@ -171,7 +179,12 @@ class SubscriptionController(Controller):
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
     ) -> s.Subscription:
-        row = await subscriptions.set_quantity(subscription_id, data.quantity, scope=principal.tenant_id)
+        row = await subscriptions.set_quantity(
+            subscription_id,
+            data.quantity,
+            proration_behavior=data.proration_behavior,
+            scope=principal.tenant_id,
+        )
         return await _out(subscriptions, row)
 
     @post("/{subscription_id:str}/addons", opt=WRITE, responses=ERROR_RESPONSES, summary="Attach an add-on")
@@ -183,7 +196,10 @@ class SubscriptionController(Controller):
         principal: NamedDependency[Principal],
     ) -> s.Subscription:
         await subscriptions.add_addon(
-            subscription_id, AddonInput(data.price, data.quantity), scope=principal.tenant_id
+            subscription_id,
+            AddonInput(data.price, data.quantity),
+            proration_behavior=data.proration_behavior,
+            scope=principal.tenant_id,
         )
         return await _out(subscriptions, await subscriptions.get(subscription_id, scope=principal.tenant_id))
 
@@ -200,8 +216,13 @@ class SubscriptionController(Controller):
         addon_id: FromPath[str],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
+        proration_behavior: Annotated[
+            str | None, QueryParameter(name="proration_behavior", max_length=20)
+        ] = None,
     ) -> s.Subscription:
-        await subscriptions.remove_addon(subscription_id, addon_id, scope=principal.tenant_id)
+        await subscriptions.remove_addon(
+            subscription_id, addon_id, proration_behavior=proration_behavior, scope=principal.tenant_id
+        )
         return await _out(subscriptions, await subscriptions.get(subscription_id, scope=principal.tenant_id))
 
     @post(

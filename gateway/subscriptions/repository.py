@@ -71,8 +71,14 @@ class SubscriptionRepository:
         )
         return (await self.session.scalars(query.limit(1))).first() is not None
 
-    async def due(self, at: datetime, *, test_clock_id: str | None, limit: int) -> Sequence[Subscription]:
-        """Subscriptions with a step due at or before `at`, on the wall clock or on one test clock."""
+    async def due(
+        self, at: datetime, *, test_clock_id: str | None, limit: int, claim: bool = False
+    ) -> Sequence[Subscription]:
+        """Subscriptions with a step due at or before `at`, on the wall clock or on one test clock.
+
+        `claim` locks the rows for this transaction and skips rows another transaction holds
+        (PostgreSQL `FOR UPDATE SKIP LOCKED`), so concurrent billing-run workers share the due
+        subscriptions instead of queueing on them. SQLite, one writer at a time, ignores it."""
         clock_filter = (
             Subscription.test_clock_id.is_(None)
             if test_clock_id is None
@@ -84,6 +90,8 @@ class SubscriptionRepository:
             .order_by(Subscription.next_action_at, Subscription.id)
             .limit(limit)
         )
+        if claim:
+            query = query.with_for_update(skip_locked=True)
         return (await self.session.scalars(query)).all()
 
     async def addons(

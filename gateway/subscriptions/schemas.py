@@ -19,9 +19,15 @@ Quantity = Annotated[int, Meta(ge=1, le=1_000_000)]
 Metadata = Annotated[dict[str, str], Meta(max_length=50)]
 
 
+ProrationBehaviorIn = Literal["create_prorations", "always_invoice", "none"]
+Code = Annotated[str, Meta(min_length=1, max_length=100)]
+
+
 class AddonIn(Struct, forbid_unknown_fields=True):
     price: Ref
     quantity: Quantity = 1
+    # Where the proration of a mid-period add-on goes (ignored at subscription creation).
+    proration_behavior: ProrationBehaviorIn | None = None
 
 
 class SubscriptionCreate(Struct, forbid_unknown_fields=True):
@@ -34,16 +40,22 @@ class SubscriptionCreate(Struct, forbid_unknown_fields=True):
     alignment: Literal["anniversary", "calendar"] | None = None
     addons: Annotated[list[AddonIn], Meta(max_length=20)] = msgspec.field(default_factory=list)
     metadata: Metadata | None = None
+    # A coupon id or a customer-facing promotion code, redeemed with the subscription (one of them).
+    coupon: Code | None = None
+    promotion_code: Code | None = None
 
 
 class PlanChange(Struct, forbid_unknown_fields=True):
     price: Ref
     quantity: Quantity | None = None
     timing: Literal["now", "period_end"] | None = None
+    # Default: the plan's setting, else `create_prorations` (billing-rules rule 11).
+    proration_behavior: ProrationBehaviorIn | None = None
 
 
 class QuantityChange(Struct, forbid_unknown_fields=True):
     quantity: Quantity
+    proration_behavior: ProrationBehaviorIn | None = None
 
 
 class PauseRequest(Struct, forbid_unknown_fields=True):

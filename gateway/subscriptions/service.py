@@ -30,6 +30,7 @@ from gateway.subscriptions.domain import (
     TERMINAL_STATUSES,
     ChangeTiming,
     Due,
+    ProrationBehavior,
     ResumeAnchor,
     Status,
     TrialEndBehavior,
@@ -38,6 +39,7 @@ from gateway.subscriptions.domain import (
     require,
     transition,
 )
+from gateway.subscriptions.hooks import SubscriptionListener
 from gateway.subscriptions.models import Subscription, SubscriptionAddon
 from gateway.subscriptions.repository import SubscriptionRepository
 
@@ -68,11 +70,13 @@ class SubscriptionService:
         catalog: CatalogService,
         customers: CustomerService,
         clock: Clock,
+        listeners: Sequence[SubscriptionListener] = (),
     ) -> None:
         self.repo = repository
         self.catalog = catalog
         self.customers = customers
         self.clock = clock
+        self.listeners = tuple(listeners)
 
     # -- time ------------------------------------------------------------------------------------
     async def now_for(self, test_clock_id: str | None) -> datetime:
@@ -88,6 +92,8 @@ class SubscriptionService:
         payload = {"subscription": snapshot(sub), **data}
         event = DomainEvent(type_, "subscription", sub.id, at, data=payload, tenant_id=sub.tenant_id)
         await record_event(self.repo.session, event)
+        for listener in self.listeners:
+            await listener.on_event(sub, type_, at, data)
 
     def _touch(self, sub: Subscription, at: datetime) -> None:
         sub.version += 1
@@ -150,8 +156,12 @@ class SubscriptionService:
         alignment: str | None = None,
         addons: Sequence[AddonInput] = (),
         metadata: dict[str, Any] | None = None,
+        coupon: str | None = None,
+        promotion_code: str | None = None,
         scope: str | None = None,
     ) -> Subscription:
+        if coupon and promotion_code:
+            raise ValidationFailed("give a coupon or a promotion_code, not both", field="coupon")
         customer = await self.customers.get(customer_id, scope=scope)
         _check_quantity(quantity)
         try:
@@ -212,7 +222,9 @@ class SubscriptionService:
             await self._attach_addon(sub, plan, addon, now)
         self._touch(sub, now)
         await self.repo.flush()
-        await self._emit(sub, "subscription.created", now)
+        # Billing redeems the coupon and invoices the first paid period when it hears of the creation.
+        discount = {"coupon": coupon, "promotion_code": promotion_code} if coupon or promotion_code else None
+        await self._emit(sub, "subscription.created", now, **({"discount": discount} if discount else {}))
         return sub
 
     @staticmethod
@@ -303,8 +315,10 @@ class SubscriptionService:
         price: str,
         quantity: int | None = None,
         timing: str | None = None,
+        proration_behavior: str | None = None,
         scope: str | None = None,
     ) -> Subscription:
+        behavior = _proration_behavior(proration_behavior)
         sub, now = await self._load_live(subscription_id, scope)
         require(sub, LIVE_STATUSES - {Status.PAUSED}, "change the plan of")
         if quantity is not None:
@@ -351,6 +365,8 @@ class SubscriptionService:
             return sub
 
         new_version = await self.catalog.terms(new_plan.id)
+        previous["period_start"] = sub.current_period_start.isoformat()
+        previous["period_end"] = sub.current_period_end.isoformat()
         sub.plan_id, sub.plan_version_id, sub.price_id = new_plan.id, new_version.version.id, new_price.id
         sub.product_id = new_plan.product_id
         sub.quantity = new_quantity
@@ -370,6 +386,7 @@ class SubscriptionService:
             previous=previous,
             direction="upgrade" if upgrade else "downgrade",
             interval_changed=interval_change,
+            proration_behavior=behavior,
         )
         return sub
 
@@ -386,8 +403,14 @@ class SubscriptionService:
         return sub
 
     async def set_quantity(
-        self, subscription_id: str, quantity: int, *, scope: str | None = None
+        self,
+        subscription_id: str,
+        quantity: int,
+        *,
+        proration_behavior: str | None = None,
+        scope: str | None = None,
     ) -> Subscription:
+        behavior = _proration_behavior(proration_behavior)
         sub, now = await self._load_live(subscription_id, scope)
         require(sub, LIVE_STATUSES - {Status.PAUSED}, "change the seats of")
         _check_quantity(quantity)
@@ -397,23 +420,47 @@ class SubscriptionService:
         sub.quantity = quantity
         self._touch(sub, now)
         await self.repo.flush()
-        await self._emit(sub, "subscription.quantity_changed", now, previous_quantity=previous)
+        await self._emit(
+            sub,
+            "subscription.quantity_changed",
+            now,
+            previous_quantity=previous,
+            proration_behavior=behavior,
+        )
         return sub
 
     async def add_addon(
-        self, subscription_id: str, addon: AddonInput, *, scope: str | None = None
+        self,
+        subscription_id: str,
+        addon: AddonInput,
+        *,
+        proration_behavior: str | None = None,
+        scope: str | None = None,
     ) -> SubscriptionAddon:
+        behavior = _proration_behavior(proration_behavior)
         sub, now = await self._load_live(subscription_id, scope)
         require(sub, LIVE_STATUSES - {Status.PAUSED}, "add an add-on to")
         row = await self._attach_addon(sub, await self.catalog.get_plan(sub.plan_id), addon, now)
         self._touch(sub, now)
         await self.repo.flush()
-        await self._emit(sub, "subscription.addon_added", now, addon={"id": row.id, "price": row.price_id})
+        await self._emit(
+            sub,
+            "subscription.addon_added",
+            now,
+            addon={"id": row.id, "price": row.price_id, "quantity": row.quantity},
+            proration_behavior=behavior,
+        )
         return row
 
     async def remove_addon(
-        self, subscription_id: str, addon_id: str, *, scope: str | None = None
+        self,
+        subscription_id: str,
+        addon_id: str,
+        *,
+        proration_behavior: str | None = None,
+        scope: str | None = None,
     ) -> SubscriptionAddon:
+        behavior = _proration_behavior(proration_behavior)
         sub, now = await self._load_live(subscription_id, scope)
         row = await self.repo.addon(sub.id, addon_id)
         if row is None or row.removed_at is not None:
@@ -421,7 +468,13 @@ class SubscriptionService:
         row.removed_at = now
         self._touch(sub, now)
         await self.repo.flush()
-        await self._emit(sub, "subscription.addon_removed", now, addon={"id": row.id, "price": row.price_id})
+        await self._emit(
+            sub,
+            "subscription.addon_removed",
+            now,
+            addon={"id": row.id, "price": row.price_id, "quantity": row.quantity},
+            proration_behavior=behavior,
+        )
         return row
 
     async def pause(
@@ -532,6 +585,18 @@ class SubscriptionService:
             for sub in due:
                 steps += await self._run_due_steps(sub, at)
 
+    async def advance_batch(
+        self, at: datetime, *, limit: int, test_clock_id: str | None = None
+    ) -> tuple[int, int]:
+        """Claim up to `limit` due subscriptions (skipping those another worker holds) and apply their
+        steps due by `at`. Returns (subscriptions, steps). The caller commits: one batch, one
+        transaction, so a crash loses at most the batch in flight, and the rerun redoes it."""
+        due = await self.repo.due(at, test_clock_id=test_clock_id, limit=limit, claim=True)
+        steps = 0
+        for sub in due:
+            steps += await self._run_due_steps(sub, at)
+        return len(due), steps
+
     async def _run_due_steps(self, sub: Subscription, until: datetime) -> int:
         steps = 0
         while (due := next_due(sub)) is not None and due[0] <= until:
@@ -602,6 +667,7 @@ class SubscriptionService:
         if sub.cancel_at_period_end:
             await self._end(sub, Status.CANCELED, at)
             return
+        closed = (sub.current_period_start, sub.current_period_end)
         previous = await self._apply_scheduled_change(sub)
         interval = Interval(sub.interval)
         sub.current_period_start = sub.current_period_end
@@ -618,7 +684,19 @@ class SubscriptionService:
             at,
             period_start=sub.current_period_start.isoformat(),
             period_end=sub.current_period_end.isoformat(),
+            closed_period_start=closed[0].isoformat(),
+            closed_period_end=closed[1].isoformat(),
         )
+
+
+def _proration_behavior(value: str | None) -> str | None:
+    """Validate a requested behaviour; None leaves the choice to billing (the plan's, then the default)."""
+    if value is None:
+        return None
+    try:
+        return ProrationBehavior(value).value
+    except ValueError:
+        raise ValidationFailed(f"unknown proration_behavior {value!r}", field="proration_behavior") from None
 
 
 def _check_quantity(quantity: int) -> None:

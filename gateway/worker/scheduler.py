@@ -1,44 +1,81 @@
-"""The in-process scheduler of embedded mode: periodically applies due subscription steps on the wall
-clock. Production runs the same job function from `tiergate worker` (and saq, once billing lands)."""
+"""Background jobs and how they are scheduled.
+
+The job bodies are plain async functions over (db, clock, config): tests and `tiergate billing-run` call
+them directly. Two schedulers run them:
+- embedded (no Redis): `run_scheduler`, a loop inside `tiergate serve` or `tiergate worker`;
+- production (Redis): saq, a cron job every minute in `tiergate worker`, any number of replicas. saq's
+  cron jobs are unique per queue, and the billing run itself is safe to run twice at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import asdict
+from typing import Any
 
-from gateway.catalog import CatalogService
-from gateway.catalog.repository import CatalogRepository
-from gateway.customers import CustomerService
-from gateway.customers.repository import CustomerRepository
+from gateway.billing.run import RunResult, billing_run
+from gateway.billing.wiring import BillingConfig
+from gateway.config import Settings
 from gateway.db.session import Database
-from gateway.kernel.clock import Clock
-from gateway.subscriptions import SubscriptionService
-from gateway.subscriptions.repository import SubscriptionRepository
+from gateway.kernel.clock import Clock, SystemClock
 
 log = logging.getLogger("tiergate.scheduler")
 
 
-async def advance_due_subscriptions(db: Database, clock: Clock) -> int:
-    """One pass of the job: every wall-clock subscription step due now. Safe to run concurrently and
-    twice: each subscription row is locked while it moves, and a moved row is no longer due."""
-    async with db.unit_of_work() as session:
-        subscriptions = SubscriptionService(
-            SubscriptionRepository(session),
-            CatalogService(CatalogRepository(session), clock),
-            CustomerService(CustomerRepository(session), clock),
-            clock,
-        )
-        return await subscriptions.advance_due(clock.now())
+async def advance_due_subscriptions(
+    db: Database, clock: Clock, config: BillingConfig | None = None, *, batch_size: int = 200
+) -> RunResult:
+    """One pass of the billing run on the wall clock: renewals, trial ends, scheduled changes and their
+    invoices."""
+    return await billing_run(db, clock, config or BillingConfig(), batch_size=batch_size)
 
 
-async def run_scheduler(db: Database, clock: Clock, interval_seconds: float) -> None:
+async def run_scheduler(
+    db: Database, clock: Clock, interval_seconds: float, config: BillingConfig, *, batch_size: int = 200
+) -> None:
     while True:
         try:
-            steps = await advance_due_subscriptions(db, clock)
-            if steps:
-                log.info("applied %d due subscription steps", steps)
+            result = await advance_due_subscriptions(db, clock, config, batch_size=batch_size)
+            if result.steps:
+                log.info(
+                    "billing run: %d steps on %d subscriptions in %.2fs",
+                    result.steps,
+                    result.subscriptions,
+                    result.seconds,
+                )
         except asyncio.CancelledError:
             raise
         except Exception:  # a failed pass must not stop the scheduler; the next pass retries
             log.exception("scheduler pass failed")
         await asyncio.sleep(interval_seconds)
+
+
+async def run_saq_worker(settings: Settings) -> None:
+    """`tiergate worker` with Redis: saq runs the billing run every minute (cron jobs are unique per
+    queue, so N workers do not start N runs; and two runs at once would still be safe)."""
+    from saq import CronJob, Queue, Worker
+    from saq.types import Context
+
+    db = Database(settings.database_url)
+    clock = SystemClock()
+    config = BillingConfig.from_settings(settings)
+
+    async def billing_run_job(ctx: Context) -> dict[str, Any]:
+        result = await billing_run(db, clock, config, batch_size=settings.billing_run_batch_size)
+        if result.steps:
+            log.info("billing run: %d steps on %d subscriptions", result.steps, result.subscriptions)
+        return asdict(result)
+
+    async def shutdown(ctx: Context) -> None:
+        await db.dispose()
+
+    queue = Queue.from_url(settings.redis_url, name="tiergate")
+    worker = Worker(
+        queue,
+        functions=[billing_run_job],
+        cron_jobs=[CronJob(billing_run_job, cron="* * * * *", unique=True, timeout=3600)],
+        shutdown=shutdown,
+        concurrency=2,
+    )
+    await worker.start()

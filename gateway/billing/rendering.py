@@ -1,0 +1,105 @@
+"""From a stored invoice to the document `render.py` prints. A finalised invoice prints the issuer and
+customer frozen on it at finalisation; a draft prints them as they are now."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+from gateway.billing.models import Invoice, InvoiceLine
+from gateway.billing.render import (
+    DocumentLine,
+    InvoiceDocument,
+    PartyDetails,
+    TaxSummary,
+    customer_details,
+)
+from gateway.billing.service import Issuer
+from gateway.billing.service import customer_details as customer_snapshot
+from gateway.customers.models import Customer
+
+_ADDRESS_FIELDS = ("address_line1", "address_line2", "address_city", "address_postal_code", "address_region")
+
+
+def _issuer_party(data: dict[str, Any]) -> PartyDetails:
+    address = tuple(line.strip() for line in str(data.get("address") or "").splitlines() if line.strip())
+    vat = data.get("vat_id")
+    return PartyDetails(
+        name=str(data.get("name") or ""),
+        address=address,
+        email=data.get("email"),
+        tax_ids=(f"VAT {vat}",) if vat else (),
+    )
+
+
+def _customer_party(data: dict[str, Any]) -> PartyDetails:
+    view = SimpleNamespace(
+        name=data.get("name") or "",
+        email=data.get("email"),
+        country=data.get("country"),
+        tax_ids=data.get("tax_ids") or [],
+        **{field: data.get(field) for field in _ADDRESS_FIELDS},
+    )
+    return customer_details(view)
+
+
+def document_of(
+    invoice: Invoice, lines: Sequence[InvoiceLine], customer: Customer, issuer: Issuer
+) -> InvoiceDocument:
+    finalised = invoice.finalized_at is not None
+    issuer_data = invoice.issuer if finalised and invoice.issuer else issuer.as_dict()
+    customer_data = (
+        invoice.customer_details if finalised and invoice.customer_details else customer_snapshot(customer)
+    )
+    percent = invoice.tax_percent
+    doc_lines = [
+        DocumentLine(
+            description=line.description,
+            amount=line.amount,
+            quantity=line.quantity if line.quantity is not None else 1,
+            unit_amount=line.unit_amount,
+            period_start=line.period_start.date() if line.period_start else None,
+            period_end=line.period_end.date() if line.period_end else None,
+            discount=line.discount_amount,
+            tax_label=invoice.tax_label,
+            tax_percent=percent,
+            tax_amount=line.tax_amount,
+        )
+        for line in lines
+    ]
+    breakdown: tuple[TaxSummary, ...] = ()
+    if percent is not None:
+        breakdown = (
+            TaxSummary(
+                label=invoice.tax_label or "Tax",
+                percent=percent,
+                taxable_amount=sum(line.net_amount for line in lines)
+                - (invoice.tax_total if invoice.tax_inclusive else 0),
+                tax_amount=invoice.tax_total,
+                inclusive=invoice.tax_inclusive,
+            ),
+        )
+    return InvoiceDocument(
+        issuer=_issuer_party(issuer_data),
+        customer=_customer_party(customer_data),
+        number=invoice.number,
+        status=invoice.status,
+        currency=invoice.currency,
+        lines=doc_lines,
+        subtotal=invoice.subtotal,
+        total=invoice.total,
+        amount_due=invoice.amount_remaining if finalised else invoice.amount_due,
+        discount_total=invoice.discount_total,
+        tax_total=invoice.tax_total,
+        credit_applied=invoice.credit_applied,
+        amount_paid=invoice.amount_paid,
+        issued_at=invoice.finalized_at.date() if invoice.finalized_at else None,
+        due_at=invoice.due_date.date() if invoice.due_date else None,
+        period_start=invoice.period_start.date() if invoice.period_start else None,
+        period_end=invoice.period_end.date() if invoice.period_end else None,
+        tax_breakdown=breakdown,
+        legal_mentions=tuple(invoice.legal_mentions or ()),
+        notes=invoice.description,
+        invoice_id=invoice.id,
+    )

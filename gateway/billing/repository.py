@@ -1,0 +1,245 @@
+"""All billing SQL. Tenant-owned queries filter by `tenant_id` when a scope is given."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.billing.models import (
+    BalanceTransaction,
+    CreditGrant,
+    CreditNote,
+    Discount,
+    Invoice,
+    InvoiceItem,
+    InvoiceLine,
+    NumberSequence,
+    PeriodUsage,
+)
+
+
+class BillingRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, row: object) -> None:
+        self.session.add(row)
+
+    def add_all(self, rows: Sequence[object]) -> None:
+        self.session.add_all(rows)
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+    # -- invoices --------------------------------------------------------------------------------
+    async def get_invoice(
+        self, invoice_id: str, *, scope: str | None, for_update: bool = False
+    ) -> Invoice | None:
+        query = select(Invoice).where(Invoice.id == invoice_id)
+        if scope is not None:
+            query = query.where(Invoice.tenant_id == scope)
+        if for_update:
+            query = query.with_for_update()
+        return (await self.session.scalars(query)).first()
+
+    async def invoice_by_period_key(self, key: str) -> Invoice | None:
+        return (await self.session.scalars(select(Invoice).where(Invoice.period_key == key))).first()
+
+    async def list_invoices(
+        self,
+        *,
+        after: str | None,
+        limit: int,
+        scope: str | None,
+        customer_id: str | None = None,
+        subscription_id: str | None = None,
+        status: str | None = None,
+    ) -> Sequence[Invoice]:
+        query = select(Invoice).order_by(Invoice.id).limit(limit + 1)
+        if after:
+            query = query.where(Invoice.id > after)
+        if scope is not None:
+            query = query.where(Invoice.tenant_id == scope)
+        if customer_id:
+            query = query.where(Invoice.tenant_id == customer_id)
+        if subscription_id:
+            query = query.where(Invoice.subscription_id == subscription_id)
+        if status:
+            query = query.where(Invoice.status == status)
+        return (await self.session.scalars(query)).all()
+
+    async def lines(self, invoice_id: str) -> Sequence[InvoiceLine]:
+        query = select(InvoiceLine).where(InvoiceLine.invoice_id == invoice_id).order_by(InvoiceLine.position)
+        return (await self.session.scalars(query)).all()
+
+    async def lines_of(self, invoice_ids: Sequence[str]) -> Sequence[InvoiceLine]:
+        if not invoice_ids:
+            return []
+        query = (
+            select(InvoiceLine)
+            .where(InvoiceLine.invoice_id.in_(invoice_ids))
+            .order_by(InvoiceLine.invoice_id, InvoiceLine.position)
+        )
+        return (await self.session.scalars(query)).all()
+
+    async def has_finalized_invoice(self, tenant_id: str) -> bool:
+        query = select(
+            exists().where(
+                Invoice.tenant_id == tenant_id, Invoice.finalized_at.is_not(None), Invoice.total > 0
+            )
+        )
+        return bool(await self.session.scalar(query))
+
+    # -- numbering -------------------------------------------------------------------------------
+    async def next_number(self, name: str) -> int:
+        """Take the next number of a gapless sequence. The UPDATE locks the row until commit, so
+        concurrent finalisations queue behind each other and a rollback hands the number back."""
+        take = (
+            update(NumberSequence)
+            .where(NumberSequence.name == name)
+            .values(last_value=NumberSequence.last_value + 1)
+            .returning(NumberSequence.last_value)
+            .execution_options(synchronize_session=False)
+        )
+        value = (await self.session.execute(take)).scalar_one_or_none()
+        if value is None:
+            dialect = self.session.get_bind().dialect.name
+            insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            await self.session.execute(
+                insert(NumberSequence).values(name=name, last_value=0).on_conflict_do_nothing()
+            )
+            value = (await self.session.execute(take)).scalar_one()
+        return int(value)
+
+    # -- pending items ---------------------------------------------------------------------------
+    async def pending_items(
+        self, tenant_id: str, currency: str, *, subscription_id: str | None = None
+    ) -> Sequence[InvoiceItem]:
+        """Items no invoice has taken yet: the subscription's own, plus the customer's loose ones."""
+        query = select(InvoiceItem).where(
+            InvoiceItem.tenant_id == tenant_id,
+            InvoiceItem.currency == currency,
+            InvoiceItem.invoice_id.is_(None),
+            InvoiceItem.deleted_at.is_(None),
+        )
+        if subscription_id is not None:
+            query = query.where(
+                or_(InvoiceItem.subscription_id == subscription_id, InvoiceItem.subscription_id.is_(None))
+            )
+        return (await self.session.scalars(query.order_by(InvoiceItem.created_at, InvoiceItem.id))).all()
+
+    async def get_item(self, item_id: str, *, scope: str | None) -> InvoiceItem | None:
+        query = select(InvoiceItem).where(InvoiceItem.id == item_id)
+        if scope is not None:
+            query = query.where(InvoiceItem.tenant_id == scope)
+        return (await self.session.scalars(query)).first()
+
+    async def list_items(
+        self,
+        *,
+        after: str | None,
+        limit: int,
+        scope: str | None,
+        customer_id: str | None,
+        pending: bool | None,
+    ) -> Sequence[InvoiceItem]:
+        query = (
+            select(InvoiceItem)
+            .where(InvoiceItem.deleted_at.is_(None))
+            .order_by(InvoiceItem.id)
+            .limit(limit + 1)
+        )
+        if after:
+            query = query.where(InvoiceItem.id > after)
+        if scope is not None:
+            query = query.where(InvoiceItem.tenant_id == scope)
+        if customer_id:
+            query = query.where(InvoiceItem.tenant_id == customer_id)
+        if pending is True:
+            query = query.where(InvoiceItem.invoice_id.is_(None))
+        elif pending is False:
+            query = query.where(InvoiceItem.invoice_id.is_not(None))
+        return (await self.session.scalars(query)).all()
+
+    # -- usage -----------------------------------------------------------------------------------
+    async def usage_for_period(self, subscription_id: str, period_start: datetime) -> Sequence[PeriodUsage]:
+        query = select(PeriodUsage).where(
+            PeriodUsage.subscription_id == subscription_id, PeriodUsage.period_start == period_start
+        )
+        return (await self.session.scalars(query.order_by(PeriodUsage.price_id))).all()
+
+    async def usage(self, subscription_id: str, price_id: str, period_start: datetime) -> PeriodUsage | None:
+        query = select(PeriodUsage).where(
+            PeriodUsage.subscription_id == subscription_id,
+            PeriodUsage.price_id == price_id,
+            PeriodUsage.period_start == period_start,
+        )
+        return (await self.session.scalars(query.with_for_update())).first()
+
+    # -- credit ----------------------------------------------------------------------------------
+    async def grants(self, tenant_id: str, *, currency: str | None = None) -> Sequence[CreditGrant]:
+        query = select(CreditGrant).where(CreditGrant.tenant_id == tenant_id, CreditGrant.voided_at.is_(None))
+        if currency:
+            query = query.where(CreditGrant.currency == currency)
+        # Locked: two invoices finalised at once must not both consume the same credit.
+        return (await self.session.scalars(query.order_by(CreditGrant.id).with_for_update())).all()
+
+    async def balance_transactions(
+        self, tenant_id: str, *, invoice_id: str | None = None
+    ) -> Sequence[BalanceTransaction]:
+        query = select(BalanceTransaction).where(BalanceTransaction.tenant_id == tenant_id)
+        if invoice_id:
+            query = query.where(BalanceTransaction.invoice_id == invoice_id)
+        return (await self.session.scalars(query.order_by(BalanceTransaction.id))).all()
+
+    async def get_grant(self, grant_id: str) -> CreditGrant | None:
+        return await self.session.get(CreditGrant, grant_id)
+
+    # -- discounts -------------------------------------------------------------------------------
+    async def discounts(self, tenant_id: str, subscription_id: str | None) -> Sequence[Discount]:
+        """Active discounts of a subscription plus the customer-wide ones, oldest first."""
+        owner: ColumnElement[bool] = Discount.subscription_id.is_(None)
+        if subscription_id is not None:
+            owner = or_(owner, Discount.subscription_id == subscription_id)
+        query = select(Discount).where(Discount.tenant_id == tenant_id, Discount.ended_at.is_(None), owner)
+        return (await self.session.scalars(query.order_by(Discount.created_at, Discount.id))).all()
+
+    async def get_discount(self, discount_id: str, *, scope: str | None) -> Discount | None:
+        query = select(Discount).where(Discount.id == discount_id)
+        if scope is not None:
+            query = query.where(Discount.tenant_id == scope)
+        return (await self.session.scalars(query)).first()
+
+    # -- credit notes ----------------------------------------------------------------------------
+    async def credit_notes_of(self, invoice_id: str) -> Sequence[CreditNote]:
+        query = select(CreditNote).where(CreditNote.invoice_id == invoice_id)
+        return (await self.session.scalars(query.order_by(CreditNote.created_at, CreditNote.id))).all()
+
+    async def credited_total(self, invoice_id: str) -> int:
+        query = select(func.coalesce(func.sum(CreditNote.total), 0)).where(
+            CreditNote.invoice_id == invoice_id, CreditNote.status == "issued"
+        )
+        return int(await self.session.scalar(query) or 0)
+
+    async def get_credit_note(self, credit_note_id: str, *, scope: str | None) -> CreditNote | None:
+        query = select(CreditNote).where(CreditNote.id == credit_note_id)
+        if scope is not None:
+            query = query.where(CreditNote.tenant_id == scope)
+        return (await self.session.scalars(query)).first()
+
+    async def list_credit_notes(
+        self, *, after: str | None, limit: int, scope: str | None, invoice_id: str | None
+    ) -> Sequence[CreditNote]:
+        query = select(CreditNote).order_by(CreditNote.id).limit(limit + 1)
+        if after:
+            query = query.where(CreditNote.id > after)
+        if scope is not None:
+            query = query.where(CreditNote.tenant_id == scope)
+        if invoice_id:
+            query = query.where(CreditNote.invoice_id == invoice_id)
+        return (await self.session.scalars(query)).all()

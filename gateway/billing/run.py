@@ -1,0 +1,57 @@
+"""The billing run: renew every due subscription and invoice it, in batches, one transaction each.
+
+Idempotent and concurrency-safe by construction, not by care:
+- each batch claims its subscriptions with `FOR UPDATE SKIP LOCKED` (PostgreSQL), so two workers never
+  hold the same subscription and never wait for each other;
+- a renewal, its invoice and its outbox events commit together, and moving a subscription moves its
+  `next_action_at` past now, so a committed subscription is no longer due;
+- a crash rolls back the batch in flight; the rerun finds those subscriptions still due;
+- `invoices.period_key` is unique per subscription period: whatever else goes wrong, a period cannot be
+  invoiced twice.
+The same function runs from the in-process scheduler (embedded), `tiergate worker` (saq cron in
+production) and `tiergate billing-run` (once, by hand).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.billing.wiring import BillingConfig, billed_subscriptions
+from gateway.db.session import Database
+from gateway.kernel.clock import Clock
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    subscriptions: int  # subscriptions that had a step due
+    steps: int  # steps applied (renewals, trial ends, scheduled changes, cancellations)
+    batches: int
+    seconds: float
+
+
+async def billing_run(
+    db: Database,
+    clock: Clock,
+    config: BillingConfig,
+    *,
+    batch_size: int = 200,
+    at: datetime | None = None,
+    max_batches: int | None = None,
+) -> RunResult:
+    """Apply every wall-clock subscription step due by `at` (default: now). Test-clock subscriptions
+    move only when their clock is advanced."""
+    started = time.perf_counter()
+    at = at or clock.now()
+    subscriptions = steps = batches = 0
+    while max_batches is None or batches < max_batches:
+        async with db.unit_of_work() as session:
+            service = billed_subscriptions(session, clock, config)
+            claimed, applied = await service.advance_batch(at, limit=batch_size)
+        if not claimed:
+            break
+        subscriptions += claimed
+        steps += applied
+        batches += 1
+    return RunResult(subscriptions, steps, batches, time.perf_counter() - started)
