@@ -100,7 +100,10 @@ async def handle_event(session: AsyncSession, event: OutboxEvent) -> None:
         user = await session.scalar(
             select(memberships.c.user_id).where(memberships.c.id == event.aggregate_id)
         )
-    actor = data.get("actor") or (f"author:{data['author']}" if data.get("author") else SYSTEM)
+    author = data.get("author")
+    if isinstance(author, str) and author.startswith("key_"):
+        author = key_actor(author)  # policy edits name the API key that published them
+    actor = data.get("actor") or (author if author else SYSTEM)
     await record(
         session,
         action=action,

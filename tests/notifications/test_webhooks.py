@@ -39,7 +39,8 @@ async def test_fails_twice_then_delivered_once_with_backoff(
         )
         assert endpoint["secret"].startswith("whsec_")
         receiver.secret = endpoint["secret"]
-        customer = (await api.post("/v1/customers", {"name": "Hooked", "email": "a@hooked.example", "currency": "USD"}))["id"]
+        body = {"name": "Hooked", "email": "a@hooked.example", "currency": "USD"}
+        customer = (await api.post("/v1/customers", body))["id"]
         await api.post("/v1/subscriptions", {"customer": customer, "price": "basic_monthly"})
 
         await settle(api, app)  # relay + first attempt: 500
@@ -108,8 +109,11 @@ async def test_event_selection_tenancy_and_lifecycle_events(
 ) -> None:
     receiver = Receiver()
     with ReceiverServer(receiver) as server:
-        mine = (await api.post("/v1/customers", {"name": "Mine", "email": "boss@mine.example", "currency": "USD"}))["id"]
-        theirs = (await api.post("/v1/customers", {"name": "Theirs", "email": "boss@theirs.example", "currency": "USD"}))["id"]
+        mine = (
+            await api.post("/v1/customers", {"name": "Mine", "email": "b@mine.example", "currency": "USD"})
+        )["id"]
+        body = {"name": "Theirs", "email": "b@theirs.example", "currency": "USD"}
+        theirs = (await api.post("/v1/customers", body))["id"]
         key = await api.post(
             "/v1/api_keys", {"name": "hooks", "scopes": ["webhooks:write"], "customer": mine}
         )

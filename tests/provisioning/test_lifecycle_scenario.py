@@ -139,7 +139,9 @@ async def test_create_upgrade_downgrade_cancel(
 async def test_pause_revokes_and_resume_restores(
     api: Api, app: Litestar, clock: FrozenClock, demo: Any
 ) -> None:
-    customer = (await api.post("/v1/customers", {"name": "Pausy", "email": "boss@pausy.example", "currency": "USD"}))["id"]
+    customer = (
+        await api.post("/v1/customers", {"name": "Pausy", "email": "boss@pausy.example", "currency": "USD"})
+    )["id"]
     sub = (await api.post("/v1/subscriptions", {"customer": customer, "price": "basic_monthly"}))["id"]
     key = await api.post("/v1/api_keys", {"name": "k", "scopes": ["customers:read"], "customer": customer})
     # A key the tenant revoked by hand before must stay revoked after a restore.
