@@ -33,6 +33,8 @@ from gateway.web.schemas import changes_of
 READ = {"scope": "sso:read"}
 WRITE = {"scope": "sso:write"}
 SESSION_COOKIE = "tg_session"
+# Binds a started sign-in to the browser that started it; sent back only to the callback.
+LOGIN_COOKIE = "tg_sso_login"
 
 
 def sso_settings(state: State) -> SsoSettings:
@@ -222,8 +224,21 @@ class SsoBrowserController(Controller):
     ) -> Response[Any]:
         if not email and not tenant:
             return _page("Sign in", LOGIN_FORM)
-        url = await signing_in.begin(email=email, tenant=tenant)
-        return Redirect(url, status_code=302, headers={"Cache-Control": "no-store"})
+        started = await signing_in.begin(email=email, tenant=tenant)
+        settings = signing_in.settings
+        response: Response[Any] = Redirect(
+            started.authorization_url, status_code=302, headers={"Cache-Control": "no-store"}
+        )
+        response.set_cookie(
+            key=LOGIN_COOKIE,
+            value=started.binding,
+            path="/sso/callback",
+            httponly=True,
+            samesite="lax",  # a top-level redirect back from the IdP carries it; cross-site posts do not
+            secure=settings.public_url.startswith("https://"),
+            max_age=settings.login_ttl_seconds,
+        )
+        return response
 
     @get("/callback", summary="Where the IdP sends the browser back (authorization code response)")
     async def callback(
@@ -236,12 +251,15 @@ class SsoBrowserController(Controller):
         iss: Param = None,
         error: Param = None,
     ) -> Response[Any]:
-        done = await signing_in.complete(state=oauth_state, code=code, iss=iss, error=error)
+        done = await signing_in.complete(
+            state=oauth_state, code=code, iss=iss, error=error, binding=request.cookies.get(LOGIN_COOKIE)
+        )
         if done.provisioned:
             # A new membership: other replicas' indexes should not wait for their next poll.
             await request.app.state.notifier.changed()
         settings = signing_in.settings
         response: Response[Any] = Redirect("/sso/me", status_code=303, headers={"Cache-Control": "no-store"})
+        response.delete_cookie(LOGIN_COOKIE, path="/sso/callback")
         response.set_cookie(
             _cookie(
                 done.session_id,

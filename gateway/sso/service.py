@@ -8,13 +8,17 @@ tenant controls, may create members just in time.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from gateway.customers import CustomerService
 from gateway.db.session import Database
+from gateway.entitlements.engine import Engine
 from gateway.entitlements.service import CheckService
 from gateway.identity.sessions import Session, SessionStore
 from gateway.identity.tokens import TokenSigner
@@ -209,6 +213,12 @@ class SsoSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LoginStart:
+    authorization_url: str
+    binding: str  # the browser-binding cookie's value
+
+
+@dataclass(frozen=True, slots=True)
 class SignedIn:
     session_id: str
     user_id: str
@@ -262,7 +272,7 @@ class SignInService:
         self.settings = settings
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> Engine:
         return self.checks.engine
 
     async def _route(self, email: str | None, tenant: str | None) -> SsoConnection:
@@ -286,16 +296,18 @@ class SignInService:
                 raise NoSsoRoute("no single sign-on is set up for this organisation")
             return platform
 
-    async def begin(self, *, email: str | None, tenant: str | None) -> str:
-        """Route to a connection and return the IdP authorization URL to redirect the browser to. The
-        state, nonce and PKCE verifier stay here, keyed by the state."""
+    async def begin(self, *, email: str | None, tenant: str | None) -> LoginStart:
+        """Route to a connection; returns the IdP authorization URL to redirect the browser to, and the
+        browser binding to set as a cookie. The state, nonce and PKCE verifier stay here, keyed by the state;
+        the binding's hash goes with them, so the callback is accepted only from the browser that started
+        (login CSRF: an attacker cannot make a victim finish the attacker's sign-in)."""
         if not email and not tenant:
             raise ValidationFailed("give your e-mail address or your organisation", field="email")
         connection = await self._route(email, tenant)
         if connection.tenant_id is not None:
             await require_sso_feature(self.checks, connection.tenant_id)
         provider = await provider_for(self.oidc, connection)
-        state, nonce, pkce = new_state(), new_nonce(), new_pkce()
+        state, nonce, pkce, binding = new_state(), new_nonce(), new_pkce(), new_state()
         await self.pending.put(
             state,
             {
@@ -303,6 +315,7 @@ class SignInService:
                 "nonce": nonce,
                 "verifier": pkce.verifier,
                 "tenant": connection.tenant_id or tenant,
+                "binding": _digest(binding),
             },
             self.settings.login_ttl_seconds,
         )
@@ -313,10 +326,18 @@ class SignInService:
             nonce=nonce,
             code_challenge=pkce.challenge,
         )
-        return url + ("&" + _q("login_hint", email) if email else "")
+        if email:
+            url += "&" + urlencode({"login_hint": email})
+        return LoginStart(url, binding)
 
     async def complete(
-        self, *, state: str | None, code: str | None, iss: str | None, error: str | None = None
+        self,
+        *,
+        state: str | None,
+        code: str | None,
+        iss: str | None,
+        error: str | None = None,
+        binding: str | None = None,
     ) -> SignedIn:
         """The callback. Every check runs before anything is written: a failed one creates nothing."""
         pending = await self.pending.take(state) if state else None
@@ -324,6 +345,8 @@ class SignInService:
             raise SignInFailed(
                 "this sign-in was not started here, has expired or was already used", code="state_mismatch"
             )
+        if not binding or not hmac.compare_digest(_digest(binding), str(pending.get("binding"))):
+            raise SignInFailed("this sign-in was started in another browser", code="browser_mismatch")
         async with self.db.unit_of_work() as session:
             connection = await SsoRepository(session).get(pending["connection"], scope=None)
         if connection is None or not connection.enabled:
@@ -513,7 +536,5 @@ class SignInService:
         )
 
 
-def _q(name: str, value: str) -> str:
-    from urllib.parse import quote
-
-    return f"{name}={quote(value, safe='')}"
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()

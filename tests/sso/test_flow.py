@@ -437,3 +437,18 @@ def test_concurrent_first_sign_ins_never_exceed_the_seats(sso_stack: Stack, doma
     assert statuses == [303, 403, 403, 403], [a.text for a in answers]
     assert {a.json()["code"] for a in answers if a.status_code == 403} == {"seat_limit_reached"}
     assert len([m for m in admin.members(tenant) if m["status"] == "active"]) == 2
+
+
+def test_a_callback_opened_in_another_browser_is_refused(
+    sso_stack: Stack, browser: Browser, domain: str, tenant_with_idp: str
+) -> None:
+    # Login CSRF: the attacker signs in with their own account and makes the victim's browser finish it.
+    attacker = Browser(sso_stack.tiergate.url)
+    try:
+        email = f"attacker@{domain}"
+        callback = attacker.authorize(attacker.start(email=email), email)
+    finally:
+        attacker.close()
+    victim = browser.client.get(callback, headers={"Accept": "application/json"})
+    _refused(sso_stack, victim, "browser_mismatch", email, tenant_with_idp)
+    assert browser.get("/sso/session").status_code == 401

@@ -4,10 +4,12 @@ either ends it everywhere."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import pytest
 
 from tests.sso.conftest import Stack
@@ -40,6 +42,18 @@ def replicas(sso_stack: Stack) -> Iterator[tuple[Tiergate, Tiergate]]:
         first.stop()
 
 
+def caught_up(stack: Stack, *replicas: Tiergate) -> None:
+    """Each replica's engine tails the shared outbox on its own (poll, or a Redis nudge): wait for it."""
+    target = httpx.get(f"{stack.tiergate.url}/health").json()["index_version"]
+    for replica in replicas:
+        for _ in range(400):
+            if httpx.get(f"{replica.url}/health").json()["index_version"] >= target:
+                break
+            time.sleep(0.025)
+        else:
+            raise AssertionError(f"{replica.url} did not reach index version {target}")
+
+
 def on(replica: Tiergate, url: str) -> str:
     """The same request, delivered by the load balancer to `replica`."""
     target = urlsplit(replica.url)
@@ -51,6 +65,7 @@ def test_a_sign_in_spans_replicas(sso_stack: Stack, replicas: tuple[Tiergate, Ti
     admin = sso_stack.admin
     tenant = admin.tenant("enterprise_monthly", default_role="editor")
     admin.connection(tenant, sso_stack.idp.issuer, [domain])
+    caught_up(sso_stack, first, second)
     browser = Browser(sso_stack.tiergate.url)  # the public address the IdP redirects to
     try:
         started = browser.client.get(f"{first.url}/sso/login", params={"email": f"rae@{domain}"})
