@@ -536,3 +536,57 @@ async def test_another_tenants_invoice_is_not_found(api: Api, demo: Any) -> None
     missing = await as_other.get(f"/v1/invoices/{invoice['id']}", expect=404)
     assert missing["code"] == "invoice_not_found"
     assert (await as_other.get("/v1/invoices"))["data"] == []
+
+
+# -- coupons -------------------------------------------------------------------------------------------
+async def test_twenty_percent_for_three_months_then_full_price(api: Api, demo: Any) -> None:
+    fifty = await plan(api, "fifty", amounts={"USD": {"unit_amount": 5000}})
+    coupon = await api.post(
+        "/v1/coupons", {"percent_off": 20, "duration": "repeating", "duration_in_months": 3}
+    )
+    clock, customer = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC))
+    await api.post("/v1/subscriptions", {"customer": customer, "price": fifty, "coupon": coupon["id"]})
+    await advance(api, clock, 2026, 5, 1)
+    invoices = await invoices_of(api, customer)
+    # Rule 18: $40, $40, $40, then $50.
+    assert [i["total"] for i in invoices] == [4000, 4000, 4000, 5000, 5000]
+    assert [i["discount_total"] for i in invoices] == [1000, 1000, 1000, 0, 0]
+    assert (await api.get(f"/v1/coupons/{coupon['id']}"))["times_redeemed"] == 1
+
+
+async def test_promotion_code_once_amount_off_and_its_restrictions(api: Api, demo: Any) -> None:
+    coupon = await api.post("/v1/coupons", {"amount_off": 500, "currency": "USD", "duration": "once"})
+    await api.post(
+        "/v1/promotion_codes",
+        {"coupon": coupon["id"], "code": "welcome", "restrictions": {"first_time_transaction": True}},
+    )
+    clock, customer = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC))
+    await api.post(
+        "/v1/subscriptions", {"customer": customer, "price": "basic_monthly", "promotion_code": "WELCOME"}
+    )
+    await advance(api, clock, 2026, 2, 1)
+    assert [i["total"] for i in await invoices_of(api, customer)] == [400, 900]  # once: the first invoice
+
+    # A customer that has been invoiced before is refused, and nothing is created.
+    refused = await api.post(
+        f"/v1/subscriptions/{(await invoices_of(api, customer))[0]['subscription']}/discounts",
+        {"promotion_code": "welcome"},
+        expect=409,
+    )
+    assert refused["code"] == "not_first_time_customer"
+    missing = await api.post(
+        "/v1/subscriptions",
+        {"customer": (await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC)))[1], "price": "basic_monthly",
+         "coupon": "nope"},
+        expect=404,
+    )
+    assert missing["code"] == "coupon_not_found"
+
+
+async def test_amount_off_never_takes_an_invoice_below_zero(api: Api, demo: Any) -> None:
+    coupon = await api.post("/v1/coupons", {"amount_off": 5000, "currency": "USD", "duration": "forever"})
+    clock, customer = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC))
+    await api.post("/v1/subscriptions", {"customer": customer, "price": "basic_monthly", "coupon": coupon["id"]})
+    invoice = (await invoices_of(api, customer))[0]
+    assert (invoice["subtotal"], invoice["discount_total"], invoice["total"]) == (900, 900, 0)
+    assert invoice["status"] == "paid"  # nothing to collect
