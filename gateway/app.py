@@ -172,7 +172,10 @@ def create_app(
             app.state.signer = await keys.signer(settings.token_issuer)
         await engine.rebuild()
         tasks = [asyncio.create_task(engine.run()), asyncio.create_task(notifier.listen())]
-        await revocations.load()
+        try:
+            await revocations.load()
+        except Exception:  # e.g. a database not migrated yet: the list's own loop keeps trying
+            log.exception("revocation list not loaded at start-up; retrying in the background")
         engine.on_synced.append(revocations.nudge)
         tasks.append(asyncio.create_task(revocations.run()))
         wiring = Wiring.from_settings(

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from gateway.db.base import Base
 from gateway.db.outbox import record_event
 from gateway.kernel.clock import Clock
-from gateway.kernel.errors import Conflict, DomainError, ValidationFailed
+from gateway.kernel.errors import Conflict, ValidationFailed
 from gateway.kernel.events import DomainEvent
 from gateway.kernel.ids import new_id
 from gateway.kernel.pagination import Page
@@ -47,17 +47,18 @@ class Invite(Base):
     membership_id: Mapped[str | None] = mapped_column(String(40))
 
 
-class InvalidInvite(DomainError):
+class InvalidInvite(ValidationFailed):
     """Unknown, altered or malformed token. Deliberately one answer for all three."""
 
     code = "invite_invalid"
-    status = 400
     title = "Invitation is not valid"
 
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, field="token")
 
-class InviteExpired(DomainError):
+
+class InviteExpired(Conflict):
     code = "invite_expired"
-    status = 410
     title = "Invitation has expired"
 
 

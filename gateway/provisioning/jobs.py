@@ -25,7 +25,7 @@ from gateway.db.outbox import OutboxEvent
 from gateway.db.session import Database
 from gateway.kernel.clock import Clock
 from gateway.notifications import Consumer, DeliveryPolicy, Relay, WebhookSender, enqueue_handler, wants_event
-from gateway.provisioning.hooks import AccessHook
+from gateway.provisioning.hooks import AccessHook, discover_hooks
 from gateway.provisioning.service import Provisioner, ProvisioningSettings, sweep_past_due
 
 log = logging.getLogger("tiergate.jobs")
@@ -71,12 +71,20 @@ def consumers(clock: Clock, wiring: Wiring) -> list[Consumer]:
     ]
 
 
+def default_wiring(clock: Clock) -> Wiring:
+    """For a worker that has no app: settings from config/env, the SCIM hook if installed (sessions need
+    the app's store; a worker should pass a Wiring with a SessionsHook around its Redis store)."""
+    from gateway.config import load_settings
+
+    return Wiring.from_settings(load_settings(), hooks=discover_hooks(clock))
+
+
 async def relay_once(db: Database, clock: Clock, wiring: Wiring | None = None) -> int:
     """Job: hand every new outbox event to every consumer; returns (consumer, event) pairs handled.
 
     Provisioning writes events of its own (`customer.provisioned`, `access.revoked`, `member.updated`),
     so the pass repeats until nothing new turns up (bounded)."""
-    relay = Relay(db, clock, consumers(clock, wiring or Wiring()))
+    relay = Relay(db, clock, consumers(clock, wiring or default_wiring(clock)))
     total = 0
     for _ in range(5):
         handled = await relay.run_once()
@@ -88,13 +96,13 @@ async def relay_once(db: Database, clock: Clock, wiring: Wiring | None = None) -
 
 async def deliver_webhooks(db: Database, clock: Clock, wiring: Wiring | None = None) -> int:
     """Job: one attempt at every due webhook delivery; returns the attempts made."""
-    wiring = wiring or Wiring()
+    wiring = wiring or default_wiring(clock)
     return await WebhookSender(db, clock, wiring.delivery, client=wiring.http_client).deliver_due()
 
 
 async def tick(db: Database, clock: Clock, wiring: Wiring | None = None) -> int:
     """Everything once: relay, past-due sweep, relay again (the sweep's events), webhook attempts."""
-    wiring = wiring or Wiring()
+    wiring = wiring or default_wiring(clock)
     done = await relay_once(db, clock, wiring)
     revoked = await sweep_past_due(db, clock, wiring.provisioning, wiring.hooks, wiring.on_keys_disabled)
     if revoked:

@@ -68,11 +68,11 @@ async def test_tampered_expired_and_malformed_tokens(
     token = (await api.post(f"/v1/customers/{customer}/invites", {"email": "t@inv.example"}))["token"]
     last = "A" if token[-1] != "A" else "B"
     for bad in (token[:-1] + last, token.split(".")[0] + ".x", "inv_nothing.abc", "garbage"):
-        problem = await api.post("/v1/invites/accept", {"token": bad}, expect=400)
+        problem = await api.post("/v1/invites/accept", {"token": bad}, expect=422)
         assert problem["code"] == "invite_invalid"
     await api.post("/v1/invites/accept", {}, expect=422)
     clock.advance(timedelta(hours=48))
-    expired = await api.post("/v1/invites/accept", {"token": token}, expect=410)
+    expired = await api.post("/v1/invites/accept", {"token": token}, expect=409)
     assert expired["code"] == "invite_expired"
     assert await member_emails(api, customer) == ["owner@inv.example"]
 
@@ -102,7 +102,7 @@ async def test_tenant_scoping(api: Api, app: Litestar, demo: Any) -> None:
     outsider = api.as_key(key["secret"])
     await outsider.post(f"/v1/customers/{mine}/invites", {"email": "x@inv.example"}, expect=404)
     token = (await api.post(f"/v1/customers/{mine}/invites", {"email": "y@inv.example"}))["token"]
-    assert (await outsider.post("/v1/invites/accept", {"token": token}, expect=400))[
+    assert (await outsider.post("/v1/invites/accept", {"token": token}, expect=422))[
         "code"
     ] == "invite_invalid"
     reader = api.as_key(
