@@ -254,6 +254,10 @@ class SsoBrowserController(Controller):
         done = await signing_in.complete(
             state=oauth_state, code=code, iss=iss, error=error, binding=request.cookies.get(LOGIN_COOKIE)
         )
+        previous = request.cookies.get(SESSION_COOKIE)
+        if previous:
+            # A sign-in replaces whatever session this browser had (no fixation, no orphaned sessions).
+            await signing_in.sessions.delete(previous)
         if done.provisioned:
             # A new membership: other replicas' indexes should not wait for their next poll.
             await request.app.state.notifier.changed()

@@ -487,19 +487,22 @@ class SignInService:
         return found
 
     async def refresh(self, session_id: str | None) -> AccessToken:
-        """A new access token for a live session, from what the engine says now: a member removed or a
-        tenant that lost access (or lost SSO from its plan) ends the session instead."""
+        """A new access token for a live session, from what the engine says now. A member removed, a tenant
+        that lost access (or SSO from its plan), or a connection deleted or disabled ends the session."""
         current = await self.session(session_id)
         engine = self.engine
         roles = engine.roles_of(current.user_id, current.tenant_id)
-        connection_tenant = await self._connection_tenant(current)
+        async with self.db.unit_of_work() as session:
+            connection = await SsoRepository(session).get(str(current.data.get("connection")), scope=None)
         try:
+            if connection is None or not connection.enabled:
+                raise SessionMissing("the SSO connection was removed or disabled", code="connection_disabled")
             if not (roles.active or roles.inactive):
                 raise SessionMissing(
                     "this account is no longer a member of the organisation", code="membership_ended"
                 )
-            if connection_tenant is not None:
-                await require_sso_feature(self.checks, connection_tenant)
+            if connection.tenant_id is not None:
+                await require_sso_feature(self.checks, connection.tenant_id)
             elif not engine.has_access(current.tenant_id):
                 raise SessionMissing(
                     "this organisation has no active subscription", code="subscription_inactive"
@@ -508,11 +511,6 @@ class SignInService:
             await self.sessions.delete(current.id)
             raise
         return self._issue(current.user_id, current.tenant_id)
-
-    async def _connection_tenant(self, current: Session) -> str | None:
-        async with self.db.unit_of_work() as session:
-            connection = await SsoRepository(session).get(str(current.data.get("connection")), scope=None)
-        return connection.tenant_id if connection else current.tenant_id
 
     async def logout(self, session_id: str | None) -> str | None:
         """End the local session; returns the IdP's end-session URL (RP-initiated logout) when it has one."""

@@ -452,3 +452,39 @@ def test_a_callback_opened_in_another_browser_is_refused(
     victim = browser.client.get(callback, headers={"Accept": "application/json"})
     _refused(sso_stack, victim, "browser_mismatch", email, tenant_with_idp)
     assert browser.get("/sso/session").status_code == 401
+
+
+def test_disabling_a_connection_ends_its_sessions_at_refresh(
+    sso_stack: Stack, browser: Browser, domain: str
+) -> None:
+    admin = sso_stack.admin
+    tenant = admin.tenant("enterprise_monthly")
+    connection = admin.connection(tenant, sso_stack.idp.issuer, [domain])
+    assert browser.sign_in(f"quinn@{domain}", email=f"quinn@{domain}").status_code == 303
+    admin.call("PATCH", f"/v1/sso/connections/{connection['id']}", {"enabled": False}, expect=200)
+    ended = browser.client.post(
+        f"{sso_stack.tiergate.url}/sso/refresh", headers={"Accept": "application/json"}
+    )
+    assert ended.status_code == 401 and ended.json()["code"] == "connection_disabled"
+    assert browser.get("/sso/session").status_code == 401
+    refused = browser.get(
+        "/sso/login", params={"email": f"quinn@{domain}"}, headers={"Accept": "application/json"}
+    )
+    assert refused.status_code == 404 and refused.json()["code"] == "sso_no_connection"
+
+
+def test_signing_in_again_replaces_the_previous_session(
+    sso_stack: Stack, browser: Browser, domain: str
+) -> None:
+    admin = sso_stack.admin
+    tenant = admin.tenant("enterprise_monthly")
+    admin.connection(tenant, sso_stack.idp.issuer, [domain])
+    assert browser.sign_in(f"rob@{domain}", email=f"rob@{domain}").status_code == 303
+    first = browser.client.cookies["tg_session"]
+    assert browser.sign_in(f"rob@{domain}", email=f"rob@{domain}").status_code == 303
+    second = browser.client.cookies["tg_session"]
+    assert first != second
+    stale = httpx.get(f"{sso_stack.tiergate.url}/sso/session", cookies={"tg_session": first})
+    assert stale.status_code == 401
+    fresh = httpx.get(f"{sso_stack.tiergate.url}/sso/session", cookies={"tg_session": second})
+    assert fresh.status_code == 200 and fresh.json()["email"] == f"rob@{domain}"
