@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.billing.wiring import BillingConfig, billed_subscriptions
-from gateway.catalog import CatalogService, GrantInput
+from gateway.catalog import CatalogService, CouponService, GrantInput
 from gateway.catalog.repository import CatalogRepository
 from gateway.customers import CustomerService
 from gateway.customers.repository import CustomerRepository
 from gateway.identity.service import ApiKeyService
 from gateway.kernel.clock import Clock
+from gateway.taxes.service import TaxService
 
 FEATURES = [
     ("projects", "Projects", "gauge", "projects"),
@@ -168,6 +169,27 @@ DEMO_CUSTOMERS = [
 ]
 
 
+# VAT rates of the demo issuer's market (exclusive: added on top of the prices).
+DEMO_TAX_RATES = [("IE", "VAT", "23"), ("DE", "MwSt.", "19"), ("FR", "TVA", "20")]
+
+
+async def seed_billing(session: AsyncSession, clock: Clock) -> None:
+    """Tax rates and a launch offer: coupon `launch20` (20 % off for 3 months) behind the promotion
+    code LAUNCH, for first-time customers."""
+    taxes = TaxService(session, clock)
+    for country, name, percent in DEMO_TAX_RATES:
+        await taxes.create_rate(display_name=name, country=country, percent=percent)
+    coupons = CouponService(CatalogRepository(session), clock)
+    await coupons.create_coupon(
+        id="launch20",
+        name="Launch offer",
+        percent_off="20",
+        duration="repeating",
+        duration_in_months=3,
+    )
+    await coupons.create_promotion_code(coupon="launch20", code="LAUNCH", first_time_transaction=True)
+
+
 async def seed_demo(
     session: AsyncSession,
     clock: Clock,
@@ -185,6 +207,7 @@ async def seed_demo(
             await keys.ensure_bootstrap(api_key)
         return DemoResult(api_key=api_key, customers={}, created=False)
     await seed_catalog(session, clock)
+    await seed_billing(session, clock)
 
     created: dict[str, str] = {}
     for name, email, currency, country, price, trial in DEMO_CUSTOMERS:
