@@ -93,6 +93,7 @@ class SubscriptionController(Controller):
             metadata=data.metadata,
             coupon=data.coupon,
             promotion_code=data.promotion_code,
+            allow_repeat_trial=data.allow_repeat_trial,
             scope=principal.tenant_id,
         )
         return await _out(subscriptions, row)

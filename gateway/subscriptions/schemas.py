@@ -43,6 +43,8 @@ class SubscriptionCreate(Struct, forbid_unknown_fields=True):
     # A coupon id or a customer-facing promotion code, redeemed with the subscription (one of them).
     coupon: Code | None = None
     promotion_code: Code | None = None
+    # An admin's override of "one trial per customer per product" (billing-rules rule 17).
+    allow_repeat_trial: bool = False
 
 
 class PlanChange(Struct, forbid_unknown_fields=True):

@@ -158,6 +158,7 @@ class SubscriptionService:
         metadata: dict[str, Any] | None = None,
         coupon: str | None = None,
         promotion_code: str | None = None,
+        allow_repeat_trial: bool = False,
         scope: str | None = None,
     ) -> Subscription:
         if coupon and promotion_code:
@@ -183,7 +184,7 @@ class SubscriptionService:
             align = Alignment(alignment) if alignment else terms.alignment
         except ValueError:
             raise ValidationFailed(f"unknown alignment {alignment!r}", field="alignment") from None
-        days = await self._trial_days(customer, plan, trial_days)
+        days = await self._trial_days(customer, plan, trial_days, allow_repeat=allow_repeat_trial)
         plan_terms = await self.catalog.terms(plan.id)
 
         sub = Subscription(
@@ -246,7 +247,9 @@ class SubscriptionService:
             "price has several currencies and the customer none: say which with `currency`", field="currency"
         )
 
-    async def _trial_days(self, customer: Customer, plan: Plan, requested: int | None) -> int:
+    async def _trial_days(
+        self, customer: Customer, plan: Plan, requested: int | None, *, allow_repeat: bool = False
+    ) -> int:
         if requested is not None and not 0 <= requested <= MAX_TRIAL_DAYS:
             raise ValidationFailed(f"trial_days must be between 0 and {MAX_TRIAL_DAYS}", field="trial_days")
         days = plan.trial_days if requested is None else requested
@@ -254,7 +257,7 @@ class SubscriptionService:
             return 0
         # One trial per customer per product (rule 17): silently none when the plan's default would
         # give a second one, refused when a second trial is asked for explicitly.
-        if await self.repo.had_trial(customer.id, plan.product_id):
+        if not allow_repeat and await self.repo.had_trial(customer.id, plan.product_id):
             if requested is not None:
                 raise Conflict(
                     f"customer {customer.id} already had a trial of this product", code="trial_already_used"

@@ -590,3 +590,22 @@ async def test_amount_off_never_takes_an_invoice_below_zero(api: Api, demo: Any)
     invoice = (await invoices_of(api, customer))[0]
     assert (invoice["subtotal"], invoice["discount_total"], invoice["total"]) == (900, 900, 0)
     assert invoice["status"] == "paid"  # nothing to collect
+
+
+async def test_an_admin_can_grant_a_second_trial(api: Api, demo: Any) -> None:
+    clock, customer = await on_clock(api, datetime(2026, 3, 1, tzinfo=UTC))
+    first = await api.post(
+        "/v1/subscriptions", {"customer": customer, "price": "pro_monthly", "trial_end_behavior": "cancel"}
+    )
+    await advance(api, clock, 2026, 3, 16)
+    assert (await api.get(f"/v1/subscriptions/{first['id']}"))["status"] == "expired"
+    refused = await api.post(
+        "/v1/subscriptions", {"customer": customer, "price": "pro_monthly", "trial_days": 7}, expect=409
+    )
+    assert refused["code"] == "trial_already_used"
+    second = await api.post(
+        "/v1/subscriptions",
+        {"customer": customer, "price": "pro_monthly", "trial_days": 7, "allow_repeat_trial": True},
+    )
+    assert second["status"] == "trialing" and second["trial_end"].startswith("2026-03-23")
+    assert await invoices_of(api, customer) == []  # neither trial was billed
