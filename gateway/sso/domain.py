@@ -84,7 +84,15 @@ class SessionMissing(Unauthenticated):
 # -- configuration rules --------------------------------------------------------------------------------
 def check_url(value: str, field: str) -> str:
     """An IdP URL: https, or http only on a loopback host (a local IdP in development and tests)."""
-    parts = urlsplit(value)
+    # ASCII without spaces or controls (an international host is written in punycode): anything else is
+    # either a typo or an attempt to make two URLs look alike.
+    if not value.isascii() or not value.isprintable() or any(c.isspace() for c in value):
+        raise ValidationFailed(f"{field} must be a plain ASCII URL", field=field)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - parsing the port is what rejects "host:99999" and "host:x"
+    except ValueError:
+        raise ValidationFailed(f"{field} is not a valid URL", field=field) from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValidationFailed(f"{field} must be an absolute https URL", field=field)
     if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:

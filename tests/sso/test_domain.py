@@ -123,6 +123,18 @@ def test_idp_urls_are_https_except_on_loopback() -> None:
     ):
         with pytest.raises(ValidationFailed):
             check_url(bad, "issuer")
+    # Found by schemathesis: these made urlsplit raise (a 500) before they were refused.
+    for malformed in (
+        "https://\udabc\uddfa\u00af]x",
+        "https://[::1",
+        "https://acme.com:99999/",
+        "https://acme.com:x/",
+        "https://acme.com/a b",
+        "https://acme.com/\x1e",
+        "https://\u0430cme.com",
+    ):
+        with pytest.raises(ValidationFailed):
+            check_url(malformed, "issuer")
 
 
 @given(
