@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -239,6 +239,3 @@ def _header(token: str) -> dict[str, Any]:
     except (JoseError, ValueError, json.JSONDecodeError):
         raise SignInFailed("the ID token is not a compact JWS", code="id_token_malformed") from None
     return dict(header)
-
-
-Fetcher = Callable[[str], Awaitable[dict[str, Any]]]

@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from gateway.customers import CustomerService
 from gateway.db.session import Database
 from gateway.entitlements.engine import Engine
@@ -241,7 +243,8 @@ class AccessToken:
     plan: str | None
 
 
-CustomersFactory = Callable[[Any], CustomerService]
+# Builds the customers service on the sign-in's own unit of work (an AsyncSession).
+CustomersFactory = Callable[[AsyncSession], CustomerService]
 
 
 class SignInService:
