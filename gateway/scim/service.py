@@ -548,6 +548,8 @@ class ScimService:
         grant = entitlements.features.get(SEATS_FEATURE)
         if grant is None or grant.limit is None or grant.soft:
             return
+        # Two IdP requests racing for the last seat: the lock makes the second one count the first.
+        await self.repo.lock_tenant(tenant_id)
         used = await self.repo.count_active(tenant_id)
         if used + 1 > grant.limit:
             raise SeatLimitReached(

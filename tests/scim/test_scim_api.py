@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.conftest import Api
-from tests.scim.helpers import GROUP, USER, Scim, assert_scim_error, scim_tenant
+from tests.scim.helpers import GROUP, USER, Scim, assert_scim_error, scim_tenant, synced
 
 
 async def members(api: Api, customer: str, **params: Any) -> list[dict[str, Any]]:
@@ -228,3 +229,37 @@ async def test_malformed_requests_are_scim_400s_and_change_nothing(api: Api, dem
     emails = sorted(m["email"] for m in await members(api, customer))
     assert emails == ["ann@acme.example", "bob@acme.example"]
     assert (await scim.call("GET", f"/Users/{ann['id']}", expect=200))["userName"] == "ann@acme.example"
+
+
+async def test_concurrent_creations_fill_the_last_seat_exactly_once(api: Api, demo: Any) -> None:
+    customer, token = await scim_tenant(api, "basic_monthly")  # 1 seat
+    scim = Scim(api, token)
+
+    async def create(i: int) -> int:
+        body = {"schemas": [USER], "userName": f"racer{i}@acme.example"}
+        response = await scim.client.post(
+            "/scim/v2/Users", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        return response.status_code
+
+    statuses = sorted(await asyncio.gather(*(create(i) for i in range(6))))
+    assert statuses == [201, 403, 403, 403, 403, 403]
+    assert len(await members(api, customer)) == 1
+
+
+async def test_a_role_group_changes_what_the_gateway_decides(api: Api, demo: Any) -> None:
+    customer, token = await scim_tenant(api, "pro_monthly")
+    scim = Scim(api, token)
+    ann = await scim.create_user("ann@acme.example")
+    user = (await members(api, customer))[0]["user"]
+    ask = {"customer": customer, "user": user, "resource": "members", "action": "create"}
+    await synced(api)
+    denied = await api.post("/v1/check", ask, expect=200)
+    assert (denied["allowed"], denied["role"]) == (False, None)
+    group = await scim.create_group("Admins", [ann["id"]])
+    await synced(api)
+    allowed = await api.post("/v1/check", ask, expect=200)
+    assert (allowed["allowed"], allowed["role"]) == (True, "admin")
+    await scim.patch(f"/Groups/{group['id']}", {"op": "replace", "path": "members", "value": []})
+    await synced(api)
+    assert (await api.post("/v1/check", ask, expect=200))["allowed"] is False
