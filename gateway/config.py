@@ -80,6 +80,9 @@ class Settings:
     webhook_timeout_seconds: float = 10.0
     # Lifetime of a member invitation link.
     invite_ttl_hours: int = 72
+    # SCIM: IdP groups whose displayName is not a role name, mapped to a role ("Engineering=editor");
+    # asked before the convention that a group named like a role ("Admins") is that role.
+    scim_group_roles: tuple[str, ...] = ()
     # Environment only: a secret API key accepted with full scope (creates itself on first use).
     bootstrap_api_key: str = field(default="", repr=False)
     log_level: str = "INFO"

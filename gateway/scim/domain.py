@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 # WARNING: changing the prefix breaks nothing stored (only hashes are), but IdP admins recognise tokens by it.
 TOKEN_PREFIX = "tg_scim_"
@@ -34,8 +34,24 @@ def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def role_for_group(display_name: str, known_roles: Iterable[str]) -> str | None:
+def parse_group_roles(entries: Iterable[str]) -> dict[str, str]:
+    """The `scim_group_roles` setting: "Group Name=role" entries → {group name lower-cased: role}."""
+    mapping: dict[str, str] = {}
+    for entry in entries:
+        name, sep, role = entry.rpartition("=")
+        if not sep or not name.strip() or not _ROLE_RE.match(role.strip()):
+            raise ValueError(f"scim_group_roles entry {entry!r} is not 'Group Name=role'")
+        mapping[name.strip().lower()] = role.strip()
+    return mapping
+
+
+def role_for_group(
+    display_name: str, known_roles: Iterable[str], mapping: Mapping[str, str] | None = None
+) -> str | None:
     """The role a group stands for, or None for a plain group.
+
+    A configured mapping (`scim_group_roles`: "Engineering=editor") is asked first, by the displayName
+    lower-cased; a mapped role the policy does not know is no role.
 
     A group's displayName names a role when, lower-cased, without a leading "Tiergate " and without a
     plural "s", it is a role the policy knows (a catalog role or one of the tenant's custom roles):
@@ -43,6 +59,9 @@ def role_for_group(display_name: str, known_roles: Iterable[str]) -> str | None:
     carries no role.
     """
     known = set(known_roles)
+    mapped = (mapping or {}).get(display_name.strip().lower())
+    if mapped is not None:
+        return mapped if mapped in known else None
     name = _GROUP_PREFIX_RE.sub("", display_name.strip()).lower().replace(" ", "_")
     for candidate in (name, name[:-1] if name.endswith("s") else None):
         if candidate and _ROLE_RE.match(candidate) and candidate in known:

@@ -40,6 +40,7 @@ from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import Conflict, DomainError
 from gateway.scim import resources as r
+from gateway.scim.domain import parse_group_roles
 from gateway.scim.models import ScimToken as ScimTokenRow
 from gateway.scim.service import ListResult, ScimCaller, ScimService, ScimTokenService
 from gateway.web.deps import ListParams
@@ -226,7 +227,12 @@ def provide_scim(
     request: Request[Any, Any, Any], session: NamedDependency[AsyncSession], clock: NamedDependency[Clock]
 ) -> ScimService:
     base = str(request.base_url).rstrip("/") + PREFIX
-    return ScimService(session, clock, request.app.state.engine, base)
+    state = request.app.state
+    mapping = state.get("scim_group_roles")
+    if mapping is None:
+        entries = getattr(state.get("settings"), "scim_group_roles", ())
+        mapping = state["scim_group_roles"] = parse_group_roles(entries)
+    return ScimService(session, clock, state.engine, base, mapping)
 
 
 def _query(request: Request[Any, Any, Any]) -> dict[str, str]:

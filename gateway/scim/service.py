@@ -12,7 +12,7 @@ Error responses. Raising (never returning an error) is what rolls the request's 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -168,7 +168,14 @@ def _iso(at: datetime) -> str:
 
 
 class ScimService:
-    def __init__(self, session: AsyncSession, clock: Clock, engine: Engine, base_url: str) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        clock: Clock,
+        engine: Engine,
+        base_url: str,
+        group_roles: Mapping[str, str] | None = None,
+    ) -> None:
         self.repo = ScimRepository(session)
         self.customers = CustomerService(CustomerRepository(session), clock)
         self.policies = PolicyService(session, clock)
@@ -176,6 +183,8 @@ class ScimService:
         self.engine = engine
         self.base_url = base_url.rstrip("/")
         self._policy: PolicySnapshot | None = None
+        # Configured displayName → role (`domain.parse_group_roles`), asked before the naming convention.
+        self.group_roles = dict(group_roles or {})
 
     # -- reading ---------------------------------------------------------------------------------
     def location(self, endpoint: str, resource_id: str) -> str:
@@ -495,7 +504,7 @@ class ScimService:
         return roles
 
     async def _role_of(self, tenant_id: str, display_name: str) -> str | None:
-        return domain.role_for_group(display_name, await self._known_roles(tenant_id))
+        return domain.role_for_group(display_name, await self._known_roles(tenant_id), self.group_roles)
 
     async def allowed_roles(self, tenant_id: str) -> frozenset[str]:
         """The roles the tenant's tier lets its members use, asked of the published policy."""
@@ -525,7 +534,7 @@ class ScimService:
             roles = [
                 r
                 for g in groups.get(membership.id, [])
-                if (r := domain.role_for_group(g.display_name, known))
+                if (r := domain.role_for_group(g.display_name, known, self.group_roles))
             ]
             role = domain.effective_role(roles, allowed, customer.default_role)
             if role != membership.role:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.db.session import Database
 from gateway.kernel.clock import FrozenClock
 from gateway.scim import ScimTokenService
-from gateway.scim.domain import ROLE_PRECEDENCE, effective_role, rank, role_for_group
+from gateway.scim.domain import ROLE_PRECEDENCE, effective_role, parse_group_roles, rank, role_for_group
 
 ROLES = st.sampled_from([*ROLE_PRECEDENCE, "auditor", "billing_clerk"])
 
@@ -65,3 +66,16 @@ async def test_deprovisioning_disables_tokens_and_reactivation_restores_only_tho
         assert (await tokens.authenticate(kept_secret)).tenant_id == tenant.id
         assert kept.disabled_at is None
         assert revoked.disabled_reason == "revoked"
+
+
+def test_configured_group_names_map_to_roles_before_the_convention() -> None:
+    mapping = parse_group_roles(["Engineering=editor", " IT Admins = admin", "Ghosts=phantom"])
+    assert mapping == {"engineering": "editor", "it admins": "admin", "ghosts": "phantom"}
+    known = {"owner", "admin", "editor", "viewer"}
+    assert role_for_group("ENGINEERING", known, mapping) == "editor"
+    assert role_for_group("IT Admins", known, mapping) == "admin"
+    assert role_for_group("Ghosts", known, mapping) is None  # a role the policy does not know
+    assert role_for_group("Viewers", known, mapping) == "viewer"  # the convention still applies
+    for bad in ("no-equals-sign", "=admin", "Group=Not A Role"):
+        with pytest.raises(ValueError, match="scim_group_roles"):
+            parse_group_roles([bad])
