@@ -136,17 +136,37 @@ class SubscriptionBilling:
         await self.invoice_period(sub, at, BillingReason.SUBSCRIPTION_CYCLE, from_at=from_at)
 
     async def _ended(self, sub: Subscription, at: datetime, data: dict[str, Any]) -> None:
-        if sub.current_period_start >= at or sub.activated_at is None:
+        """The last period: its metered usage in arrears; with `prorate`, a credit for the unused paid
+        time; with `invoice_now`, the pending items too. Billed at once when there is anything."""
+        was_running = data.get("previous_status") in {s.value for s in RUNNING_STATUSES}
+        if not was_running or sub.current_period_start >= at:
             return
-        usage = await self.usage_lines(sub, sub.current_period_start, at)
-        if not usage:
+        lines = await self.usage_lines(sub, sub.current_period_start, at)
+        if data.get("prorate") and at < sub.current_period_end:
+            for line in await self.advance_lines(sub, sub.current_period_start, sub.current_period_end):
+                unused = prorate(line.amount, sub.current_period_start, sub.current_period_end, at)
+                if unused.amount:
+                    lines.append(
+                        DraftLine(
+                            kind=LineKind.PRORATION,
+                            description=f"Unused time on {line.description.split(' (')[0]} after {at.date()}",
+                            amount=-unused,
+                            price_id=line.price_id,
+                            period_start=at,
+                            period_end=sub.current_period_end,
+                            proration=True,
+                        )
+                    )
+        if not lines and not data.get("invoice_now"):
             return
         customer = await self.customers.get(sub.tenant_id)
         pending, items = await self.invoices.pending_lines(customer, sub.currency, subscription_id=sub.id)
+        if not lines and not pending:
+            return
         await self._invoice_now(
             sub,
             customer,
-            [*usage, *pending],
+            [*lines, *pending],
             at,
             BillingReason.SUBSCRIPTION_END,
             period=(sub.current_period_start, at),

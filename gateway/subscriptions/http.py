@@ -278,7 +278,12 @@ class SubscriptionController(Controller):
         principal: NamedDependency[Principal],
     ) -> s.Subscription:
         row = await subscriptions.cancel(
-            subscription_id, at_period_end=data.at_period_end, reason=data.reason, scope=principal.tenant_id
+            subscription_id,
+            at_period_end=data.at_period_end,
+            reason=data.reason,
+            prorate=data.prorate,
+            invoice_now=data.invoice_now,
+            scope=principal.tenant_id,
         )
         return await _out(subscriptions, row)
 

@@ -71,6 +71,10 @@ class ResumeRequest(Struct, forbid_unknown_fields=True):
 class CancelRequest(Struct, forbid_unknown_fields=True):
     at_period_end: bool = True
     reason: Annotated[str, Meta(max_length=200)] | None = None
+    # With `at_period_end: false` only: credit the unused part of the paid period to the customer balance
+    # (`prorate`), and invoice at once what is left (usage so far, pending items, that credit).
+    prorate: bool = False
+    invoice_now: bool = False
 
 
 class Addon(Struct):

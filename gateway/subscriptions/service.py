@@ -530,8 +530,15 @@ class SubscriptionService:
         *,
         at_period_end: bool,
         reason: str | None = None,
+        prorate: bool = False,
+        invoice_now: bool = False,
         scope: str | None = None,
     ) -> Subscription:
+        if at_period_end and (prorate or invoice_now):
+            raise ValidationFailed(
+                "prorate and invoice_now apply to a cancellation now, not at the period end",
+                field="prorate" if prorate else "invoice_now",
+            )
         sub, now = await self._load_live(subscription_id, scope)
         require(sub, LIVE_STATUSES, "cancel")
         sub.cancellation_reason = reason
@@ -551,7 +558,8 @@ class SubscriptionService:
             await self.repo.flush()
             await self._emit(sub, "subscription.cancel_scheduled", now)
             return sub
-        await self._end(sub, Status.CANCELED, now)
+        # Billing reads these: credit the unused time (`prorate`) and bill what is left now (`invoice_now`).
+        await self._end(sub, Status.CANCELED, now, prorate=prorate, invoice_now=invoice_now)
         return sub
 
     async def undo_cancel(self, subscription_id: str, *, scope: str | None = None) -> Subscription:
@@ -567,14 +575,14 @@ class SubscriptionService:
         await self._emit(sub, "subscription.cancel_unscheduled", now)
         return sub
 
-    async def _end(self, sub: Subscription, status: Status, at: datetime) -> None:
-        transition(sub, status, at)
+    async def _end(self, sub: Subscription, status: Status, at: datetime, **data: Any) -> None:
+        previous = transition(sub, status, at)
         if status is Status.CANCELED and sub.canceled_at is None:
             sub.canceled_at = at
         sub.scheduled_price_id = sub.scheduled_quantity = sub.scheduled_change_at = None
         self._touch(sub, at)
         await self.repo.flush()
-        await self._emit(sub, f"subscription.{status.value}", at)
+        await self._emit(sub, f"subscription.{status.value}", at, previous_status=previous.value, **data)
 
     # -- time-driven steps -----------------------------------------------------------------------
     async def advance_due(self, at: datetime, *, test_clock_id: str | None = None, batch: int = 500) -> int:

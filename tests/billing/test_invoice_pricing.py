@@ -77,7 +77,9 @@ def test_percent_off_takes_each_line_rounded_once(amounts: list[int], percent: D
 
 
 @given(amounts=st.lists(st.integers(0, 10_000_000), min_size=1, max_size=8), tax=TAX)
-def test_inclusive_tax_is_inside_the_total_and_exclusive_on_top(amounts: list[int], tax: TaxTreatment) -> None:
+def test_inclusive_tax_is_inside_the_total_and_exclusive_on_top(
+    amounts: list[int], tax: TaxTreatment
+) -> None:
     totals = price_invoice("EUR", lines_of("EUR", amounts), [], tax)
     if tax.inclusive:
         assert totals.total == sum(amounts)

@@ -189,7 +189,9 @@ async def test_proration_behavior_none_bills_nothing_now(api: Api, demo: Any) ->
     sub = await api.post("/v1/subscriptions", {"customer": customer, "price": ten})
     await advance(api, clock, 2026, 4, 16)
     await api.post(
-        f"/v1/subscriptions/{sub['id']}/plan_change", {"price": twenty, "proration_behavior": "none"}, expect=201
+        f"/v1/subscriptions/{sub['id']}/plan_change",
+        {"price": twenty, "proration_behavior": "none"},
+        expect=201,
     )
     assert await pending_of(api, customer) == []
     assert len(await invoices_of(api, customer)) == 1
@@ -221,7 +223,11 @@ async def test_immediate_downgrade_credit_becomes_balance_and_pays_the_next_invo
     )
     invoices = await invoices_of(api, customer)
     credit_invoice = invoices[1]
-    assert (credit_invoice["total"], credit_invoice["amount_due"], credit_invoice["status"]) == (-500, 0, "paid")
+    assert (credit_invoice["total"], credit_invoice["amount_due"], credit_invoice["status"]) == (
+        -500,
+        0,
+        "paid",
+    )
     balance = await api.get(f"/v1/customers/{customer}/balance")
     assert balance["available"] == {"USD": 500}  # rule 12: kept as balance, never refunded
     await advance(api, clock, 2026, 5, 1)
@@ -240,9 +246,7 @@ async def test_seat_change_and_moving_from_seats_to_flat_credit_unused_seats(api
     await api.post(f"/v1/subscriptions/{sub['id']}/quantity", {"quantity": 8}, expect=201)
     assert [p["amount"] for p in await pending_of(api, customer)] == [1500]  # 3 seats × $10 × 1/2
     # Rule 12: 8 seats ($80) to a flat $20, halfway: credit $40, charge $10 → −$30.
-    await api.post(
-        f"/v1/subscriptions/{sub['id']}/plan_change", {"price": flat, "timing": "now"}, expect=201
-    )
+    await api.post(f"/v1/subscriptions/{sub['id']}/plan_change", {"price": flat, "timing": "now"}, expect=201)
     assert [p["amount"] for p in await pending_of(api, customer)] == [1500, -3000]
     await advance(api, clock, 2026, 5, 1)
     renewal = (await invoices_of(api, customer))[-1]
@@ -270,9 +274,7 @@ async def test_interval_change_resets_the_anchor_and_invoices_now(api: Api, demo
 
 async def test_addon_mid_period_is_prorated(api: Api, demo: Any) -> None:
     clock, customer = await on_clock(api, datetime(2026, 4, 1, tzinfo=UTC))
-    sub = await api.post(
-        "/v1/subscriptions", {"customer": customer, "price": "pro_monthly", "trial_days": 0}
-    )
+    sub = await api.post("/v1/subscriptions", {"customer": customer, "price": "pro_monthly", "trial_days": 0})
     await advance(api, clock, 2026, 4, 16)
     prices = await api.get("/v1/prices", params={"limit": 100})
     seats = next(p for p in prices["data"] if p["lookup_key"] == "extra_seats_monthly")
@@ -311,7 +313,9 @@ async def test_vat_exclusive_inclusive_and_reverse_charge(api: Api, demo: Any) -
     await api.post(
         "/v1/tax_rates", {"display_name": "VAT", "country": "DE", "percent": "19", "inclusive": False}
     )
-    await api.post("/v1/tax_rates", {"display_name": "TVA", "country": "FR", "percent": "20", "inclusive": True})
+    await api.post(
+        "/v1/tax_rates", {"display_name": "TVA", "country": "FR", "percent": "20", "inclusive": True}
+    )
 
     _, german = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC), currency="EUR", country="DE")
     await api.post("/v1/subscriptions", {"customer": german, "price": hundred})
@@ -341,7 +345,7 @@ async def test_vat_exclusive_inclusive_and_reverse_charge(api: Api, demo: Any) -
 
 
 async def test_currency_is_fixed_by_the_first_invoice(api: Api, demo: Any) -> None:
-    clock, customer = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC), currency=None)
+    _clock, customer = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC), currency=None)
     await api.post("/v1/subscriptions", {"customer": customer, "price": "basic_monthly", "currency": "EUR"})
     assert (await api.get(f"/v1/customers/{customer}"))["currency"] == "EUR"
     assert (await invoices_of(api, customer))[0]["currency"] == "EUR"
@@ -355,7 +359,7 @@ async def test_currency_is_fixed_by_the_first_invoice(api: Api, demo: Any) -> No
 
 async def test_credit_balance_is_consumed_before_charging(api: Api, demo: Any) -> None:
     hundred = await plan(api, "hundred", amounts={"USD": {"unit_amount": 10000}})
-    clock, customer = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC))
+    _clock, customer = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC))
     await api.post(f"/v1/customers/{customer}/credit_grants", {"amount": 4000, "currency": "USD"})
     await api.post("/v1/subscriptions", {"customer": customer, "price": hundred})
     invoice = (await invoices_of(api, customer))[0]
@@ -368,7 +372,8 @@ async def test_one_time_charge_goes_on_the_next_renewal_or_its_own_invoice(api: 
     clock, customer = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC))
     await api.post("/v1/subscriptions", {"customer": customer, "price": "basic_monthly"})
     await api.post(
-        "/v1/invoice_items", {"customer": customer, "amount": 2500, "currency": "USD", "description": "Onboarding"}
+        "/v1/invoice_items",
+        {"customer": customer, "amount": 2500, "currency": "USD", "description": "Onboarding"},
     )
     await advance(api, clock, 2026, 2, 1)
     renewal = (await invoices_of(api, customer))[-1]
@@ -376,7 +381,8 @@ async def test_one_time_charge_goes_on_the_next_renewal_or_its_own_invoice(api: 
     assert renewal["total"] == 3400
 
     await api.post(
-        "/v1/invoice_items", {"customer": customer, "amount": 1200, "currency": "USD", "description": "Training"}
+        "/v1/invoice_items",
+        {"customer": customer, "amount": 1200, "currency": "USD", "description": "Training"},
     )
     own = await api.post("/v1/invoices", {"customer": customer, "auto_advance": True})
     assert (own["billing_reason"], own["total"], own["status"]) == ("manual", 1200, "open")
@@ -387,11 +393,13 @@ async def test_one_time_charge_goes_on_the_next_renewal_or_its_own_invoice(api: 
 
 async def test_credit_notes_on_open_and_paid_invoices(api: Api, demo: Any) -> None:
     hundred = await plan(api, "hundred", amounts={"USD": {"unit_amount": 10000}})
-    clock, customer = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC))
+    _clock, customer = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC))
     await api.post("/v1/subscriptions", {"customer": customer, "price": hundred})
     invoice = (await invoices_of(api, customer))[0]
 
-    partial = await api.post("/v1/credit_notes", {"invoice": invoice["id"], "amount": 3000, "reason": "order_change"})
+    partial = await api.post(
+        "/v1/credit_notes", {"invoice": invoice["id"], "amount": 3000, "reason": "order_change"}
+    )
     assert (partial["total"], partial["credit_to_invoice"], partial["credit_to_balance"]) == (3000, 3000, 0)
     assert partial["number"] == "TG-CN-2026-000001"
     invoice = await api.get(f"/v1/invoices/{invoice['id']}")
@@ -407,7 +415,7 @@ async def test_credit_notes_on_open_and_paid_invoices(api: Api, demo: Any) -> No
 
 
 async def test_invoice_lifecycle_transitions_and_refusals(api: Api, demo: Any) -> None:
-    clock, customer = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC))
+    _clock, customer = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC))
     await api.post(f"/v1/customers/{customer}/credit_grants", {"amount": 300, "currency": "USD"})
     await api.post("/v1/subscriptions", {"customer": customer, "price": "basic_monthly"})
     invoice = (await invoices_of(api, customer))[0]
@@ -426,7 +434,13 @@ async def test_invoice_lifecycle_transitions_and_refusals(api: Api, demo: Any) -
     assert (draft["status"], draft["number"]) == ("draft", None)
     await api.post(
         "/v1/invoice_items",
-        {"customer": customer, "amount": 500, "currency": "USD", "description": "More", "invoice": draft["id"]},
+        {
+            "customer": customer,
+            "amount": 500,
+            "currency": "USD",
+            "description": "More",
+            "invoice": draft["id"],
+        },
     )
     draft = await api.get(f"/v1/invoices/{draft['id']}")
     assert draft["total"] == 1500
@@ -514,7 +528,7 @@ async def test_invoice_html_and_pdf(api: Api, demo: Any) -> None:
 
     from pypdf import PdfReader
 
-    clock, customer = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC), name="Beta <GmbH>")
+    _clock, customer = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC), name="Beta <GmbH>")
     await api.post("/v1/subscriptions", {"customer": customer, "price": "basic_monthly"})
     invoice = (await invoices_of(api, customer))[0]
     html = await api.client.get(f"/v1/invoices/{invoice['id']}/html", headers=api._headers(None))
@@ -527,7 +541,7 @@ async def test_invoice_html_and_pdf(api: Api, demo: Any) -> None:
 
 
 async def test_another_tenants_invoice_is_not_found(api: Api, demo: Any) -> None:
-    clock, customer = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC))
+    _clock, customer = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC))
     _, other = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC), name="Other Co")
     await api.post("/v1/subscriptions", {"customer": customer, "price": "basic_monthly"})
     invoice = (await invoices_of(api, customer))[0]
@@ -576,8 +590,11 @@ async def test_promotion_code_once_amount_off_and_its_restrictions(api: Api, dem
     assert refused["code"] == "not_first_time_customer"
     missing = await api.post(
         "/v1/subscriptions",
-        {"customer": (await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC)))[1], "price": "basic_monthly",
-         "coupon": "nope"},
+        {
+            "customer": (await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC)))[1],
+            "price": "basic_monthly",
+            "coupon": "nope",
+        },
         expect=404,
     )
     assert missing["code"] == "coupon_not_found"
@@ -585,8 +602,10 @@ async def test_promotion_code_once_amount_off_and_its_restrictions(api: Api, dem
 
 async def test_amount_off_never_takes_an_invoice_below_zero(api: Api, demo: Any) -> None:
     coupon = await api.post("/v1/coupons", {"amount_off": 5000, "currency": "USD", "duration": "forever"})
-    clock, customer = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC))
-    await api.post("/v1/subscriptions", {"customer": customer, "price": "basic_monthly", "coupon": coupon["id"]})
+    _clock, customer = await on_clock(api, datetime(2026, 1, 1, tzinfo=UTC))
+    await api.post(
+        "/v1/subscriptions", {"customer": customer, "price": "basic_monthly", "coupon": coupon["id"]}
+    )
     invoice = (await invoices_of(api, customer))[0]
     assert (invoice["subtotal"], invoice["discount_total"], invoice["total"]) == (900, 900, 0)
     assert invoice["status"] == "paid"  # nothing to collect
@@ -609,3 +628,36 @@ async def test_an_admin_can_grant_a_second_trial(api: Api, demo: Any) -> None:
     )
     assert second["status"] == "trialing" and second["trial_end"].startswith("2026-03-23")
     assert await invoices_of(api, customer) == []  # neither trial was billed
+
+
+async def test_cancel_now_with_proration_credits_the_unused_time(api: Api, demo: Any) -> None:
+    ten, _ = await _ten_and_twenty(api)
+    clock, customer = await on_clock(api, datetime(2026, 4, 1, tzinfo=UTC))
+    sub = await api.post("/v1/subscriptions", {"customer": customer, "price": ten})
+    await api.post(
+        "/v1/invoice_items", {"customer": customer, "amount": 300, "currency": "USD", "description": "Extra"}
+    )
+    await advance(api, clock, 2026, 4, 16)
+    refused = await api.post(
+        f"/v1/subscriptions/{sub['id']}/cancel", {"at_period_end": True, "prorate": True}, expect=422
+    )
+    assert refused["field"] == "prorate"
+    await api.post(
+        f"/v1/subscriptions/{sub['id']}/cancel",
+        {"at_period_end": False, "prorate": True, "invoice_now": True},
+        expect=201,
+    )
+    final = (await invoices_of(api, customer))[-1]
+    assert final["billing_reason"] == "subscription_end"
+    assert [line["amount"] for line in final["lines"]] == [-500, 300]
+    assert (final["total"], final["status"]) == (-200, "paid")
+    assert (await api.get(f"/v1/customers/{customer}/balance"))["available"] == {"USD": 200}
+
+
+async def test_cancel_now_without_proration_bills_nothing_more(api: Api, demo: Any) -> None:
+    ten, _ = await _ten_and_twenty(api)
+    clock, customer = await on_clock(api, datetime(2026, 4, 1, tzinfo=UTC))
+    sub = await api.post("/v1/subscriptions", {"customer": customer, "price": ten})
+    await advance(api, clock, 2026, 4, 16)
+    await api.post(f"/v1/subscriptions/{sub['id']}/cancel", {"at_period_end": False}, expect=201)
+    assert len(await invoices_of(api, customer)) == 1
