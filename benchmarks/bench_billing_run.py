@@ -92,7 +92,7 @@ async def seed(db: Database, n: int) -> float:
             customer_id=customer.id, price="basic_monthly"
         )
         customer_row, sub_row = _columns(customer), _columns(sub)
-    customer_table, sub_table = Customer.__table__, Subscription.__table__
+    customer_table, sub_table = Base.metadata.tables["customers"], Base.metadata.tables["subscriptions"]
     # Column keys (metadata_) to column names (metadata) for Core.
     customer_names = {p.key: p.columns[0].key for p in Customer.__mapper__.column_attrs}
     sub_names = {p.key: p.columns[0].key for p in Subscription.__mapper__.column_attrs}
@@ -124,7 +124,7 @@ async def seed(db: Database, n: int) -> float:
 # -- the floor -----------------------------------------------------------------------------------
 async def floor(db: Database, batch_size: int) -> float:
     """Seconds for bare Core UPDATE + INSERT of every due subscription, in batches of batch_size."""
-    subs = Subscription.__table__
+    subs = Base.metadata.tables["subscriptions"]
     async with db.engine.connect() as conn:
         rows = (await conn.execute(select(subs.c.id, subs.c.tenant_id).order_by(subs.c.id))).all()
     move = (
@@ -145,7 +145,7 @@ async def floor(db: Database, batch_size: int) -> float:
         async with db.engine.begin() as conn:
             await conn.execute(move, [{"sid": r.id, "start": start, "end": end} for r in batch])
             await conn.execute(
-                pg_insert(Invoice.__table__),
+                pg_insert(Base.metadata.tables["invoices"]),
                 [
                     {
                         "id": new_id("in"),

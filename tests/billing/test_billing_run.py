@@ -12,15 +12,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from gateway.billing.domain import BillingReason
@@ -28,11 +28,13 @@ from gateway.billing.models import Invoice, InvoiceLine, NumberSequence
 from gateway.billing.run import RunResult, billing_run
 from gateway.billing.wiring import BillingConfig, billed_subscriptions, billing_services
 from gateway.customers import CustomerService
+from gateway.customers.models import Customer
 from gateway.customers.repository import CustomerRepository
 from gateway.db.outbox import OutboxEvent
 from gateway.db.session import Database
 from gateway.demo import seed_catalog
 from gateway.kernel.clock import FrozenClock
+from gateway.kernel.ids import new_id
 from gateway.subscriptions.models import Subscription
 from tests.conftest import IN_CI, POSTGRES_URL, _prepare_postgres
 
@@ -61,6 +63,31 @@ async def seed(db: Database, n: int, *, chunk: int = 100) -> list[str]:
                 sub = await subscriptions.create(customer_id=customer.id, price="basic_monthly")
                 ids.append(sub.id)
     return ids
+
+
+async def clone(db: Database, sub_id: str, copies: int) -> list[str]:
+    """`copies` more customers and subscriptions, row for row like `sub_id` and its customer (made by the
+    services), with fresh ids: a bulk INSERT, for the tests that need thousands due at once."""
+    async with db.unit_of_work() as session:
+        sub = await session.get(Subscription, sub_id)
+        assert sub is not None
+        customer = await session.get(Customer, sub.tenant_id)
+        assert customer is not None
+        sub_row, customer_row = _row(sub), _row(customer)
+    customers, subs = [], []
+    for i in range(copies):
+        tenant = new_id("cus")
+        customers.append({**customer_row, "id": tenant, "name": f"Clone {i}"})
+        subs.append({**sub_row, "id": new_id("sub"), "tenant_id": tenant})
+    async with db.engine.begin() as conn:
+        await conn.execute(insert(Customer.metadata.tables["customers"]), customers)
+        await conn.execute(insert(Subscription.metadata.tables["subscriptions"]), subs)
+    return [sub_id, *(s["id"] for s in subs)]
+
+
+def _row(row: Any) -> dict[str, Any]:
+    """Column values by table column key (`metadata`, not the attribute `metadata_`)."""
+    return {p.columns[0].key: getattr(row, p.key) for p in row.__mapper__.column_attrs}
 
 
 async def renewals(db: Database) -> list[Invoice]:
@@ -241,7 +268,7 @@ async def test_two_workers_at_once_share_the_work_and_bill_each_period_once(pg: 
     db = Database(pg, pooled=False)
     one, two = Database(pg, pooled=False), Database(pg, pooled=False)
     try:
-        subs = await seed(db, 300)
+        subs = await clone(db, (await seed(db, 1))[0], 299)
         clock = FrozenClock(RUN_AT)
         results: tuple[RunResult, RunResult] = await asyncio.gather(
             billing_run(one, clock, CONFIG, batch_size=20), billing_run(two, clock, CONFIG, batch_size=20)
@@ -263,28 +290,33 @@ async def test_a_worker_killed_mid_run_loses_only_its_batch_and_the_rerun_bills_
     db = Database(pg, pooled=False)
     try:
         total, batch = 2000, 25
-        subs = await seed(db, total, chunk=200)
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "tests.billing._billrun_worker", pg, RUN_AT.isoformat(), str(batch)],
+        subs = await clone(db, (await seed(db, 1))[0], total - 1)
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.billing._billrun_worker",
+            pg,
+            RUN_AT.isoformat(),
+            str(batch),
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         try:
             deadline = time.monotonic() + 120
             done = 0
             while done < total // 10:
-                assert worker.poll() is None, worker.communicate()
+                assert worker.returncode is None, await worker.communicate()
                 assert time.monotonic() < deadline, f"only {done} renewals after 120 s"
                 await asyncio.sleep(0.05)
                 done = await count_renewals(db)
             worker.send_signal(signal.SIGKILL)
-            assert worker.wait(timeout=30) == -signal.SIGKILL
+            assert await asyncio.wait_for(worker.wait(), timeout=30) == -signal.SIGKILL
         finally:
-            if worker.poll() is None:
+            if worker.returncode is None:
                 worker.kill()
-                worker.wait()
+                await worker.wait()
         killed_at = await count_renewals(db)
         assert 0 < killed_at < total, killed_at
         # Only whole batches committed: the one in flight rolled back, invoices, numbers and all.
