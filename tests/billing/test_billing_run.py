@@ -180,6 +180,10 @@ async def test_a_second_run_at_the_same_time_does_nothing(db: Database) -> None:
     # Just before the next period end there is still nothing to do; at it, the next renewal (and only it).
     assert (await billing_run(db, clock, CONFIG, at=PERIOD_END - timedelta(seconds=1))).steps == 0
     assert await sequence_value(db, "invoice:TG:2026") == len(subs)
+    at_end = await billing_run(db, clock, CONFIG, at=PERIOD_END)
+    assert (at_end.subscriptions, at_end.steps) == (len(subs), len(subs))
+    assert await count_renewals(db) == 2 * len(subs)
+    assert await sequence_value(db, "invoice:TG:2026") == 2 * len(subs)
 
 
 async def test_max_batches_stops_early_and_the_next_run_finishes_the_rest(db: Database) -> None:
