@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, exists, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +26,11 @@ from gateway.billing.models import (
 class BillingRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        # Filled by `prefetch` for a billing-run batch; keys present = answered from memory.
+        self._usage: dict[tuple[str, datetime], list[PeriodUsage]] = {}
+        self._pending: dict[str, list[InvoiceItem]] = {}
+        self._discounts: dict[str, list[Discount]] = {}
+        self._grants: dict[str, list[CreditGrant]] = {}
 
     def add(self, row: object) -> None:
         self.session.add(row)
@@ -34,7 +39,9 @@ class BillingRepository:
         self.session.add_all(rows)
 
     async def flush(self) -> None:
-        await self.session.flush()
+        # Deferred inside a billing-run batch (see SubscriptionRepository.flush).
+        if not self.session.info.get("defer_flush"):
+            await self.session.flush()
 
     # -- invoices --------------------------------------------------------------------------------
     async def get_invoice(
@@ -96,13 +103,15 @@ class BillingRepository:
         return bool(await self.session.scalar(query))
 
     # -- numbering -------------------------------------------------------------------------------
-    async def next_number(self, name: str) -> int:
-        """Take the next number of a gapless sequence. The UPDATE locks the row until commit, so
-        concurrent finalisations queue behind each other and a rollback hands the number back."""
+    async def next_number(self, name: str, count: int = 1) -> int:
+        """Take the next `count` numbers of a gapless sequence; returns the last one taken. The UPDATE
+        locks the row until commit, so concurrent finalisations queue behind each other and a rollback
+        hands the numbers back. (A batch takes all its numbers at its very end, to hold the lock for as
+        short a time as possible.)"""
         take = (
             update(NumberSequence)
             .where(NumberSequence.name == name)
-            .values(last_value=NumberSequence.last_value + 1)
+            .values(last_value=NumberSequence.last_value + count)
             .returning(NumberSequence.last_value)
             .execution_options(synchronize_session=False)
         )
@@ -121,6 +130,14 @@ class BillingRepository:
         self, tenant_id: str, currency: str, *, subscription_id: str | None = None
     ) -> Sequence[InvoiceItem]:
         """Items no invoice has taken yet: the subscription's own, plus the customer's loose ones."""
+        if tenant_id in self._pending:
+            return [
+                i
+                for i in self._pending[tenant_id]
+                if i.currency == currency
+                and i.invoice_id is None
+                and (subscription_id is None or i.subscription_id in (subscription_id, None))
+            ]
         query = select(InvoiceItem).where(
             InvoiceItem.tenant_id == tenant_id,
             InvoiceItem.currency == currency,
@@ -168,10 +185,59 @@ class BillingRepository:
 
     # -- usage -----------------------------------------------------------------------------------
     async def usage_for_period(self, subscription_id: str, period_start: datetime) -> Sequence[PeriodUsage]:
+        if (subscription_id, period_start) in self._usage:
+            return self._usage[(subscription_id, period_start)]
         query = select(PeriodUsage).where(
             PeriodUsage.subscription_id == subscription_id, PeriodUsage.period_start == period_start
         )
         return (await self.session.scalars(query.order_by(PeriodUsage.price_id))).all()
+
+    # -- a batch's prefetch -----------------------------------------------------------------------
+    async def prefetch(self, periods: Sequence[tuple[str, str, datetime]]) -> None:
+        """Load, in one query each, what renewing these (tenant, subscription, period start) will read:
+        usage of those periods, pending items, discounts and credit of those tenants. Later reads of
+        the same keys are answered from memory, filtered as the queries would filter them."""
+        tenants = sorted({tenant for tenant, _, _ in periods})
+        self._usage = {(sub, start): [] for _, sub, start in periods}
+        if periods:
+            query = select(PeriodUsage).where(
+                tuple_(PeriodUsage.subscription_id, PeriodUsage.period_start).in_(
+                    [(sub, start) for _, sub, start in periods]
+                )
+            )
+            for row in (await self.session.scalars(query.order_by(PeriodUsage.price_id))).all():
+                self._usage[(row.subscription_id, row.period_start)].append(row)
+        self._pending = {t: [] for t in tenants}
+        self._discounts = {t: [] for t in tenants}
+        self._grants = {t: [] for t in tenants}
+        if not tenants:
+            return
+        for item in await self.session.scalars(
+            select(InvoiceItem)
+            .where(
+                InvoiceItem.tenant_id.in_(tenants),
+                InvoiceItem.invoice_id.is_(None),
+                InvoiceItem.deleted_at.is_(None),
+            )
+            .order_by(InvoiceItem.created_at, InvoiceItem.id)
+        ):
+            self._pending[item.tenant_id].append(item)
+        for discount in await self.session.scalars(
+            select(Discount)
+            .where(Discount.tenant_id.in_(tenants), Discount.ended_at.is_(None))
+            .order_by(Discount.created_at, Discount.id)
+        ):
+            self._discounts[discount.tenant_id].append(discount)
+        for grant in await self.session.scalars(
+            select(CreditGrant)
+            .where(CreditGrant.tenant_id.in_(tenants), CreditGrant.voided_at.is_(None))
+            .order_by(CreditGrant.id)
+            .with_for_update()
+        ):
+            self._grants[grant.tenant_id].append(grant)
+
+    def forget_prefetch(self) -> None:
+        self._usage, self._pending, self._discounts, self._grants = {}, {}, {}, {}
 
     async def usage(self, subscription_id: str, price_id: str, period_start: datetime) -> PeriodUsage | None:
         query = select(PeriodUsage).where(
@@ -183,6 +249,8 @@ class BillingRepository:
 
     # -- credit ----------------------------------------------------------------------------------
     async def grants(self, tenant_id: str, *, currency: str | None = None) -> Sequence[CreditGrant]:
+        if tenant_id in self._grants:
+            return [g for g in self._grants[tenant_id] if currency is None or g.currency == currency]
         query = select(CreditGrant).where(CreditGrant.tenant_id == tenant_id, CreditGrant.voided_at.is_(None))
         if currency:
             query = query.where(CreditGrant.currency == currency)
@@ -203,6 +271,12 @@ class BillingRepository:
     # -- discounts -------------------------------------------------------------------------------
     async def discounts(self, tenant_id: str, subscription_id: str | None) -> Sequence[Discount]:
         """Active discounts of a subscription plus the customer-wide ones, oldest first."""
+        if tenant_id in self._discounts:
+            return [
+                d
+                for d in self._discounts[tenant_id]
+                if d.ended_at is None and d.subscription_id in (None, subscription_id)
+            ]
         owner: ColumnElement[bool] = Discount.subscription_id.is_(None)
         if subscription_id is not None:
             owner = or_(owner, Discount.subscription_id == subscription_id)

@@ -130,6 +130,9 @@ class InvoiceService:
         self.repo = repository
         self.issuer = issuer
         self.taxes = taxes
+        # In a billing-run batch, finalisations wait here so the batch takes its numbers in one
+        # statement at its end (holding the sequence's row lock for milliseconds, not the whole batch).
+        self._deferred: list[tuple[Invoice, Customer, datetime]] | None = None
 
     async def _event(self, type_: str, invoice: Invoice, at: datetime, **data: Any) -> None:
         payload = {"invoice": invoice_snapshot(invoice), **data}
@@ -275,18 +278,44 @@ class InvoiceService:
         ]
 
     # -- finalisation ----------------------------------------------------------------------------
+    def begin_batch(self) -> None:
+        self._deferred = []
+
+    async def end_batch(self) -> None:
+        """Finalise the invoices the batch deferred, in order, with numbers taken all at once."""
+        deferred, self._deferred = self._deferred or [], None
+        taken: dict[str, int] = {}
+        for *_, at in deferred:
+            taken[self._sequence(at)] = taken.get(self._sequence(at), 0) + 1
+        next_of: dict[str, int] = {}
+        for name in sorted(taken):  # a fixed order: two batches never wait on each other's rows
+            next_of[name] = await self.repo.next_number(name, taken[name]) - taken[name] + 1
+        for invoice, customer, at in deferred:
+            name = self._sequence(at)
+            await self._finalize(invoice, customer, at, next_of[name])
+            next_of[name] += 1
+
+    def _sequence(self, at: datetime) -> str:
+        return f"invoice:{self.issuer.number_prefix}:{at.year}"
+
     async def finalize(self, invoice: Invoice, customer: Customer, at: datetime) -> Invoice:
         """Number the invoice, freeze who and to whom, consume customer credit, lock the currency.
 
         A negative total (more credit than charge) is paid at once and its surplus goes to the customer
-        balance: credits are never refunded automatically (rule 12).
+        balance: credits are never refunded automatically (rule 12). Inside a billing-run batch this
+        happens at the batch's end (`end_batch`), still in its transaction.
         """
         self.check_currency(customer, invoice.currency)
+        if self._deferred is not None:
+            if customer.currency is None:
+                customer.currency = invoice.currency  # later invoices of the batch must see the lock
+            self._deferred.append((invoice, customer, at))
+            return invoice
+        return await self._finalize(invoice, customer, at, await self.repo.next_number(self._sequence(at)))
+
+    async def _finalize(self, invoice: Invoice, customer: Customer, at: datetime, number: int) -> Invoice:
         transition(invoice, InvoiceStatus.OPEN, at)
-        year = at.year
-        invoice.number = f"{self.issuer.number_prefix}-{year}-" + (
-            f"{await self.repo.next_number(f'invoice:{self.issuer.number_prefix}:{year}'):06d}"
-        )
+        invoice.number = f"{self.issuer.number_prefix}-{at.year}-{number:06d}"
         invoice.issuer = self.issuer.as_dict()
         invoice.customer_details = customer_details(customer)
         if customer.currency is None:

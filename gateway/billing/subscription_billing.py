@@ -98,6 +98,7 @@ class SubscriptionBilling:
         self.settings = settings or BillingSettings()
         # Per unit of work: a billing run renews hundreds of subscriptions on a handful of prices.
         self._prices: dict[str, PricedItem] = {}
+        self._batch_customers: dict[str, Customer] = {}
 
     async def priced(self, price_id: str) -> PricedItem:
         cached = self._prices.get(price_id)
@@ -108,6 +109,19 @@ class SubscriptionBilling:
         return cached
 
     # -- the listener ----------------------------------------------------------------------------
+    async def before_batch(self, subs: Sequence[Subscription]) -> None:
+        """A billing-run batch: read what its renewals need in a few queries, and let finalisation
+        (numbering) wait for the end of the batch."""
+        # Held for the batch: the session's identity map only keeps weak references to clean rows.
+        self._batch_customers = await self.customers.load_many([s.tenant_id for s in subs])
+        await self.repo.prefetch([(s.tenant_id, s.id, s.current_period_start) for s in subs])
+        self.invoices.begin_batch()
+
+    async def after_batch(self) -> None:
+        await self.invoices.end_batch()
+        self.repo.forget_prefetch()
+        self._batch_customers = {}
+
     async def on_event(self, sub: Subscription, event_type: str, at: datetime, data: dict[str, Any]) -> None:
         handler = _HANDLERS.get(event_type)
         if handler is not None:

@@ -23,6 +23,11 @@ class CustomerRepository:
     async def get(self, customer_id: str) -> Customer | None:
         return await self.session.get(Customer, customer_id)
 
+    async def get_many(self, customer_ids: Sequence[str]) -> Sequence[Customer]:
+        if not customer_ids:
+            return []
+        return (await self.session.scalars(select(Customer).where(Customer.id.in_(customer_ids)))).all()
+
     async def list(
         self, *, after: str | None, limit: int, only: str | None, email: str | None, test_clock_id: str | None
     ) -> Sequence[Customer]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, select
+from sqlalchemy import BigInteger, Index, Integer, String, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -37,7 +37,37 @@ class OutboxEvent(Base):
     __table_args__ = (Index("ix_outbox_undelivered", "delivered_at", "seq"),)
 
 
-async def record_event(session: AsyncSession, event: DomainEvent) -> OutboxEvent:
+# A batch job may buffer its events (`buffer_events`) and write them with one INSERT at its end: the same
+# rows, in the same order, in the same transaction, without an ORM object per event.
+_BUFFER = "outbox_buffer"
+
+
+def buffer_events(session: AsyncSession) -> None:
+    session.info[_BUFFER] = []
+
+
+async def write_buffered_events(session: AsyncSession) -> int:
+    rows: list[dict[str, Any]] = session.info.pop(_BUFFER, None) or []
+    if rows:
+        await session.execute(insert(OutboxEvent), rows)
+    return len(rows)
+
+
+async def record_event(session: AsyncSession, event: DomainEvent) -> OutboxEvent | None:
+    buffered = session.info.get(_BUFFER)
+    if buffered is not None:
+        buffered.append(
+            {
+                "event_id": new_id("evt"),
+                "type": event.type,
+                "aggregate_type": event.aggregate_type,
+                "aggregate_id": event.aggregate_id,
+                "tenant_id": event.tenant_id,
+                "occurred_at": event.occurred_at,
+                "data": event.data,
+            }
+        )
+        return None
     row = OutboxEvent(
         event_id=new_id("evt"),
         type=event.type,

@@ -9,6 +9,7 @@ period" hold across crashes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -21,3 +22,9 @@ class SubscriptionListener(Protocol):
     async def on_event(
         self, sub: Subscription, event_type: str, at: datetime, data: dict[str, Any]
     ) -> None: ...
+
+    # A batch of due subscriptions (the billing run) is about to move: load what they will need at once.
+    async def before_batch(self, subs: Sequence[Subscription]) -> None: ...
+
+    # The batch has moved; finish what was deferred (numbering, finalisation) before it commits.
+    async def after_batch(self) -> None: ...

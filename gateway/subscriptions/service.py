@@ -17,7 +17,7 @@ from gateway.catalog.domain import PlanKind
 from gateway.catalog.models import Plan, Price
 from gateway.customers import CustomerService
 from gateway.customers.models import Customer
-from gateway.db.outbox import record_event
+from gateway.db.outbox import buffer_events, record_event, write_buffered_events
 from gateway.kernel.clock import Clock, ensure_utc
 from gateway.kernel.errors import Conflict, NotFound, ValidationFailed
 from gateway.kernel.events import DomainEvent
@@ -130,6 +130,9 @@ class SubscriptionService:
 
     async def addons(self, sub: Subscription) -> Sequence[SubscriptionAddon]:
         return await self.repo.addons(sub.id)
+
+    async def prefetch_addons(self, subs: Sequence[Subscription]) -> None:
+        await self.repo.prefetch_addons([s.id for s in subs])
 
     async def live_for_tenant(self, tenant_id: str) -> Subscription | None:
         return await self.repo.live_for_tenant(tenant_id)
@@ -603,9 +606,25 @@ class SubscriptionService:
         steps due by `at`. Returns (subscriptions, steps). The caller commits: one batch, one
         transaction, so a crash loses at most the batch in flight, and the rerun redoes it."""
         due = await self.repo.due(at, test_clock_id=test_clock_id, limit=limit, claim=True)
-        steps = 0
-        for sub in due:
-            steps += await self._run_due_steps(sub, at)
+        if not due:
+            return 0, 0
+        session = self.repo.session
+        session.info["defer_flush"] = True
+        buffer_events(session)
+        try:
+            await self.prefetch_addons(due)
+            for listener in self.listeners:
+                await listener.before_batch(due)
+            steps = 0
+            for sub in due:
+                steps += await self._run_due_steps(sub, at)
+            for listener in self.listeners:
+                await listener.after_batch()
+            await write_buffered_events(session)
+        finally:
+            session.info.pop("defer_flush", None)
+            session.info.pop("outbox_buffer", None)
+        await session.flush()
         return len(due), steps
 
     async def _run_due_steps(self, sub: Subscription, until: datetime) -> int:
