@@ -7,8 +7,8 @@ from gateway.catalog import models as catalog_models
 from gateway.customers import models as customer_models
 from gateway.db import idempotency, outbox
 from gateway.db.base import Base
-from gateway.identity import models as identity_models
 from gateway.identity import invites as invite_models
+from gateway.identity import models as identity_models
 from gateway.identity import revocation as revocation_models
 from gateway.notifications import models as notification_models
 from gateway.notifications import relay as relay_models

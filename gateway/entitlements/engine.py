@@ -14,7 +14,6 @@ transactions that committed out of `seq` order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -38,6 +37,7 @@ from gateway.entitlements.index import Decision, DecisionIndex, IndexDelta, Memb
 from gateway.entitlements.loader import LoadedTenants, TenantEntitlements, load_tenants
 from gateway.entitlements.quotas import QuotaResult, QuotaStore
 from gateway.kernel.clock import Clock
+from gateway.kernel.waiting import wait_for_nudge
 
 log = logging.getLogger("tiergate.entitlements")
 
@@ -241,8 +241,7 @@ class Engine:
 
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._nudged.wait(), timeout=self.settings.poll_interval_seconds)
+            await wait_for_nudge(self._nudged, self.settings.poll_interval_seconds)
             self._nudged.clear()
             try:
                 if self._state is None:

@@ -20,7 +20,6 @@ the same second as the revocation is refused.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from gateway.db.session import Database
 from gateway.identity.tokens import InvalidToken
 from gateway.kernel.clock import Clock
 from gateway.kernel.events import DomainEvent
+from gateway.kernel.waiting import wait_for_nudge
 
 log = logging.getLogger("tiergate.revocation")
 
@@ -246,8 +246,7 @@ class RevocationList:
 
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._nudged.wait(), timeout=self.poll_interval_seconds)
+            await wait_for_nudge(self._nudged, self.poll_interval_seconds)
             self._nudged.clear()
             try:
                 await self.sync()

@@ -10,7 +10,6 @@ Consumers, each with its own watermark:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from gateway.config import Settings
 from gateway.db.outbox import OutboxEvent
 from gateway.db.session import Database
 from gateway.kernel.clock import Clock
+from gateway.kernel.waiting import wait_for_nudge
 from gateway.notifications import Consumer, DeliveryPolicy, Relay, WebhookSender, enqueue_handler, wants_event
 from gateway.provisioning.hooks import AccessHook, discover_hooks
 from gateway.provisioning.service import Provisioner, ProvisioningSettings, sweep_past_due
@@ -130,8 +130,7 @@ class BackgroundRelay:
 
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._nudged.wait(), timeout=self.interval_seconds)
+            await wait_for_nudge(self._nudged, self.interval_seconds)
             self._nudged.clear()
             try:
                 await self.tick()
