@@ -57,8 +57,8 @@ class Settings:
     issuer_vat_id: str = "IE6388047V"
     issuer_email: str = "billing@tiergate.example"
     invoice_number_prefix: str = "TG"
-    # Billing: where a mid-period change's proration goes unless the request or the plan's metadata
-    # (`proration_behavior`) says otherwise: create_prorations (pending, next invoice) | always_invoice |
+    # Billing: where a mid-period change's proration goes unless the request or the plan's
+    # `proration_behavior` says otherwise: create_prorations (pending, next invoice) | always_invoice |
     # none; and how it is shown: net (one line, rule 10's +$6.67) | itemized (credit + charge lines).
     proration_behavior: str = "create_prorations"
     proration_mode: str = "net"

@@ -7,7 +7,7 @@ that made the change, so a renewal and its invoice commit together or not at all
 - renewed → the new period in advance (licensed prices), the closed period's usage in arrears (metered
   prices), and whatever proration or one-time items are pending;
 - plan, seat and add-on changes mid-period → proration lines (rules 10-12), pending or invoiced now per
-  the proration behaviour (request, then plan metadata `proration_behavior`, then the default);
+  the proration behaviour (the request's, then the plan's `proration_behavior`, then the setting);
 - an interval change → credit for the unused old period plus the whole new one, invoiced now (rule 13);
 - canceled / expired → the last period's usage in arrears, if any.
 
@@ -391,9 +391,8 @@ class SubscriptionBilling:
         if requested:
             return ProrationBehavior(requested)
         plan = (await self.priced(sub.price_id)).plan
-        configured = (plan.metadata_ or {}).get("proration_behavior")
-        if configured in {b.value for b in ProrationBehavior}:
-            return ProrationBehavior(configured)
+        if plan.proration_behavior:
+            return ProrationBehavior(plan.proration_behavior)
         return self.settings.proration_behavior
 
     # -- invoices --------------------------------------------------------------------------------

@@ -133,6 +133,7 @@ class PlanController(Controller):
             compatible_plans=data.compatible_plans,
             grants=_grants(data.grants),
             metadata=data.metadata,
+            proration_behavior=data.proration_behavior,
         )
         return s.Plan.of(row, await catalog.terms(row.id))
 

@@ -62,6 +62,9 @@ class Plan(Base):
     custom_pricing: Mapped[bool] = mapped_column(Boolean, default=False)
     # Add-ons only: plan keys they may be attached to (empty = any base plan).
     compatible_plans: Mapped[list[Any]] = mapped_column(default=list)
+    # Where this plan's mid-period changes put their proration (billing-rules rule 11); NULL = the
+    # `proration_behavior` setting. A request's own `proration_behavior` overrides both.
+    proration_behavior: Mapped[str | None] = mapped_column(String(20))
     current_version: Mapped[int] = mapped_column(Integer, default=1)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     created_at: Mapped[datetime]

@@ -110,6 +110,9 @@ class GrantOut(Struct):
     soft: bool
 
 
+ProrationBehavior = Literal["create_prorations", "always_invoice", "none"]
+
+
 class PlanCreate(Struct, forbid_unknown_fields=True):
     product: Annotated[str, Meta(min_length=1, max_length=40)]
     key: Key
@@ -122,6 +125,8 @@ class PlanCreate(Struct, forbid_unknown_fields=True):
     compatible_plans: Annotated[list[Key], Meta(max_length=100)] = msgspec.field(default_factory=list)
     grants: Annotated[list[GrantIn], Meta(max_length=200)] = msgspec.field(default_factory=list)
     metadata: Metadata | None = None
+    # Where mid-period changes put their proration; null = the service's `proration_behavior` setting.
+    proration_behavior: ProrationBehavior | None = None
 
 
 class PlanUpdate(Struct, forbid_unknown_fields=True):
@@ -131,6 +136,7 @@ class PlanUpdate(Struct, forbid_unknown_fields=True):
     rank: Annotated[int, Meta(ge=0, le=1000)] | UnsetType = UNSET
     trial_days: Annotated[int, Meta(ge=0, le=730)] | UnsetType | None = UNSET
     metadata: Metadata | UnsetType = UNSET
+    proration_behavior: ProrationBehavior | UnsetType | None = UNSET
 
 
 class GrantsPublish(Struct, forbid_unknown_fields=True):
@@ -158,6 +164,7 @@ class Plan(Struct):
     trial_days: int | None
     custom_pricing: bool
     compatible_plans: list[str]
+    proration_behavior: str | None
     current_version: int
     grants: list[GrantOut]
     metadata: dict[str, Any]
@@ -179,6 +186,7 @@ class Plan(Struct):
             row.trial_days,
             row.custom_pricing,
             list(row.compatible_plans),
+            row.proration_behavior,
             row.current_version,
             grants_out(terms),
             row.metadata_,

@@ -199,6 +199,7 @@ class CatalogService:
         compatible_plans: Sequence[str] = (),
         grants: Sequence[GrantInput] = (),
         metadata: dict[str, Any] | None = None,
+        proration_behavior: str | None = None,
     ) -> Plan:
         check_key(key)
         try:
@@ -229,6 +230,7 @@ class CatalogService:
             trial_days=trial_days,
             custom_pricing=custom_pricing,
             compatible_plans=list(compatible_plans),
+            proration_behavior=proration_behavior,
             current_version=1,
             metadata_=metadata or {},
             created_at=now,
@@ -261,7 +263,7 @@ class CatalogService:
     async def update_plan(self, id_or_key: str, changes: dict[str, Any]) -> Plan:
         """Descriptive changes only; what a plan grants changes through `publish_grants` (new version)."""
         plan = await self.get_plan(id_or_key)
-        for name in ("name", "description", "active", "rank", "trial_days"):
+        for name in ("name", "description", "active", "rank", "trial_days", "proration_behavior"):
             if name in changes:
                 setattr(plan, name, changes[name])
         if "metadata" in changes:

@@ -661,3 +661,39 @@ async def test_cancel_now_without_proration_bills_nothing_more(api: Api, demo: A
     await advance(api, clock, 2026, 4, 16)
     await api.post(f"/v1/subscriptions/{sub['id']}/cancel", {"at_period_end": False}, expect=201)
     assert len(await invoices_of(api, customer)) == 1
+
+
+async def test_a_plan_can_invoice_its_prorations_at_once(api: Api, demo: Any) -> None:
+    ten = await plan(api, "ten", rank=1, amounts={"USD": {"unit_amount": 1000}})
+    products = await api.get("/v1/products", params={"limit": 100})
+    product = next(p["id"] for p in products["data"] if p["name"] == "Billing stories")
+    made = await api.post(
+        "/v1/plans",
+        {
+            "product": product,
+            "key": "eager",
+            "name": "Eager",
+            "rank": 2,
+            "proration_behavior": "always_invoice",
+        },
+    )
+    assert made["proration_behavior"] == "always_invoice"
+    await api.post(
+        "/v1/prices",
+        {
+            "plan": "eager",
+            "model": "flat",
+            "interval": "month",
+            "lookup_key": "eager_month",
+            "currency_options": {"USD": {"unit_amount": 2000}},
+        },
+    )
+    clock, customer = await on_clock(api, datetime(2026, 4, 1, tzinfo=UTC))
+    sub = await api.post("/v1/subscriptions", {"customer": customer, "price": ten})
+    await advance(api, clock, 2026, 4, 16)
+    await api.post(f"/v1/subscriptions/{sub['id']}/plan_change", {"price": "eager_month"}, expect=201)
+    # The plan the subscription moved to says "always_invoice": billed now, nothing left pending.
+    assert [i["total"] for i in await invoices_of(api, customer)] == [1000, 500]
+    assert await pending_of(api, customer) == []
+    bad = await api.patch("/v1/plans/eager", {"proration_behavior": "sometimes"}, expect=422)
+    assert bad["status"] == 422
