@@ -66,10 +66,12 @@ DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/tg_billbench"
 
 # -- seeding -------------------------------------------------------------------------------------
 async def reset(db: Database) -> None:
-    await upgrade_head(db)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    """A fresh schema at the migrations' head (as tests/conftest.py does: a regenerated migration with
+    the same revision id would otherwise leave an old schema in place)."""
     async with db.engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        await conn.execute(text("DROP SCHEMA public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await upgrade_head(db)
 
 
 def _columns(row: Any) -> dict[str, Any]:
