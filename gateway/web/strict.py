@@ -22,6 +22,18 @@ def _declared_query_params(app: Any) -> dict[tuple[str, str], frozenset[str]]:
     return declared
 
 
+# Building the OpenAPI document costs seconds for the whole API, and every app built from the same code
+# declares the same parameters (tests build hundreds of apps): compute it once per process and route set.
+_DECLARED: dict[tuple[str, ...], dict[tuple[str, str], frozenset[str]]] = {}
+
+
+def _declared_for(app: Any) -> dict[tuple[str, str], frozenset[str]]:
+    fingerprint = tuple(sorted(route.path for route in app.routes))
+    if fingerprint not in _DECLARED:
+        _DECLARED[fingerprint] = _declared_query_params(app)
+    return _DECLARED[fingerprint]
+
+
 async def reject_unknown_query_params(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
@@ -30,7 +42,7 @@ async def reject_unknown_query_params(
     state = connection.app.state
     declared = state.get("declared_query_params")
     if declared is None:
-        declared = state["declared_query_params"] = _declared_query_params(connection.app)
+        declared = state["declared_query_params"] = _declared_for(connection.app)
     scope = cast(dict[str, Any], connection.scope)
     allowed = declared.get((scope["method"], scope["path_template"]))
     if allowed is None:
