@@ -94,26 +94,14 @@ def serve(host: str | None, port: int | None, workers: int, demo: bool) -> None:
 
 @main.command()
 def worker() -> None:
-    """Run background jobs (the billing run: renewals and their invoices) without serving HTTP.
+    """Run background jobs without serving HTTP: the billing run (renewals and their invoices) and the
+    outbox relay (provisioning, audit log, outgoing webhooks).
 
-    With `redis_url` set, saq schedules them (cron, every minute; run as many workers as you like);
-    without, an in-process loop runs them every `scheduler_interval_seconds`."""
-    from gateway.billing.wiring import BillingConfig
-    from gateway.worker.scheduler import run_saq_worker, run_scheduler
+    With `redis_url` set, saq schedules the billing run (cron, every minute; run as many workers as you
+    like); without, an in-process loop runs it every `scheduler_interval_seconds`."""
+    from gateway.worker.scheduler import run_worker
 
-    settings = load_settings()
-    if settings.redis_url:
-        asyncio.run(run_saq_worker(settings))
-        return
-    asyncio.run(
-        run_scheduler(
-            _db(),
-            SystemClock(),
-            settings.scheduler_interval_seconds,
-            BillingConfig.from_settings(settings),
-            batch_size=settings.billing_run_batch_size,
-        )
-    )
+    asyncio.run(run_worker(load_settings()))
 
 
 @main.command("billing-run")

@@ -150,6 +150,7 @@ def provide_sign_in(state: State) -> SignInService:
         signer=lambda: state.signer,
         customers=lambda session: CustomerService(CustomerRepository(session), clock),
         settings=sso_settings(state),
+        tenant_revoked=state.revocations.tenant_revoked if state.get("revocations") else lambda _t: False,
     )
 
 

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.audit.service import record as audit_record
 from gateway.customers import CustomerService
 from gateway.db.session import Database
 from gateway.entitlements.engine import Engine
@@ -263,7 +264,9 @@ class SignInService:
         signer: Callable[[], TokenSigner],
         customers: CustomersFactory,
         settings: SsoSettings,
+        tenant_revoked: Callable[[str], bool] = lambda _tenant: False,
     ) -> None:
+        self.tenant_revoked = tenant_revoked
         self.db = db
         self.clock = clock
         self.checks = checks
@@ -384,6 +387,17 @@ class SignInService:
         # The index learns about a new membership from the outbox; catch up now rather than at the next poll.
         await self.engine.sync()
         issued = self._issue(user_id, tenant_id)
+        async with self.db.unit_of_work() as session:
+            await audit_record(
+                session,
+                action="user.signed_in",
+                at=now,
+                actor=f"user:{user_id}",
+                tenant_id=tenant_id,
+                target=user_id,
+                user_id=user_id,
+                data={"connection": connection.id, "provisioned": provisioned, "via": "sso"},
+            )
         session_id = await self.sessions.create(
             user_id=user_id,
             tenant_id=tenant_id,
@@ -473,6 +487,9 @@ class SignInService:
 
     # -- after sign-in ----------------------------------------------------------------------------
     def _issue(self, user_id: str, tenant_id: str) -> AccessToken:
+        # Deprovisioning revoked the tenant (canceled, expired, past due beyond grace): no new tokens.
+        if self.tenant_revoked(tenant_id):
+            raise SessionMissing("this organisation's access was revoked", code="access_revoked")
         engine = self.engine
         tenant = engine.tenant(tenant_id)
         roles = tuple(engine.roles_of(user_id, tenant_id).active)

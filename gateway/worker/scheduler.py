@@ -1,7 +1,9 @@
 """Background jobs and how they are scheduled.
 
 The job bodies are plain async functions over (db, clock, config): tests and `tiergate billing-run` call
-them directly. Two schedulers run them:
+them directly. Beside the billing run, `tiergate worker` runs the outbox relay (provisioning, audit,
+outgoing webhooks, the past-due sweep): run it in the worker and set `relay_enabled = false` on the
+`serve` replicas. Two schedulers run the billing run:
 - embedded (no Redis): `run_scheduler`, a loop inside `tiergate serve` or `tiergate worker`;
 - production (Redis): saq, a cron job every minute in `tiergate worker`, any number of replicas. saq's
   cron jobs are unique per queue, and the billing run itself is safe to run twice at once.
@@ -19,6 +21,8 @@ from gateway.billing.wiring import BillingConfig
 from gateway.config import Settings
 from gateway.db.session import Database
 from gateway.kernel.clock import Clock, SystemClock
+from gateway.provisioning.hooks import discover_hooks
+from gateway.provisioning.jobs import BackgroundRelay, Wiring
 
 log = logging.getLogger("tiergate.scheduler")
 
@@ -49,6 +53,40 @@ async def run_scheduler(
         except Exception:  # a failed pass must not stop the scheduler; the next pass retries
             log.exception("scheduler pass failed")
         await asyncio.sleep(interval_seconds)
+
+
+def relay_loop(db: Database, clock: Clock, settings: Settings) -> BackgroundRelay:
+    """The outbox relay for a process that serves no HTTP: sessions live in Redis when configured."""
+    sessions = None
+    if settings.redis_url:
+        from redis.asyncio import from_url
+
+        from gateway.identity.sessions import RedisSessionStore
+
+        sessions = RedisSessionStore(from_url(settings.redis_url), clock)
+    wiring = Wiring.from_settings(settings, hooks=discover_hooks(clock, sessions=sessions))
+    return BackgroundRelay(db, clock, wiring, settings.relay_interval_seconds)
+
+
+async def run_worker(settings: Settings) -> None:
+    """`tiergate worker`: the relay, plus the billing run (saq cron with Redis, a loop without)."""
+    db = Database(settings.database_url)
+    clock = SystemClock()
+    relay = asyncio.create_task(relay_loop(db, clock, settings).run())
+    try:
+        if settings.redis_url:
+            await run_saq_worker(settings)
+        else:
+            await run_scheduler(
+                db,
+                clock,
+                settings.scheduler_interval_seconds,
+                BillingConfig.from_settings(settings),
+                batch_size=settings.billing_run_batch_size,
+            )
+    finally:
+        relay.cancel()
+        await db.dispose()
 
 
 async def run_saq_worker(settings: Settings) -> None:

@@ -68,6 +68,10 @@ def test_first_sign_in_joins_the_tenant_with_its_default_role(
     assert claims["roles"] == ["editor"] and claims["plan"] == "enterprise"
     assert claims["exp"] - claims["iat"] == 900
 
+    # The sign-in is in the audit log, about the user who signed in.
+    log = admin.call("GET", f"/v1/audit_log?customer={tenant}&action=user.signed_in", expect=200)
+    assert [(e["action"], e["target"]) for e in log["data"]] == [("user.signed_in", members[0]["user"])]
+
 
 def test_a_second_sign_in_reuses_the_membership_and_a_connection_role_wins(
     sso_stack: Stack, browser: Browser, domain: str
