@@ -10,7 +10,7 @@ Invoices and audit entries are kept for their legal period. Erasing twice is har
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -41,7 +41,16 @@ def pseudonym(user_id: str) -> str:
 
 
 def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+    """ISO 8601 UTC. Rows read through bare table statements come back from SQLite as naive strings
+    (the UTC column type is not applied there); they are UTC by construction."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    return value
 
 
 class PrivacyService:
@@ -101,7 +110,7 @@ class PrivacyService:
         return {
             "object": "user_export",
             "generated_at": self.clock.now().isoformat(),
-            "user": {k: _iso(v) for k, v in user.items()},
+            "user": {k: _iso(v) if k.endswith("_at") else v for k, v in user.items()},
             "memberships": [
                 {
                     "id": m["id"],
