@@ -284,17 +284,18 @@ class InvoiceItemController(Controller):
             )
             if not currency:
                 raise ValidationFailed("say which currency", field="currency")
-            rated = rate(price_terms(price), currency, data.quantity)
+            terms = price_terms(price)
             plan = await billing.catalog.get_plan(price.plan_id)
-            amount, description = rated.money.amount, data.description or f"{data.quantity} × {plan.name}"
-            unit = price_terms(price).amounts(currency).unit_amount
+            amount = rate(terms, currency, data.quantity).money.amount
+            description = data.description or f"{data.quantity} × {plan.name}"
+            unit, price_id = terms.amounts(currency).unit_amount, price.id
         else:
             assert data.amount is not None
             if not currency:
                 raise ValidationFailed("say which currency", field="currency")
             if not data.description:
                 raise ValidationFailed("a one-time charge needs a description", field="description")
-            amount, description, unit = data.amount, data.description, None
+            amount, description, unit, price_id = data.amount, data.description, None, None
         item = await billing.invoices.add_item(
             customer,
             currency=currency,
@@ -303,7 +304,7 @@ class InvoiceItemController(Controller):
             at=at,
             kind=LineKind.ONE_TIME,
             subscription_id=subscription_id,
-            price_id=data.price and (await billing.catalog.get_price(data.price)).id,
+            price_id=price_id,
             quantity=data.quantity if data.price else None,
             unit_amount=unit,
             discountable=data.discountable,
