@@ -41,6 +41,14 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 
 BACKENDS = ["sqlite", *(["postgres"] if POSTGRES_URL else [])]
 
+
+def sibling_database(suffix: str) -> tuple[str, str]:
+    """(name, url) of a scratch database named after the test database (`<test db>_<suffix>`), for tests
+    that need a whole database of their own: two runs with different test databases never share one."""
+    base, name = POSTGRES_URL.rsplit("/", 1)
+    sibling = f"{name.split('?')[0]}_{suffix}"
+    return sibling, f"{base}/{sibling}"
+
 _pg_ready = False
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, exists, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Table, exists, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,7 @@ from gateway.billing.models import (
     NumberSequence,
     PeriodUsage,
 )
+from gateway.db.bulk import buffer_object, buffer_row, is_buffering
 
 
 class BillingRepository:
@@ -34,6 +36,23 @@ class BillingRepository:
 
     def add(self, row: object) -> None:
         self.session.add(row)
+
+    def add_invoice(self, invoice: Invoice) -> None:
+        # In a billing-run batch the new invoice is written with the batch's bulk INSERT (gateway.db.bulk).
+        if not buffer_object(self.session, invoice):
+            self.session.add(invoice)
+
+    async def insert_lines(self, rows: Sequence[dict[str, Any]]) -> None:
+        """New invoice lines, as plain rows: they are never changed once written (a draft that changes
+        gets new lines). Call after the invoice itself is flushed (or buffered)."""
+        if not rows:
+            return
+        table = cast(Table, InvoiceLine.__table__)
+        if is_buffering(self.session):
+            for row in rows:
+                buffer_row(self.session, table, row)
+        else:
+            await self.session.execute(insert(table), list(rows))
 
     def add_all(self, rows: Sequence[object]) -> None:
         self.session.add_all(rows)

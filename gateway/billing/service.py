@@ -229,9 +229,9 @@ class InvoiceService:
             version=1,
         )
         self._apply_totals(invoice, totals)
-        self.repo.add(invoice)
+        self.repo.add_invoice(invoice)
         await self.repo.flush()
-        self.repo.add_all(self._line_rows(invoice, totals))
+        await self.repo.insert_lines(self._line_rows(invoice, totals))
         for item in items:
             item.invoice_id = invoice.id
         await self.repo.flush()
@@ -253,27 +253,28 @@ class InvoiceService:
         invoice.legal_mentions = list(totals.tax.mentions)
 
     @staticmethod
-    def _line_rows(invoice: Invoice, totals: InvoiceTotals) -> list[InvoiceLine]:
+    def _line_rows(invoice: Invoice, totals: InvoiceTotals) -> list[dict[str, Any]]:
+        """The invoice's lines as `invoice_lines` rows (column names as keys)."""
         return [
-            InvoiceLine(
-                id=new_id("il"),
-                tenant_id=invoice.tenant_id,
-                invoice_id=invoice.id,
-                position=position,
-                kind=p.line.kind.value,
-                description=p.line.description,
-                price_id=p.line.price_id,
-                quantity=p.line.quantity,
-                unit_amount=str(p.line.unit_amount) if p.line.unit_amount is not None else None,
-                amount=p.line.amount.amount,
-                discount_amount=p.discount,
-                tax_amount=p.tax,
-                net_amount=p.net,
-                period_start=p.line.period_start,
-                period_end=p.line.period_end,
-                proration=p.line.proration,
-                invoice_item_id=p.line.item_id,
-            )
+            {
+                "id": new_id("il"),
+                "tenant_id": invoice.tenant_id,
+                "invoice_id": invoice.id,
+                "position": position,
+                "kind": p.line.kind.value,
+                "description": p.line.description,
+                "price_id": p.line.price_id,
+                "quantity": p.line.quantity,
+                "unit_amount": str(p.line.unit_amount) if p.line.unit_amount is not None else None,
+                "amount": p.line.amount.amount,
+                "discount_amount": p.discount,
+                "tax_amount": p.tax,
+                "net_amount": p.net,
+                "period_start": p.line.period_start,
+                "period_end": p.line.period_end,
+                "proration": p.line.proration,
+                "invoice_item_id": p.line.item_id,
+            }
             for position, p in enumerate(totals.lines)
         ]
 
@@ -459,7 +460,7 @@ class InvoiceService:
         assert customer_row is not None  # the invoice's foreign key guarantees it
         totals = await self.price(customer_row, invoice.currency, lines, coupons)
         self._apply_totals(invoice, totals)
-        self.repo.add_all(self._line_rows(invoice, totals))
+        await self.repo.insert_lines(self._line_rows(invoice, totals))
         item.invoice_id = invoice.id
         invoice.version += 1
         await self.repo.flush()

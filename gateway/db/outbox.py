@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, insert, select
+from sqlalchemy import BigInteger, Index, Integer, String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db.base import Base
+from gateway.db.bulk import buffer_row
 from gateway.kernel.events import DomainEvent
 from gateway.kernel.ids import new_id
 
@@ -37,46 +38,20 @@ class OutboxEvent(Base):
     __table_args__ = (Index("ix_outbox_undelivered", "delivered_at", "seq"),)
 
 
-# A batch job may buffer its events (`buffer_events`) and write them with one INSERT at its end: the same
-# rows, in the same order, in the same transaction, without an ORM object per event.
-_BUFFER = "outbox_buffer"
-
-
-def buffer_events(session: AsyncSession) -> None:
-    session.info[_BUFFER] = []
-
-
-async def write_buffered_events(session: AsyncSession) -> int:
-    rows: list[dict[str, Any]] = session.info.pop(_BUFFER, None) or []
-    if rows:
-        await session.execute(insert(OutboxEvent), rows)
-    return len(rows)
-
-
 async def record_event(session: AsyncSession, event: DomainEvent) -> OutboxEvent | None:
-    buffered = session.info.get(_BUFFER)
-    if buffered is not None:
-        buffered.append(
-            {
-                "event_id": new_id("evt"),
-                "type": event.type,
-                "aggregate_type": event.aggregate_type,
-                "aggregate_id": event.aggregate_id,
-                "tenant_id": event.tenant_id,
-                "occurred_at": event.occurred_at,
-                "data": event.data,
-            }
-        )
+    # Inside a batch job (gateway.db.bulk) the event is a plain row in the batch's one INSERT.
+    row_values = {
+        "event_id": new_id("evt"),
+        "type": event.type,
+        "aggregate_type": event.aggregate_type,
+        "aggregate_id": event.aggregate_id,
+        "tenant_id": event.tenant_id,
+        "occurred_at": event.occurred_at,
+        "data": event.data,
+    }
+    if buffer_row(session, OutboxEvent.__table__, row_values):
         return None
-    row = OutboxEvent(
-        event_id=new_id("evt"),
-        type=event.type,
-        aggregate_type=event.aggregate_type,
-        aggregate_id=event.aggregate_id,
-        tenant_id=event.tenant_id,
-        occurred_at=event.occurred_at,
-        data=event.data,
-    )
+    row = OutboxEvent(**row_values)
     session.add(row)
     return row
 

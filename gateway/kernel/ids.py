@@ -9,18 +9,19 @@ from __future__ import annotations
 import secrets
 import time
 
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# Two characters (10 bits) per lookup: 13 lookups for the 26 characters. Ids are made several times per
+# renewal in the billing run, where a digit-by-digit loop showed in the profile.
+_PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]
+_SHIFTS = tuple(range(120, -1, -10))
 
 
-def _b32(value: int, length: int) -> str:
-    out = []
-    for _ in range(length):
-        value, rem = divmod(value, 32)
-        out.append(_ALPHABET[rem])
-    return "".join(reversed(out))
+def ulid_body(millis: int, randomness: int) -> str:
+    """26 characters: 10 for the time (50 bits), 16 for 80 random bits, most significant first."""
+    value = (millis << 80) | randomness  # 130 bits
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def new_id(prefix: str) -> str:
     # Wall time is right here even under test clocks: ids only need a stable order, not domain time.
-    millis = time.time_ns() // 1_000_000
-    return f"{prefix}_{_b32(millis, 10)}{_b32(secrets.randbits(80), 16)}"
+    return f"{prefix}_{ulid_body(time.time_ns() // 1_000_000, secrets.randbits(80))}"

@@ -197,4 +197,3 @@ def tax_amount(amount: int, percent: Decimal, *, inclusive: bool) -> int:
     if inclusive:
         return round_minor(base * percent / (100 + percent))
     return round_minor(base * percent / 100)
-

@@ -71,7 +71,9 @@ class Subscription(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
-    __table_args__ = (Index("ix_subscriptions_due", "next_action_at"),)
+    # In the order of the billing run's claim query (SubscriptionRepository.due): clock, then due time, then
+    # id. With next_action_at alone, every batch sorted all due rows to find its first 200.
+    __table_args__ = (Index("ix_subscriptions_due", "test_clock_id", "next_action_at", "id"),)
 
 
 class SubscriptionAddon(Base):

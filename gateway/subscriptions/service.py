@@ -17,7 +17,8 @@ from gateway.catalog.domain import PlanKind
 from gateway.catalog.models import Plan, Price
 from gateway.customers import CustomerService
 from gateway.customers.models import Customer
-from gateway.db.outbox import buffer_events, record_event, write_buffered_events
+from gateway.db.bulk import start_buffering, stop_buffering, write_buffered
+from gateway.db.outbox import record_event
 from gateway.kernel.clock import Clock, ensure_utc
 from gateway.kernel.errors import Conflict, NotFound, ValidationFailed
 from gateway.kernel.events import DomainEvent
@@ -609,8 +610,10 @@ class SubscriptionService:
         if not due:
             return 0, 0
         session = self.repo.session
+        # Flushes wait for the batch's end, and the rows the batch creates (invoices, lines, events) are
+        # written then with one INSERT per table (gateway.db.bulk), before the ORM flush of the rest.
         session.info["defer_flush"] = True
-        buffer_events(session)
+        start_buffering(session)
         try:
             await self.prefetch_addons(due)
             for listener in self.listeners:
@@ -620,10 +623,10 @@ class SubscriptionService:
                 steps += await self._run_due_steps(sub, at)
             for listener in self.listeners:
                 await listener.after_batch()
-            await write_buffered_events(session)
+            await write_buffered(session)
         finally:
             session.info.pop("defer_flush", None)
-            session.info.pop("outbox_buffer", None)
+            stop_buffering(session)
         await session.flush()
         return len(due), steps
 

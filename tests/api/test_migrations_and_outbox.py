@@ -12,20 +12,19 @@ from sqlalchemy import inspect, text
 from gateway.all_models import Base
 from gateway.db.migrate import downgrade, upgrade_head
 from gateway.db.session import Database
-from tests.conftest import POSTGRES_URL, Api
+from tests.conftest import POSTGRES_URL, Api, sibling_database
 
 
 @pytest.mark.parametrize("backend", ["sqlite", *(["postgres"] if POSTGRES_URL else [])])
 async def test_migrations_upgrade_and_downgrade(backend: str, tmp_path: Path) -> None:
     if backend == "postgres":
-        url = POSTGRES_URL
-        admin = Database(url, pooled=False)
+        name, url = sibling_database("migrations")
+        admin = Database(POSTGRES_URL, pooled=False)
         async with admin.engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text("DROP DATABASE IF EXISTS tiergate_migration_test"))
-            await conn.execute(text("CREATE DATABASE tiergate_migration_test"))
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
         await admin.dispose()
-        url = url.rsplit("/", 1)[0] + "/tiergate_migration_test"
     else:
         url = f"sqlite+aiosqlite:///{tmp_path / 'm.sqlite3'}"
     db = Database(url, pooled=False)

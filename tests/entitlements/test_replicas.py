@@ -17,11 +17,10 @@ from gateway.db.migrate import upgrade_head
 from gateway.db.session import Database
 from gateway.demo import seed_demo
 from gateway.kernel.clock import SystemClock
-from tests.conftest import IN_CI, POSTGRES_URL, REDIS_URL
+from tests.conftest import IN_CI, POSTGRES_URL, REDIS_URL, sibling_database
 from tests.live import LiveServer, start
 
 KEY = "tg_sk_replicas_0123456789abcdef"
-DB_NAME = "tiergate_replicas_test"
 
 pytestmark = pytest.mark.skipif(
     not (POSTGRES_URL and REDIS_URL) and not IN_CI, reason="needs PostgreSQL and Redis (always run in CI)"
@@ -29,14 +28,14 @@ pytestmark = pytest.mark.skipif(
 
 
 def prepare_database() -> str:
-    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{DB_NAME}"
+    name, url = sibling_database("replicas")
 
     async def go() -> None:
         admin = Database(POSTGRES_URL, pooled=False)
         async with admin.engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"))
-            await conn.execute(text(f"CREATE DATABASE {DB_NAME}"))
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
         await admin.dispose()
         db = Database(url, pooled=False)
         await upgrade_head(db)
