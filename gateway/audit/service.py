@@ -70,6 +70,7 @@ AUDITED_EVENTS = {
     "member.updated": "member.role_changed",
     "member.role_changed": "member.role_changed",
     "customer.provisioned": "customer.provisioned",
+    "customer.data_purged": "customer.data_purged",
     "access.revoked": "access.revoked",
     "access.restored": "access.restored",
     "user.tokens_revoked": "user.tokens_revoked",

@@ -41,7 +41,14 @@ log = logging.getLogger("tiergate.webhooks")
 SECRET_PREFIX = "whsec_"
 # Webhook event type for each outbox event type sent as such.
 DIRECT_TYPES = frozenset(
-    {"customer.provisioned", "member.added", "member.removed", "access.revoked", "access.restored"}
+    {
+        "customer.provisioned",
+        "customer.data_purged",
+        "member.added",
+        "member.removed",
+        "access.revoked",
+        "access.restored",
+    }
 )
 PREFIXES = ("subscription.", "invoice.")
 EVENT_TYPES = (

@@ -25,6 +25,10 @@ class AccessHook(Protocol):
 
     async def restore(self, session: AsyncSession, tenant_id: str) -> int: ...
 
+    async def purge(self, session: AsyncSession, tenant_id: str) -> int:
+        """Retention over: what `revoke` disabled must never come back. Returns how many."""
+        ...
+
 
 async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
@@ -44,6 +48,9 @@ class SessionsHook:
 
     async def restore(self, session: AsyncSession, tenant_id: str) -> int:
         return 0
+
+    async def purge(self, session: AsyncSession, tenant_id: str) -> int:
+        return 0  # ended sessions never come back anyway
 
     async def end_for_user(self, user_id: str) -> int:
         return int(await _maybe_await(self.store.end_for_user(user_id)) or 0)
@@ -72,6 +79,9 @@ class ScimHook:
                 return int(await _maybe_await(method(tenant_id)) or 0)
         log.warning("ScimTokenService has no restore method; SCIM tokens of %s stay disabled", tenant_id)
         return 0
+
+    async def purge(self, session: AsyncSession, tenant_id: str) -> int:
+        return int(await _maybe_await(self._service(session).purge_for_tenant(tenant_id)) or 0)
 
 
 def discover_hooks(clock: Clock, *, sessions: Any | None = None) -> list[AccessHook]:

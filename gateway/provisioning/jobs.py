@@ -26,7 +26,7 @@ from gateway.kernel.clock import Clock
 from gateway.kernel.waiting import wait_for_nudge
 from gateway.notifications import Consumer, DeliveryPolicy, Relay, WebhookSender, enqueue_handler, wants_event
 from gateway.provisioning.hooks import AccessHook, discover_hooks
-from gateway.provisioning.service import Provisioner, ProvisioningSettings, sweep_past_due
+from gateway.provisioning.service import Provisioner, ProvisioningSettings, purge_expired, sweep_past_due
 
 log = logging.getLogger("tiergate.jobs")
 
@@ -101,10 +101,12 @@ async def deliver_webhooks(db: Database, clock: Clock, wiring: Wiring | None = N
 
 
 async def tick(db: Database, clock: Clock, wiring: Wiring | None = None) -> int:
-    """Everything once: relay, past-due sweep, relay again (the sweep's events), webhook attempts."""
+    """Everything once: relay, past-due sweep, retention purge, relay again (their events), webhook
+    attempts."""
     wiring = wiring or default_wiring(clock)
     done = await relay_once(db, clock, wiring)
     revoked = await sweep_past_due(db, clock, wiring.provisioning, wiring.hooks, wiring.on_keys_disabled)
+    revoked += await purge_expired(db, clock, wiring.provisioning, wiring.hooks)
     if revoked:
         done += await relay_once(db, clock, wiring)
     return done + revoked + await deliver_webhooks(db, clock, wiring)

@@ -15,7 +15,7 @@ class TenantAccount(Base):
     __tablename__ = "tenant_accounts"
 
     tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    state: Mapped[str] = mapped_column(String(12))  # active | revoked
+    state: Mapped[str] = mapped_column(String(12))  # active | revoked | purged
     subscription_id: Mapped[str | None] = mapped_column(String(40))
     # Highest subscription version applied: an older snapshot arriving late is ignored.
     subscription_version: Mapped[int] = mapped_column(default=0)
@@ -26,8 +26,10 @@ class TenantAccount(Base):
     revoked_at: Mapped[datetime | None]
     revoked_reason: Mapped[str | None] = mapped_column(String(40))
     restored_at: Mapped[datetime | None]
-    # Deprovisioned data is kept (never deleted by provisioning) at least until then.
+    # Deprovisioned data is kept at least until then; after it, the retention purge erases the tenant's
+    # personal data (members, invites, credentials) and sets `purged_at` (state "purged").
     retain_until: Mapped[datetime | None]
+    purged_at: Mapped[datetime | None]
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_at: Mapped[datetime]
 

@@ -69,6 +69,13 @@ class PrivacyService:
             raise UserNotFound(f"no user {user_id!r}")
         return user, memberships
 
+    async def member_elsewhere(self, user_id: str, tenant_id: str) -> bool:
+        """Whether the user holds an active membership in a tenant other than this one."""
+        return any(
+            m["status"] == "active" and m["tenant_id"] != tenant_id
+            for m in await self.repo.memberships(user_id)
+        )
+
     async def export(self, user_id: str, *, scope: str | None) -> dict[str, Any]:
         user, memberships = await self._user(user_id, scope)
         entries = await AuditService(self.session, self.clock).about_user(user_id)

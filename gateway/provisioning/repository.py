@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import column, delete, select, table, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.identity.invites import Invite
 from gateway.provisioning.models import DisabledApiKey, TenantAccount
 
 _api_keys = table("api_keys", column("id"), column("tenant_id"), column("revoked_at"))
@@ -35,6 +36,35 @@ class ProvisioningRepository:
             .limit(limit)
         )
         return (await self.session.scalars(query)).all()
+
+    async def accounts_to_purge(self, limit: int = 100) -> Sequence[TenantAccount]:
+        """Revoked accounts with a retention date (canceled or expired), not purged yet; each caller
+        compares the date with the customer's own time."""
+        query = (
+            select(TenantAccount)
+            .where(
+                TenantAccount.state == "revoked",
+                TenantAccount.retain_until.is_not(None),
+                TenantAccount.purged_at.is_(None),
+            )
+            .order_by(TenantAccount.retain_until)
+            .limit(limit)
+        )
+        return (await self.session.scalars(query)).all()
+
+    async def forget_disabled_keys(self, tenant_id: str) -> int:
+        """The purge: the tenant's disabled API keys stay disabled for good (a restore brings none back)."""
+        result = await self.session.execute(
+            delete(DisabledApiKey).where(DisabledApiKey.tenant_id == tenant_id)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def delete_pending_invites(self, tenant_id: str) -> int:
+        """The purge: invites nobody accepted carry an e-mail address and nothing else of use."""
+        result = await self.session.execute(
+            delete(Invite).where(Invite.tenant_id == tenant_id, Invite.accepted_at.is_(None))
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def disable_tenant_keys(self, tenant_id: str, at: datetime) -> list[str]:
         ids = list(

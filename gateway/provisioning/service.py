@@ -10,6 +10,8 @@
 | paused, canceled, expired              | revoked: tenant tokens refused, tenant API keys disabled,     |
 |                                        | sessions ended, SCIM tokens disabled; data kept               |
 | active / trialing again (resume, paid) | restored: keys and SCIM tokens back, new tokens accepted      |
+| canceled/expired, retention over       | purged (`purge_expired`): personal data erased, credentials   |
+|                                        | retired; customer, invoices and audit log kept                |
 
 Everything here runs inside a relay consumer's transaction and is idempotent: the account row records
 the state reached, so a re-delivered event finds nothing left to do.
@@ -39,8 +41,9 @@ from gateway.entitlements.loader import load_tenants
 from gateway.identity.revocation import RevocationService
 from gateway.kernel.clock import Clock
 from gateway.kernel.events import DomainEvent
-from gateway.provisioning.hooks import AccessHook
+from gateway.provisioning.hooks import AccessHook, SessionsHook
 from gateway.provisioning.models import TenantAccount
+from gateway.provisioning.privacy import PrivacyService
 from gateway.provisioning.repository import ProvisioningRepository
 from gateway.subscriptions import SubscriptionService
 from gateway.subscriptions.repository import SubscriptionRepository
@@ -101,7 +104,7 @@ class Provisioner:
 
         if status in ACCESS:
             account.past_due_since = None
-            if account.state == "revoked":
+            if account.state in ("revoked", "purged"):
                 await self.restore(account, reason=f"subscription_{status}", at=event.occurred_at)
         elif status == "past_due":
             if account.past_due_since is None:
@@ -268,7 +271,9 @@ class Provisioner:
             self.on_keys_disabled(keys)
 
     async def restore(self, account: TenantAccount, *, reason: str, at: datetime) -> None:
-        if account.state != "revoked":
+        """Access again. After a purge nothing disabled comes back (there is nothing left to restore):
+        the tenant's tokens are accepted again and provisioning starts over (`provisioned_at` is unset)."""
+        if account.state not in ("revoked", "purged"):
             return
         keys = await self.repo.restore_tenant_keys(account.tenant_id)
         counts: dict[str, Any] = {"api_keys_restored": len(keys)}
@@ -281,6 +286,96 @@ class Provisioner:
         await self.revocations.restore_tenant(
             account.tenant_id, reason=reason, at=at, data={**counts, "subscription": account.subscription_id}
         )
+
+    async def purge(self, account: TenantAccount, at: datetime) -> dict[str, Any]:
+        """The retention ran out: the tenant's personal data goes, its business records stay.
+
+        Members who belong to no other tenant are erased as a GDPR erasure does (pseudonymised, sessions
+        ended, tokens refused); members of other tenants only leave this one. Pending invites are
+        deleted; disabled API keys and SCIM tokens stay disabled for good. Invoices, credit notes,
+        subscriptions and the audit log are kept: they are the vendor's records, with their own legal
+        periods. The account stays revoked, in state "purged"; a new subscription provisions it anew.
+        """
+        privacy = PrivacyService(self.session, self.clock, self._sessions_store())
+        erased = left = 0
+        for membership, user in await self._members(account.tenant_id):
+            if await privacy.member_elsewhere(user.id, account.tenant_id):
+                await self.customers.remove_member(account.tenant_id, membership.id)
+                left += 1
+            else:
+                await privacy.erase(user.id, actor="system:retention")
+                erased += 1
+        counts: dict[str, Any] = {
+            "users_erased": erased,
+            "members_removed": left,
+            "invites_deleted": await self.repo.delete_pending_invites(account.tenant_id),
+            "api_keys_retired": await self.repo.forget_disabled_keys(account.tenant_id),
+        }
+        for hook in self.hooks:
+            counts[hook.name.replace("disabled", "retired")] = await hook.purge(
+                self.session, account.tenant_id
+            )
+        account.state, account.purged_at, account.provisioned_at = "purged", at, None
+        account.updated_at = self.clock.now()
+        data = {"customer": account.tenant_id, "retain_until": _iso(account.retain_until), **counts}
+        await record_event(
+            self.session,
+            DomainEvent(
+                "customer.data_purged",
+                "customer",
+                account.tenant_id,
+                at,
+                data=data,
+                tenant_id=account.tenant_id,
+            ),
+        )
+        await self.repo.flush()
+        return data
+
+    def _sessions_store(self) -> Any | None:
+        return next((h.store for h in self.hooks if isinstance(h, SessionsHook)), None)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+async def purge_expired(
+    db: Database,
+    clock: Clock,
+    settings: ProvisioningSettings | None = None,
+    hooks: Sequence[AccessHook] = (),
+) -> int:
+    """Job: purge the tenants whose retention has run out on their own time (a test clock's time for
+    customers on one). One transaction per tenant, so one failure does not hold back the others.
+    Returns the number purged."""
+    async with db.unit_of_work() as session:
+        candidates = [
+            (a.tenant_id, a.retain_until) for a in await ProvisioningRepository(session).accounts_to_purge()
+        ]
+    purged = 0
+    for tenant_id, retain_until in candidates:
+        async with db.unit_of_work() as session:
+            provisioner = Provisioner(session, clock, settings, hooks)
+            account = await provisioner.repo.account(tenant_id)
+            if account is None or account.state != "revoked" or account.retain_until != retain_until:
+                continue  # restored or purged meanwhile
+            customer = await provisioner.customers.get(tenant_id)
+            now = await _subscriptions(session, clock, provisioner).now_for(customer.test_clock_id)
+            if retain_until is None or now < retain_until:
+                continue
+            await provisioner.purge(account, now)
+            purged += 1
+    return purged
+
+
+def _subscriptions(session: AsyncSession, clock: Clock, provisioner: Provisioner) -> SubscriptionService:
+    return SubscriptionService(
+        SubscriptionRepository(session),
+        CatalogService(CatalogRepository(session), clock),
+        provisioner.customers,
+        clock,
+    )
 
 
 async def sweep_past_due(
@@ -295,12 +390,7 @@ async def sweep_past_due(
     revoked = 0
     async with db.unit_of_work() as session:
         provisioner = Provisioner(session, clock, settings, hooks, on_keys_disabled)
-        subscriptions = SubscriptionService(
-            SubscriptionRepository(session),
-            CatalogService(CatalogRepository(session), clock),
-            provisioner.customers,
-            clock,
-        )
+        subscriptions = _subscriptions(session, clock, provisioner)
         for account in await provisioner.repo.past_due_accounts():
             customer = await provisioner.customers.get(account.tenant_id)
             now = await subscriptions.now_for(customer.test_clock_id)

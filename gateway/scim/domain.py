@@ -12,9 +12,11 @@ TOKEN_PREFIX = "tg_scim_"
 TOKEN_PREFIX_LENGTH = 16  # characters of the secret kept in clear, to recognise a token in lists
 
 # Why a token is disabled. Deprovisioning disables with DEPROVISIONED and reactivation restores exactly
-# those; a token an admin revoked stays revoked whatever the subscription does.
+# those; a token an admin revoked stays revoked whatever the subscription does. PURGED: the tenant's
+# retention ran out and its data was purged; such a token never comes back.
 REVOKED = "revoked"
 DEPROVISIONED = "deprovisioned"
+PURGED = "purged"
 
 # Most to least privileged catalog role: picks one role when a user sits in several role groups.
 # Roles not listed (a tenant's custom roles) rank below these, alphabetically.

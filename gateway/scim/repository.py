@@ -60,6 +60,14 @@ class ScimRepository:
         )
         return int(getattr(result, "rowcount", 0) or 0)
 
+    async def retire_tokens(self, tenant_id: str, from_reason: str, to_reason: str) -> int:
+        result = await self.session.execute(
+            update(ScimToken)
+            .where(ScimToken.tenant_id == tenant_id, ScimToken.disabled_reason == from_reason)
+            .values(disabled_reason=to_reason)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
     async def restore_tokens(self, tenant_id: str, reason: str) -> int:
         result = await self.session.execute(
             update(ScimToken)

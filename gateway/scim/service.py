@@ -128,6 +128,12 @@ class ScimTokenService:
 
     enable_all_for_tenant = restore_for_tenant
 
+    async def purge_for_tenant(self, tenant_id: str) -> int:
+        """Retention over: tokens deprovisioning disabled stay disabled, whatever happens later."""
+        count = await self.repo.retire_tokens(tenant_id, domain.DEPROVISIONED, domain.PURGED)
+        await self.repo.flush()
+        return count
+
     async def authenticate(self, secret: str) -> ScimCaller:
         token = await self.repo.token_by_hash(domain.hash_token(secret))
         if token is None:

@@ -120,6 +120,7 @@ def upgrade() -> None:
     sa.Column('revoked_reason', sa.String(length=40), nullable=True),
     sa.Column('restored_at', advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=True),
     sa.Column('retain_until', advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=True),
+    sa.Column('purged_at', advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=True),
     sa.Column('details', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('updated_at', advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('tenant_id', name=op.f('pk_tenant_accounts'))
