@@ -66,6 +66,13 @@ async def test_canceled_tenant_is_purged_when_its_retention_runs_out_on_its_own_
         "data"
     ]
     assert revoked["data"]["retain_until"] == "2026-03-31T00:00:00+00:00"
+    access = await api.get(f"/v1/customers/{customer}/access")
+    assert (access["state"], access["revoked_reason"], access["retain_until"], access["purged_at"]) == (
+        "revoked",
+        "subscription_canceled",
+        "2026-03-31T00:00:00+00:00",
+        None,
+    )
 
     # One second before the end of retention on the customer's clock: everything is still there.
     await advance(api, app, test_clock, "2026-03-30T23:59:59Z")
@@ -82,6 +89,8 @@ async def test_canceled_tenant_is_purged_when_its_retention_runs_out_on_its_own_
         "invites_deleted": 1,
     }
     assert purged["data"]["api_keys_retired"] == 1 and purged["data"]["scim_tokens_retired"] == 1
+    access = await api.get(f"/v1/customers/{customer}/access")
+    assert (access["state"], access["purged_at"]) == ("purged", "2026-03-31T00:00:00+00:00")
     # The owner, a member of this tenant only, is erased; the consultant only left this tenant.
     after = await members(api, customer)
     assert set(after.values()) == {"removed"} and "owner@gone.example" not in after
@@ -117,6 +126,7 @@ async def test_canceled_tenant_is_purged_when_its_retention_runs_out_on_its_own_
         if m["email"] == "owner@gone.example"
     )
     assert fresh_owner != owner
+    assert (await api.get(f"/v1/customers/{customer}/access"))["state"] == "active"
     assert (await forward(api, await token_for(api, customer, fresh_owner))).status_code == 200
     await key.get(f"/v1/customers/{customer}", expect=401)  # the old API key stays retired
     tokens = (await api.get(f"/v1/customers/{customer}/scim_tokens"))["data"]
@@ -144,3 +154,18 @@ async def test_a_tenant_restored_within_retention_is_never_purged(api: Api, app:
     ]
     assert events == []
     assert await members(api, customer) == {"owner@back.example": "active"}
+
+
+async def test_access_is_tenant_scoped_and_known_before_provisioning(api: Api, demo: Any) -> None:
+    mine = (await api.post("/v1/customers", {"name": "Mine", "currency": "USD"}))["id"]
+    theirs = (await api.post("/v1/customers", {"name": "Theirs", "currency": "USD"}))["id"]
+    assert (await api.get(f"/v1/customers/{mine}/access"))["state"] == "not_provisioned"
+    key = api.as_key(
+        (await api.post("/v1/api_keys", {"name": "k", "scopes": ["customers:read"], "customer": mine}))[
+            "secret"
+        ]
+    )
+    assert (await key.get(f"/v1/customers/{mine}/access"))["customer"] == mine
+    problem = await key.get(f"/v1/customers/{theirs}/access", expect=404)
+    assert problem["status"] == 404
+    await api.get("/v1/customers/cus_nope/access", expect=404)
