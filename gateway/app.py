@@ -43,6 +43,7 @@ from gateway.identity.service import ApiKeyService
 from gateway.identity.sessions import MemorySessionStore, RedisSessionStore, SessionStore
 from gateway.identity.tokens import KeyService
 from gateway.kernel.clock import Clock, SystemClock
+from gateway.metrics.http import CONTROLLERS as METRICS
 from gateway.notifications.http import CONTROLLERS as WEBHOOKS
 from gateway.provisioning.hooks import discover_hooks
 from gateway.provisioning.http import CONTROLLERS as PRIVACY
@@ -227,6 +228,7 @@ def create_app(
         *WEBHOOKS,
         *AUDIT,
         *PRIVACY,
+        *METRICS,
     ]
     v1 = Router(
         path="/v1",

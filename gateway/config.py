@@ -73,6 +73,8 @@ class Settings:
     # deprovisioned tenant's data is kept (never deleted before).
     past_due_grace_days: int = 7
     deprovisioned_retention_days: int = 90
+    # Metrics (rule 32): MRR net of recurring discounts (ChartMogul's default) or before them.
+    metrics_mrr_subtract_discounts: bool = True
     # Outgoing webhooks: attempts per delivery, exponential backoff (base, cap) and per-attempt timeout.
     webhook_max_attempts: int = 8
     webhook_backoff_seconds: float = 30.0

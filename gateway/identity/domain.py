@@ -29,6 +29,7 @@ RESOURCES = (
     "sso",
     "audit",
     "privacy",
+    "metrics",  # MRR, churn, retention, LTV (platform keys)
 )
 ACTIONS = ("read", "write")
 ALL_SCOPES = frozenset(f"{r}:{a}" for r in RESOURCES for a in ACTIONS)

@@ -24,6 +24,8 @@ from gateway.db.outbox import OutboxEvent
 from gateway.db.session import Database
 from gateway.kernel.clock import Clock
 from gateway.kernel.waiting import wait_for_nudge
+from gateway.metrics.recorder import MetricsRecorder
+from gateway.metrics.recorder import wants as metrics_wants
 from gateway.notifications import Consumer, DeliveryPolicy, Relay, WebhookSender, enqueue_handler, wants_event
 from gateway.provisioning.hooks import AccessHook, discover_hooks
 from gateway.provisioning.service import Provisioner, ProvisioningSettings, purge_expired, sweep_past_due
@@ -64,8 +66,12 @@ def consumers(clock: Clock, wiring: Wiring) -> list[Consumer]:
         provisioner = Provisioner(session, clock, wiring.provisioning, wiring.hooks, wiring.on_keys_disabled)
         await provisioner.handle(event)
 
+    async def record_metrics(session: AsyncSession, event: OutboxEvent) -> None:
+        await MetricsRecorder(session, clock).handle(event)
+
     return [
         Consumer("provisioning", provision, lambda t: t.startswith("subscription.")),
+        Consumer("metrics", record_metrics, metrics_wants),
         Consumer("audit", audit_event, audited),
         Consumer("webhooks", enqueue_handler(clock), wants_event),
     ]

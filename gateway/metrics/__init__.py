@@ -1,0 +1,1 @@
+"""SaaS metrics: MRR, its movements, churn, retention, ARPA, LTV and trial conversion (rules 32-37)."""

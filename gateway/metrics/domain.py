@@ -1,0 +1,153 @@
+"""SaaS metrics as ChartMogul defines them (billing-rules.md rules 32-37). Pure: amounts in, numbers out.
+
+MRR is per customer, in integer minor units of one currency (no exchange rates here: each currency is
+reported on its own). A window compares every customer's MRR at its start with its MRR at its end:
+
+| start | end      | movement                                                        |
+|-------|----------|-----------------------------------------------------------------|
+| 0     | > 0      | new, or reactivation if the customer had MRR before the window  |
+| > 0   | more     | expansion                                                       |
+| > 0   | less > 0 | contraction                                                     |
+| > 0   | 0        | churn                                                           |
+
+so net new MRR = new + expansion + reactivation - contraction - churn = MRR(end) - MRR(start), exactly.
+Rates are Decimals (0.2 = 20 %); a rate over an empty base is None ("undefined"), never 0 or an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
+
+_ONE = Decimal(1)
+
+
+class Movement(StrEnum):
+    NEW = "new"
+    EXPANSION = "expansion"
+    CONTRACTION = "contraction"
+    CHURN = "churn"
+    REACTIVATION = "reactivation"
+
+
+def classify(start: int, end: int, *, had_mrr_before: bool) -> Movement | None:
+    """The movement of one customer over a window (None: unchanged, or zero throughout)."""
+    if start == end:
+        return None
+    if start == 0:
+        return Movement.REACTIVATION if had_mrr_before else Movement.NEW
+    if end == 0:
+        return Movement.CHURN
+    return Movement.EXPANSION if end > start else Movement.CONTRACTION
+
+
+@dataclass(frozen=True, slots=True)
+class Movements:
+    """Amounts are positive minor units (churn 1000 = 10.00 lost); counts are customers."""
+
+    amounts: Mapping[Movement, int]
+    counts: Mapping[Movement, int]
+
+    def amount(self, movement: Movement) -> int:
+        return self.amounts.get(movement, 0)
+
+    @property
+    def net_new(self) -> int:
+        return (
+            self.amount(Movement.NEW)
+            + self.amount(Movement.EXPANSION)
+            + self.amount(Movement.REACTIVATION)
+            - self.amount(Movement.CONTRACTION)
+            - self.amount(Movement.CHURN)
+        )
+
+
+def movements(
+    start: Mapping[str, int], end: Mapping[str, int], had_mrr_before: frozenset[str] = frozenset()
+) -> Movements:
+    """Rule 33 over a window: `start`/`end` map customer → MRR (missing = 0); `had_mrr_before` holds
+    the customers with MRR at some time before the window (for reactivation)."""
+    amounts: dict[Movement, int] = {}
+    counts: dict[Movement, int] = {}
+    for customer in start.keys() | end.keys():
+        a, b = start.get(customer, 0), end.get(customer, 0)
+        kind = classify(a, b, had_mrr_before=customer in had_mrr_before)
+        if kind is None:
+            continue
+        amounts[kind] = amounts.get(kind, 0) + abs(b - a)
+        counts[kind] = counts.get(kind, 0) + 1
+    return Movements(amounts, counts)
+
+
+def ratio(numerator: int | Decimal, denominator: int | Decimal) -> Decimal | None:
+    return None if denominator == 0 else Decimal(numerator) / Decimal(denominator)
+
+
+@dataclass(frozen=True, slots=True)
+class Churn:
+    gross_revenue: Decimal | None
+    net_revenue: Decimal | None
+    customer: Decimal | None
+
+
+def churn(start_mrr: int, moved: Movements, customers_at_start: int, customers_lost: int) -> Churn:
+    """Rule 34: revenue churn gross = (churn + contraction) / MRR at start, net subtracts expansion and
+    reactivation (negative net churn = the base grows on its own); customer churn = lost / at start."""
+    lost = moved.amount(Movement.CHURN) + moved.amount(Movement.CONTRACTION)
+    regained = moved.amount(Movement.EXPANSION) + moved.amount(Movement.REACTIVATION)
+    return Churn(
+        gross_revenue=ratio(lost, start_mrr),
+        net_revenue=ratio(lost - regained, start_mrr),
+        customer=ratio(customers_lost, customers_at_start),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    net: Decimal | None  # NRR
+    gross: Decimal | None  # GRR: never above 1
+
+
+def retention(cohort_start: Mapping[str, int], cohort_end: Mapping[str, int]) -> Retention:
+    """Rule 35 over the customers with MRR at the window's start only (new customers are excluded):
+    NRR = (start - churn - contraction + expansion) / start, GRR the same without expansion."""
+    start = sum(cohort_start.values())
+    moved = movements(cohort_start, {c: cohort_end.get(c, 0) for c in cohort_start})
+    kept = start - moved.amount(Movement.CHURN) - moved.amount(Movement.CONTRACTION)
+    return Retention(net=ratio(kept + moved.amount(Movement.EXPANSION), start), gross=ratio(kept, start))
+
+
+def arpa(mrr: int, customers: int) -> Decimal | None:
+    """Average revenue per account: MRR / paying customers, in minor units."""
+    return ratio(mrr, customers)
+
+
+def ltv(arpa_value: Decimal | None, customer_churn: Decimal | None) -> Decimal | None:
+    """Rule 36: ARPA / customer churn rate; undefined (None) when nobody churned or nobody pays."""
+    if arpa_value is None or not customer_churn:
+        return None
+    return arpa_value / customer_churn
+
+
+def trial_conversion(converted: int, ended: int) -> Decimal | None:
+    """Rule 37: trials that became paid / trials that ended, in the window."""
+    return ratio(converted, ended)
+
+
+def normalised_monthly(amount: Decimal, months: int) -> Decimal:
+    """Rule 32: a price's value per month (yearly ÷ 12, quarterly ÷ 3)."""
+    return amount / Decimal(months)
+
+
+def to_minor(value: Decimal) -> int:
+    """Half-up to whole minor units, once, per subscription."""
+    return int(value.quantize(_ONE, rounding=ROUND_HALF_UP))
+
+
+def rate_text(value: Decimal | None, places: int = 4) -> str | None:
+    """A rate as a decimal string with `places` decimals (0.2 → "0.2000"), for JSON without floats."""
+    if value is None:
+        return None
+    return str(value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))

@@ -1,0 +1,121 @@
+"""GET /v1/metrics (a window's MRR, movements, churn, retention, ARPA, LTV, trial conversion) and
+GET /v1/metrics/mrr (MRR at an instant, per customer). Scope metrics:read, platform keys only: these are
+the vendor's numbers across all its customers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from litestar import Controller, get
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.identity.http import platform_key_only
+from gateway.kernel.clock import Clock
+from gateway.kernel.errors import NotFound, ValidationFailed
+from gateway.kernel.money import normalize_currency
+from gateway.kernel.periods import add_months
+from gateway.metrics.service import MetricsService, Scope
+from gateway.subscriptions.repository import SubscriptionRepository
+from gateway.web.problems import ERROR_RESPONSES
+from gateway.web.timestamps import parse_timestamp
+
+Currency = Annotated[str, QueryParameter(name="currency", min_length=3, max_length=3)]
+TestClock = Annotated[
+    str | None,
+    QueryParameter(
+        name="test_clock",
+        max_length=40,
+        description="Look at the customers of this test clock, at its time (default: wall-clock customers)",
+    ),
+]
+
+
+class TestClockNotFound(NotFound):
+    code = "test_clock_not_found"
+
+
+async def _scope_and_now(
+    session: AsyncSession, clock: Clock, state: State, currency: str, test_clock: str | None
+) -> tuple[Scope, datetime]:
+    try:
+        code = normalize_currency(currency)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), field="currency") from exc
+    now = clock.now()
+    if test_clock is not None:
+        row = await SubscriptionRepository(session).get_clock(test_clock)
+        if row is None:
+            raise TestClockNotFound(f"no test clock {test_clock!r}")
+        now = row.frozen_time
+    subtract = bool(getattr(state.get("settings"), "metrics_mrr_subtract_discounts", True))
+    return Scope(code, test_clock, subtract), now
+
+
+class MetricsController(Controller):
+    path = "/metrics"
+    tags = ["metrics"]
+    guards = [platform_key_only]
+
+    @get(
+        "",
+        opt={"scope": "metrics:read"},
+        responses=ERROR_RESPONSES,
+        summary="A window's MRR, ARR, MRR movements, churn, NRR/GRR, ARPA, LTV and trial conversion",
+        description="Amounts in minor units of `currency`; rates as decimal strings (0.2000 = 20 %), null "
+        "when undefined (no base). The window is [start, end]; default: the month up to now.",
+    )
+    async def summary(
+        self,
+        session: NamedDependency[AsyncSession],
+        clock: NamedDependency[Clock],
+        state: State,
+        currency: Currency = "USD",
+        start: Annotated[str | None, QueryParameter(name="start", max_length=40)] = None,
+        end: Annotated[str | None, QueryParameter(name="end", max_length=40)] = None,
+        test_clock: TestClock = None,
+    ) -> dict[str, Any]:
+        scope, now = await _scope_and_now(session, clock, state, currency, test_clock)
+        until = parse_timestamp(end, "end") or now
+        since = parse_timestamp(start, "start") or add_months(until, -1)
+        if since >= until:
+            raise ValidationFailed("start must be before end", field="start")
+        return await MetricsService(session).summary(scope, since, until)
+
+    @get(
+        "/mrr",
+        opt={"scope": "metrics:read"},
+        responses=ERROR_RESPONSES,
+        summary="MRR at an instant (default now), in total and per customer, largest first",
+    )
+    async def mrr(
+        self,
+        session: NamedDependency[AsyncSession],
+        clock: NamedDependency[Clock],
+        state: State,
+        currency: Currency = "USD",
+        at: Annotated[str | None, QueryParameter(name="at", max_length=40)] = None,
+        test_clock: TestClock = None,
+        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        scope, now = await _scope_and_now(session, clock, state, currency, test_clock)
+        instant = parse_timestamp(at, "at") or now
+        by_customer = await MetricsService(session).mrr_by_customer(scope, instant)
+        ranked = sorted(by_customer.items(), key=lambda kv: (-kv[1], kv[0]))
+        total = sum(by_customer.values())
+        return {
+            "object": "mrr",
+            "currency": scope.currency,
+            "at": instant.isoformat(),
+            "mrr": total,
+            "arr": total * 12,
+            "customers": len(by_customer),
+            "data": [{"customer": c, "mrr": v} for c, v in ranked[:limit]],
+            "has_more": len(ranked) > limit,
+        }
+
+
+CONTROLLERS = [MetricsController]

@@ -1,0 +1,131 @@
+"""Reading the metrics: MRR at an instant from the `mrr_changes` history, and a window's movements,
+churn, retention, ARPA, LTV and trial conversion (domain.py has the definitions).
+
+Customers on a test clock are their own world: a query looks either at the wall-clock customers (the
+default) or at the customers of one test clock, at that clock's time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute, aliased
+
+from gateway.metrics import domain
+from gateway.metrics.models import MetricsSubscription, MrrChange
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    currency: str
+    test_clock_id: str | None = None  # None: the wall-clock customers
+    subtract_discounts: bool = True
+
+
+class MetricsService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def _clock_filter(self, column: InstrumentedAttribute[str | None], scope: Scope) -> ColumnElement[bool]:
+        return column.is_(None) if scope.test_clock_id is None else column == scope.test_clock_id
+
+    def _value(self, gross: Any, discount: Any, scope: Scope) -> Any:
+        return gross - discount if scope.subtract_discounts else gross
+
+    async def mrr_by_customer(self, scope: Scope, at: datetime) -> dict[str, int]:
+        """Each customer's MRR at `at` (customers at 0 left out): per subscription, its last change at
+        or before `at`, summed per customer."""
+        later = aliased(MrrChange)
+        last = ~exists().where(
+            later.subscription_id == MrrChange.subscription_id,
+            later.at <= at,
+            or_(later.at > MrrChange.at, and_(later.at == MrrChange.at, later.seq > MrrChange.seq)),
+        )
+        value = func.sum(self._value(MrrChange.gross, MrrChange.discount, scope))
+        query = (
+            select(MrrChange.tenant_id, value)
+            .where(
+                MrrChange.currency == scope.currency,
+                MrrChange.at <= at,
+                self._clock_filter(MrrChange.test_clock_id, scope),
+                last,
+            )
+            .group_by(MrrChange.tenant_id)
+        )
+        return {tenant: int(total) for tenant, total in (await self.session.execute(query)).all() if total}
+
+    async def customers_with_mrr_before(self, scope: Scope, at: datetime) -> frozenset[str]:
+        """Customers that had MRR at some moment before `at` (for reactivation)."""
+        query = (
+            select(MrrChange.tenant_id)
+            .where(
+                MrrChange.currency == scope.currency,
+                MrrChange.at < at,
+                self._clock_filter(MrrChange.test_clock_id, scope),
+                self._value(MrrChange.gross, MrrChange.discount, scope) > 0,
+            )
+            .distinct()
+        )
+        return frozenset((await self.session.scalars(query)).all())
+
+    async def trials(self, scope: Scope, start: datetime, end: datetime) -> tuple[int, int]:
+        """(converted, ended) for trials that ended in [start, end)."""
+        query = select(MetricsSubscription.trial_converted, func.count()).where(
+            MetricsSubscription.currency == scope.currency,
+            MetricsSubscription.trial_ended_at >= start,
+            MetricsSubscription.trial_ended_at < end,
+            self._clock_filter(MetricsSubscription.test_clock_id, scope),
+        )
+        rows = (await self.session.execute(query.group_by(MetricsSubscription.trial_converted))).all()
+        converted = sum(n for flag, n in rows if flag)
+        return converted, sum(n for _, n in rows)
+
+    async def summary(self, scope: Scope, start: datetime, end: datetime) -> dict[str, Any]:
+        """Everything for the window [start, end], in minor units of `scope.currency`."""
+        at_start = await self.mrr_by_customer(scope, start)
+        at_end = await self.mrr_by_customer(scope, end)
+        before = await self.customers_with_mrr_before(scope, start)
+        moved = domain.movements(at_start, at_end, before)
+        start_mrr, end_mrr = sum(at_start.values()), sum(at_end.values())
+        lost = sum(1 for customer in at_start if at_end.get(customer, 0) == 0)
+        churn = domain.churn(start_mrr, moved, len(at_start), lost)
+        kept = domain.retention(at_start, at_end)
+        arpa = domain.arpa(end_mrr, len(at_end))
+        ltv = domain.ltv(arpa, churn.customer)
+        converted, ended = await self.trials(scope, start, end)
+        rate = domain.rate_text
+        return {
+            "object": "metrics",
+            "currency": scope.currency,
+            "test_clock": scope.test_clock_id,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "mrr_subtracts_discounts": scope.subtract_discounts,
+            "mrr": {"start": start_mrr, "end": end_mrr},
+            "arr": end_mrr * 12,
+            "customers": {"start": len(at_start), "end": len(at_end), "churned": lost},
+            "movements": {
+                **{
+                    kind.value: {"amount": moved.amount(kind), "customers": moved.counts.get(kind, 0)}
+                    for kind in domain.Movement
+                },
+                "net_new": moved.net_new,
+            },
+            "churn": {
+                "gross_revenue": rate(churn.gross_revenue),
+                "net_revenue": rate(churn.net_revenue),
+                "customer": rate(churn.customer),
+            },
+            "retention": {"net": rate(kept.net), "gross": rate(kept.gross)},
+            "arpa": domain.to_minor(arpa) if arpa is not None else None,
+            "ltv": domain.to_minor(ltv) if ltv is not None else None,
+            "trials": {
+                "converted": converted,
+                "ended": ended,
+                "conversion": rate(domain.trial_conversion(converted, ended)),
+            },
+        }

@@ -1,0 +1,152 @@
+"""Metrics through the public API: a month of a small SaaS on one test clock, every figure by hand.
+
+The customers (USD) on a test clock starting 2026-03-01:
+- A: basic monthly ($9), upgraded to pro ($29) on Mar 10: expansion +$20;
+- B: pro monthly ($29) without a trial: unchanged;
+- C: basic yearly ($86.40 = $7.20 a month), canceled on Mar 10: churn $7.20;
+- D: pro monthly with its 14-day trial, converted on Mar 15: new $29;
+- E: pro monthly trial, canceled on Mar 5: a trial that ended unconverted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from litestar import Litestar
+
+from gateway.config import Settings
+from tests.conftest import Api
+from tests.provisioning.helpers import manual_settings, settle
+
+START, END = "2026-03-01T00:00:00Z", "2026-04-01T00:00:00Z"
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return manual_settings()
+
+
+async def subscribe(api: Api, clock: str, name: str, price: str, **extra: Any) -> dict[str, Any]:
+    customer = await api.post("/v1/customers", {"name": name, "currency": "USD", "test_clock": clock})
+    sub: dict[str, Any] = await api.post(
+        "/v1/subscriptions", {"customer": customer["id"], "price": price, **extra}
+    )
+    return sub
+
+
+async def advance(api: Api, app: Litestar, clock: str, to: str) -> None:
+    await api.post(f"/v1/test_clocks/{clock}/advance", {"frozen_time": to}, expect=201)
+    await settle(api, app)
+
+
+async def test_a_month_of_mrr_movements_churn_retention_ltv_and_trials(
+    api: Api, app: Litestar, demo: Any
+) -> None:
+    clock = (await api.post("/v1/test_clocks", {"frozen_time": START}))["id"]
+    a = await subscribe(api, clock, "A", "basic_monthly")
+    b = await subscribe(api, clock, "B", "pro_monthly", trial_days=0)
+    c = await subscribe(api, clock, "C", "basic_yearly")
+    d = await subscribe(api, clock, "D", "pro_monthly")
+    e = await subscribe(api, clock, "E", "pro_monthly")
+    assert d["status"] == e["status"] == "trialing"
+    await settle(api, app)
+
+    now = await api.get("/v1/metrics/mrr", params={"test_clock": clock})
+    assert (now["mrr"], now["arr"], now["customers"]) == (900 + 2900 + 720, (900 + 2900 + 720) * 12, 3)
+    assert [row["mrr"] for row in now["data"]] == [2900, 900, 720]
+    assert now["data"][0]["customer"] == b["customer"]
+    # Wall-clock customers are another world: none here.
+    assert (await api.get("/v1/metrics/mrr"))["mrr"] == 0
+
+    await advance(api, app, clock, "2026-03-05T00:00:00Z")
+    await api.post(f"/v1/subscriptions/{e['id']}/cancel", {"at_period_end": False}, expect=201)
+    await advance(api, app, clock, "2026-03-10T00:00:00Z")
+    await api.post(f"/v1/subscriptions/{a['id']}/plan_change", {"price": "pro_monthly"}, expect=201)
+    await api.post(f"/v1/subscriptions/{c['id']}/cancel", {"at_period_end": False}, expect=201)
+    await advance(api, app, clock, "2026-03-15T00:00:00Z")  # D's trial ends: it becomes paid
+    await advance(api, app, clock, END)  # renewals change nothing
+
+    month = await api.get("/v1/metrics", params={"test_clock": clock, "start": START, "end": END})
+    assert month["mrr"] == {"start": 4520, "end": 8700}
+    assert month["arr"] == 8700 * 12
+    assert month["customers"] == {"start": 3, "end": 3, "churned": 1}
+    assert month["movements"] == {
+        "new": {"amount": 2900, "customers": 1},
+        "expansion": {"amount": 2000, "customers": 1},
+        "contraction": {"amount": 0, "customers": 0},
+        "churn": {"amount": 720, "customers": 1},
+        "reactivation": {"amount": 0, "customers": 0},
+        "net_new": 8700 - 4520,
+    }
+    # 720 / 4520; (720 - 2000) / 4520; 1 of 3 customers.
+    assert month["churn"] == {"gross_revenue": "0.1593", "net_revenue": "-0.2832", "customer": "0.3333"}
+    # Cohort A, B, C: (4520 - 720 + 2000) / 4520 and (4520 - 720) / 4520; D is new, so not in it.
+    assert month["retention"] == {"net": "1.2832", "gross": "0.8407"}
+    assert month["arpa"] == 2900  # 8700 / 3
+    assert month["ltv"] == 8700  # 2900 / (1/3)
+    assert month["trials"] == {"converted": 1, "ended": 2, "conversion": "0.5000"}
+
+    # The default window is the month up to the clock's now; the answer is the same here.
+    assert (await api.get("/v1/metrics", params={"test_clock": clock}))["mrr"] == month["mrr"]
+    # Looking back: MRR at an instant in the middle of the month.
+    mid = await api.get("/v1/metrics/mrr", params={"test_clock": clock, "at": "2026-03-12T00:00:00Z"})
+    assert mid["mrr"] == 2900 + 2900  # A upgraded, B; C canceled, D still trialing
+
+
+async def test_a_lost_customer_who_comes_back_is_a_reactivation(api: Api, app: Litestar, demo: Any) -> None:
+    clock = (await api.post("/v1/test_clocks", {"frozen_time": "2026-01-01T00:00:00Z"}))["id"]
+    sub = await subscribe(api, clock, "Back", "basic_monthly")
+    await settle(api, app)
+    await advance(api, app, clock, "2026-01-20T00:00:00Z")
+    await api.post(f"/v1/subscriptions/{sub['id']}/cancel", {"at_period_end": False}, expect=201)
+    await advance(api, app, clock, "2026-03-05T00:00:00Z")
+    await api.post("/v1/subscriptions", {"customer": sub["customer"], "price": "basic_monthly"})
+    await settle(api, app)
+    march = await api.get("/v1/metrics", params={"test_clock": clock, "start": START, "end": END})
+    assert march["movements"]["reactivation"] == {"amount": 900, "customers": 1}
+    assert march["movements"]["new"]["amount"] == 0
+    # Nobody at the start: every rate over the start is undefined, not zero.
+    assert march["churn"] == {"gross_revenue": None, "net_revenue": None, "customer": None}
+    assert march["retention"] == {"net": None, "gross": None} and march["ltv"] is None
+
+
+async def test_recurring_discounts_lower_mrr_and_once_only_coupons_do_not(
+    api: Api, app: Litestar, demo: Any
+) -> None:
+    await api.post("/v1/coupons", {"id": "HALF", "percent_off": 50, "duration": "forever"})
+    await api.post("/v1/coupons", {"id": "FIRST", "percent_off": 50, "duration": "once"})
+    clock = (await api.post("/v1/test_clocks", {"frozen_time": START}))["id"]
+    await subscribe(api, clock, "Half", "basic_monthly", coupon="HALF")
+    await subscribe(api, clock, "First", "basic_monthly", coupon="FIRST")
+    await settle(api, app)
+    assert (await api.get("/v1/metrics/mrr", params={"test_clock": clock}))["mrr"] == 450 + 900
+
+
+@pytest.mark.parametrize("settings", [manual_settings(metrics_mrr_subtract_discounts=False)])
+async def test_mrr_before_discounts_is_a_setting(
+    api: Api, app: Litestar, demo: Any, settings: Settings
+) -> None:
+    await api.post("/v1/coupons", {"id": "HALF", "percent_off": 50, "duration": "forever"})
+    clock = (await api.post("/v1/test_clocks", {"frozen_time": START}))["id"]
+    await subscribe(api, clock, "Half", "basic_monthly", coupon="HALF")
+    await settle(api, app)
+    summary = await api.get("/v1/metrics", params={"test_clock": clock})
+    assert summary["mrr"]["end"] == 900 and summary["mrr_subtracts_discounts"] is False
+
+
+async def test_bad_requests_are_4xx_and_tenant_keys_are_refused(api: Api, demo: Any) -> None:
+    assert (await api.get("/v1/metrics", params={"currency": "XXQ"}, expect=422))["field"] == "currency"
+    await api.get("/v1/metrics", params={"start": "yesterday"}, expect=422)
+    await api.get("/v1/metrics", params={"start": END, "end": START}, expect=422)
+    assert (await api.get("/v1/metrics", params={"test_clock": "clock_nope"}, expect=404))["code"] == (
+        "test_clock_not_found"
+    )
+    customer = (await api.post("/v1/customers", {"name": "T", "currency": "USD"}))["id"]
+    key = api.as_key(
+        (await api.post("/v1/api_keys", {"name": "k", "scopes": ["metrics:read"], "customer": customer}))[
+            "secret"
+        ]
+    )
+    assert (await key.get("/v1/metrics", expect=403))["code"] == "platform_key_required"
+    assert (await api.get("/v1/metrics", params={"currency": "eur"}))["currency"] == "EUR"
