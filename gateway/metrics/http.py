@@ -117,5 +117,30 @@ class MetricsController(Controller):
             "has_more": len(ranked) > limit,
         }
 
+    @get(
+        "/cohorts",
+        opt={"scope": "metrics:read"},
+        responses=ERROR_RESPONSES,
+        summary="Monthly cohorts: customers by the month they first paid, and who of them still pays",
+        description="Each cohort lists, at the end of its first month (month 0) and of every later month "
+        "up to now, how many of its customers still have MRR and their MRR.",
+    )
+    async def cohorts(
+        self,
+        session: NamedDependency[AsyncSession],
+        clock: NamedDependency[Clock],
+        state: State,
+        currency: Currency = "USD",
+        start: Annotated[str | None, QueryParameter(name="start", max_length=40)] = None,
+        months: Annotated[int, QueryParameter(name="months", ge=1, le=36)] = 12,
+        test_clock: TestClock = None,
+    ) -> dict[str, Any]:
+        scope, now = await _scope_and_now(session, clock, state, currency, test_clock)
+        this_month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        first = parse_timestamp(start, "start") or add_months(this_month, 1 - months)
+        first = first.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        rows = await MetricsService(session).cohorts(scope, first, months, now)
+        return {"object": "cohorts", "currency": scope.currency, "start": first.isoformat(), "data": rows}
+
 
 CONTROLLERS = [MetricsController]

@@ -15,6 +15,8 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
+from gateway.kernel.clock import ensure_utc
+from gateway.kernel.periods import add_months
 from gateway.metrics import domain
 from gateway.metrics.models import MetricsSubscription, MrrChange
 
@@ -71,6 +73,46 @@ class MetricsService:
             .distinct()
         )
         return frozenset((await self.session.scalars(query)).all())
+
+    async def first_paid(self, scope: Scope) -> dict[str, datetime]:
+        """When each customer first had MRR: the cohort it belongs to."""
+        query = (
+            select(MrrChange.tenant_id, func.min(MrrChange.at))
+            .where(
+                MrrChange.currency == scope.currency,
+                self._clock_filter(MrrChange.test_clock_id, scope),
+                self._value(MrrChange.gross, MrrChange.discount, scope) > 0,
+            )
+            .group_by(MrrChange.tenant_id)
+        )
+        return {tenant: ensure_utc(at) for tenant, at in (await self.session.execute(query)).all()}
+
+    async def cohorts(
+        self, scope: Scope, start: datetime, months: int, now: datetime
+    ) -> list[dict[str, Any]]:
+        """Monthly cohorts from `start`: the customers whose first MRR fell in each month, and at the end
+        of that month and of each later one (up to `now`), how many of them still pay and their MRR."""
+        bounds = [add_months(start, i) for i in range(months + 1)]
+        ends: list[datetime] = []  # each month's end; the month in progress is measured now
+        for bound in bounds[1:]:
+            ends.append(min(bound, now))
+            if bound >= now:
+                break
+        at_end = [await self.mrr_by_customer(scope, end) for end in ends]
+        first = await self.first_paid(scope)
+        rows = []
+        for i in range(months):
+            members = {c for c, at in first.items() if bounds[i] <= at < bounds[i + 1]}
+            periods = [
+                {
+                    "month": k,
+                    "customers": sum(1 for c in members if snapshot.get(c, 0) > 0),
+                    "mrr": sum(snapshot.get(c, 0) for c in members),
+                }
+                for k, snapshot in enumerate(at_end[i:])
+            ]
+            rows.append({"cohort": bounds[i].isoformat(), "customers": len(members), "periods": periods})
+        return rows
 
     async def trials(self, scope: Scope, start: datetime, end: datetime) -> tuple[int, int]:
         """(converted, ended) for trials that ended in [start, end)."""

@@ -150,3 +150,30 @@ async def test_bad_requests_are_4xx_and_tenant_keys_are_refused(api: Api, demo: 
     )
     assert (await key.get("/v1/metrics", expect=403))["code"] == "platform_key_required"
     assert (await api.get("/v1/metrics", params={"currency": "eur"}))["currency"] == "EUR"
+
+
+async def test_monthly_cohorts_follow_who_still_pays(api: Api, app: Litestar, demo: Any) -> None:
+    clock = (await api.post("/v1/test_clocks", {"frozen_time": "2026-01-01T00:00:00Z"}))["id"]
+    a = await subscribe(api, clock, "A", "basic_monthly")
+    await subscribe(api, clock, "B", "pro_monthly", trial_days=0)
+    await settle(api, app)
+    await advance(api, app, clock, "2026-02-10T00:00:00Z")
+    await subscribe(api, clock, "C", "basic_monthly")
+    await advance(api, app, clock, "2026-03-05T00:00:00Z")
+    await api.post(f"/v1/subscriptions/{a['id']}/cancel", {"at_period_end": False}, expect=201)
+    await advance(api, app, clock, "2026-03-20T00:00:00Z")
+
+    cohorts = await api.get(
+        "/v1/metrics/cohorts", params={"test_clock": clock, "start": "2026-01-01T00:00:00Z", "months": 3}
+    )
+    assert [(row["cohort"][:7], row["customers"]) for row in cohorts["data"]] == [
+        ("2026-01", 2),
+        ("2026-02", 1),
+        ("2026-03", 0),
+    ]
+    january, february, march = cohorts["data"]
+    # End of January, end of February, and March so far (A left on Mar 5).
+    assert [(p["customers"], p["mrr"]) for p in january["periods"]] == [(2, 3800), (2, 3800), (1, 2900)]
+    assert [(p["customers"], p["mrr"]) for p in february["periods"]] == [(1, 900), (1, 900)]
+    assert [(p["customers"], p["mrr"]) for p in march["periods"]] == [(0, 0)]
+    await api.get("/v1/metrics/cohorts", params={"months": 0}, expect=422)
