@@ -2,8 +2,8 @@
 
 The job bodies are plain async functions over (db, clock, config): tests and `tiergate billing-run` call
 them directly. Beside the billing run, `tiergate worker` runs the outbox relay (provisioning, audit,
-outgoing webhooks, the past-due sweep): run it in the worker and set `relay_enabled = false` on the
-`serve` replicas. Two schedulers run the billing run:
+outgoing webhooks, metrics, the past-due sweep, the retention purge): run it in the worker and set
+`relay_enabled = false` on the `serve` replicas. Two schedulers run the billing run:
 - embedded (no Redis): `run_scheduler`, a loop inside `tiergate serve` or `tiergate worker`;
 - production (Redis): saq, a cron job every minute in `tiergate worker`, any number of replicas. saq's
   cron jobs are unique per queue, and the billing run itself is safe to run twice at once.

@@ -37,3 +37,8 @@ def test_new_ids_carry_their_prefix_and_the_current_time() -> None:
     assert prefix == "in" and len(body) == 26 and set(body) <= set(CROCKFORD)
     assert reference_b32(before, 10) <= body[:10] <= reference_b32(after, 10)
     assert len({new_id("x") for _ in range(1000)}) == 1000
+
+
+def test_ids_made_in_one_millisecond_still_sort_in_creation_order() -> None:
+    ids = [new_id("x") for _ in range(5000)]  # far more than one per millisecond
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)

@@ -85,7 +85,8 @@ async def test_filtered_events_get_receipts_and_late_commits_are_picked_up(
 
 async def test_relay_once_job_runs_the_default_consumers(db: Database, clock: FrozenClock) -> None:
     await write(db, "policy.published")
-    assert await relay_once(db, clock) == 3  # provisioning, audit and webhooks each saw the event
+    # provisioning, metrics, audit and webhooks each saw the event
+    assert await relay_once(db, clock) == 4
     assert await relay_once(db, clock) == 0
-    for name in ("provisioning", "audit", "webhooks"):
+    for name in ("provisioning", "metrics", "audit", "webhooks"):
         assert await watermark(db, name) == 1
