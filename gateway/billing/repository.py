@@ -22,7 +22,7 @@ from gateway.billing.models import (
     NumberSequence,
     PeriodUsage,
 )
-from gateway.db.bulk import buffer_object, buffer_row, is_buffering
+from gateway.db.bulk import buffer_object, buffer_row, in_batch
 
 
 class BillingRepository:
@@ -48,7 +48,7 @@ class BillingRepository:
         if not rows:
             return
         table = cast(Table, InvoiceLine.__table__)
-        if is_buffering(self.session):
+        if in_batch(self.session):
             for row in rows:
                 buffer_row(self.session, table, row)
         else:
@@ -58,8 +58,7 @@ class BillingRepository:
         self.session.add_all(rows)
 
     async def flush(self) -> None:
-        # Deferred inside a billing-run batch (see SubscriptionRepository.flush).
-        if not self.session.info.get("defer_flush"):
+        if not in_batch(self.session):  # a billing-run batch flushes once, at its end (gateway.db.bulk)
             await self.session.flush()
 
     # -- invoices --------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Batch writes: a batch job collects the rows it creates and writes them at its end, one Core INSERT per
-table, in foreign-key order, in the batch's own transaction.
+"""Batch mode: inside a batch job (the billing run) repositories do not flush, and the rows the batch
+creates are collected and written at its end, one Core INSERT per table, in foreign-key order, in the
+batch's own transaction. `in_batch` is the one flag both depend on.
 
 Why: the billing run creates an invoice, its lines and its events for each of thousands of subscriptions.
 Through the ORM each new row is an instrumented object the unit of work inspects, sorts and turns into
@@ -35,7 +36,9 @@ def stop_buffering(session: AsyncSession) -> None:
     session.info.pop(_KEY, None)
 
 
-def is_buffering(session: AsyncSession) -> bool:
+def in_batch(session: AsyncSession) -> bool:
+    """Whether a batch is running on this session: repositories skip their flushes (one round trip per
+    table per batch instead of several per row; nothing in a batch reads back what it wrote)."""
     return _KEY in session.info
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db.bulk import in_batch
 from gateway.subscriptions.domain import LIVE_STATUSES
 from gateway.subscriptions.models import Subscription, SubscriptionAddon, TestClock
 
@@ -21,9 +22,7 @@ class SubscriptionRepository:
         self.session.add(row)
 
     async def flush(self) -> None:
-        # A batch job (the billing run) defers flushes to its end: one round trip per table per batch
-        # instead of several per subscription. Nothing in a batch reads back what it wrote.
-        if not self.session.info.get("defer_flush"):
+        if not in_batch(self.session):  # a billing-run batch flushes once, at its end (gateway.db.bulk)
             await self.session.flush()
 
     async def get(

@@ -610,9 +610,8 @@ class SubscriptionService:
         if not due:
             return 0, 0
         session = self.repo.session
-        # Flushes wait for the batch's end, and the rows the batch creates (invoices, lines, events) are
-        # written then with one INSERT per table (gateway.db.bulk), before the ORM flush of the rest.
-        session.info["defer_flush"] = True
+        # Batch mode (gateway.db.bulk): flushes wait for the batch's end, and the rows the batch creates
+        # (invoices, lines, events) are written then with one INSERT per table, before the ORM flush.
         start_buffering(session)
         try:
             await self.prefetch_addons(due)
@@ -625,7 +624,6 @@ class SubscriptionService:
                 await listener.after_batch()
             await write_buffered(session)
         finally:
-            session.info.pop("defer_flush", None)
             stop_buffering(session)
         await session.flush()
         return len(due), steps
