@@ -1,6 +1,7 @@
-"""GET /v1/metrics (a window's MRR, movements, churn, retention, ARPA, LTV, trial conversion) and
-GET /v1/metrics/mrr (MRR at an instant, per customer). Scope metrics:read, platform keys only: these are
-the vendor's numbers across all its customers."""
+"""GET /v1/metrics (a window's MRR, movements, churn, retention, ARPA, LTV, trial conversion),
+GET /v1/metrics/mrr (MRR at an instant, per customer) and GET /v1/metrics/cohorts. Scope metrics:read,
+platform keys only: these are the vendor's numbers across all its customers. Amounts are integer minor
+units of `currency`, per month (ARR: per year)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.identity.http import platform_key_only
 from gateway.kernel.clock import Clock
-from gateway.kernel.errors import NotFound, ValidationFailed
+from gateway.kernel.errors import ValidationFailed
 from gateway.kernel.money import normalize_currency
 from gateway.kernel.periods import add_months
 from gateway.metrics.service import MetricsService, Scope
+from gateway.subscriptions.clocks import TestClockNotFound
 from gateway.subscriptions.repository import SubscriptionRepository
 from gateway.web.problems import ERROR_RESPONSES
 from gateway.web.timestamps import parse_timestamp
@@ -34,10 +36,6 @@ TestClock = Annotated[
 ]
 
 
-class TestClockNotFound(NotFound):
-    code = "test_clock_not_found"
-
-
 async def _scope_and_now(
     session: AsyncSession, clock: Clock, state: State, currency: str, test_clock: str | None
 ) -> tuple[Scope, datetime]:
@@ -51,8 +49,7 @@ async def _scope_and_now(
         if row is None:
             raise TestClockNotFound(f"no test clock {test_clock!r}")
         now = row.frozen_time
-    subtract = bool(getattr(state.get("settings"), "metrics_mrr_subtract_discounts", True))
-    return Scope(code, test_clock, subtract), now
+    return Scope(code, test_clock, state.settings.metrics_mrr_subtract_discounts), now
 
 
 class MetricsController(Controller):
@@ -131,7 +128,15 @@ class MetricsController(Controller):
         clock: NamedDependency[Clock],
         state: State,
         currency: Currency = "USD",
-        start: Annotated[str | None, QueryParameter(name="start", max_length=40)] = None,
+        start: Annotated[
+            str | None,
+            QueryParameter(
+                name="start",
+                max_length=40,
+                description="The first cohort's month (the timestamp's month, from its 1st, UTC); "
+                "default: `months` back from the current month",
+            ),
+        ] = None,
         months: Annotated[int, QueryParameter(name="months", ge=1, le=36)] = 12,
         test_clock: TestClock = None,
     ) -> dict[str, Any]:
