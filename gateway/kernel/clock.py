@@ -25,6 +25,11 @@ def ensure_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def isoformat_or_none(value: datetime | None) -> str | None:
+    """A timestamp for JSON: ISO 8601, or None when there is none."""
+    return value.isoformat() if value is not None else None
+
+
 @runtime_checkable
 class Clock(Protocol):
     def now(self) -> datetime: ...

@@ -10,14 +10,16 @@ from litestar import Controller, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath
+from msgspec import Struct
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.customers import CustomerService
 from gateway.customers.repository import CustomerRepository
 from gateway.identity.http import platform_key_only
 from gateway.kernel.auth import Principal
-from gateway.kernel.clock import Clock
+from gateway.kernel.clock import Clock, isoformat_or_none
 from gateway.provisioning.members import CustomerMemberDirectory
+from gateway.provisioning.models import TenantAccount
 from gateway.provisioning.privacy import PrivacyService
 from gateway.provisioning.repository import ProvisioningRepository
 from gateway.web.problems import ERROR_RESPONSES
@@ -70,8 +72,39 @@ class PrivacyController(Controller):
         return await service.erase(user_id, actor=f"key:{principal.key_id}")
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
+class CustomerAccess(Struct):
+    """Where a tenant's account stands; `not_provisioned` (all else null) before any subscription."""
+
+    customer: str
+    state: str  # not_provisioned | active | revoked | purged
+    object: str = "customer_access"
+    subscription: str | None = None
+    plan: str | None = None
+    provisioned_at: str | None = None
+    past_due_since: str | None = None
+    revoked_at: str | None = None
+    revoked_reason: str | None = None
+    restored_at: str | None = None
+    retain_until: str | None = None
+    purged_at: str | None = None
+
+    @classmethod
+    def of(cls, customer_id: str, account: TenantAccount | None) -> CustomerAccess:
+        if account is None:
+            return cls(customer=customer_id, state="not_provisioned")
+        return cls(
+            customer=customer_id,
+            state=account.state,
+            subscription=account.subscription_id,
+            plan=account.plan_key,
+            provisioned_at=isoformat_or_none(account.provisioned_at),
+            past_due_since=isoformat_or_none(account.past_due_since),
+            revoked_at=isoformat_or_none(account.revoked_at),
+            revoked_reason=account.revoked_reason,
+            restored_at=isoformat_or_none(account.restored_at),
+            retain_until=isoformat_or_none(account.retain_until),
+            purged_at=isoformat_or_none(account.purged_at),
+        )
 
 
 class AccessController(Controller):
@@ -90,27 +123,11 @@ class AccessController(Controller):
         session: NamedDependency[AsyncSession],
         clock: NamedDependency[Clock],
         principal: NamedDependency[Principal],
-    ) -> dict[str, Any]:
+    ) -> CustomerAccess:
         customer = await CustomerService(CustomerRepository(session), clock).get(
             customer_id, scope=principal.tenant_id
         )
-        account = await ProvisioningRepository(session).account(customer.id)
-        if account is None:  # no subscription event has reached provisioning yet
-            return {"object": "customer_access", "customer": customer.id, "state": "not_provisioned"}
-        return {
-            "object": "customer_access",
-            "customer": customer.id,
-            "state": account.state,
-            "subscription": account.subscription_id,
-            "plan": account.plan_key,
-            "provisioned_at": _iso(account.provisioned_at),
-            "past_due_since": _iso(account.past_due_since),
-            "revoked_at": _iso(account.revoked_at),
-            "revoked_reason": account.revoked_reason,
-            "restored_at": _iso(account.restored_at),
-            "retain_until": _iso(account.retain_until),
-            "purged_at": _iso(account.purged_at),
-        }
+        return CustomerAccess.of(customer.id, await ProvisioningRepository(session).account(customer.id))
 
 
 CONTROLLERS = [PrivacyController, AccessController]

@@ -39,7 +39,7 @@ from gateway.db.outbox import OutboxEvent, record_event
 from gateway.db.session import Database
 from gateway.entitlements.loader import load_tenants
 from gateway.identity.revocation import RevocationService
-from gateway.kernel.clock import Clock
+from gateway.kernel.clock import Clock, isoformat_or_none
 from gateway.kernel.events import DomainEvent
 from gateway.provisioning.hooks import AccessHook, SessionsHook
 from gateway.provisioning.models import TenantAccount
@@ -317,7 +317,11 @@ class Provisioner:
             )
         account.state, account.purged_at, account.provisioned_at = "purged", at, None
         account.updated_at = self.clock.now()
-        data = {"customer": account.tenant_id, "retain_until": _iso(account.retain_until), **counts}
+        data = {
+            "customer": account.tenant_id,
+            "retain_until": isoformat_or_none(account.retain_until),
+            **counts,
+        }
         await record_event(
             self.session,
             DomainEvent(
@@ -334,10 +338,6 @@ class Provisioner:
 
     def _sessions_store(self) -> Any | None:
         return next((h.store for h in self.hooks if isinstance(h, SessionsHook)), None)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 async def purge_expired(
