@@ -24,10 +24,18 @@ AwareTimestamp = Annotated[
 ]
 
 
+# Years a timestamp of ours may fall in. Python's datetime ends at years 1 and 9999, and arithmetic near
+# them (a month back from 0001-01-05, UTC of 0001-01-01T00:00+14:00) overflows; no billing date is there.
+MIN_YEAR, MAX_YEAR = 1970, 2999
+
+
 def parse_timestamp(value: str | None, field: str) -> datetime | None:
     if value is None:
         return None
     try:
-        return ensure_utc(datetime.fromisoformat(value))
-    except ValueError:
+        parsed = ensure_utc(datetime.fromisoformat(value))
+    except (ValueError, OverflowError):
         raise ValidationFailed(f"{field} is not a valid ISO 8601 timestamp", field=field) from None
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise ValidationFailed(f"{field} must be between the years {MIN_YEAR} and {MAX_YEAR}", field=field)
+    return parsed
