@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import column, delete, select, table, update
+from sqlalchemy import column, delete, func, select, table, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.customers.models import Customer
 from gateway.identity.invites import Invite
+from gateway.kernel.clock import ensure_utc
 from gateway.provisioning.models import DisabledApiKey, TenantAccount
+from gateway.subscriptions.models import TestClock
 
 _api_keys = table("api_keys", column("id"), column("tenant_id"), column("revoked_at"))
 
@@ -37,20 +40,25 @@ class ProvisioningRepository:
         )
         return (await self.session.scalars(query)).all()
 
-    async def accounts_to_purge(self, limit: int = 100) -> Sequence[TenantAccount]:
-        """Revoked accounts with a retention date (canceled or expired), not purged yet; each caller
-        compares the date with the customer's own time."""
+    async def accounts_to_purge(self, now: datetime, limit: int = 100) -> list[tuple[str, datetime]]:
+        """(tenant, its time now) of revoked accounts whose retention has run out on the customer's own
+        time: the wall clock's `now`, or its test clock's frozen time. Due ones only, so a tick with
+        tenants in retention but none due costs this one query."""
+        own_now = func.coalesce(TestClock.frozen_time, now)
         query = (
-            select(TenantAccount)
+            select(TenantAccount.tenant_id, own_now)
+            .join(Customer, Customer.id == TenantAccount.tenant_id)
+            .outerjoin(TestClock, TestClock.id == Customer.test_clock_id)
             .where(
                 TenantAccount.state == "revoked",
-                TenantAccount.retain_until.is_not(None),
                 TenantAccount.purged_at.is_(None),
+                TenantAccount.retain_until.is_not(None),
+                TenantAccount.retain_until <= own_now,
             )
             .order_by(TenantAccount.retain_until)
             .limit(limit)
         )
-        return (await self.session.scalars(query)).all()
+        return [(tenant, ensure_utc(at)) for tenant, at in (await self.session.execute(query)).all()]
 
     async def forget_disabled_keys(self, tenant_id: str) -> int:
         """The purge: the tenant's disabled API keys stay disabled for good (a restore brings none back)."""

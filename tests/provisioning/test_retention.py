@@ -11,7 +11,9 @@ import pytest
 from litestar import Litestar
 
 from gateway.config import Settings
+from gateway.db.session import Database
 from gateway.kernel.clock import FrozenClock
+from gateway.provisioning.service import purge_expired
 from tests.conftest import Api
 from tests.provisioning.helpers import forward, manual_settings, settle, token_for
 
@@ -169,3 +171,52 @@ async def test_access_is_tenant_scoped_and_known_before_provisioning(api: Api, d
     problem = await key.get(f"/v1/customers/{theirs}/access", expect=404)
     assert problem["status"] == 404
     await api.get("/v1/customers/cus_nope/access", expect=404)
+
+
+class FailsFor:
+    """An access hook whose purge fails for one tenant (a broken downstream, say)."""
+
+    name = "scim_tokens_disabled"
+
+    def __init__(self, tenant_id: str) -> None:
+        self.tenant_id = tenant_id
+
+    async def revoke(self, session: Any, tenant_id: str) -> int:
+        return 0
+
+    async def restore(self, session: Any, tenant_id: str) -> int:
+        return 0
+
+    async def purge(self, session: Any, tenant_id: str) -> int:
+        if tenant_id == self.tenant_id:
+            raise RuntimeError("downstream is down")
+        return 0
+
+
+async def test_one_tenant_failing_its_purge_holds_back_no_other(
+    api: Api, app: Litestar, db: Database, clock: FrozenClock, demo: Any
+) -> None:
+    test_clock = (await api.post("/v1/test_clocks", {"frozen_time": "2026-03-01T00:00:00Z"}))["id"]
+    tenants = []
+    for name in ("Broken", "Fine"):
+        customer = await api.post(
+            "/v1/customers",
+            {"name": name, "email": f"o@{name.lower()}.example", "currency": "USD", "test_clock": test_clock},
+        )
+        sub = await api.post("/v1/subscriptions", {"customer": customer["id"], "price": "basic_monthly"})
+        await settle(api, app)
+        await api.post(f"/v1/subscriptions/{sub['id']}/cancel", {"at_period_end": False}, expect=201)
+        tenants.append(customer["id"])
+    await settle(api, app)
+    await api.post(
+        f"/v1/test_clocks/{test_clock}/advance", {"frozen_time": "2026-04-01T00:00:00Z"}, expect=201
+    )
+
+    broken, fine = tenants
+    assert await purge_expired(db, clock, hooks=[FailsFor(broken)]) == 1
+    states = {c: (await api.get(f"/v1/customers/{c}/access"))["state"] for c in tenants}
+    assert states == {broken: "revoked", fine: "purged"}
+    # The next tick retries the one that failed, and only that one.
+    assert await purge_expired(db, clock) == 1
+    assert (await api.get(f"/v1/customers/{broken}/access"))["state"] == "purged"
+    assert await purge_expired(db, clock) == 0
