@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, String
+from sqlalchemy import BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db.base import Base
@@ -54,7 +54,6 @@ class MetricsSubscription(Base):
     currency: Mapped[str] = mapped_column(String(3))
     gross: Mapped[int] = mapped_column(BigInteger, default=0)
     discount: Mapped[int] = mapped_column(BigInteger, default=0)
-    had_trial: Mapped[bool] = mapped_column(Boolean, default=False)
     # When the trial ended (domain time) and whether it became paid (rule 37).
     trial_ended_at: Mapped[datetime | None]
     trial_converted: Mapped[bool | None]

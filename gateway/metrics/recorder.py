@@ -69,14 +69,12 @@ class MetricsRecorder:
                 currency=snapshot["currency"],
                 gross=0,
                 discount=0,
-                had_trial=status == "trialing",
                 test_clock_id=customer.test_clock_id if customer else None,
                 updated_at=now,
             )
             self.session.add(state)
         if state.status == "trialing" and status != "trialing" and state.trial_ended_at is None:
             state.trial_ended_at, state.trial_converted = event.occurred_at, status in PAYING
-        state.had_trial = state.had_trial or status == "trialing"
         if (gross, discount) != (state.gross, state.discount):
             self.session.add(
                 MrrChange(

@@ -497,7 +497,6 @@ def upgrade() -> None:
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('gross', sa.BigInteger(), nullable=False),
     sa.Column('discount', sa.BigInteger(), nullable=False),
-    sa.Column('had_trial', sa.Boolean(), nullable=False),
     sa.Column('trial_ended_at', advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=True),
     sa.Column('trial_converted', sa.Boolean(), nullable=True),
     sa.Column('test_clock_id', sa.String(length=40), nullable=True),
