@@ -27,7 +27,7 @@ from gateway.billing.wiring import BillingConfig, billing_services
 from gateway.catalog.http import CONTROLLERS as CATALOG
 from gateway.config import Settings, load_settings
 from gateway.customers.http import CONTROLLERS as CUSTOMERS
-from gateway.db.session import Database
+from gateway.db.session import Database, is_sqlite
 from gateway.entitlements.changes import ChangeNotifier
 from gateway.entitlements.engine import Engine, EngineSettings
 from gateway.entitlements.forward import FORWARD_ROUTER
@@ -45,16 +45,19 @@ from gateway.identity.tokens import KeyService
 from gateway.kernel.clock import Clock, SystemClock
 from gateway.metrics.http import CONTROLLERS as METRICS
 from gateway.notifications.http import CONTROLLERS as WEBHOOKS
+from gateway.notifications.service import seal_endpoint_secrets
 from gateway.provisioning.hooks import discover_hooks
 from gateway.provisioning.http import CONTROLLERS as PRIVACY
 from gateway.provisioning.http import provide_member_directory
 from gateway.provisioning.jobs import BackgroundRelay, Wiring
 from gateway.scim.http import CONTROLLERS as SCIM_TOKENS
 from gateway.scim.http import SCIM_ROUTER
+from gateway.security.secretbox import SecretBox, box_for
 from gateway.sso.http import BROWSER_CONTROLLERS as SSO_BROWSER
 from gateway.sso.http import CONTROLLERS as SSO
 from gateway.sso.oidc import OidcClient
 from gateway.sso.pending import MemoryPendingLogins, PendingLogins, RedisPendingLogins
+from gateway.sso.service import seal_client_secrets
 from gateway.subscriptions.hooks import SubscriptionListener
 from gateway.subscriptions.http import CONTROLLERS as SUBSCRIPTIONS
 from gateway.subscriptions.http import EventController
@@ -99,6 +102,17 @@ def _forget_keys(key_ids: list[str]) -> None:
         revoke_from_cache(key_id)
 
 
+async def seal_stored_secrets(session: AsyncSession, clock: Clock, box: SecretBox) -> int:
+    """Encryption at rest for rows written before it (or under a rotated-out key): seal them with the
+    current key at every start. Idempotent; two replicas may both rewrite a row, either result opens."""
+    resealed = await KeyService(session, clock, box).seal_private_keys()
+    resealed += await seal_endpoint_secrets(session, box)
+    resealed += await seal_client_secrets(session, box)
+    if resealed:
+        log.info("sealed %d stored secrets with secret key %r", resealed, box.primary_id)
+    return resealed
+
+
 def provide_subscription_listeners(
     session: NamedDependency[AsyncSession],
     clock: NamedDependency[Clock],
@@ -114,6 +128,8 @@ def create_app(
     settings = settings or load_settings()
     clock = clock or SystemClock()
     database = db or Database(settings.database_url)
+    # Refuses to start (SecretKeyMissing) on a shared database without TIERGATE_SECRET_KEY.
+    secret_box = box_for(settings, embedded=is_sqlite(database.url))
     redis_client = redis_from_url(settings.redis_url) if settings.redis_url else None
     quotas: QuotaStore = RedisQuotaStore(redis_client) if redis_client is not None else MemoryQuotaStore()
     engine = Engine(
@@ -151,6 +167,7 @@ def create_app(
         }
     )
     state.sessions = sessions
+    state.secret_box = secret_box
     state.sso_pending = sso_pending
     state.sso_oidc = sso_oidc
     # Accounts follow the subscription: each replica's in-memory token revocation list, and the relay.
@@ -168,7 +185,8 @@ def create_app(
                 await ApiKeyService(session, clock).ensure_bootstrap(settings.bootstrap_api_key)
             # An empty policy store gets the default policy as version 1; published versions are kept.
             await PolicyService(session, clock).seed_default()
-            keys = KeyService(session, clock)
+            await seal_stored_secrets(session, clock, secret_box)
+            keys = KeyService(session, clock, secret_box)
             await keys.ensure_key()
             app.state.signer = await keys.signer(settings.token_issuer)
         await engine.rebuild()
@@ -181,6 +199,7 @@ def create_app(
         tasks.append(asyncio.create_task(revocations.run()))
         wiring = Wiring.from_settings(
             settings,
+            secrets=secret_box,
             hooks=discover_hooks(clock, sessions=state.get("sessions")),
             on_keys_disabled=_forget_keys,
         )

@@ -80,6 +80,10 @@ class Settings:
     webhook_backoff_seconds: float = 30.0
     webhook_max_backoff_seconds: float = 21600.0
     webhook_timeout_seconds: float = 10.0
+    # Outbound requests to user-given URLs (webhooks; gateway/security/outbound.py): http:// targets, and
+    # loopback/private/link-local/reserved addresses, are refused unless these allow them (tests, dev).
+    webhook_allow_http: bool = False
+    webhook_allow_private_targets: bool = False
     # Lifetime of a member invitation link.
     invite_ttl_hours: int = 72
     # SCIM: IdP groups whose displayName is not a role name, mapped to a role ("Engineering=editor");
@@ -87,6 +91,13 @@ class Settings:
     scim_group_roles: tuple[str, ...] = ()
     # Environment only: a secret API key accepted with full scope (creates itself on first use).
     bootstrap_api_key: str = field(default="", repr=False)
+    # Environment only (TIERGATE_SECRET_KEY): the keys that encrypt stored secrets, "k2:<b64>,k1:<b64>"
+    # (the first seals, all open). Read from the environment even when Settings is built by hand, so every
+    # Settings of a process carries the deployment's key.
+    secret_key: str = field(default_factory=lambda: os.environ.get("TIERGATE_SECRET_KEY", ""), repr=False)
+    # Without secret_key, the embedded default (SQLite) keeps a generated key here (mode 0600); any other
+    # database refuses to start without secret_key.
+    secret_key_file: str = "var/secret.key"
     log_level: str = "INFO"
     debug: bool = False
 
@@ -95,7 +106,7 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
 
-_SECRET_ONLY_FROM_ENV = {"bootstrap_api_key"}
+_SECRET_ONLY_FROM_ENV = {"bootstrap_api_key", "secret_key"}
 
 
 def _coerce(raw: str, current: Any) -> Any:

@@ -3,6 +3,8 @@ PostgreSQL too. With `CI` set, a missing PostgreSQL or Redis is a failure, never
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -21,6 +23,11 @@ from gateway.config import Settings
 from gateway.db.session import Database
 from gateway.identity.http import forget_cached_keys
 from gateway.kernel.clock import FrozenClock
+
+# Secrets at rest: every app the suite builds seals with this key (Settings reads TIERGATE_SECRET_KEY from
+# the environment), so no test writes a key file and PostgreSQL runs do not refuse to start.
+TEST_SECRET_KEY = "test:" + base64.b64encode(hashlib.sha256(b"tiergate test suite").digest()).decode()
+os.environ.setdefault("TIERGATE_SECRET_KEY", TEST_SECRET_KEY)
 
 POSTGRES_URL = os.environ.get("TIERGATE_TEST_POSTGRES_URL", "")
 REDIS_URL = os.environ.get("TIERGATE_TEST_REDIS_URL", "")

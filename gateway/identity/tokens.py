@@ -2,10 +2,14 @@
 
 Rotation: `rotate()` makes a new key the signer; earlier keys stay in the JWKS for `RETIRED_KEY_GRACE`
 (longer than any token lives) so tokens issued before the rotation keep verifying, then drop out.
+
+The private half is stored sealed by the secret box (`{"sealed": "tgs1.…"}` in `private_jwk`); a row written
+before encryption at rest (the clear JWK) still loads, and `seal_private_keys` seals it at start-up.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +24,7 @@ from gateway.identity.models import SigningKey
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import Unauthenticated
 from gateway.kernel.ids import new_id
+from gateway.security.secretbox import SecretBox
 
 ALGORITHM = "ES256"
 AUDIENCE = "tiergate"
@@ -36,11 +41,13 @@ class TokenSigner:
     """Signs and verifies with an in-memory snapshot of the keys (loaded from the database), so the
     per-request verify never touches the database."""
 
-    def __init__(self, issuer: str, keys: list[SigningKey]) -> None:
+    def __init__(self, issuer: str, keys: list[SigningKey], box: SecretBox) -> None:
         self.issuer = issuer
         active = [k for k in keys if k.retired_at is None]
-        self._signing = max(active, key=lambda k: k.created_at) if active else None
-        self._keyset = KeySet([ECKey.import_key(k.private_jwk) for k in keys]) if keys else KeySet([])
+        signing = max(active, key=lambda k: k.created_at) if active else None
+        private = {k.kid: ECKey.import_key(private_jwk_of(k, box)) for k in keys}
+        self._signing = (signing.kid, private[signing.kid]) if signing is not None else None
+        self._keyset = KeySet(list(private.values()))
         self.public_jwks = {"keys": [dict(k.public_jwk) for k in keys]}
 
     def sign(
@@ -59,8 +66,8 @@ class TokenSigner:
             "exp": int(expires.timestamp()),
             "jti": new_id("tok"),
         }
-        key = ECKey.import_key(self._signing.private_jwk)
-        header = {"alg": ALGORITHM, "kid": self._signing.kid, "typ": "at+jwt"}
+        kid, key = self._signing
+        header = {"alg": ALGORITHM, "kid": kid, "typ": "at+jwt"}
         return jwt.encode(header, payload, key, algorithms=[ALGORITHM]), expires
 
     def verify(self, token: str, *, at: datetime) -> dict[str, Any]:
@@ -81,10 +88,28 @@ class TokenSigner:
         return dict(claims)
 
 
+def _context(kid: str) -> str:
+    return f"signing_keys.private_jwk:{kid}"
+
+
+def private_jwk_of(row: SigningKey, box: SecretBox) -> dict[str, Any]:
+    """The private JWK of a row: sealed (`{"sealed": …}`), or a clear JWK written before encryption."""
+    sealed = row.private_jwk.get("sealed")
+    if not isinstance(sealed, str):
+        return dict(row.private_jwk)
+    opened: dict[str, Any] = json.loads(box.open(sealed, context=_context(row.kid)))
+    return opened
+
+
+def sealed_private_jwk(kid: str, jwk: Mapping[str, Any], box: SecretBox) -> dict[str, Any]:
+    return {"sealed": box.seal(json.dumps(dict(jwk), sort_keys=True), context=_context(kid))}
+
+
 class KeyService:
-    def __init__(self, session: AsyncSession, clock: Clock) -> None:
+    def __init__(self, session: AsyncSession, clock: Clock, box: SecretBox) -> None:
         self.session = session
         self.clock = clock
+        self.box = box
 
     async def published(self) -> list[SigningKey]:
         cutoff = self.clock.now() - RETIRED_KEY_GRACE
@@ -111,7 +136,7 @@ class KeyService:
         row = SigningKey(
             kid=kid,
             algorithm=ALGORITHM,
-            private_jwk=dict(key.as_dict(private=True)),
+            private_jwk=sealed_private_jwk(kid, key.as_dict(private=True), self.box),
             public_jwk=dict(key.as_dict(private=False)),
             created_at=now,
             activated_at=now,
@@ -121,4 +146,17 @@ class KeyService:
         return row
 
     async def signer(self, issuer: str) -> TokenSigner:
-        return TokenSigner(issuer, await self.published())
+        return TokenSigner(issuer, await self.published(), self.box)
+
+    async def seal_private_keys(self) -> int:
+        """Seal private keys stored in clear (before encryption at rest) or under a retired secret-box key
+        (rotation); returns how many rows were rewritten."""
+        resealed = 0
+        for row in (await self.session.scalars(select(SigningKey))).all():
+            sealed = row.private_jwk.get("sealed")
+            if isinstance(sealed, str) and not self.box.needs_reseal(sealed):
+                continue
+            row.private_jwk = sealed_private_jwk(row.kid, private_jwk_of(row, self.box), self.box)
+            resealed += 1
+        await self.session.flush()
+        return resealed

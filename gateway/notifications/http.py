@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from litestar import Controller, delete, get, patch, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +15,7 @@ from gateway.kernel.clock import Clock
 from gateway.notifications import schemas as s
 from gateway.notifications.repository import WebhookRepository
 from gateway.notifications.service import WebhookEndpointService
+from gateway.security.outbound import OutboundPolicy
 from gateway.web.deps import ListParams
 from gateway.web.problems import ERROR_RESPONSES
 from gateway.web.schemas import changes_of
@@ -23,9 +25,11 @@ WRITE = {"scope": "webhooks:write"}
 
 
 def provide_endpoints(
-    session: NamedDependency[AsyncSession], clock: NamedDependency[Clock]
+    session: NamedDependency[AsyncSession], clock: NamedDependency[Clock], state: State
 ) -> WebhookEndpointService:
-    return WebhookEndpointService(WebhookRepository(session), clock)
+    return WebhookEndpointService(
+        WebhookRepository(session), clock, state.secret_box, OutboundPolicy.for_webhooks(state.settings)
+    )
 
 
 class WebhookEndpointController(Controller):
@@ -52,7 +56,7 @@ class WebhookEndpointController(Controller):
             enabled=data.enabled,
             scope=principal.tenant_id,
         )
-        return s.WebhookEndpoint.of(row, with_secret=True)
+        return s.WebhookEndpoint.of(row, secret=endpoints.secret_of(row))
 
     @get("/", opt=READ, responses=ERROR_RESPONSES, summary="List webhook endpoints")
     async def list_(
@@ -81,7 +85,7 @@ class WebhookEndpointController(Controller):
         principal: NamedDependency[Principal],
     ) -> s.WebhookEndpoint:
         row = await endpoints.get(endpoint_id, scope=principal.tenant_id)
-        return s.WebhookEndpoint.of(row, with_secret=True)
+        return s.WebhookEndpoint.of(row, secret=endpoints.secret_of(row))
 
     @patch("/{endpoint_id:str}", opt=WRITE, responses=ERROR_RESPONSES, summary="Update a webhook endpoint")
     async def update(

@@ -18,9 +18,9 @@ class WebhookEndpoint(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str | None] = mapped_column(String(40), index=True)
     url: Mapped[str] = mapped_column(String(2048))
-    # WARNING: the signing secret in clear (the receiver needs the same bytes to verify the HMAC);
-    # whoever reads this table can forge webhooks to the endpoint.
-    secret: Mapped[str] = mapped_column(String(100))
+    # The signing secret (`whsec_…`), sealed by the secret box (`tgs1.<key id>.…`, AES-GCM bound to this
+    # row's id): the receiver needs the same bytes to verify the HMAC, so it is encrypted, not hashed.
+    secret: Mapped[str] = mapped_column(String(300))
     description: Mapped[str | None] = mapped_column(String(500))
     # Event types (exact, or a prefix ending in ".*", or "*").
     enabled_events: Mapped[list[Any]]

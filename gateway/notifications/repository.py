@@ -37,6 +37,9 @@ class WebhookRepository:
             query = query.where(WebhookEndpoint.id > after)
         return (await self.session.scalars(query)).all()
 
+    async def all_endpoints(self) -> Sequence[WebhookEndpoint]:
+        return (await self.session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id))).all()
+
     async def endpoints_for(self, tenant_id: str | None) -> Sequence[WebhookEndpoint]:
         """Enabled endpoints that receive this tenant's events (platform endpoints receive all)."""
         query = select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True))

@@ -43,7 +43,7 @@ class WebhookEndpoint(Struct):
     secret: str | None = None  # in the create and retrieve responses only
 
     @classmethod
-    def of(cls, row: EndpointRow, *, with_secret: bool = False) -> WebhookEndpoint:
+    def of(cls, row: EndpointRow, *, secret: str | None = None) -> WebhookEndpoint:
         return cls(
             row.id,
             "webhook_endpoint",
@@ -54,7 +54,7 @@ class WebhookEndpoint(Struct):
             row.enabled,
             row.created_at,
             row.updated_at,
-            row.secret if with_secret else None,
+            secret,
         )
 
 

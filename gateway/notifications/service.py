@@ -8,6 +8,10 @@ says), `webhook-signature` is `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`.
 At least once: a delivery row is written in the relay's transaction with the event's receipt; a 2xx
 marks it delivered; anything else (status, timeout, refused connection) schedules another attempt after
 an exponential backoff, until `max_attempts`, then it is `failed` (kept in the log).
+
+Endpoint URLs are user input: they pass `gateway.security.outbound` when saved and on every send (no
+private or loopback targets, no redirects), and `last_error` records only a failure class. The signing
+secret is stored sealed by the secret box and opened only to sign or to show it to its owner.
 """
 
 from __future__ import annotations
@@ -18,10 +22,9 @@ import json
 import logging
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +38,8 @@ from gateway.kernel.ids import new_id
 from gateway.kernel.pagination import Page
 from gateway.notifications.models import WebhookDelivery, WebhookEndpoint
 from gateway.notifications.repository import WebhookRepository
+from gateway.security.outbound import OutboundPolicy, check_destination, failure_class, guarded_client
+from gateway.security.secretbox import SecretBox
 
 log = logging.getLogger("tiergate.webhooks")
 
@@ -98,21 +103,49 @@ def _check_events(patterns: Sequence[str]) -> list[str]:
     return sorted(set(patterns))
 
 
-def _check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname or parts.username or parts.password:
-        raise ValidationFailed("url must be an http(s) URL with a host and no credentials", field="url")
-    return url
-
-
 def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
+def _secret_context(endpoint_id: str) -> str:
+    return f"webhook_endpoints.secret:{endpoint_id}"
+
+
+def seal_secret(box: SecretBox, endpoint_id: str, secret: str) -> str:
+    return box.seal(secret, context=_secret_context(endpoint_id))
+
+
+def open_secret(box: SecretBox, row: WebhookEndpoint) -> str:
+    return box.open(row.secret, context=_secret_context(row.id))
+
+
+async def seal_endpoint_secrets(session: AsyncSession, box: SecretBox) -> int:
+    """Seal secrets stored in clear (before encryption at rest) or under a retired key; returns how many."""
+    resealed = 0
+    for row in await WebhookRepository(session).all_endpoints():
+        if box.needs_reseal(row.secret):
+            row.secret = seal_secret(box, row.id, open_secret(box, row))
+            resealed += 1
+    await session.flush()
+    return resealed
+
+
 class WebhookEndpointService:
-    def __init__(self, repository: WebhookRepository, clock: Clock) -> None:
+    def __init__(
+        self,
+        repository: WebhookRepository,
+        clock: Clock,
+        box: SecretBox,
+        outbound: OutboundPolicy | None = None,
+    ) -> None:
         self.repo = repository
         self.clock = clock
+        self.box = box
+        self.outbound = outbound or OutboundPolicy()
+
+    def secret_of(self, row: WebhookEndpoint) -> str:
+        """The endpoint's signing secret in clear, for its owner (create and retrieve responses)."""
+        return open_secret(self.box, row)
 
     async def create(
         self,
@@ -124,11 +157,13 @@ class WebhookEndpointService:
         scope: str | None = None,
     ) -> WebhookEndpoint:
         now = self.clock.now()
+        await check_destination(url, self.outbound)
+        endpoint_id = new_id("we")
         row = WebhookEndpoint(
-            id=new_id("we"),
+            id=endpoint_id,
             tenant_id=scope,
-            url=_check_url(url),
-            secret=new_secret(),
+            url=url,
+            secret=seal_secret(self.box, endpoint_id, new_secret()),
             description=description,
             enabled_events=_check_events(enabled_events),
             enabled=enabled,
@@ -153,7 +188,8 @@ class WebhookEndpointService:
     ) -> WebhookEndpoint:
         row = await self.get(endpoint_id, scope=scope)
         if "url" in changes:
-            row.url = _check_url(changes["url"])
+            await check_destination(changes["url"], self.outbound)
+            row.url = changes["url"]
         if "enabled_events" in changes:
             row.enabled_events = _check_events(changes["enabled_events"])
         if "enabled" in changes:
@@ -232,6 +268,7 @@ class DeliveryPolicy:
     max_backoff_seconds: float = 6 * 3600.0
     timeout_seconds: float = 10.0
     batch: int = 50
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
 
     def delay(self, attempts: int) -> timedelta:
         """Wait after the `attempts`-th failure: base × 2^(attempts-1), capped."""
@@ -241,7 +278,7 @@ class DeliveryPolicy:
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     status_code: int | None
-    error: str | None
+    error: str | None  # a failure class from `failure_class`, never the internal message
 
     @property
     def ok(self) -> bool:
@@ -267,15 +304,15 @@ class WebhookSender:
         self,
         db: Database,
         clock: Clock,
+        box: SecretBox,
         policy: DeliveryPolicy | None = None,
         *,
-        client: httpx.AsyncClient | None = None,
         wall_clock: Clock | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
+        self.box = box
         self.policy = policy or DeliveryPolicy()
-        self.client = client
         self.wall_clock = wall_clock or SystemClock()
 
     async def deliver_due(self) -> int:
@@ -284,20 +321,17 @@ class WebhookSender:
         lease = timedelta(seconds=self.policy.timeout_seconds * 2 + 5)
         async with self.db.unit_of_work() as session:
             claimed = await WebhookRepository(session).claim_due(now, self.policy.batch)
-            jobs = [(d.id, d.event_id, d.payload, e.url, e.secret) for d, e in claimed]
+            jobs = [(d.id, d.event_id, d.payload, e.url, open_secret(self.box, e)) for d, e in claimed]
             # Lease: another sender will not pick these up until the attempt had time to finish.
             for delivery, _ in claimed:
                 delivery.next_attempt_at = now + lease
         if not jobs:
             return 0
-        client = self.client or httpx.AsyncClient(timeout=self.policy.timeout_seconds)
-        try:
+        # Every send goes through the outbound guard: vetted address, no redirects.
+        async with guarded_client(self.policy.outbound, self.policy.timeout_seconds) as client:
             outcomes = await asyncio.gather(
                 *(self._send(client, url, secret, eid, body) for _, eid, body, url, secret in jobs)
             )
-        finally:
-            if self.client is None:
-                await client.aclose()
         async with self.db.unit_of_work() as session:
             repo = WebhookRepository(session)
             for (delivery_id, *_), outcome in zip(jobs, outcomes, strict=True):
@@ -320,8 +354,11 @@ class WebhookSender:
                 follow_redirects=False,
             )
         except httpx.HTTPError as exc:
-            return _Outcome(None, f"{type(exc).__name__}: {exc}"[:500])
-        return _Outcome(response.status_code, None if response.is_success else f"HTTP {response.status_code}")
+            log.info("webhook attempt %s failed: %s", msg_id, failure_class(exc))
+            return _Outcome(None, failure_class(exc))
+        if response.is_success:
+            return _Outcome(response.status_code, None)
+        return _Outcome(response.status_code, failure_class(status_code=response.status_code))
 
     def _record(self, row: WebhookDelivery, outcome: _Outcome, now: datetime) -> None:
         row.attempts += 1

@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit.service import audited
@@ -29,23 +28,26 @@ from gateway.metrics.recorder import wants as metrics_wants
 from gateway.notifications import Consumer, DeliveryPolicy, Relay, WebhookSender, enqueue_handler, wants_event
 from gateway.provisioning.hooks import AccessHook, discover_hooks
 from gateway.provisioning.service import Provisioner, ProvisioningSettings, purge_expired, sweep_past_due
+from gateway.security.outbound import OutboundPolicy
+from gateway.security.secretbox import SecretBox, box_for
 
 log = logging.getLogger("tiergate.jobs")
 
 
 @dataclass
 class Wiring:
-    """What the composition root hands the jobs: settings, deprovisioning hooks, and a callback that
-    drops disabled API keys from this replica's key cache."""
+    """What the composition root hands the jobs: settings, the secret box (webhook secrets), deprovisioning
+    hooks, and a callback that drops disabled API keys from this replica's key cache."""
 
+    secrets: SecretBox
     provisioning: ProvisioningSettings = field(default_factory=ProvisioningSettings)
     delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     hooks: Sequence[AccessHook] = ()
     on_keys_disabled: Callable[[list[str]], None] | None = None
-    http_client: httpx.AsyncClient | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **kw: object) -> Wiring:
+        kw.setdefault("secrets", box_for(settings))
         return cls(
             provisioning=ProvisioningSettings(
                 past_due_grace_days=settings.past_due_grace_days,
@@ -56,6 +58,7 @@ class Wiring:
                 backoff_seconds=settings.webhook_backoff_seconds,
                 max_backoff_seconds=settings.webhook_max_backoff_seconds,
                 timeout_seconds=settings.webhook_timeout_seconds,
+                outbound=OutboundPolicy.for_webhooks(settings),
             ),
             **kw,  # type: ignore[arg-type]
         )
@@ -103,7 +106,7 @@ async def relay_once(db: Database, clock: Clock, wiring: Wiring | None = None) -
 async def deliver_webhooks(db: Database, clock: Clock, wiring: Wiring | None = None) -> int:
     """Job: one attempt at every due webhook delivery; returns the attempts made."""
     wiring = wiring or default_wiring(clock)
-    return await WebhookSender(db, clock, wiring.delivery, client=wiring.http_client).deliver_due()
+    return await WebhookSender(db, clock, wiring.secrets, wiring.delivery).deliver_due()
 
 
 async def tick(db: Database, clock: Clock, wiring: Wiring | None = None) -> int:

@@ -55,6 +55,7 @@ def provide_connections(
         CustomerService(CustomerRepository(session), clock),
         CheckService(state.engine),
         clock,
+        state.secret_box,
     )
 
 
@@ -150,6 +151,7 @@ def provide_sign_in(state: State) -> SignInService:
         signer=lambda: state.signer,
         customers=lambda session: CustomerService(CustomerRepository(session), clock),
         settings=sso_settings(state),
+        box=state.secret_box,
         tenant_revoked=state.revocations.tenant_revoked if state.get("revocations") else lambda _t: False,
     )
 

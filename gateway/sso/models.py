@@ -25,8 +25,8 @@ class SsoConnection(Base):
     jwks_uri: Mapped[str | None] = mapped_column(String(500))
     end_session_endpoint: Mapped[str | None] = mapped_column(String(500))
     client_id: Mapped[str] = mapped_column(String(300))
-    # WARNING: the IdP client secret, stored as given (it must be sent to the IdP) and never returned by
-    # the API. Whoever reads this table can act as this relying party: protect the database like a secret.
+    # The IdP client secret, sealed by the secret box (`tgs1.<key id>.…`, bound to this row's id): it must
+    # be sent to the IdP, so it is encrypted rather than hashed, and it is never returned by the API.
     client_secret: Mapped[str] = mapped_column(Text)
     scopes: Mapped[list[Any]]
     # Lower-case e-mail domains routed to this connection (also listed in sso_domains, which is unique).

@@ -37,6 +37,9 @@ class SsoRepository:
             query = query.where(SsoConnection.tenant_id == scope)
         return (await self.session.scalars(query)).all()
 
+    async def all_connections(self) -> Sequence[SsoConnection]:
+        return (await self.session.scalars(select(SsoConnection).order_by(SsoConnection.id))).all()
+
     async def domain_owners(self, domains: Sequence[str]) -> dict[str, str]:
         if not domains:
             return {}

@@ -29,6 +29,7 @@ from gateway.kernel.clock import Clock
 from gateway.kernel.errors import Forbidden, ValidationFailed
 from gateway.kernel.ids import new_id
 from gateway.kernel.pagination import Page
+from gateway.security.secretbox import SecretBox
 from gateway.sso.domain import (
     DEFAULT_SCOPES,
     ConnectionNotFound,
@@ -71,15 +72,45 @@ async def require_sso_feature(checks: CheckService, tenant_id: str) -> None:
         )
 
 
+# -- client secrets at rest ---------------------------------------------------------------------------
+def _secret_context(connection_id: str) -> str:
+    return f"sso_connections.client_secret:{connection_id}"
+
+
+def seal_client_secret(box: SecretBox, connection_id: str, secret: str) -> str:
+    return box.seal(secret, context=_secret_context(connection_id))
+
+
+def open_client_secret(box: SecretBox, connection: SsoConnection) -> str:
+    return box.open(connection.client_secret, context=_secret_context(connection.id))
+
+
+async def seal_client_secrets(session: AsyncSession, box: SecretBox) -> int:
+    """Seal client secrets stored in clear (before encryption at rest) or under a retired key."""
+    resealed = 0
+    for row in await SsoRepository(session).all_connections():
+        if box.needs_reseal(row.client_secret):
+            row.client_secret = seal_client_secret(box, row.id, open_client_secret(box, row))
+            resealed += 1
+    await session.flush()
+    return resealed
+
+
 # -- connections -------------------------------------------------------------------------------------
 class ConnectionService:
     def __init__(
-        self, repository: SsoRepository, customers: CustomerService, checks: CheckService, clock: Clock
+        self,
+        repository: SsoRepository,
+        customers: CustomerService,
+        checks: CheckService,
+        clock: Clock,
+        box: SecretBox,
     ) -> None:
         self.repo = repository
         self.customers = customers
         self.checks = checks
         self.clock = clock
+        self.box = box
 
     async def create(self, fields: dict[str, Any], *, scope: str | None) -> SsoConnection:
         tenant_id = fields.get("customer")
@@ -96,8 +127,9 @@ class ConnectionService:
         domains = normalize_domains(fields.get("allowed_domains") or [])
         await self._domains_free(domains, None)
         now = self.clock.now()
+        connection_id = new_id("ssoc")
         row = SsoConnection(
-            id=new_id("ssoc"),
+            id=connection_id,
             tenant_id=tenant_id,
             name=fields["name"],
             issuer=fields["issuer"],
@@ -106,7 +138,7 @@ class ConnectionService:
             jwks_uri=fields.get("jwks_uri"),
             end_session_endpoint=fields.get("end_session_endpoint"),
             client_id=fields["client_id"],
-            client_secret=fields["client_secret"],
+            client_secret=seal_client_secret(self.box, connection_id, fields["client_secret"]),
             scopes=_scopes(fields.get("scopes")),
             allowed_domains=domains,
             default_role=fields.get("default_role"),
@@ -154,6 +186,8 @@ class ConnectionService:
             await self.repo.replace_domains(row, domains)
         if "scopes" in changes:
             row.scopes = _scopes(changes.pop("scopes"))
+        if "client_secret" in changes:
+            row.client_secret = seal_client_secret(self.box, row.id, changes.pop("client_secret"))
         for name, value in changes.items():
             setattr(row, name, value)
         row.updated_at = self.clock.now()
@@ -173,7 +207,7 @@ def _scopes(scopes: Sequence[str] | None) -> list[str]:
     return chosen
 
 
-async def provider_for(oidc: OidcClient, connection: SsoConnection) -> ProviderConfig:
+async def provider_for(oidc: OidcClient, connection: SsoConnection, box: SecretBox) -> ProviderConfig:
     """Explicit endpoints win; the missing ones come from the issuer's (cached) discovery document."""
     explicit = (connection.authorization_endpoint, connection.token_endpoint, connection.jwks_uri)
     discovered = None if all(explicit) else await oidc.discover(connection.issuer)
@@ -192,7 +226,7 @@ async def provider_for(oidc: OidcClient, connection: SsoConnection) -> ProviderC
         end_session_endpoint=connection.end_session_endpoint
         or (discovered.end_session_endpoint if discovered else None),
         client_id=connection.client_id,
-        client_secret=connection.client_secret,
+        client_secret=open_client_secret(box, connection),
         scopes=tuple(connection.scopes),
         iss_parameter_supported=discovered.iss_parameter_supported if discovered else False,
     )
@@ -264,9 +298,11 @@ class SignInService:
         signer: Callable[[], TokenSigner],
         customers: CustomersFactory,
         settings: SsoSettings,
+        box: SecretBox,
         tenant_revoked: Callable[[str], bool] = lambda _tenant: False,
     ) -> None:
         self.tenant_revoked = tenant_revoked
+        self.box = box
         self.db = db
         self.clock = clock
         self.checks = checks
@@ -312,7 +348,7 @@ class SignInService:
         connection = await self._route(email, tenant)
         if connection.tenant_id is not None:
             await require_sso_feature(self.checks, connection.tenant_id)
-        provider = await provider_for(self.oidc, connection)
+        provider = await provider_for(self.oidc, connection, self.box)
         state, nonce, pkce, binding = new_state(), new_nonce(), new_pkce(), new_state()
         await self.pending.put(
             state,
@@ -357,7 +393,7 @@ class SignInService:
             connection = await SsoRepository(session).get(pending["connection"], scope=None)
         if connection is None or not connection.enabled:
             raise SignInFailed("the SSO connection is no longer enabled", code="connection_disabled")
-        provider = await provider_for(self.oidc, connection)
+        provider = await provider_for(self.oidc, connection, self.box)
         # RFC 9207: the `iss` response parameter names who answered; a mix-up attack shows here.
         if iss is not None and iss != provider.issuer:
             raise SignInFailed("the authorization response came from another issuer", code="wrong_issuer")
@@ -543,7 +579,7 @@ class SignInService:
         if connection is None:
             return None
         try:
-            provider = await provider_for(self.oidc, connection)
+            provider = await provider_for(self.oidc, connection, self.box)
         except SignInFailed:
             return None  # the IdP is unreachable: the local sign-out stands
         return self.oidc.end_session_url(

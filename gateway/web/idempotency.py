@@ -5,6 +5,11 @@ key with a different request is a 409, and so is a retry while the first is stil
 stored, so the client may retry it. The stored response is written in its own transaction right after
 the request's transaction committed: a crash between the two loses only the replay, never doubles work
 that has its own unique constraints.
+
+Shown-once secrets never reach the table: before a response is stored, the credential fields of the
+objects in `SHOWN_ONCE` are replaced by null and flagged `<field>_redacted: true`. The first response
+carries the secret; a replay carries the object without it (the credential exists; whoever lost the
+first response revokes it and creates another).
 """
 
 from __future__ import annotations
@@ -23,6 +28,34 @@ from gateway.kernel.errors import Conflict, DomainError, IdempotencyConflict, Va
 HEADER = b"idempotency-key"
 MAX_KEY_LENGTH = 255
 MAX_BODY = 1_048_576
+# Response objects (by their `object`) whose fields are credentials shown once: never stored for replay.
+# A new endpoint that hands out a secret adds its object here.
+SHOWN_ONCE: dict[str, tuple[str, ...]] = {
+    "api_key": ("secret",),
+    "scim_token": ("secret",),
+    "webhook_endpoint": ("secret",),
+    "invite": ("token",),
+    "access_token": ("access_token",),
+}
+
+
+def redact_shown_once(body: bytes) -> bytes:
+    """The response body as it may be stored: credential fields of `SHOWN_ONCE` objects nulled and
+    flagged. Anything that is not such a JSON object is returned unchanged."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return body
+    if not isinstance(document, dict):
+        return body
+    fields = SHOWN_ONCE.get(str(document.get("object")), ())
+    present = [f for f in fields if document.get(f) is not None]
+    if not present:
+        return body
+    for field in present:
+        document[field] = None
+        document[f"{field}_redacted"] = True
+    return json.dumps(document, separators=(",", ":")).encode()
 
 
 class KeyInUse(Conflict):
@@ -177,9 +210,10 @@ class IdempotencyMiddleware:
                 else:
                     row = (await session.scalars(select(IdempotencyKey).where(*where))).first()
                     if row is not None:
+                        stored = redact_shown_once(b"".join(chunks))
                         row.status_code = status
                         row.response_headers = [
                             [k.hex(), v.hex()] for k, v in response_headers if k.lower() != b"content-length"
-                        ] + [[b"content-length".hex(), str(sum(map(len, chunks))).encode().hex()]]
-                        row.response_body = b"".join(chunks)
+                        ] + [[b"content-length".hex(), str(len(stored)).encode().hex()]]
+                        row.response_body = stored
                         row.completed_at = state.clock.now()

@@ -18,7 +18,13 @@ from tests.provisioning.helpers import manual_settings, settle
 
 @pytest.fixture
 def settings() -> Settings:
-    return manual_settings(webhook_backoff_seconds=30.0, webhook_max_attempts=4)
+    # The receiver listens on http://127.0.0.1: the outbound guard refuses that unless allowed.
+    return manual_settings(
+        webhook_backoff_seconds=30.0,
+        webhook_max_attempts=4,
+        webhook_allow_http=True,
+        webhook_allow_private_targets=True,
+    )
 
 
 async def events(api: Api, customer: str, type_: str) -> list[dict[str, Any]]:
