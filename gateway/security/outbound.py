@@ -73,17 +73,19 @@ class ResolutionFailed(httpx.ConnectError):
 
 def address_refusal(address: IPAddress) -> str | None:
     """Why an address may not be a destination, or None when it is a public unicast address."""
+    if address.is_unspecified:
+        return "unspecified"
+    if address.is_loopback:
+        return "loopback"
     if isinstance(address, ipaddress.IPv6Address) and (
         address.ipv4_mapped is not None or any(address in net for net in _EMBEDS_IPV4)
     ):
         return "ipv4_embedded"
     checks = (
-        ("unspecified", address.is_unspecified),
-        ("loopback", address.is_loopback),
         ("link_local", address.is_link_local),
         ("multicast", address.is_multicast),
-        ("private", address.is_private),
         ("reserved", address.is_reserved),
+        ("private", address.is_private),
     )
     for reason, hit in checks:
         if hit:
