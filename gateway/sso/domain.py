@@ -43,6 +43,23 @@ class DomainTaken(Conflict):
     code = "sso_domain_taken"
 
 
+class DomainsRequired(ValidationFailed):
+    code = "sso_domains_required"
+
+
+class IdentityNotLinkable(Forbidden):
+    """An IdP vouched for an address whose Tiergate account belongs to (or is bound through) another
+    organisation: linking it by e-mail would let this IdP sign in as that person."""
+
+    code = "sso_identity_not_linkable"
+    title = "This account cannot be linked to this identity provider"
+
+
+class PlatformKeyRequired(Forbidden):
+    code = "platform_key_required"
+    title = "Only a platform key may do this"
+
+
 class SsoNotInPlan(Forbidden):
     code = "sso_not_in_plan"
     title = "Single sign-on is not part of this plan"

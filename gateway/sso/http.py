@@ -79,7 +79,7 @@ class SsoConnectionController(Controller):
     ) -> s.Connection:
         fields = {f: getattr(data, f) for f in data.__struct_fields__}
         row = await connections.create(fields, scope=principal.tenant_id)
-        return s.Connection.of(row, sso_settings(state).redirect_uri)
+        return await _shown(connections, row, state)
 
     @get("/", opt=READ, responses=ERROR_RESPONSES, summary="List SSO connections")
     async def list_(
@@ -91,8 +91,9 @@ class SsoConnectionController(Controller):
     ) -> s.ConnectionList:
         result = await connections.list(scope=principal.tenant_id, after=page.after, limit=page.limit)
         redirect_uri = sso_settings(state).redirect_uri
+        verified = await connections.verified_domains(result.items)
         return s.ConnectionList(
-            [s.Connection.of(r, redirect_uri) for r in result.items],
+            [s.Connection.of(r, redirect_uri, verified.get(r.id, [])) for r in result.items],
             result.next_cursor is not None,
             result.next_cursor,
         )
@@ -106,7 +107,7 @@ class SsoConnectionController(Controller):
         state: State,
     ) -> s.Connection:
         row = await connections.get(connection_id, scope=principal.tenant_id)
-        return s.Connection.of(row, sso_settings(state).redirect_uri)
+        return await _shown(connections, row, state)
 
     @patch("/{connection_id:str}", opt=WRITE, responses=ERROR_RESPONSES, summary="Update an SSO connection")
     async def update(
@@ -118,7 +119,26 @@ class SsoConnectionController(Controller):
         state: State,
     ) -> s.Connection:
         row = await connections.update(connection_id, changes_of(data), scope=principal.tenant_id)
-        return s.Connection.of(row, sso_settings(state).redirect_uri)
+        return await _shown(connections, row, state)
+
+    @post(
+        "/{connection_id:str}/verify_domain",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        status_code=200,
+        summary="Platform keys only: record that the connection's tenant owns a domain (verified out of "
+        "band, e.g. a DNS TXT record); the domain's claim moves to this connection and stays there",
+    )
+    async def verify_domain(
+        self,
+        connection_id: FromPath[str],
+        data: JSONBody[s.DomainVerification],
+        connections: NamedDependency[ConnectionService],
+        principal: NamedDependency[Principal],
+        state: State,
+    ) -> s.Connection:
+        row = await connections.verify_domain(connection_id, data.domain, scope=principal.tenant_id)
+        return await _shown(connections, row, state)
 
     @delete(
         "/{connection_id:str}",
@@ -135,7 +155,12 @@ class SsoConnectionController(Controller):
         state: State,
     ) -> s.Connection:
         row = await connections.delete(connection_id, scope=principal.tenant_id)
-        return s.Connection.of(row, sso_settings(state).redirect_uri)
+        return s.Connection.of(row, sso_settings(state).redirect_uri, [])
+
+
+async def _shown(connections: ConnectionService, row: Any, state: State) -> s.Connection:
+    verified = await connections.verified_domains([row])
+    return s.Connection.of(row, sso_settings(state).redirect_uri, verified.get(row.id, []))
 
 
 # -- the browser flow ---------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db.base import Base
@@ -40,7 +40,9 @@ class SsoConnection(Base):
 
 class SsoDomain(Base):
     """One row per routed e-mail domain. The primary key is what makes routing by domain unambiguous:
-    two connections can never both claim `acme.com` (the second insert fails, 409)."""
+    two connections can never both claim `acme.com` (the second insert fails, 409). A claim is first come,
+    first served until the platform verifies the domain for a connection (`verified_at`): that moves the
+    claim to it, and nobody else can claim the domain afterwards."""
 
     __tablename__ = "sso_domains"
 
@@ -50,3 +52,27 @@ class SsoDomain(Base):
     )
     # The connection's tenant, NULL for platform connections (kept here so a tenant's rows are findable).
     tenant_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    # Set when the platform confirmed that the tenant owns the domain (`POST …/verify_domain`).
+    verified_at: Mapped[datetime | None]
+
+
+class SsoIdentity(Base):
+    """An external identity: the IdP's subject (`iss`, `sub`) as seen through one connection, bound to one
+    Tiergate user. A sign-in finds its user here, never by e-mail once bound; binding a new identity to an
+    existing user by e-mail happens only inside the connection's own tenant (see the sso README)."""
+
+    __tablename__ = "sso_identities"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    connection_id: Mapped[str] = mapped_column(
+        ForeignKey("sso_connections.id", ondelete="CASCADE"), index=True
+    )
+    issuer: Mapped[str] = mapped_column(String(500))
+    subject: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    # The connection's tenant (NULL: a platform connection), for tenant-scoped reads and deletes.
+    tenant_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    created_at: Mapped[datetime]
+    last_sign_in_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("connection_id", "issuer", "subject"),)

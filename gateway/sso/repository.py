@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import column, delete, select, table, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import TableClause
 
-from gateway.sso.models import SsoConnection, SsoDomain
+from gateway.kernel.ids import new_id
+from gateway.sso.models import SsoConnection, SsoDomain, SsoIdentity
 
 _customers = table("customers", column("id"), column("updated_at"))
 
@@ -49,17 +53,104 @@ class SsoRepository:
         return {domain: owner for domain, owner in rows.all()}
 
     async def replace_domains(self, connection: SsoConnection, domains: Sequence[str]) -> None:
-        await self.session.execute(delete(SsoDomain).where(SsoDomain.connection_id == connection.id))
-        for domain in domains:
-            self.session.add(
-                SsoDomain(domain=domain, connection_id=connection.id, tenant_id=connection.tenant_id)
+        """Make the connection's claims exactly `domains`; claims it keeps keep their verification."""
+        await self.session.execute(
+            delete(SsoDomain).where(
+                SsoDomain.connection_id == connection.id, SsoDomain.domain.not_in(list(domains))
             )
+        )
+        kept = set(
+            (
+                await self.session.scalars(
+                    select(SsoDomain.domain).where(SsoDomain.connection_id == connection.id)
+                )
+            ).all()
+        )
+        for domain in domains:
+            if domain not in kept:
+                self.session.add(
+                    SsoDomain(domain=domain, connection_id=connection.id, tenant_id=connection.tenant_id)
+                )
+        await self.session.flush()
+
+    async def verified_domains(self, connection_ids: Sequence[str]) -> dict[str, builtins.list[str]]:
+        rows = await self.session.execute(
+            select(SsoDomain.connection_id, SsoDomain.domain)
+            .where(SsoDomain.connection_id.in_(list(connection_ids)), SsoDomain.verified_at.is_not(None))
+            .order_by(SsoDomain.domain)
+        )
+        found: dict[str, builtins.list[str]] = {}
+        for connection_id, domain in rows.all():
+            found.setdefault(connection_id, []).append(domain)
+        return found
+
+    async def claim_verified(self, connection: SsoConnection, domain: str, at: datetime) -> None:
+        """The platform verified that `connection`'s tenant owns `domain`: the claim is this connection's,
+        marked verified, whoever held it before."""
+        claim = await self.session.get(SsoDomain, domain)
+        if claim is None:
+            self.session.add(
+                SsoDomain(
+                    domain=domain, connection_id=connection.id, tenant_id=connection.tenant_id, verified_at=at
+                )
+            )
+        else:
+            claim.connection_id, claim.tenant_id, claim.verified_at = connection.id, connection.tenant_id, at
         await self.session.flush()
 
     async def remove(self, connection: SsoConnection) -> None:
         await self.session.execute(delete(SsoDomain).where(SsoDomain.connection_id == connection.id))
+        await self.session.execute(delete(SsoIdentity).where(SsoIdentity.connection_id == connection.id))
         await self.session.delete(connection)
         await self.session.flush()
+
+    # -- external identities ----------------------------------------------------------------------
+    async def identity(self, connection_id: str, issuer: str, subject: str) -> SsoIdentity | None:
+        query = select(SsoIdentity).where(
+            SsoIdentity.connection_id == connection_id,
+            SsoIdentity.issuer == issuer,
+            SsoIdentity.subject == subject,
+        )
+        return (await self.session.scalars(query)).first()
+
+    async def bind_identity(
+        self, connection: SsoConnection, issuer: str, subject: str, user_id: str, at: datetime
+    ) -> None:
+        """Bind (connection, iss, sub) to the user. A concurrent first sign-in that bound it already wins
+        (the unique constraint), which is the same binding."""
+        try:
+            async with self.session.begin_nested():
+                self.session.add(
+                    SsoIdentity(
+                        id=new_id("ssoid"),
+                        connection_id=connection.id,
+                        issuer=issuer,
+                        subject=subject,
+                        user_id=user_id,
+                        tenant_id=connection.tenant_id,
+                        created_at=at,
+                        last_sign_in_at=at,
+                    )
+                )
+        except IntegrityError:
+            pass
+
+    async def bound_to_another_tenant(self, user_id: str, tenant_id: str) -> bool:
+        """Is the user bound to an identity of another tenant's own connection?"""
+        query = select(SsoIdentity.id).where(
+            SsoIdentity.user_id == user_id,
+            SsoIdentity.tenant_id.is_not(None),
+            SsoIdentity.tenant_id != tenant_id,
+        )
+        return (await self.session.scalar(query.limit(1))) is not None
+
+    async def member_of_another_tenant(self, user_id: str, tenant_id: str) -> bool:
+        """A membership (not removed) in any other tenant."""
+        members = _memberships()
+        query = select(members.c.tenant_id).where(
+            members.c.user_id == user_id, members.c.tenant_id != tenant_id, members.c.status != "removed"
+        )
+        return (await self.session.scalar(query.limit(1))) is not None
 
     # -- routing ----------------------------------------------------------------------------------
     async def for_domain(self, domain: str) -> SsoConnection | None:

@@ -51,6 +51,10 @@ class ConnectionUpdate(Struct, forbid_unknown_fields=True):
     enabled: bool | UnsetType = UNSET
 
 
+class DomainVerification(Struct, forbid_unknown_fields=True):
+    domain: Domain
+
+
 class Connection(Struct):
     id: str
     object: Literal["sso_connection"]
@@ -65,6 +69,8 @@ class Connection(Struct):
     client_secret_set: bool
     scopes: list[str]
     allowed_domains: list[str]
+    # The claimed domains the platform verified for this connection (nobody else can claim them).
+    verified_domains: list[str]
     default_role: str | None
     enabled: bool
     # What to register at the IdP as this client's redirect URI.
@@ -73,7 +79,7 @@ class Connection(Struct):
     updated_at: datetime
 
     @classmethod
-    def of(cls, row: ConnectionRow, redirect_uri: str) -> Connection:
+    def of(cls, row: ConnectionRow, redirect_uri: str, verified: list[str]) -> Connection:
         return cls(
             row.id,
             "sso_connection",
@@ -88,6 +94,7 @@ class Connection(Struct):
             bool(row.client_secret),
             [str(s) for s in row.scopes],
             [str(d) for d in row.allowed_domains],
+            sorted(d for d in verified if d in row.allowed_domains),
             row.default_role,
             row.enabled,
             redirect_uri,

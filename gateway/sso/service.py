@@ -8,6 +8,7 @@ tenant controls, may create members just in time.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 from collections.abc import Callable, Sequence
@@ -33,10 +34,13 @@ from gateway.security.secretbox import SecretBox
 from gateway.sso.domain import (
     DEFAULT_SCOPES,
     ConnectionNotFound,
+    DomainsRequired,
     DomainTaken,
+    IdentityNotLinkable,
     MembershipRemoved,
     NoSsoRoute,
     NotAMember,
+    PlatformKeyRequired,
     SeatLimitReached,
     SessionMissing,
     SignInFailed,
@@ -46,6 +50,7 @@ from gateway.sso.domain import (
     new_nonce,
     new_pkce,
     new_state,
+    normalize_domain,
     normalize_domains,
     seat_available,
     verified_email,
@@ -125,6 +130,7 @@ class ConnectionService:
             if fields.get(name) is not None:
                 check_url(fields[name], name)
         domains = normalize_domains(fields.get("allowed_domains") or [])
+        _require_domains(tenant_id, domains)
         await self._domains_free(domains, None)
         now = self.clock.now()
         connection_id = new_id("ssoc")
@@ -157,7 +163,11 @@ class ConnectionService:
         )
         if taken:
             # Says only that the domain is routed elsewhere, not to whom (no cross-tenant leak).
-            raise DomainTaken(f"already routed to another SSO connection: {', '.join(taken)}", domains=taken)
+            raise DomainTaken(
+                f"already claimed by another SSO connection: {', '.join(taken)}; the platform can move a "
+                "domain to its verified owner",
+                domains=taken,
+            )
 
     async def get(self, connection_id: str, *, scope: str | None) -> SsoConnection:
         row = await self.repo.get(connection_id, scope=scope)
@@ -181,6 +191,7 @@ class ConnectionService:
             await require_sso_feature(self.checks, row.tenant_id)
         if "allowed_domains" in changes:
             domains = normalize_domains(changes.pop("allowed_domains") or [])
+            _require_domains(row.tenant_id, domains)
             await self._domains_free(domains, row.id)
             row.allowed_domains = domains
             await self.repo.replace_domains(row, domains)
@@ -198,6 +209,37 @@ class ConnectionService:
         row = await self.get(connection_id, scope=scope)
         await self.repo.remove(row)
         return row
+
+    async def verified_domains(self, rows: Sequence[SsoConnection]) -> dict[str, builtins.list[str]]:
+        return await self.repo.verified_domains([r.id for r in rows])
+
+    async def verify_domain(self, connection_id: str, domain: str, *, scope: str | None) -> SsoConnection:
+        """The platform confirmed, out of band (a DNS TXT record, a mail to the domain's postmaster), that
+        the connection's tenant owns `domain`: the claim moves to this connection, verified, and leaves any
+        connection that claimed it before. Platform keys only: a tenant cannot vouch for itself."""
+        if scope is not None:
+            raise PlatformKeyRequired("only the platform verifies domain ownership")
+        row = await self.get(connection_id, scope=None)
+        name = normalize_domain(domain)
+        previous = (await self.repo.domain_owners([name])).get(name)
+        if previous is not None and previous != row.id:
+            loser = await self.get(previous, scope=None)
+            loser.allowed_domains = [d for d in loser.allowed_domains if d != name]
+            loser.updated_at = self.clock.now()
+        await self.repo.claim_verified(row, name, self.clock.now())
+        if name not in row.allowed_domains:
+            row.allowed_domains = sorted([*row.allowed_domains, name])
+        row.updated_at = self.clock.now()
+        await self.repo.flush()
+        return row
+
+
+def _require_domains(tenant_id: str | None, domains: Sequence[str]) -> None:
+    """A tenant's IdP speaks only for the domains it claims: without any it would vouch for anyone."""
+    if tenant_id is not None and not domains:
+        raise DomainsRequired(
+            "a tenant's SSO connection must claim the e-mail domains it signs in", field="allowed_domains"
+        )
 
 
 def _scopes(scopes: Sequence[str] | None) -> list[str]:
@@ -415,7 +457,9 @@ class SignInService:
             raise SignInFailed(
                 "the IdP did not vouch for an e-mail address (email_verified)", code="email_not_verified"
             )
-        if connection.allowed_domains and email_domain(email) not in connection.allowed_domains:
+        # A tenant's IdP speaks only for its claimed domains (none claimed: for nobody).
+        limited = connection.tenant_id is not None or connection.allowed_domains
+        if limited and email_domain(email) not in connection.allowed_domains:
             raise SignInFailed("this IdP may not sign in addresses of that domain", code="domain_not_allowed")
         user_id, tenant_id, provisioned = await self._membership(
             connection, pending.get("tenant"), email, claims
@@ -461,17 +505,25 @@ class SignInService:
     async def _membership(
         self, connection: SsoConnection, requested_tenant: str | None, email: str, claims: dict[str, Any]
     ) -> tuple[str, str, bool]:
+        """Who signs in, into which tenant. The external identity (connection, iss, sub) names the user once
+        it is bound; before that, the e-mail may find an existing user, but a tenant's IdP binds to them only
+        if they belong to no other organisation (`_linkable`): users are global by e-mail, and one company's
+        IdP must never sign in as another company's people."""
+        issuer, subject = str(claims["iss"]), str(claims["sub"])
         async with self.db.unit_of_work() as session:
             customers = self.customers(session)
             repo = SsoRepository(session)
-            user_id = await repo.user_id_by_email(email)
+            user_id = await self._user_for(repo, connection, issuer, subject, email)
             tenant_id = connection.tenant_id or requested_tenant
             if tenant_id is None:
                 tenant_id = await self._only_tenant_of(repo, user_id)
             # Before the reads that decide: from here on, this tenant's first sign-ins run one at a time.
             if not await repo.lock_tenant(tenant_id):
                 raise NoSsoRoute("this organisation no longer exists")
-            user_id = await repo.user_id_by_email(email)  # again, under the lock
+            identity = await repo.identity(connection.id, issuer, subject)  # again, under the lock
+            user_id = identity.user_id if identity else await repo.user_id_by_email(email)
+            if identity is None and user_id is not None and connection.tenant_id is not None:
+                await self._linkable(repo, user_id, tenant_id)
             if connection.tenant_id is None and await repo.tenant_has_own(tenant_id):
                 raise Forbidden(
                     "this organisation signs in with its own identity provider",
@@ -482,22 +534,47 @@ class SignInService:
             elif not self.engine.has_access(tenant_id):
                 raise Forbidden("this organisation has no active subscription", code="subscription_inactive")
             status = await repo.membership_status(tenant_id, user_id) if user_id else None
-            if status == "active":
-                assert user_id is not None
-                return user_id, tenant_id, False
-            if status is not None:
+            provisioned = False
+            if status is not None and status != "active":
                 # Someone an admin (or SCIM) removed must not walk back in through JIT.
                 raise MembershipRemoved(
                     "this account was removed from the organisation; ask an admin to add it"
                 )
-            if connection.tenant_id is None:
-                raise NotAMember("you are not a member of this organisation; ask an admin to invite you")
-            customer = await customers.get(tenant_id)
-            await self._seat_for_one_more(customers, tenant_id)
-            role = connection.default_role or customer.default_role
-            name = claims.get("name") if isinstance(claims.get("name"), str) else None
-            created, _ = await customers.add_member(tenant_id, email=email, name=name, role=role)
-            return created.user_id, tenant_id, True
+            if status is None:
+                if connection.tenant_id is None:
+                    raise NotAMember("you are not a member of this organisation; ask an admin to invite you")
+                customer = await customers.get(tenant_id)
+                await self._seat_for_one_more(customers, tenant_id)
+                role = connection.default_role or customer.default_role
+                name = claims.get("name") if isinstance(claims.get("name"), str) else None
+                created, _ = await customers.add_member(tenant_id, email=email, name=name, role=role)
+                user_id, provisioned = created.user_id, True
+            assert user_id is not None
+            now = self.clock.now()
+            if identity is None:
+                await repo.bind_identity(connection, issuer, subject, user_id, now)
+            else:
+                identity.last_sign_in_at = now
+            return user_id, tenant_id, provisioned
+
+    @staticmethod
+    async def _user_for(
+        repo: SsoRepository, connection: SsoConnection, issuer: str, subject: str, email: str
+    ) -> str | None:
+        identity = await repo.identity(connection.id, issuer, subject)
+        return identity.user_id if identity else await repo.user_id_by_email(email)
+
+    @staticmethod
+    async def _linkable(repo: SsoRepository, user_id: str, tenant_id: str) -> None:
+        """Never link by e-mail across tenants: a tenant's IdP may take over an existing account only when
+        that account belongs to this tenant alone (invited, SCIM-provisioned or added here)."""
+        if await repo.member_of_another_tenant(user_id, tenant_id) or await repo.bound_to_another_tenant(
+            user_id, tenant_id
+        ):
+            raise IdentityNotLinkable(
+                "this address belongs to an account of another organisation; this identity provider cannot "
+                "sign it in"
+            )
 
     async def _only_tenant_of(self, repo: SsoRepository, user_id: str | None) -> str:
         tenants = await repo.active_tenants_of(user_id) if user_id else []

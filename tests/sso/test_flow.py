@@ -374,7 +374,7 @@ def test_without_an_end_session_endpoint_sign_out_stays_local(
     admin.connection(
         tenant,
         idp,
-        [],
+        [domain],
         authorization_endpoint=f"{idp}/auth",
         token_endpoint=f"{idp}/token",
         jwks_uri=f"{idp}/jwks",
