@@ -104,6 +104,20 @@ def worker() -> None:
     asyncio.run(run_worker(load_settings()))
 
 
+@main.command("secret-key")
+@click.option("--id", "key_id", default="k1", show_default=True, help="Key id (rotation: k2, k3…).")
+def secret_key_command(key_id: str) -> None:
+    """Print a fresh key entry for TIERGATE_SECRET_KEY (encryption of stored secrets).
+
+    To rotate, put the new entry first and keep the old one after it ("k2:…,k1:…"); every start re-seals
+    stored secrets with the first key, after which the old entry can be dropped."""
+    from gateway.security.secretbox import KEY_ID, new_key_spec
+
+    if not KEY_ID.match(key_id):
+        raise click.BadParameter("1-32 letters, digits, '-' or '_'", param_hint="--id")
+    click.echo(new_key_spec(key_id))
+
+
 @main.command("billing-run")
 def billing_run_command() -> None:
     """Renew and invoice every subscription due now, once, and print what was done."""

@@ -130,7 +130,7 @@ async def check_destination(url: str, policy: OutboundPolicy, field: str = "url"
     parts = check_url(url, policy, field)
     try:
         addresses = await resolve(str(parts.hostname), _port_of(parts.scheme, parts.port))
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a name the IDNA codec refuses (a label over 63 characters)
         return
     _vet(addresses, policy, field)
 
@@ -180,7 +180,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             else:
                 try:
                     addresses = await resolve(host, _port_of(url.scheme, url.port))
-                except OSError as exc:
+                except (OSError, ValueError) as exc:
                     raise ResolutionFailed("the host name did not resolve", request=request) from exc
                 address = _vet(addresses, self.policy, "url")
         except TargetNotAllowed as exc:

@@ -8,7 +8,8 @@ for, so a value copied into another row does not open there.
 Keys come from the environment, `TIERGATE_SECRET_KEY="k2:<base64 32 bytes>,k1:<base64 old key>"` (a bare
 key without an id is id `k1`). Without it, the embedded default (SQLite) generates a key file
 (`secret_key_file`, mode 0600) and keeps using it; any other database refuses to start (`SecretKeyMissing`):
-a production deployment must not silently invent a key that the next replica does not have.
+a production deployment must not silently invent (or pick up a stray local) key that the next replica does
+not have.
 """
 
 from __future__ import annotations
@@ -143,19 +144,20 @@ def _aad(key_id: str, context: str) -> bytes:
 
 # -- where the key comes from ------------------------------------------------------------------------------
 def load_box(*, key_spec: str, key_file: str, embedded: bool) -> SecretBox:
-    """The configured key (`TIERGATE_SECRET_KEY`) wins. Otherwise the key file: read if it exists; created
-    (0600) only for the embedded default. A non-embedded deployment without either refuses to start."""
+    """The configured key (`TIERGATE_SECRET_KEY`) wins. Otherwise, for the embedded default only, the key
+    file: read if it exists, else created (0600). Any other database without the variable refuses to start,
+    even if a key file from an embedded run lies around: every replica must share one configured key."""
     if key_spec.strip():
         return SecretBox.from_spec(key_spec)
-    path = Path(key_file) if key_file else None
-    if path is not None and path.exists():
-        return SecretBox.from_spec(path.read_text().strip(), where=str(path))
-    if not embedded or path is None:
+    if not embedded or not key_file:
         raise SecretKeyMissing(
             f"{ENV_NAME} is not set: Tiergate encrypts stored secrets (signing keys, webhook and SSO client "
             f"secrets) and will not invent a key for a shared database. Generate one with "
             f"`tiergate secret-key` and give the same {ENV_NAME} to every replica and worker."
         )
+    path = Path(key_file)
+    if path.exists():
+        return SecretBox.from_spec(path.read_text().strip(), where=str(path))
     return SecretBox.from_spec(_create_key_file(path), where=str(path))
 
 

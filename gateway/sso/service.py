@@ -220,7 +220,10 @@ class ConnectionService:
         if scope is not None:
             raise PlatformKeyRequired("only the platform verifies domain ownership")
         row = await self.get(connection_id, scope=None)
-        name = normalize_domain(domain)
+        try:
+            name = normalize_domain(domain)
+        except ValidationFailed:
+            raise ValidationFailed(f"{domain!r} is not an e-mail domain", field="domain") from None
         previous = (await self.repo.domain_owners([name])).get(name)
         if previous is not None and previous != row.id:
             loser = await self.get(previous, scope=None)

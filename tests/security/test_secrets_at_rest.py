@@ -20,6 +20,7 @@ from sqlalchemy import text
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.db.session import Database
+from gateway.identity.http import forget_cached_keys
 from gateway.kernel.clock import FrozenClock
 from gateway.notifications.models import WebhookEndpoint
 from gateway.security import outbound
@@ -66,8 +67,10 @@ async def started(db: Database, clock: FrozenClock, secret_key: str) -> AsyncIte
         bootstrap_api_key=ADMIN_KEY,
         secret_key=secret_key,
     )
+    forget_cached_keys()  # the bootstrap key's id is this database's
     async with AsyncTestClient(create_app(settings, clock=clock, db=db)) as client:
         yield Api(client, ADMIN_KEY)
+    forget_cached_keys()
 
 
 async def platform_sso_connection(api: Api, secret: str) -> dict[str, Any]:
@@ -209,6 +212,10 @@ def test_a_shared_database_without_a_key_refuses_to_start(tmp_path: Path) -> Non
     with pytest.raises(SecretKeyMissing, match="TIERGATE_SECRET_KEY is not set"):
         create_app(settings)
     assert not (tmp_path / "absent.key").exists()
+    # Not even with a key file left by an embedded run: replicas must share one configured key.
+    load_box(key_spec="", key_file=str(tmp_path / "absent.key"), embedded=True)
+    with pytest.raises(SecretKeyMissing):
+        create_app(settings)
 
 
 # -- rotation and legacy rows, through restarts --------------------------------------------------------------
@@ -307,3 +314,22 @@ async def test_rows_written_in_clear_are_sealed_at_the_next_start(db: Database, 
     assert "legacy" not in webhook.lower() and key_id_of(webhook) == "k1"
     assert "legacy" not in client and key_id_of(client) == "k1"
     assert list(jwk) == ["sealed"] and generated.as_dict(private=True)["d"] not in jwk["sealed"]
+
+
+@pytest.mark.parametrize(
+    ("document", "stored"),
+    [
+        ({"object": "invite", "id": "inv_1", "token": "inv_1.v"}, {"token": None, "token_redacted": True}),
+        (
+            {"object": "access_token", "access_token": "eyJ.x.y", "user": "usr_1"},
+            {"access_token": None, "access_token_redacted": True},
+        ),
+        ({"object": "api_key", "id": "key_1", "secret": None}, {"secret": None}),  # listed later: no secret
+        ({"object": "customer", "id": "cus_1", "secret": "not-a-credential"}, {"secret": "not-a-credential"}),
+    ],
+)
+def test_which_fields_are_redacted_before_storing(document: dict[str, Any], stored: dict[str, Any]) -> None:
+    from gateway.web.idempotency import redact_shown_once
+
+    assert json.loads(redact_shown_once(json.dumps(document).encode())) == {**document, **stored}
+    assert redact_shown_once(b"not json") == b"not json"
