@@ -146,3 +146,6 @@ class PrivacyRepository:
         await self.session.execute(
             update(_users).where(_users.c.id == user_id).values(email=email, name=None, updated_at=at)
         )
+        # The IdP subjects bound to the user (sso_identities) are personal data too (often an address).
+        _identities = table("sso_identities", column("user_id"))
+        await self.session.execute(delete(_identities).where(_identities.c.user_id == user_id))

@@ -8,10 +8,13 @@ from typing import Any
 
 import pytest
 from litestar import Litestar
+from sqlalchemy import text
 
 from gateway.config import Settings
+from gateway.db.session import Database
 from gateway.kernel.clock import FrozenClock
 from gateway.provisioning.privacy import pseudonym
+from gateway.sso.models import SsoIdentity
 from tests.conftest import Api
 from tests.provisioning.helpers import forward, manual_settings, settle, token_for
 
@@ -85,6 +88,39 @@ async def test_erase(api: Api, app: Litestar, clock: FrozenClock, demo: Any) -> 
     ]
     again = await api.post(f"/v1/users/{user}/erase", {}, expect=200)
     assert (again["already_erased"], again["memberships_removed"]) == (True, 0)
+
+
+async def test_erase_forgets_the_users_sso_identities(
+    api: Api, app: Litestar, db: Database, clock: FrozenClock, demo: Any
+) -> None:
+    _, user, _ = await setup(api, app)
+    connection = await api.post(
+        "/v1/sso/connections",
+        {
+            "name": "Vendor IdP",
+            "issuer": "https://idp.priv.example",
+            "client_id": "tiergate",
+            "client_secret": "s",
+            "allowed_domains": ["priv.example"],
+        },
+    )
+    async with db.unit_of_work() as session:
+        session.add(
+            SsoIdentity(
+                id="ssoid_pat",
+                connection_id=connection["id"],
+                issuer="https://idp.priv.example",
+                subject="pat@priv.example",
+                user_id=user,
+                tenant_id=None,
+                created_at=clock.now(),
+                last_sign_in_at=clock.now(),
+            )
+        )
+    await api.post(f"/v1/users/{user}/erase", {}, expect=200)
+    async with db.engine.connect() as conn:
+        left = (await conn.execute(text("SELECT count(*) FROM sso_identities"))).scalar_one()
+    assert left == 0
 
 
 async def test_scoping(api: Api, app: Litestar, demo: Any) -> None:
