@@ -23,6 +23,14 @@ from gateway.kernel.errors import Conflict, DomainError, IdempotencyConflict, Va
 HEADER = b"idempotency-key"
 MAX_KEY_LENGTH = 255
 MAX_BODY = 1_048_576
+# Forward auth answers proxies (Envoy forwards the original POST): a decision is never replayed.
+NOT_REPLAYED_PREFIX = "/v1/authz/"
+
+
+def replays(method: str, path: str) -> bool:
+    """Whether a request to `path` is stored and replayed by its Idempotency-Key (the OpenAPI document
+    declares the header exactly where this holds)."""
+    return method == "POST" and not path.startswith(NOT_REPLAYED_PREFIX)
 
 
 class KeyInUse(Conflict):
@@ -50,8 +58,7 @@ class IdempotencyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        # Forward auth answers proxies (Envoy forwards the original POST): a decision is never replayed.
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].startswith("/v1/authz/"):
+        if scope["type"] != "http" or not replays(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
