@@ -11,9 +11,10 @@ Who may call (the kinds of caller):
 - **tenant key**: a secret API key bound to one customer (tenant). It is what an app uses *for* that
   tenant: checks, end-user tokens, members, invites, its own IdP and webhooks, and reading its own
   subscriptions, entitlements and invoices. Whatever it names of another tenant is a 404, as if missing.
-  The catalog, coupons, promotion codes, tax rates, policies, credit, invoice changes (create, pay,
-  void, ...), subscription changes, metrics and test clocks are for platform keys only: a tenant must
-  not price, discount or bill itself.
+  Changing the catalog or tax rates, coupons and promotion codes, policies, credit, invoices (create,
+  pay, void, ...), subscriptions, metrics and test clocks are for platform keys only: a tenant must not
+  price, discount or bill itself. It may read the shared price list and tax rates (what it can buy, and
+  what its invoices show), and ask whether a promotion code would apply to its own checkout.
 - **staff**: people operating Tiergate in the admin console (to come); granted what platform keys are.
   No staff credential exists yet, so no request is identified as staff today.
 - **end user**: a person of a tenant, with a Tiergate access token or a browser session (SSO).
@@ -117,10 +118,10 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "POST /v1/promotion_codes/validate":                            (TENANT, "catalog:read"),
     "GET /v1/promotion_codes/{promotion_code}":                     (PLATFORM, "catalog:read"),
     "PATCH /v1/promotion_codes/{promotion_code}":                   (PLATFORM, "catalog:write"),
-    # -- tax rates: platform only ---------------------------------------------------------------------------
-    "GET /v1/tax_rates":                                            (PLATFORM, "billing:read"),
+    # -- tax rates: the platform's to set; shared data a tenant may read (they appear on its invoices) -------
+    "GET /v1/tax_rates":                                            (TENANT, "billing:read"),
     "POST /v1/tax_rates":                                           (PLATFORM, "billing:write"),
-    "GET /v1/tax_rates/{rate_id}":                                  (PLATFORM, "billing:read"),
+    "GET /v1/tax_rates/{rate_id}":                                  (TENANT, "billing:read"),
     "PATCH /v1/tax_rates/{rate_id}":                                (PLATFORM, "billing:write"),
     # -- customers: a tenant reads itself; creating tenants and changing billing details (tax ids decide
     #    the tax) is the platform's
