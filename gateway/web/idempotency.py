@@ -10,10 +10,10 @@ that has its own unique constraints.
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
@@ -39,7 +39,9 @@ class KeyInUse(Conflict):
 
 
 async def _send_problem(send: Any, error: DomainError, path: str) -> None:
-    body = json.dumps(error.to_problem(instance=path)).encode()
+    # Encoded as Litestar encodes every other problem (compact msgspec JSON), so a client parsing or
+    # comparing problems byte for byte sees one format.
+    body = msgspec.json.encode(error.to_problem(instance=path))
     await send(
         {
             "type": "http.response.start",
