@@ -347,6 +347,19 @@ async def test_every_route_of_the_app_is_in_the_matrix_and_the_matrix_names_no_o
     assert sorted(f"{m} {p}" for m, p in set(MATRIX) - covered) == []
 
 
+async def test_scopes_handlers_still_declare_agree_with_the_matrix(app: Litestar) -> None:
+    """Handlers' `opt["scope"]` predates the matrix and no longer decides anything; where one is left it
+    must say what the matrix says, so a reader of either is not misled."""
+    disagreements = []
+    for route in app.routes:
+        for method, (handler, _) in getattr(route, "route_handler_map", {}).items():
+            declared = (handler.opt or {}).get("scope")
+            access = access_for(str(method), route.path_format)
+            if declared is not None and (access is None or access.scope != declared):
+                disagreements.append(f"{method} {route.path_format}: {declared} vs {access}")
+    assert disagreements == []
+
+
 async def test_an_operation_missing_from_the_matrix_is_refused_for_everyone(api: Api, app: Litestar) -> None:
     from litestar import get
 
