@@ -238,17 +238,9 @@ def create_app(
     )
     # OFREP clients authenticate with the same API keys; its paths are fixed by the protocol.
     ofrep = Router(path="/", route_handlers=OFREP_CONTROLLERS)
+    docs_assets = docs_assets_router()
     app = Litestar(
-        route_handlers=[
-            v1,
-            ofrep,
-            FORWARD_ROUTER,
-            health,
-            jwks,
-            *SSO_BROWSER,
-            SCIM_ROUTER,
-            docs_assets_router(),
-        ],
+        route_handlers=[v1, ofrep, FORWARD_ROUTER, health, jwks, *SSO_BROWSER, SCIM_ROUTER, docs_assets],
         # One guard for every route: the permission matrix (gateway/web/permissions.py) says who may call
         # each operation, and it authenticates API keys where they are the credential.
         guards=[authorize],
