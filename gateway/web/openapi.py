@@ -13,13 +13,21 @@ from typing import Any, ClassVar, cast
 from litestar import Litestar, Request, Router
 from litestar.enums import ParamType
 from litestar.openapi.plugins import OpenAPIRenderPlugin, ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Operation, Parameter, Schema
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    Operation,
+    Parameter,
+    Reference,
+    Schema,
+)
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.routes import HTTPRoute
 from litestar.static_files import create_static_files_router
 
 from gateway.web.idempotency import MAX_KEY_LENGTH, replays
 from gateway.web.permissions import Access, access_for
+from gateway.web.problems import PROBLEM_MEDIA_TYPE
 
 ASSETS_DIR = Path(__file__).parent / "docs_assets"
 ASSETS_PATH = "/docs/assets"
@@ -37,8 +45,22 @@ IDEMPOTENCY_KEY = Parameter(
         "request is a 409 `idempotency_key_reused`, and while the first is still running a 409 "
         "`idempotency_key_in_use`. A 5xx is not stored."
     ),
-    schema=Schema(type=OpenAPIType.STRING, min_length=1, max_length=MAX_KEY_LENGTH, pattern="^[ -~]+$"),
+    # Printable ASCII without leading or trailing blanks (the middleware strips them; a blank key is a 422).
+    schema=Schema(
+        type=OpenAPIType.STRING, min_length=1, max_length=MAX_KEY_LENGTH, pattern="^[!-~]([ -~]*[!-~])?$"
+    ),
 )
+# What the middleware itself may answer on any POST it replays, in the shape of every other error.
+_PROBLEM = {PROBLEM_MEDIA_TYPE: OpenAPIMediaType(schema=Reference(ref="#/components/schemas/Problem"))}
+IDEMPOTENCY_RESPONSES = {
+    "409": OpenAPIResponse(
+        description="The Idempotency-Key was used with another request, or its first request still runs",
+        content=_PROBLEM,
+    ),
+    "422": OpenAPIResponse(
+        description="The Idempotency-Key is not 1-255 printable characters", content=_PROBLEM
+    ),
+}
 
 
 @dataclass
@@ -61,6 +83,8 @@ class DocumentedOperation(Operation):
             self.description = "\n\n".join(filter(None, [access_line(access), self.description]))
         if type(self).idempotent:
             self.parameters = [*(self.parameters or []), IDEMPOTENCY_KEY]
+            # Operations with their own error shapes (OFREP) still get the middleware's answers documented.
+            self.responses = {**IDEMPOTENCY_RESPONSES, **(self.responses or {})}
 
 
 def access_line(access: Access) -> str:

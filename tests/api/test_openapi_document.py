@@ -24,8 +24,17 @@ def test_every_post_documents_the_idempotency_key_header(app: Litestar) -> None:
             continue
         (header,) = documented
         assert header["required"] is False
-        assert header["schema"] == {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"}
+        assert header["schema"] == {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 255,
+            "pattern": "^[!-~]([ -~]*[!-~])?$",
+        }
         assert "replayed" in header["description"]
+        # The middleware's own answers are documented too, as problems.
+        for status in ("409", "422"):
+            content = operation["responses"][status]["content"]
+            assert content["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
     # Forward auth is the one POST the middleware never replays (a proxy's decision is asked afresh).
     assert without == ["/v1/authz/forward"]
     assert not replays("POST", "/v1/authz/forward")
