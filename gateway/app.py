@@ -13,7 +13,6 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from redis.asyncio import from_url as redis_from_url
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,7 +36,7 @@ from gateway.entitlements.index import DecisionIndex
 from gateway.entitlements.ofrep import OFREP_CONTROLLERS
 from gateway.entitlements.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
 from gateway.identity.http import CONTROLLERS as IDENTITY
-from gateway.identity.http import authenticate, revoke_from_cache
+from gateway.identity.http import authorize, revoke_from_cache
 from gateway.identity.revocation import RevocationList
 from gateway.identity.service import ApiKeyService
 from gateway.identity.sessions import MemorySessionStore, RedisSessionStore, SessionStore
@@ -64,6 +63,7 @@ from gateway.subscriptions.http import EventController
 from gateway.taxes.http import CONTROLLERS as TAXES
 from gateway.web.deps import COMMON_DEPENDENCIES
 from gateway.web.idempotency import IdempotencyMiddleware
+from gateway.web.openapi import docs_assets_router, document_operations, render_plugins
 from gateway.web.problems import EXCEPTION_HANDLERS
 from gateway.web.strict import reject_unknown_query_params
 from gateway.worker.scheduler import run_scheduler
@@ -252,13 +252,17 @@ def create_app(
     v1 = Router(
         path="/v1",
         route_handlers=list(handlers),
-        guards=[authenticate, reject_unknown_query_params],
+        guards=[reject_unknown_query_params],
         security=[{"apiKey": []}],
     )
     # OFREP clients authenticate with the same API keys; its paths are fixed by the protocol.
-    ofrep = Router(path="/", route_handlers=OFREP_CONTROLLERS, guards=[authenticate])
-    return Litestar(
-        route_handlers=[v1, ofrep, FORWARD_ROUTER, health, jwks, *SSO_BROWSER, SCIM_ROUTER],
+    ofrep = Router(path="/", route_handlers=OFREP_CONTROLLERS)
+    docs_assets = docs_assets_router()
+    app = Litestar(
+        route_handlers=[v1, ofrep, FORWARD_ROUTER, health, jwks, *SSO_BROWSER, SCIM_ROUTER, docs_assets],
+        # One guard for every route: the permission matrix (gateway/web/permissions.py) says who may call
+        # each operation, and it authenticates API keys where they are the credential.
+        guards=[authorize],
         after_response=nudge_after_writes,
         dependencies={
             **{
@@ -287,7 +291,8 @@ def create_app(
                 "Amounts are integer minor units with a `currency`; timestamps are ISO 8601 UTC."
             ),
             path="/docs",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            # Viewers served from assets vendored in the package (no CDN): gateway/web/docs_assets/.
+            render_plugins=render_plugins(),
             components=Components(
                 security_schemes={
                     "apiKey": SecurityScheme(
@@ -298,3 +303,6 @@ def create_app(
         ),
         debug=settings.debug,
     )
+    # Each operation's access (from the matrix) and the Idempotency-Key header, in the OpenAPI document.
+    document_operations(app)
+    return app

@@ -46,6 +46,7 @@ async def _seed(db: Database, api_key: str | None) -> None:
 
 
 @click.group()
+@click.version_option(package_name="tiergate", prog_name="tiergate", message="%(prog)s %(version)s")
 def main() -> None:
     """Tiergate: entitlements, access control and subscription billing."""
     logging.basicConfig(

@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.authz import schemas as s
 from gateway.authz.repository import load_assignments
 from gateway.authz.service import IndexBuilder, PolicyService
-from gateway.identity.http import platform_key_only
 from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import ValidationFailed
@@ -47,7 +46,6 @@ def _before(page: ListParams) -> int | None:
 class PolicyController(Controller):
     path = "/policies"
     tags = ["policies"]
-    guards = [platform_key_only]
     dependencies = {"policies": Provide(provide_policies, sync_to_thread=False)}
 
     @get("/", opt=READ, responses=ERROR_RESPONSES, summary="The current policy: its version and rules")

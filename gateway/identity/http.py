@@ -1,6 +1,6 @@
-"""API-key authentication (the `/v1` guard) and API-key endpoints.
+"""API-key authentication and authorization (the app's one guard, `authorize`) and API-key endpoints.
 
-The key is resolved once per request by `authenticate` and cached for a few seconds per replica: a
+The key is resolved once per request by `authorize` and cached for a few seconds per replica: a
 revoked key stops working on this replica at once and on others within `KEY_CACHE_SECONDS`, the bound we
 accept to keep the database off the per-request path. Keys are created by holders of `api_keys:write`; a
 tenant-scoped key can only create keys for its own tenant, never a platform key.
@@ -16,6 +16,7 @@ from litestar import Controller, get, post
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
+from litestar.handlers.http_handlers import HTTPRouteHandler
 from litestar.params import FromPath, JSONBody
 from msgspec import Meta, Struct
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +29,7 @@ from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import Forbidden, Unauthenticated
 from gateway.web.deps import ListParams
+from gateway.web.permissions import AUTOMATIC_OPTIONS, access_for, not_in_matrix, refusal
 from gateway.web.problems import ERROR_RESPONSES
 
 KEY_CACHE_SECONDS = 5.0
@@ -52,34 +54,53 @@ async def _principal_for(secret: str, db: Database, clock: NamedDependency[Any])
     return principal
 
 
-async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """The one guard of the whole app: looks the operation up in the permission matrix
+    (`gateway/web/permissions.py`) and refuses what the matrix does not grant.
+
+    An operation missing from the matrix is refused for everyone. Where an API key is the credential,
+    this authenticates it (401 without a valid key), then refuses a kind of key the row does not name
+    (403 `platform_key_required`) and a missing scope (403 `missing_scope`). Other credentials (an end
+    user's token or session, a SCIM token) are checked by their own routes; tenant scoping of the data a
+    tenant key names is the services' (`scope=principal.tenant_id`, 404 across tenants)."""
+    method: str = connection.scope.get("method", "WEBSOCKET")  # type: ignore[assignment]
+    path = connection.scope["path_template"]
+    access = access_for(method, path)
+    if access is None:
+        if not _automatic_options(handler):
+            raise not_in_matrix(method, path)
+        access = AUTOMATIC_OPTIONS
+    if not access.by_api_key:
+        return
+    principal = await _authenticate(connection)
+    connection.scope["state"]["principal"] = principal
+    refused = refusal(access, principal)
+    if refused is not None:
+        raise refused
+
+
+def _automatic_options(handler: BaseRouteHandler) -> bool:
+    """Litestar's own OPTIONS answer on every path (it lists the path's methods, runs no code of ours)."""
+    return (
+        isinstance(handler, HTTPRouteHandler)
+        and handler.http_methods == {"OPTIONS"}
+        and handler.include_in_schema is False
+        and handler.handler_name == "options_handler"
+    )
+
+
+async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     header = connection.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthenticated("send an API key as `Authorization: Bearer <key>`")
-    principal = await _principal_for(secret.strip(), connection.app.state.db, connection.app.state.clock)
-    connection.scope["state"]["principal"] = principal
-    needed = (handler.opt or {}).get("scope")
-    if needed and not principal.allows(needed):
-        raise Forbidden(
-            f"this API key lacks the `{needed}` scope", code="missing_scope", required_scope=needed
-        )
+    return await _principal_for(secret.strip(), connection.app.state.db, connection.app.state.clock)
 
 
 def revoke_from_cache(principal_key_id: str) -> None:
     for digest, (principal, _) in list(_cache.items()):
         if principal.key_id == principal_key_id:
             _cache.pop(digest, None)
-
-
-async def platform_key_only(
-    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-) -> None:
-    principal: Principal | None = connection.scope["state"].get("principal")
-    if principal is None or principal.tenant_id is not None:
-        raise Forbidden(
-            "this endpoint needs a platform API key, not a tenant-scoped one", code="platform_key_required"
-        )
 
 
 class ApiKeyCreate(Struct, forbid_unknown_fields=True):

@@ -14,7 +14,6 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.identity.http import platform_key_only
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import ValidationFailed
 from gateway.kernel.money import normalize_currency
@@ -55,7 +54,6 @@ async def _scope_and_now(
 class MetricsController(Controller):
     path = "/metrics"
     tags = ["metrics"]
-    guards = [platform_key_only]
 
     @get(
         "",

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.customers import CustomerService
 from gateway.customers.repository import CustomerRepository
-from gateway.identity.http import platform_key_only
 from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock, isoformat_or_none
 from gateway.provisioning.members import CustomerMemberDirectory
@@ -55,7 +54,6 @@ class PrivacyController(Controller):
     @post(
         "/{user_id:str}/erase",
         opt={"scope": "privacy:write"},
-        guards=[platform_key_only],
         responses=ERROR_RESPONSES,
         status_code=200,
         summary="Erase a user: personal fields pseudonymised, memberships removed, tokens refused",

@@ -15,7 +15,6 @@ from gateway.catalog.service import CatalogService
 from gateway.customers.http import provide_customers
 from gateway.customers.service import CustomerService
 from gateway.db.outbox import list_events
-from gateway.identity.http import platform_key_only
 from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import ValidationFailed
@@ -314,7 +313,6 @@ class TestClockController(Controller):
     path = "/test_clocks"
     tags = ["test clocks"]
     dependencies = DEPENDENCIES
-    guards = [platform_key_only]
 
     @post("/", opt=CLOCK_WRITE, responses=ERROR_RESPONSES, summary="Create a test clock")
     async def create(

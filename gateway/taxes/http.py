@@ -9,7 +9,6 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.identity.http import platform_key_only
 from gateway.kernel.clock import Clock
 from gateway.taxes import schemas as s
 from gateway.taxes.service import TaxService
@@ -33,7 +32,6 @@ class TaxRateController(Controller):
     @post(
         "/",
         opt=WRITE,
-        guards=[platform_key_only],
         responses=ERROR_RESPONSES,
         summary="Create a tax rate (its percentage is immutable afterwards)",
     )
@@ -69,7 +67,6 @@ class TaxRateController(Controller):
     @patch(
         "/{rate_id:str}",
         opt=WRITE,
-        guards=[platform_key_only],
         responses=ERROR_RESPONSES,
         summary="Rename or (de)activate a tax rate",
     )

@@ -19,6 +19,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
@@ -58,13 +59,25 @@ def redact_shown_once(body: bytes) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 
+# Forward auth answers proxies (Envoy forwards the original POST): a decision is never replayed.
+NOT_REPLAYED_PREFIX = "/v1/authz/"
+
+
+def replays(method: str, path: str) -> bool:
+    """Whether a request to `path` is stored and replayed by its Idempotency-Key (the OpenAPI document
+    declares the header exactly where this holds)."""
+    return method == "POST" and not path.startswith(NOT_REPLAYED_PREFIX)
+
+
 class KeyInUse(Conflict):
     code = "idempotency_key_in_use"
     title = "A request with this Idempotency-Key is still being processed"
 
 
 async def _send_problem(send: Any, error: DomainError, path: str) -> None:
-    body = json.dumps(error.to_problem(instance=path)).encode()
+    # Encoded as Litestar encodes every other problem (compact msgspec JSON), so a client parsing or
+    # comparing problems byte for byte sees one format.
+    body = msgspec.json.encode(error.to_problem(instance=path))
     await send(
         {
             "type": "http.response.start",
@@ -83,8 +96,7 @@ class IdempotencyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        # Forward auth answers proxies (Envoy forwards the original POST): a decision is never replayed.
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].startswith("/v1/authz/"):
+        if scope["type"] != "http" or not replays(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])

@@ -78,10 +78,19 @@ async def test_a_tenant_key_cannot_read_or_change_another_tenant(api: Api, demo:
     ):
         problem = await tenant.get(path, expect=404)
         assert problem["status"] == 404
-    await tenant.patch(f"/v1/customers/{theirs['id']}", {"name": "pwned"}, expect=404)
-    await tenant.post(f"/v1/subscriptions/{their_sub['id']}/cancel", {"at_period_end": False}, expect=404)
+    await tenant.patch(
+        f"/v1/customers/{theirs['id']}/members/{their_member['id']}", {"role": "viewer"}, expect=404
+    )
     await tenant.delete(f"/v1/customers/{theirs['id']}/members/{their_member['id']}", expect=404)
-    await tenant.post("/v1/subscriptions", {"customer": theirs["id"], "price": "basic_monthly"}, expect=404)
+    # Billing details and subscriptions are the platform's to change (the permission matrix): refused for
+    # a tenant key whoever they belong to, before anything is looked up.
+    for method, path, body in (
+        ("PATCH", f"/v1/customers/{theirs['id']}", {"name": "pwned"}),
+        ("POST", f"/v1/subscriptions/{their_sub['id']}/cancel", {"at_period_end": False}),
+        ("POST", "/v1/subscriptions", {"customer": theirs["id"], "price": "basic_monthly"}),
+    ):
+        problem = await tenant.call(method, path, json=body, expect=403)
+        assert problem["code"] == "platform_key_required"
     assert (await tenant.get("/v1/subscriptions"))["data"] == []
     # Nothing changed on their side.
     assert (await api.get(f"/v1/customers/{theirs['id']}"))["name"] == "Theirs"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tests.conftest import Api
@@ -51,3 +52,26 @@ async def test_invalid_key_is_rejected(api: Api) -> None:
     )
     assert problem["code"] == "validation_failed"
     assert await count_customers(api) == 0
+
+
+async def test_the_conflict_is_a_problem_like_every_other(api: Api) -> None:
+    """The 409 of a reused key is RFC 9457 problem+json with the same fields, in the same encoding, as
+    every other error (it used to be spaced-out JSON of its own)."""
+    headers = {**api._headers(None), "Idempotency-Key": "k-format"}
+    await api.client.post("/v1/customers", json={"name": "Acme"}, headers=headers)
+    conflict = await api.client.post("/v1/customers", json={"name": "Other"}, headers=headers)
+    missing = await api.client.get("/v1/customers/cus_missing", headers=api._headers(None))
+    assert (conflict.status_code, missing.status_code) == (409, 404)
+    for response in (conflict, missing):
+        assert response.headers["content-type"] == "application/problem+json"
+        body = response.json()
+        assert list(body) == ["type", "title", "status", "code", "detail", "instance"]
+        assert response.content == json.dumps(body, separators=(",", ":")).encode()
+    assert conflict.json() == {
+        "type": "https://tiergate.dev/problems/idempotency-key-reused",
+        "title": "Idempotency-Key reused with a different request",
+        "status": 409,
+        "code": "idempotency_key_reused",
+        "detail": "this Idempotency-Key was used with a different request",
+        "instance": "/v1/customers",
+    }

@@ -21,7 +21,7 @@ from gateway.authz.repository import PolicyRepository
 from gateway.authz.service import DEFAULT_POLICY_PATH, IndexBuilder, PolicyService
 from gateway.db.session import Database
 from gateway.entitlements.index import DecisionIndex
-from gateway.identity.http import authenticate
+from gateway.identity.http import authorize
 from gateway.kernel.clock import FrozenClock
 from gateway.web.problems import PROBLEM_MEDIA_TYPE
 from tests.conftest import ADMIN_KEY, Api
@@ -49,7 +49,7 @@ async def policy_api(app: Litestar, db: Database, clock: FrozenClock) -> AsyncIt
             Router(
                 path="/v1",
                 route_handlers=CONTROLLERS,
-                guards=[authenticate, reject_unknown_query_params],
+                guards=[authorize, reject_unknown_query_params],
                 security=[{"apiKey": []}],
                 dependencies={"index_builder": Provide(lambda: DecisionIndex.build, sync_to_thread=False)},
             )

@@ -252,10 +252,11 @@ async def test_a_tenant_key_sees_only_codes_open_to_it(api: Api, demo: Any) -> N
     )
     tenant = api.as_key(key["secret"])
 
-    listed = await tenant.get("/v1/promotion_codes")
-    assert [c["id"] for c in listed["data"]] == [open_code["id"], my_code["id"]]
-    await tenant.get(f"/v1/promotion_codes/{their_code['id']}", expect=404)
-    await tenant.get("/v1/promotion_codes/THEIRS", expect=404)
+    # Listing and reading promotion codes is the platform's (the permission matrix): a tenant key sees
+    # none of them, its own included; it may only ask whether a code applies to its own checkout.
+    for code in ("", f"/{their_code['id']}", "/THEIRS", f"/{my_code['id']}", f"/{open_code['id']}"):
+        problem = await tenant.get(f"/v1/promotion_codes{code}", expect=403)
+        assert problem["code"] == "platform_key_required"
     problem = await tenant.post("/v1/promotion_codes/validate", {"code": "THEIRS"}, expect=404)
     assert problem["code"] == "promotion_code_not_found"
     await tenant.post(

@@ -22,7 +22,7 @@ from gateway.db.session import Database
 from gateway.demo import seed_demo
 from gateway.entitlements.engine import Engine, EngineSettings
 from gateway.entitlements.ofrep import OFREP_CONTROLLERS
-from gateway.identity.http import authenticate
+from gateway.identity.http import authorize
 from gateway.kernel.clock import SystemClock
 from tests.conftest import Api
 from tests.entitlements.test_check_api import check, synced, tenant
@@ -33,7 +33,7 @@ SINGLE = "/ofrep/v1/evaluate/flags"
 def with_ofrep(app: Litestar) -> Litestar:
     """Mount the OFREP routes the way gateway/app.py does (once it does, this is a no-op)."""
     if SINGLE not in (app.openapi_schema.paths or {}):
-        app.register(Router(path="/", route_handlers=OFREP_CONTROLLERS, guards=[authenticate]))
+        app.register(Router(path="/", route_handlers=OFREP_CONTROLLERS, guards=[authorize]))
         # The document is generated once and cached; drop it so it includes the routes added late.
         app._openapi_schema = None
     return app

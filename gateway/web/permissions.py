@@ -1,0 +1,314 @@
+"""The permission matrix: who may call each operation of Tiergate, and with which API-key scope.
+
+One table, read by one guard (`gateway.identity.http.authorize`, applied to the whole app) and written
+into the OpenAPI document of every operation (`gateway.web.openapi`). An operation that is not in the
+table is refused for everyone (403 `not_in_permission_matrix`), and `tests/security/` fails until it is.
+
+How to read a row: `"METHOD /path/{param}": (who, scope)`, the path as the OpenAPI document spells it.
+
+Who may call (the kinds of caller):
+- **platform key**: a secret API key with no tenant, held by whoever runs Tiergate (the SaaS vendor).
+- **tenant key**: a secret API key bound to one customer (tenant). It is what an app uses *for* that
+  tenant: checks, end-user tokens, members, invites, its own IdP and webhooks, and reading its own
+  subscriptions, entitlements and invoices. Whatever it names of another tenant is a 404, as if missing.
+  Changing the catalog or tax rates, coupons and promotion codes, policies, credit, invoices (create,
+  pay, void, ...), subscriptions, metrics and test clocks are for platform keys only: a tenant must not
+  price, discount or bill itself. It may read the shared price list and tax rates (what it can buy, and
+  what its invoices show), and ask whether a promotion code would apply to its own checkout.
+- **staff**: people operating Tiergate in the admin console (to come); granted what platform keys are.
+  No staff credential exists yet, so no request is identified as staff today.
+- **end user**: a person of a tenant, with a Tiergate access token or a browser session (SSO).
+- **SCIM token**: a tenant's IdP provisioning its members (`/scim/v2`).
+- **anyone**: no credential (the JWKS, the docs, SSO sign-in pages, the health probe).
+
+The scope is what an API key needs on top of its kind (`Principal.allows`: `*`, `resource:*`, and
+`resource:write` implying `resource:read`). Operations that other credentials guard (end user, SCIM
+token, anyone) have no scope; the route itself checks that credential.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gateway.kernel.auth import Principal
+from gateway.kernel.errors import Forbidden
+
+
+class Caller(enum.Flag):
+    PLATFORM_KEY = enum.auto()
+    TENANT_KEY = enum.auto()
+    STAFF = enum.auto()
+    END_USER = enum.auto()
+    SCIM_TOKEN = enum.auto()
+    ANYONE = enum.auto()
+
+
+# The combinations the table uses, named for what they mean.
+PLATFORM = Caller.PLATFORM_KEY | Caller.STAFF
+TENANT = PLATFORM | Caller.TENANT_KEY  # tenant keys: their own tenant only
+END_USER = Caller.END_USER
+SCIM = Caller.SCIM_TOKEN
+ANYONE = Caller.ANYONE
+API_KEY_KINDS = Caller.PLATFORM_KEY | Caller.TENANT_KEY
+
+# How each kind reads in the OpenAPI document.
+CALLER_LABELS: dict[Caller, str] = {
+    Caller.PLATFORM_KEY: "platform key",
+    Caller.TENANT_KEY: "tenant key (own tenant only)",
+    Caller.STAFF: "staff",
+    Caller.END_USER: "end user (access token or session)",
+    Caller.SCIM_TOKEN: "SCIM token (own tenant only)",
+    Caller.ANYONE: "anyone",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    callers: Caller
+    scope: str | None = None
+
+    @property
+    def by_api_key(self) -> bool:
+        """Whether an API key is the credential (then the guard authenticates it and checks the row)."""
+        return bool(self.callers & API_KEY_KINDS)
+
+    def kinds(self) -> list[str]:
+        """The kinds of caller as machine names (`platform_key`, `tenant_key`, ...)."""
+        return [kind.name.lower() for kind in CALLER_LABELS if kind in self.callers and kind.name]
+
+    def labels(self) -> list[str]:
+        return [label for kind, label in CALLER_LABELS.items() if kind in self.callers]
+
+
+# fmt: off
+_TABLE: dict[str, tuple[Caller, str | None]] = {
+    # -- API keys: a tenant key manages its own tenant's keys, never platform ones -------------------------
+    "GET /v1/api_keys":                                             (TENANT, "api_keys:read"),
+    "POST /v1/api_keys":                                            (TENANT, "api_keys:write"),
+    "POST /v1/api_keys/{key_id}/revoke":                            (TENANT, "api_keys:write"),
+    # -- the catalog: shared by every tenant; tenants may read the price list, never change it -------------
+    "GET /v1/products":                                             (TENANT, "catalog:read"),
+    "POST /v1/products":                                            (PLATFORM, "catalog:write"),
+    "GET /v1/products/{product_id}":                                (TENANT, "catalog:read"),
+    "PATCH /v1/products/{product_id}":                              (PLATFORM, "catalog:write"),
+    "GET /v1/features":                                             (TENANT, "catalog:read"),
+    "POST /v1/features":                                            (PLATFORM, "catalog:write"),
+    "GET /v1/features/{feature}":                                   (TENANT, "catalog:read"),
+    "GET /v1/plans":                                                (TENANT, "catalog:read"),
+    "POST /v1/plans":                                               (PLATFORM, "catalog:write"),
+    "GET /v1/plans/{plan}":                                         (TENANT, "catalog:read"),
+    "PATCH /v1/plans/{plan}":                                       (PLATFORM, "catalog:write"),
+    "GET /v1/plans/{plan}/versions":                                (TENANT, "catalog:read"),
+    "POST /v1/plans/{plan}/versions":                               (PLATFORM, "catalog:write"),
+    "GET /v1/prices":                                               (TENANT, "catalog:read"),
+    "POST /v1/prices":                                              (PLATFORM, "catalog:write"),
+    "GET /v1/prices/{price}":                                       (TENANT, "catalog:read"),
+    "PATCH /v1/prices/{price}":                                     (PLATFORM, "catalog:write"),
+    # -- coupons and promotion codes: platform only (a tenant must not discount itself); a checkout form
+    #    may ask whether a code would apply for its own tenant (validate redeems nothing)
+    "GET /v1/coupons":                                              (PLATFORM, "catalog:read"),
+    "POST /v1/coupons":                                             (PLATFORM, "catalog:write"),
+    "GET /v1/coupons/{coupon_id}":                                  (PLATFORM, "catalog:read"),
+    "PATCH /v1/coupons/{coupon_id}":                                (PLATFORM, "catalog:write"),
+    "DELETE /v1/coupons/{coupon_id}":                               (PLATFORM, "catalog:write"),
+    "GET /v1/promotion_codes":                                      (PLATFORM, "catalog:read"),
+    "POST /v1/promotion_codes":                                     (PLATFORM, "catalog:write"),
+    "POST /v1/promotion_codes/validate":                            (TENANT, "catalog:read"),
+    "GET /v1/promotion_codes/{promotion_code}":                     (PLATFORM, "catalog:read"),
+    "PATCH /v1/promotion_codes/{promotion_code}":                   (PLATFORM, "catalog:write"),
+    # -- tax rates: the platform's to set; shared data a tenant may read (they appear on its invoices) -------
+    "GET /v1/tax_rates":                                            (TENANT, "billing:read"),
+    "POST /v1/tax_rates":                                           (PLATFORM, "billing:write"),
+    "GET /v1/tax_rates/{rate_id}":                                  (TENANT, "billing:read"),
+    "PATCH /v1/tax_rates/{rate_id}":                                (PLATFORM, "billing:write"),
+    # -- customers: a tenant reads itself; creating tenants and changing billing details (tax ids decide
+    #    the tax) is the platform's
+    "GET /v1/customers":                                            (TENANT, "customers:read"),
+    "POST /v1/customers":                                           (PLATFORM, "customers:write"),
+    "GET /v1/customers/{customer_id}":                              (TENANT, "customers:read"),
+    "PATCH /v1/customers/{customer_id}":                            (PLATFORM, "customers:write"),
+    "GET /v1/customers/{customer_id}/access":                       (TENANT, "customers:read"),
+    # -- members, invites, SCIM tokens, SSO connections: the tenant's own people and IdP ------------------
+    "GET /v1/customers/{customer_id}/members":                      (TENANT, "customers:read"),
+    "POST /v1/customers/{customer_id}/members":                     (TENANT, "customers:write"),
+    "PATCH /v1/customers/{customer_id}/members/{member_id}":        (TENANT, "customers:write"),
+    "DELETE /v1/customers/{customer_id}/members/{member_id}":       (TENANT, "customers:write"),
+    "GET /v1/customers/{customer_id}/invites":                      (TENANT, "members:read"),
+    "POST /v1/customers/{customer_id}/invites":                     (TENANT, "members:write"),
+    "POST /v1/invites/accept":                                      (TENANT, "members:write"),
+    "GET /v1/customers/{customer_id}/scim_tokens":                  (TENANT, "customers:write"),
+    "POST /v1/customers/{customer_id}/scim_tokens":                 (TENANT, "customers:write"),
+    "DELETE /v1/customers/{customer_id}/scim_tokens/{token_id}":    (TENANT, "customers:write"),
+    "GET /v1/sso/connections":                                      (TENANT, "sso:read"),
+    "POST /v1/sso/connections":                                     (TENANT, "sso:write"),
+    "GET /v1/sso/connections/{connection_id}":                      (TENANT, "sso:read"),
+    "PATCH /v1/sso/connections/{connection_id}":                    (TENANT, "sso:write"),
+    "DELETE /v1/sso/connections/{connection_id}":                   (TENANT, "sso:write"),
+    # -- credit and customer discounts: platform only --------------------------------------------------------
+    "GET /v1/customers/{customer_id}/balance":                      (TENANT, "billing:read"),
+    "POST /v1/customers/{customer_id}/credit_grants":               (PLATFORM, "billing:write"),
+    "POST /v1/customers/{customer_id}/discounts":                   (PLATFORM, "billing:write"),
+    # -- subscriptions: a tenant reads its own (and may preview a change); changing them is the platform's --
+    "GET /v1/subscriptions":                                        (TENANT, "subscriptions:read"),
+    "POST /v1/subscriptions":                                       (PLATFORM, "subscriptions:write"),
+    "GET /v1/subscriptions/{subscription_id}":                      (TENANT, "subscriptions:read"),
+    "POST /v1/subscriptions/{subscription_id}/addons":              (PLATFORM, "subscriptions:write"),
+    "DELETE /v1/subscriptions/{subscription_id}/addons/{addon_id}": (PLATFORM, "subscriptions:write"),
+    "POST /v1/subscriptions/{subscription_id}/cancel":              (PLATFORM, "subscriptions:write"),
+    "POST /v1/subscriptions/{subscription_id}/undo_cancel":         (PLATFORM, "subscriptions:write"),
+    "GET /v1/subscriptions/{subscription_id}/discounts":            (TENANT, "subscriptions:read"),
+    "POST /v1/subscriptions/{subscription_id}/discounts":           (PLATFORM, "subscriptions:write"),
+    "DELETE /v1/subscriptions/{subscription_id}/discounts/{discount_id}": (PLATFORM, "subscriptions:write"),
+    "POST /v1/subscriptions/{subscription_id}/pause":               (PLATFORM, "subscriptions:write"),
+    "POST /v1/subscriptions/{subscription_id}/resume":              (PLATFORM, "subscriptions:write"),
+    "POST /v1/subscriptions/{subscription_id}/plan_change":         (PLATFORM, "subscriptions:write"),
+    "POST /v1/subscriptions/{subscription_id}/preview_change":      (TENANT, "billing:read"),
+    "POST /v1/subscriptions/{subscription_id}/quantity":            (PLATFORM, "subscriptions:write"),
+    "DELETE /v1/subscriptions/{subscription_id}/scheduled_change":  (PLATFORM, "subscriptions:write"),
+    "GET /v1/subscriptions/{subscription_id}/upcoming_invoice":     (TENANT, "billing:read"),
+    "GET /v1/subscriptions/{subscription_id}/usage":                (TENANT, "subscriptions:read"),
+    "POST /v1/subscriptions/{subscription_id}/usage":               (PLATFORM, "subscriptions:write"),
+    # -- invoices, invoice items, credit notes: a tenant reads its own; billing is the platform's ----------
+    "GET /v1/invoices":                                             (TENANT, "billing:read"),
+    "POST /v1/invoices":                                            (PLATFORM, "billing:write"),
+    "GET /v1/invoices/{invoice_id}":                                (TENANT, "billing:read"),
+    "DELETE /v1/invoices/{invoice_id}":                             (PLATFORM, "billing:write"),
+    "GET /v1/invoices/{invoice_id}/html":                           (TENANT, "billing:read"),
+    "GET /v1/invoices/{invoice_id}/pdf":                            (TENANT, "billing:read"),
+    "POST /v1/invoices/{invoice_id}/finalize":                      (PLATFORM, "billing:write"),
+    "POST /v1/invoices/{invoice_id}/pay":                           (PLATFORM, "billing:write"),
+    "POST /v1/invoices/{invoice_id}/void":                          (PLATFORM, "billing:write"),
+    "POST /v1/invoices/{invoice_id}/mark_uncollectible":            (PLATFORM, "billing:write"),
+    "GET /v1/invoice_items":                                        (TENANT, "billing:read"),
+    "POST /v1/invoice_items":                                       (PLATFORM, "billing:write"),
+    "GET /v1/invoice_items/{item_id}":                              (TENANT, "billing:read"),
+    "DELETE /v1/invoice_items/{item_id}":                           (PLATFORM, "billing:write"),
+    "GET /v1/credit_notes":                                         (TENANT, "billing:read"),
+    "POST /v1/credit_notes":                                        (PLATFORM, "billing:write"),
+    "GET /v1/credit_notes/{credit_note_id}":                        (TENANT, "billing:read"),
+    # -- test clocks: platform only --------------------------------------------------------------------------
+    "GET /v1/test_clocks":                                          (PLATFORM, "test_clocks:read"),
+    "POST /v1/test_clocks":                                         (PLATFORM, "test_clocks:write"),
+    "GET /v1/test_clocks/{clock_id}":                               (PLATFORM, "test_clocks:read"),
+    "DELETE /v1/test_clocks/{clock_id}":                            (PLATFORM, "test_clocks:write"),
+    "POST /v1/test_clocks/{clock_id}/advance":                      (PLATFORM, "test_clocks:write"),
+    "POST /v1/test_clocks/{clock_id}/customers":                    (PLATFORM, "test_clocks:write"),
+    # -- deciding: what an app asks per request, for its own tenant -----------------------------------------
+    "POST /v1/check":                                               (TENANT, "check:read"),
+    "POST /v1/check/batch":                                         (TENANT, "check:read"),
+    "POST /v1/check/release":                                       (TENANT, "check:write"),
+    "GET /v1/entitlements/{customer}":                              (TENANT, "entitlements:read"),
+    "POST /v1/tokens":                                              (TENANT, "tokens:write"),
+    "POST /ofrep/v1/evaluate/flags":                                (TENANT, "entitlements:read"),
+    "POST /ofrep/v1/evaluate/flags/{key}":                          (TENANT, "entitlements:read"),
+    # -- policies and metrics: platform only ----------------------------------------------------------------
+    "GET /v1/policies":                                             (PLATFORM, "policies:read"),
+    "POST /v1/policies/edits":                                      (PLATFORM, "policies:write"),
+    "POST /v1/policies/replace":                                    (PLATFORM, "policies:write"),
+    "GET /v1/policies/versions":                                    (PLATFORM, "policies:read"),
+    "GET /v1/policies/versions/{version}":                          (PLATFORM, "policies:read"),
+    "POST /v1/policies/versions/{version}/restore":                 (PLATFORM, "policies:write"),
+    "POST /v1/policies/what_if":                                    (PLATFORM, "policies:read"),
+    "GET /v1/metrics":                                              (PLATFORM, "metrics:read"),
+    "GET /v1/metrics/cohorts":                                      (PLATFORM, "metrics:read"),
+    "GET /v1/metrics/mrr":                                          (PLATFORM, "metrics:read"),
+    # -- events, audit log, webhooks, privacy: a tenant sees and subscribes to its own; erasing is the
+    #    platform's (it cuts across tenants a user belongs to)
+    "GET /v1/events":                                               (TENANT, "events:read"),
+    "GET /v1/audit_log":                                            (TENANT, "audit:read"),
+    "GET /v1/webhook_endpoints":                                    (TENANT, "webhooks:read"),
+    "POST /v1/webhook_endpoints":                                   (TENANT, "webhooks:write"),
+    "GET /v1/webhook_endpoints/{endpoint_id}":                      (TENANT, "webhooks:read"),
+    "PATCH /v1/webhook_endpoints/{endpoint_id}":                    (TENANT, "webhooks:write"),
+    "DELETE /v1/webhook_endpoints/{endpoint_id}":                   (TENANT, "webhooks:write"),
+    "GET /v1/webhook_endpoints/{endpoint_id}/deliveries":           (TENANT, "webhooks:read"),
+    "GET /v1/users/{user_id}/export":                               (TENANT, "privacy:read"),
+    "POST /v1/users/{user_id}/erase":                               (PLATFORM, "privacy:write"),
+    # -- forward auth: a reverse proxy asks for an end user, whose access token is the credential; every
+    #    method, since Envoy forwards the original one
+    "* /v1/authz/forward":                                          (END_USER, None),
+    "* /v1/authz/forward/{path}":                                   (END_USER, None),
+    # -- SCIM 2.0: the tenant's IdP with its SCIM token -----------------------------------------------------
+    "GET /scim/v2/ServiceProviderConfig":                           (SCIM, None),
+    "GET /scim/v2/ResourceTypes":                                   (SCIM, None),
+    "GET /scim/v2/ResourceTypes/{type_id}":                         (SCIM, None),
+    "GET /scim/v2/Schemas":                                         (SCIM, None),
+    "GET /scim/v2/Schemas/{schema_id}":                             (SCIM, None),
+    "GET /scim/v2/Users":                                           (SCIM, None),
+    "POST /scim/v2/Users":                                          (SCIM, None),
+    "POST /scim/v2/Users/.search":                                  (SCIM, None),
+    "GET /scim/v2/Users/{user_id}":                                 (SCIM, None),
+    "PUT /scim/v2/Users/{user_id}":                                 (SCIM, None),
+    "PATCH /scim/v2/Users/{user_id}":                               (SCIM, None),
+    "DELETE /scim/v2/Users/{user_id}":                              (SCIM, None),
+    "GET /scim/v2/Groups":                                          (SCIM, None),
+    "POST /scim/v2/Groups":                                         (SCIM, None),
+    "POST /scim/v2/Groups/.search":                                 (SCIM, None),
+    "GET /scim/v2/Groups/{group_id}":                               (SCIM, None),
+    "PUT /scim/v2/Groups/{group_id}":                               (SCIM, None),
+    "PATCH /scim/v2/Groups/{group_id}":                             (SCIM, None),
+    "DELETE /scim/v2/Groups/{group_id}":                            (SCIM, None),
+    "POST /scim/v2/.search":                                        (SCIM, None),
+    "* /scim/v2/{unknown}":                                         (SCIM, None),
+    # -- SSO in the browser: signing in is open to anyone; the rest needs the end user's session -----------
+    "GET /sso/login":                                               (ANYONE, None),
+    "GET /sso/callback":                                            (ANYONE, None),
+    "GET /sso/logged-out":                                          (ANYONE, None),
+    "GET /sso/me":                                                  (END_USER, None),
+    "GET /sso/session":                                             (END_USER, None),
+    "POST /sso/refresh":                                            (END_USER, None),
+    "POST /sso/logout":                                             (END_USER, None),
+    # -- public documents ------------------------------------------------------------------------------------
+    "GET /.well-known/jwks.json":                                   (ANYONE, None),
+    "GET /health":                                                  (ANYONE, None),
+    "GET /docs":                                                    (ANYONE, None),
+    "GET /docs/openapi.json":                                       (ANYONE, None),
+    "GET /docs/scalar":                                             (ANYONE, None),
+    "GET /docs/swagger":                                            (ANYONE, None),
+    "GET /docs/oauth2-redirect.html":                               (ANYONE, None),
+    "GET /docs/{path}":                                             (ANYONE, None),
+    "GET /docs/assets/{file_path}":                                 (ANYONE, None),
+    "HEAD /docs/assets/{file_path}":                                (ANYONE, None),
+}
+# fmt: on
+
+MATRIX: Mapping[tuple[str, str], Access] = {
+    (row.split(" ", 1)[0], row.split(" ", 1)[1]): Access(who, scope) for row, (who, scope) in _TABLE.items()
+}
+
+# Litestar answers OPTIONS on every path by itself (the methods the path has; no handler code runs).
+AUTOMATIC_OPTIONS = Access(ANYONE)
+
+
+def access_for(method: str, path: str) -> Access | None:
+    """The row for `method path` (a `*` row covers every method of a path), or None: not permitted."""
+    return MATRIX.get((method, path)) or MATRIX.get(("*", path))
+
+
+def caller_kind(principal: Principal) -> Caller:
+    return Caller.PLATFORM_KEY if principal.tenant_id is None else Caller.TENANT_KEY
+
+
+def refusal(access: Access, principal: Principal) -> Forbidden | None:
+    """None when `principal` may call an operation with this row, else why not: the kind of key first
+    (a tenant key on a platform operation), then the scope."""
+    if caller_kind(principal) not in access.callers:
+        return Forbidden(
+            "this operation needs a platform API key, not a tenant-scoped one", code="platform_key_required"
+        )
+    if access.scope and not principal.allows(access.scope):
+        return Forbidden(
+            f"this API key lacks the `{access.scope}` scope",
+            code="missing_scope",
+            required_scope=access.scope,
+        )
+    return None
+
+
+def not_in_matrix(method: str, path: str) -> Forbidden:
+    return Forbidden(
+        f"{method} {path} is not in the permission matrix, so nobody may call it",
+        code="not_in_permission_matrix",
+    )
