@@ -146,6 +146,7 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /v1/sso/connections/{connection_id}":                      (TENANT, "sso:read"),
     "PATCH /v1/sso/connections/{connection_id}":                    (TENANT, "sso:write"),
     "DELETE /v1/sso/connections/{connection_id}":                   (TENANT, "sso:write"),
+    "POST /v1/sso/connections/{connection_id}/verify_domain":      (PLATFORM, "sso:write"),
     # -- credit and customer discounts: platform only --------------------------------------------------------
     "GET /v1/customers/{customer_id}/balance":                      (TENANT, "billing:read"),
     "POST /v1/customers/{customer_id}/credit_grants":               (PLATFORM, "billing:write"),

@@ -126,6 +126,7 @@ def body_for(operation: str, side: Side, n: int) -> Any:
             "allowed_domains": [f"team{n}.{side.name}.example"],
         },
         "PATCH /v1/sso/connections/{connection_id}": {"name": "Hacked"},
+        "POST /v1/sso/connections/{connection_id}/verify_domain": {"domain": f"team{n}.{side.name}.example"},
         "POST /v1/customers/{customer_id}/credit_grants": {"amount": 1_000_000, "currency": "USD"},
         "POST /v1/customers/{customer_id}/discounts": {"coupon": side["coupon"]},
         "POST /v1/subscriptions": {"customer": c, "price": "basic_monthly"},
