@@ -59,6 +59,7 @@ from gateway.subscriptions.hooks import SubscriptionListener
 from gateway.subscriptions.http import CONTROLLERS as SUBSCRIPTIONS
 from gateway.subscriptions.http import EventController
 from gateway.taxes.http import CONTROLLERS as TAXES
+from gateway.web.bodies import check_request
 from gateway.web.deps import COMMON_DEPENDENCIES
 from gateway.web.idempotency import IdempotencyMiddleware
 from gateway.web.problems import EXCEPTION_HANDLERS
@@ -241,6 +242,9 @@ def create_app(
     return Litestar(
         route_handlers=[v1, ofrep, FORWARD_ROUTER, health, jwks, *SSO_BROWSER, SCIM_ROUTER],
         after_response=nudge_after_writes,
+        # Bodies and parameters are checked once, strictly, for every endpoint (web/bodies.py).
+        before_request=check_request,
+        request_max_body_size=settings.request_max_body_bytes,
         dependencies={
             **{
                 k: Provide(v) if k == "session" else Provide(v, sync_to_thread=False)

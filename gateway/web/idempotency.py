@@ -22,7 +22,13 @@ from gateway.kernel.errors import Conflict, DomainError, IdempotencyConflict, Va
 
 HEADER = b"idempotency-key"
 MAX_KEY_LENGTH = 255
-MAX_BODY = 1_048_576
+MAX_BODY = 1_048_576  # when the app has no settings; otherwise `request_max_body_bytes`
+
+
+class PayloadTooLarge(DomainError):
+    code = "payload_too_large"
+    status = 413
+    title = "Request body too large"
 
 
 class KeyInUse(Conflict):
@@ -68,6 +74,8 @@ class IdempotencyMiddleware:
             )
             return
 
+        settings = scope["app"].state.get("settings")
+        limit = getattr(settings, "request_max_body_bytes", MAX_BODY)
         body = b""
         more = True
         while more:
@@ -76,8 +84,11 @@ class IdempotencyMiddleware:
                 return
             body += message.get("body", b"")
             more = message.get("more_body", False)
-            if len(body) > MAX_BODY:
-                await _send_problem(send, ValidationFailed("request body too large"), scope["path"])
+            if len(body) > limit:
+                # The same limit and answer as without the header (Litestar's request_max_body_size).
+                await _send_problem(
+                    send, PayloadTooLarge(f"request body larger than {limit} bytes"), scope["path"]
+                )
                 return
 
         state = scope["app"].state

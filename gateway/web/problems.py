@@ -57,12 +57,14 @@ def validation_error_handler(
     request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[dict[str, Any]]:
     # Litestar reports malformed payloads and parameters as 400; our convention is 422 (ARCHITECTURE §5).
+    # The central body check (web/bodies.py) says which problem (`code`) and where (`field`).
     errors = exc.extra if isinstance(exc.extra, list) else None
     return _problem(
         422,
-        "validation_failed",
+        getattr(exc, "code", "validation_failed"),
         "Request payload is invalid",
         str(exc.detail),
+        field=getattr(exc, "field", None),
         errors=errors,
         instance=request.url.path,
     )
