@@ -62,6 +62,7 @@ from gateway.taxes.http import CONTROLLERS as TAXES
 from gateway.web.bodies import check_request
 from gateway.web.deps import COMMON_DEPENDENCIES
 from gateway.web.idempotency import IdempotencyMiddleware
+from gateway.web.openapi_constraints import ConstrainedStructSchemaPlugin
 from gateway.web.problems import EXCEPTION_HANDLERS
 from gateway.web.strict import reject_unknown_query_params
 from gateway.worker.scheduler import run_scheduler
@@ -260,6 +261,8 @@ def create_app(
         },
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[IdempotencyMiddleware],
+        # Documents the length limits nested in lists and dicts, which Litestar's own schema drops.
+        plugins=[ConstrainedStructSchemaPlugin()],
         lifespan=[lifespan],
         state=state,
         cors_config=CORSConfig(allow_origins=[]),

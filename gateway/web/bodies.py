@@ -19,6 +19,7 @@ The size of the whole body is bounded by Litestar itself (`request_max_body_size
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass
 from typing import Any, Union, get_args, get_origin
 
@@ -144,12 +145,14 @@ def _struct_of(annotation: Any) -> type[msgspec.Struct] | None:
     return None
 
 
-_SPECS: dict[int, BodySpec | None] = {}
+# Keyed by the handler's function: the same for every app built from the same code (tests build many),
+# and weak, so the functions of apps built from closures do not pile up.
+_SPECS: weakref.WeakKeyDictionary[Any, BodySpec | None] = weakref.WeakKeyDictionary()
 
 
 def body_spec(handler: BaseRouteHandler) -> BodySpec | None:
-    """The handler's body type, or None when it takes no `data` (computed once per handler)."""
-    key = id(handler)
+    """The handler's body type, or None when it takes no `data` (computed once per handler function)."""
+    key = handler.fn
     if key not in _SPECS:
         field = handler.parsed_fn_signature.parameters.get("data")
         if field is None:
@@ -160,7 +163,10 @@ def body_spec(handler: BaseRouteHandler) -> BodySpec | None:
     return _SPECS[key]
 
 
-_AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+# msgspec ends its messages with " - at `$.a.b[0]`", or " - at `key` in `$.metadata`" for a dict key.
+_AT_PATH = re.compile(
+    r"^(?P<message>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.DOTALL
+)
 
 
 def convert_strictly(value: Any, spec: BodySpec) -> None:
@@ -176,6 +182,8 @@ def convert_strictly(value: Any, spec: BodySpec) -> None:
         missing = re.match(r"Object missing required field `([^`]+)`", message)
         if missing:  # name the missing field itself, not the object that lacks it
             path = f"{path}.{missing.group(1)}" if path else missing.group(1)
+        if match and match.group("key"):
+            message = f"a key: {message}"
         detail = f"{path}: {message}" if path else message
         path = path or None
         raise InvalidInput(detail, code="validation_failed", field=path) from None
