@@ -18,8 +18,8 @@ from gateway.billing.models import Invoice as InvoiceRow
 from gateway.billing.models import InvoiceItem as InvoiceItemRow
 from gateway.billing.models import InvoiceLine as InvoiceLineRow
 from gateway.billing.models import PeriodUsage
-from gateway.web.timestamps import AwareTimestamp
 from gateway.web.schemas import Metadata
+from gateway.web.timestamps import AwareTimestamp
 
 Ref = Annotated[str, Meta(min_length=1, max_length=200)]
 Currency = Annotated[str, Meta(min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")]

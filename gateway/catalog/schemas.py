@@ -15,8 +15,8 @@ from gateway.catalog.models import Price as PriceRow
 from gateway.catalog.models import Product as ProductRow
 from gateway.catalog.models import PromotionCode as PromotionCodeRow
 from gateway.catalog.service import PlanTerms
-from gateway.web.timestamps import AwareTimestamp
 from gateway.web.schemas import Metadata
+from gateway.web.timestamps import AwareTimestamp
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Key = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")]

@@ -310,7 +310,8 @@ async def _body(request: Request[Any, Any, Any]) -> dict[str, Any]:
     settings = request.app.state.get("settings")
     try:
         # The same checks as every other body (depth, NUL characters, malformed JSON at byte N).
-        payload = decode_json(raw, max_depth=getattr(settings, "request_max_json_depth", DEFAULT_MAX_JSON_DEPTH))
+        max_depth = getattr(settings, "request_max_json_depth", DEFAULT_MAX_JSON_DEPTH)
+        payload = decode_json(raw, max_depth=max_depth)
     except InvalidInput as exc:
         if exc.code == "nul_character":
             raise InvalidValueException(detail=str(exc.detail)) from None

@@ -11,7 +11,7 @@ from datetime import datetime
 from gateway.customers import CustomerService
 from gateway.customers.models import Customer
 from gateway.db.outbox import record_event
-from gateway.kernel.clock import Clock, ensure_utc
+from gateway.kernel.clock import Clock, ensure_utc, format_timestamp
 from gateway.kernel.errors import Conflict, NotFound, ValidationFailed
 from gateway.kernel.events import DomainEvent
 from gateway.kernel.ids import new_id
@@ -82,7 +82,7 @@ class TestClockService:
         target = ensure_utc(frozen_time)
         if target <= test_clock.frozen_time:
             raise ValidationFailed(
-                f"a test clock only moves forward: it is at {test_clock.frozen_time.isoformat()}",
+                f"a test clock only moves forward: it is at {format_timestamp(test_clock.frozen_time)}",
                 field="frozen_time",
             )
         # Walk step by step so each step sees the clock at its own time (a change made by a handler at
@@ -109,6 +109,6 @@ class TestClockService:
                 "test_clock",
                 test_clock.id,
                 test_clock.frozen_time,
-                data={"frozen_time": test_clock.frozen_time.isoformat(), **data},
+                data={"frozen_time": format_timestamp(test_clock.frozen_time), **data},
             ),
         )

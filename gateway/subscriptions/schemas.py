@@ -12,8 +12,8 @@ from gateway.db.outbox import OutboxEvent
 from gateway.subscriptions.models import Subscription as SubscriptionRow
 from gateway.subscriptions.models import SubscriptionAddon
 from gateway.subscriptions.models import TestClock as TestClockRow
-from gateway.web.timestamps import AwareTimestamp
 from gateway.web.schemas import Metadata
+from gateway.web.timestamps import AwareTimestamp
 
 Ref = Annotated[str, Meta(min_length=1, max_length=200)]
 Quantity = Annotated[int, Meta(ge=1, le=1_000_000)]

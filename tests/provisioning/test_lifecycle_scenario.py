@@ -116,7 +116,7 @@ async def test_create_upgrade_downgrade_cancel(
     assert revoked["data"]["reason"] == "subscription_canceled"
     assert revoked["data"]["api_keys_disabled"] == 1
     assert (
-        revoked["data"]["retain_until"] == "2026-05-30T00:00:00+00:00"
+        revoked["data"]["retain_until"] == "2026-05-30T00:00:00Z"
     )  # 90 days after the test clock's now
     assert canceled_at["status"] == "canceled"
     # Disabled, not deleted: the key is listed with revoked_at set; the customer and members are kept.

@@ -205,7 +205,7 @@ def unbounded_request_strings(document: dict[str, Any]) -> list[str]:
             name = schema["$ref"].rsplit("/", 1)[-1]
             if (name, path) not in seen:
                 seen.add((name, path))
-                walk(components[name], f"{name}:" if not path else path)
+                walk(components[name], path or f"{name}:")
             return
         bounded = bounded or any(k in schema for k in ("maxLength", "enum", "const"))
         for key in ("oneOf", "anyOf", "allOf"):
