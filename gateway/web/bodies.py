@@ -192,7 +192,14 @@ def convert_strictly(value: Any, spec: BodySpec) -> None:
 # -- the hook -----------------------------------------------------------------------------------------
 
 
+# Forward auth receives the proxied request's own path and query, which its normaliser judges (and must
+# answer 401/403: nginx turns any other status of an auth subrequest into a 500 for the user).
+PASS_THROUGH_PREFIXES = ("/v1/authz/forward",)
+
+
 def refuse_nul_in_parameters(request: Request[Any, Any, Any]) -> None:
+    if request.scope["path"].startswith(PASS_THROUGH_PREFIXES):
+        return
     for name, value in request.query_params.multi_items():
         if NUL in name or NUL in value:
             raise _nul(name.replace(NUL, "\\u0000"), source="query")

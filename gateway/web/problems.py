@@ -142,5 +142,6 @@ ERROR_RESPONSES: dict[int, ResponseSpec] = {
     403: _spec("The API key lacks the scope for this call"),
     404: _spec("Not found (also for another tenant's resources)"),
     409: _spec("Conflicts with the current state, or an Idempotency-Key reused with another payload"),
+    413: _spec("Request body larger than `request_max_body_bytes`"),
     422: _spec("Malformed or invalid payload or parameters"),
 }

@@ -246,3 +246,11 @@ def test_every_request_string_documents_its_maximum_length() -> None:
     assert metadata["additionalProperties"] == {"type": "string", "maxLength": 500}
     assert metadata["propertyNames"] == {"type": "string", "maxLength": 40, "minLength": 1}
     assert metadata["maxProperties"] == 50
+
+
+async def test_forward_auth_answers_for_proxied_paths_with_nul_itself(api: Api) -> None:
+    # The proxied request's path and query are forward auth's to judge (nginx turns any status but
+    # 2xx/401/403 of an auth subrequest into a 500): no token here, so 401 whatever the path holds.
+    response = await api.client.get("/v1/authz/forward/api/reports%00?q=%00")
+    assert response.status_code == 401
+    assert response.json()["code"] == "missing_token"
