@@ -174,6 +174,10 @@ def convert_strictly(value: Any, spec: BodySpec) -> None:
     conversion Litestar does afterwards can then only reproduce the same values."""
     try:
         msgspec.convert(value, spec.type, strict=True, str_keys=True)
+    except TypeError:
+        # A body type msgspec cannot convert by itself (one Litestar handles with a type decoder): its
+        # own conversion stays the only check.
+        return
     except msgspec.ValidationError as exc:
         match = _AT_PATH.match(str(exc))
         message = match.group("message") if match else str(exc)
@@ -236,9 +240,7 @@ async def check_request(request: Request[Any, Any, Any]) -> None:
     settings = request.app.state.get("settings")
     max_depth = getattr(settings, "request_max_json_depth", DEFAULT_MAX_JSON_DEPTH)
     value = decode_json(raw, max_depth=max_depth)
-    if value is None and spec.optional:
-        pass
-    elif spec.type is not Any:
+    if spec.type is not Any and not (value is None and spec.optional):
         convert_strictly(value, spec)
     # Litestar reads the decoded body from here instead of decoding it a second time.
     ScopeState.from_scope(request.scope).json = value
