@@ -164,9 +164,7 @@ def body_spec(handler: BaseRouteHandler) -> BodySpec | None:
 
 
 # msgspec ends its messages with " - at `$.a.b[0]`", or " - at `key` in `$.metadata`" for a dict key.
-_AT_PATH = re.compile(
-    r"^(?P<message>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.DOTALL
-)
+_AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
 def convert_strictly(value: Any, spec: BodySpec) -> None:
