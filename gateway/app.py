@@ -61,9 +61,11 @@ from gateway.subscriptions.hooks import SubscriptionListener
 from gateway.subscriptions.http import CONTROLLERS as SUBSCRIPTIONS
 from gateway.subscriptions.http import EventController
 from gateway.taxes.http import CONTROLLERS as TAXES
+from gateway.web.bodies import check_request
 from gateway.web.deps import COMMON_DEPENDENCIES
 from gateway.web.idempotency import IdempotencyMiddleware
 from gateway.web.openapi import docs_assets_router, document_operations, render_plugins
+from gateway.web.openapi_constraints import ConstrainedStructSchemaPlugin
 from gateway.web.problems import EXCEPTION_HANDLERS
 from gateway.web.strict import reject_unknown_query_params
 from gateway.worker.scheduler import run_scheduler
@@ -264,6 +266,9 @@ def create_app(
         # each operation, and it authenticates API keys where they are the credential.
         guards=[authorize],
         after_response=nudge_after_writes,
+        # Bodies and parameters are checked once, strictly, for every endpoint (web/bodies.py).
+        before_request=check_request,
+        request_max_body_size=settings.request_max_body_bytes,
         dependencies={
             **{
                 k: Provide(v) if k == "session" else Provide(v, sync_to_thread=False)
@@ -279,6 +284,8 @@ def create_app(
         },
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[IdempotencyMiddleware],
+        # Documents the length limits nested in lists and dicts, which Litestar's own schema drops.
+        plugins=[ConstrainedStructSchemaPlugin()],
         lifespan=[lifespan],
         state=state,
         cors_config=CORSConfig(allow_origins=[]),

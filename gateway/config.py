@@ -29,6 +29,12 @@ class Settings:
     scheduler_enabled: bool = True
     # Idempotency keys are kept this long, then may be reused.
     idempotency_ttl_hours: int = 24
+    # Request bodies: the largest accepted (bigger is a 413) and how deeply JSON arrays/objects may nest
+    # (deeper is a 422; unbounded nesting crashed the decoder).
+    request_max_body_bytes: int = 1_048_576
+    request_max_json_depth: int = 32
+    # One test-clock advance moves the clock at most this many calendar months (bounds one request's work).
+    test_clock_max_advance_months: int = 24
     # Decision engine: how often each replica looks for changes when nobody nudged it, and how old its
     # index may grow (database unreachable) before checks fail closed.
     entitlements_poll_seconds: float = 1.0

@@ -18,14 +18,14 @@ from gateway.billing.models import Invoice as InvoiceRow
 from gateway.billing.models import InvoiceItem as InvoiceItemRow
 from gateway.billing.models import InvoiceLine as InvoiceLineRow
 from gateway.billing.models import PeriodUsage
+from gateway.web.schemas import Metadata
 from gateway.web.timestamps import AwareTimestamp
 
 Ref = Annotated[str, Meta(min_length=1, max_length=200)]
-Currency = Annotated[str, Meta(pattern=r"^[A-Za-z]{3}$")]
+Currency = Annotated[str, Meta(min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")]
 Amount = Annotated[int, Meta(ge=-100_000_000_000, le=100_000_000_000)]
 PositiveAmount = Annotated[int, Meta(ge=1, le=100_000_000_000)]
 Description = Annotated[str, Meta(min_length=1, max_length=500)]
-Metadata = Annotated[dict[str, str], Meta(max_length=50)]
 Code = Annotated[str, Meta(min_length=1, max_length=100)]
 ProrationBehaviorIn = Literal["create_prorations", "always_invoice", "none"]
 

@@ -38,6 +38,7 @@ from gateway.billing.models import (
 from gateway.billing.repository import BillingRepository
 from gateway.customers.models import Customer
 from gateway.db.outbox import record_event
+from gateway.kernel.clock import isoformat_or_none
 from gateway.kernel.errors import Conflict, NotFound, ValidationFailed
 from gateway.kernel.events import DomainEvent
 from gateway.kernel.ids import new_id
@@ -806,8 +807,8 @@ def invoice_snapshot(invoice: Invoice) -> dict[str, Any]:
         "total": invoice.total,
         "amount_due": invoice.amount_due,
         "amount_remaining": invoice.amount_remaining,
-        "period_start": invoice.period_start.isoformat() if invoice.period_start else None,
-        "period_end": invoice.period_end.isoformat() if invoice.period_end else None,
+        "period_start": isoformat_or_none(invoice.period_start),
+        "period_end": isoformat_or_none(invoice.period_end),
         "version": invoice.version,
     }
 

@@ -15,12 +15,12 @@ from gateway.catalog.models import Price as PriceRow
 from gateway.catalog.models import Product as ProductRow
 from gateway.catalog.models import PromotionCode as PromotionCodeRow
 from gateway.catalog.service import PlanTerms
+from gateway.web.schemas import Metadata
 from gateway.web.timestamps import AwareTimestamp
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Key = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")]
 Text = Annotated[str, Meta(max_length=5000)]
-Metadata = Annotated[dict[str, str], Meta(max_length=50)]
 Limit = int | Literal["unlimited"] | None
 
 
@@ -332,7 +332,7 @@ class PriceList(Struct):
 CouponId = Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")]
 Currency = Annotated[str, Meta(min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")]
 MinorAmount = Annotated[int, Meta(ge=1, le=10**15)]
-PercentString = Annotated[str, Meta(pattern=r"^\d{1,3}(\.\d{1,2})?$")]
+PercentString = Annotated[str, Meta(max_length=6, pattern=r"^\d{1,3}(\.\d{1,2})?$")]
 PromotionCodeText = Annotated[str, Meta(min_length=3, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")]
 Redemptions = Annotated[int, Meta(ge=1, le=10**9)]
 

@@ -10,13 +10,13 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from gateway.customers.models import Customer as CustomerRow
 from gateway.customers.models import Membership, User
+from gateway.web.schemas import Metadata
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Email = Annotated[str, Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
-Currency = Annotated[str, Meta(pattern=r"^[A-Za-z]{3}$")]
-Country = Annotated[str, Meta(pattern=r"^[A-Za-z]{2}$")]
+Currency = Annotated[str, Meta(min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")]
+Country = Annotated[str, Meta(min_length=2, max_length=2, pattern=r"^[A-Za-z]{2}$")]
 Role = Annotated[str, Meta(min_length=1, max_length=60, pattern=r"^[a-z][a-z0-9_\-]*$")]
-Metadata = Annotated[dict[str, str], Meta(max_length=50)]
 
 
 TaxExempt = Literal["none", "exempt", "reverse"]

@@ -50,6 +50,7 @@ from gateway.catalog.models import Feature
 from gateway.entitlements.engine import Engine
 from gateway.entitlements.loader import FeatureLimit
 from gateway.kernel.auth import Principal
+from gateway.kernel.clock import format_timestamp
 from gateway.kernel.errors import Forbidden
 from gateway.web.problems import ERROR_RESPONSES, http_error_handler
 
@@ -183,7 +184,7 @@ async def evaluate(
     if verdict.remaining is not None:
         metadata["remaining"] = verdict.remaining
     if verdict.resets_at is not None:
-        metadata["resets_at"] = verdict.resets_at.isoformat()
+        metadata["resets_at"] = format_timestamp(verdict.resets_at)
     if grant.limit is None:
         return FlagEvaluation(key, -1, reason, "unlimited", metadata)
     return FlagEvaluation(key, grant.limit, reason, "limited", metadata)

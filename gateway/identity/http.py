@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from litestar import Controller, get, post
 from litestar.connection import ASGIConnection
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
 from litestar.handlers.http_handlers import HTTPRouteHandler
@@ -197,8 +198,10 @@ class ApiKeyController(Controller):
         key_id: FromPath[str],
         keys: NamedDependency[ApiKeyService],
         principal: NamedDependency[Principal],
+        state: State,
     ) -> ApiKey:
-        row = await keys.revoke(key_id, scope=principal.tenant_id)
+        bootstrap = getattr(state.get("settings"), "bootstrap_api_key", None)
+        row = await keys.revoke(key_id, scope=principal.tenant_id, bootstrap_secret=bootstrap)
         revoke_from_cache(row.id)
         return ApiKey.of(row)
 

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db.base import Base
 from gateway.db.outbox import record_event
-from gateway.kernel.clock import Clock
+from gateway.kernel.clock import Clock, format_timestamp
 from gateway.kernel.errors import Conflict, ValidationFailed
 from gateway.kernel.events import DomainEvent
 from gateway.kernel.ids import new_id
@@ -147,7 +147,7 @@ class InviteService:
                 data={
                     "email": email,
                     "role": role,
-                    "expires_at": invite.expires_at.isoformat(),
+                    "expires_at": format_timestamp(invite.expires_at),
                     "actor": actor,
                 },
                 tenant_id=tenant_id,
@@ -172,7 +172,7 @@ class InviteService:
             raise InviteUsed("the invitation was already accepted")
         now = self.clock.now()
         if now >= invite.expires_at:
-            raise InviteExpired(f"the invitation expired at {invite.expires_at.isoformat()}")
+            raise InviteExpired(f"the invitation expired at {format_timestamp(invite.expires_at)}")
         if await self.directory.access_revoked(invite.tenant_id):
             raise Conflict("the organisation's access is revoked", code="access_revoked")
         if not await self.directory.role_allowed(invite.tenant_id, invite.role):

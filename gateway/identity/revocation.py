@@ -34,7 +34,7 @@ from gateway.db.base import Base
 from gateway.db.outbox import OutboxEvent, record_event
 from gateway.db.session import Database
 from gateway.identity.tokens import InvalidToken
-from gateway.kernel.clock import Clock
+from gateway.kernel.clock import Clock, format_timestamp
 from gateway.kernel.events import DomainEvent
 from gateway.kernel.waiting import wait_for_nudge
 
@@ -87,7 +87,12 @@ class RevocationService:
             self.session.add(row)
         row.revoked_after, row.active, row.reason, row.updated_at = now, True, reason, now
         await self.session.flush()
-        payload = {"customer": tenant_id, "reason": reason, "revoked_after": now.isoformat(), **(data or {})}
+        payload = {
+            "customer": tenant_id,
+            "reason": reason,
+            "revoked_after": format_timestamp(now),
+            **(data or {}),
+        }
         await record_event(
             self.session,
             DomainEvent(
@@ -106,7 +111,11 @@ class RevocationService:
             return row
         row.active, row.reason, row.updated_at = False, reason, now
         await self.session.flush()
-        payload = {"customer": tenant_id, "reason": reason, "revoked_after": row.revoked_after.isoformat()}
+        payload = {
+            "customer": tenant_id,
+            "reason": reason,
+            "revoked_after": format_timestamp(row.revoked_after),
+        }
         await record_event(
             self.session,
             DomainEvent(
@@ -136,7 +145,7 @@ class RevocationService:
                 "user",
                 user_id,
                 now,
-                data={"user": user_id, "reason": reason, "revoked_after": now.isoformat()},
+                data={"user": user_id, "reason": reason, "revoked_after": format_timestamp(now)},
             ),
         )
         return row

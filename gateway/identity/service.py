@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.identity.domain import Principal, hash_secret, new_secret, valid_scope
 from gateway.identity.models import ApiKey
 from gateway.kernel.clock import Clock
-from gateway.kernel.errors import NotFound, Unauthenticated, ValidationFailed
+from gateway.kernel.errors import Conflict, NotFound, Unauthenticated, ValidationFailed
 from gateway.kernel.ids import new_id
 from gateway.kernel.pagination import Page
 
@@ -67,10 +67,18 @@ class ApiKeyService:
             query = query.where(ApiKey.tenant_id == scope)
         return Page.from_overfetch((await self.session.scalars(query)).all(), limit)
 
-    async def revoke(self, key_id: str, *, scope: str | None) -> ApiKey:
+    async def revoke(self, key_id: str, *, scope: str | None, bootstrap_secret: str | None = None) -> ApiKey:
+        """Revoke a key. The configured bootstrap key is refused: start-up asserts that it exists, so
+        revoking it would fight the configuration (drop it from the environment, restart, then revoke)."""
         row = await self.session.get(ApiKey, key_id)
         if row is None or (scope is not None and row.tenant_id != scope):
             raise NotFound(f"no API key {key_id!r}", code="api_key_not_found")
+        if bootstrap_secret and row.secret_hash == hash_secret(bootstrap_secret):
+            raise Conflict(
+                "this is the bootstrap key configured by TIERGATE_BOOTSTRAP_API_KEY: remove it from the "
+                "environment and restart, then revoke it",
+                code="api_key_not_revocable",
+            )
         if row.revoked_at is None:
             row.revoked_at = self.clock.now()
             await self.session.flush()

@@ -23,7 +23,7 @@ from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis
 
-from gateway.kernel.clock import Clock
+from gateway.kernel.clock import Clock, format_timestamp
 
 __all__ = ["MemorySessionStore", "RedisSessionStore", "Session", "SessionStore", "new_session_id"]
 
@@ -183,8 +183,8 @@ class RedisSessionStore:
                 "user_id": user_id,
                 "tenant_id": tenant_id,
                 "data": data,
-                "created_at": now.isoformat(),
-                "expires_at": (now + timedelta(seconds=ttl_seconds)).isoformat(),
+                "created_at": format_timestamp(now),
+                "expires_at": format_timestamp(now + timedelta(seconds=ttl_seconds)),
             }
         )
         keys = [self._key(digest), self._user_key(user_id), self._tenant_key(tenant_id)]

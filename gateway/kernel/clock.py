@@ -25,9 +25,16 @@ def ensure_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def format_timestamp(value: datetime) -> str:
+    """The one text form of a timestamp, wherever Tiergate writes one (responses, event and webhook
+    payloads, metrics, the privacy export): ISO 8601 in UTC with a `Z`, fractional seconds only when
+    there are any. It is what msgspec writes for the API's datetime fields, so the whole API agrees."""
+    return ensure_utc(value).isoformat().removesuffix("+00:00") + "Z"
+
+
 def isoformat_or_none(value: datetime | None) -> str | None:
-    """A timestamp for JSON: ISO 8601, or None when there is none."""
-    return value.isoformat() if value is not None else None
+    """A timestamp for JSON (`format_timestamp`), or None when there is none."""
+    return format_timestamp(value) if value is not None else None
 
 
 @runtime_checkable

@@ -14,7 +14,7 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.kernel.clock import Clock
+from gateway.kernel.clock import Clock, format_timestamp
 from gateway.kernel.errors import ValidationFailed
 from gateway.kernel.money import normalize_currency
 from gateway.kernel.periods import add_months
@@ -104,7 +104,7 @@ class MetricsController(Controller):
         return {
             "object": "mrr",
             "currency": scope.currency,
-            "at": instant.isoformat(),
+            "at": format_timestamp(instant),
             "mrr": total,
             "arr": total * 12,
             "customers": len(by_customer),
@@ -143,7 +143,8 @@ class MetricsController(Controller):
         first = parse_timestamp(start, "start") or add_months(this_month, 1 - months)
         first = first.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         rows = await MetricsService(session).cohorts(scope, first, months, now)
-        return {"object": "cohorts", "currency": scope.currency, "start": first.isoformat(), "data": rows}
+        start = format_timestamp(first)
+        return {"object": "cohorts", "currency": scope.currency, "start": start, "data": rows}
 
 
 CONTROLLERS = [MetricsController]

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
-from gateway.kernel.clock import ensure_utc
+from gateway.kernel.clock import ensure_utc, format_timestamp
 from gateway.kernel.periods import add_months
 from gateway.metrics import domain
 from gateway.metrics.models import MetricsSubscription, MrrChange
@@ -111,7 +111,8 @@ class MetricsService:
                 }
                 for k, snapshot in enumerate(at_end[i:])
             ]
-            rows.append({"cohort": bounds[i].isoformat(), "customers": len(members), "periods": periods})
+            cohort = format_timestamp(bounds[i])
+            rows.append({"cohort": cohort, "customers": len(members), "periods": periods})
         return rows
 
     async def trials(self, scope: Scope, start: datetime, end: datetime) -> tuple[int, int]:
@@ -144,8 +145,8 @@ class MetricsService:
             "object": "metrics",
             "currency": scope.currency,
             "test_clock": scope.test_clock_id,
-            "start": start.isoformat(),
-            "end": end.isoformat(),
+            "start": format_timestamp(start),
+            "end": format_timestamp(end),
             "mrr_subtracts_discounts": scope.subtract_discounts,
             "mrr": {"start": start_mrr, "end": end_mrr},
             "arr": end_mrr * 12,

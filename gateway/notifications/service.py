@@ -32,7 +32,7 @@ from standardwebhooks import Webhook
 
 from gateway.db.outbox import OutboxEvent
 from gateway.db.session import Database
-from gateway.kernel.clock import Clock, SystemClock
+from gateway.kernel.clock import Clock, SystemClock, format_timestamp
 from gateway.kernel.errors import NotFound, ValidationFailed
 from gateway.kernel.ids import new_id
 from gateway.kernel.pagination import Page
@@ -217,7 +217,7 @@ def payload_of(event: OutboxEvent, type_: str) -> str:
     body = {
         "id": event.event_id,
         "type": type_,
-        "timestamp": event.occurred_at.isoformat(),
+        "timestamp": format_timestamp(event.occurred_at),
         "customer": event.tenant_id,
         "data": event.data or {},
     }

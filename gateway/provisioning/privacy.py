@@ -23,7 +23,7 @@ from gateway.customers.repository import CustomerRepository
 from gateway.db.outbox import record_event
 from gateway.identity.invites import Invite
 from gateway.identity.revocation import RevocationService
-from gateway.kernel.clock import Clock
+from gateway.kernel.clock import Clock, format_timestamp
 from gateway.kernel.errors import NotFound
 from gateway.kernel.events import DomainEvent
 from gateway.provisioning.hooks import SessionsHook
@@ -49,7 +49,7 @@ def _iso(value: Any) -> Any:
         except ValueError:
             return value
     if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+        return format_timestamp(value if value.tzinfo else value.replace(tzinfo=UTC))
     return value
 
 
@@ -98,7 +98,7 @@ class PrivacyService:
                     "action": e.action,
                     "target": e.target,
                     "data": e.data,
-                    "at": e.at.isoformat(),
+                    "at": format_timestamp(e.at),
                 }
             )
         invites = (
@@ -116,7 +116,7 @@ class PrivacyService:
             ]
         return {
             "object": "user_export",
-            "generated_at": self.clock.now().isoformat(),
+            "generated_at": format_timestamp(self.clock.now()),
             "user": {k: _iso(v) if k.endswith("_at") else v for k, v in user.items()},
             "memberships": [
                 {
@@ -135,7 +135,7 @@ class PrivacyService:
                     "id": i.id,
                     "customer": i.tenant_id,
                     "role": i.role,
-                    "created_at": i.created_at.isoformat(),
+                    "created_at": format_timestamp(i.created_at),
                     "accepted_at": _iso(i.accepted_at),
                 }
                 for i in invites
@@ -166,7 +166,7 @@ class PrivacyService:
             "object": "user_erasure",
             "user": user_id,
             "email": email,
-            "erased_at": now.isoformat(),
+            "erased_at": format_timestamp(now),
             "memberships_removed": removed,
             "sessions_ended": ended,
             "already_erased": already,

@@ -264,7 +264,7 @@ class Provisioner:
             data={
                 **counts,
                 "subscription": account.subscription_id,
-                "retain_until": account.retain_until.isoformat() if account.retain_until else None,
+                "retain_until": isoformat_or_none(account.retain_until),
             },
         )
         if keys and self.on_keys_disabled is not None:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union
 from litestar import Controller, Request, Response, Router, delete, get, patch, post, put, route
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath, JSONBody
 from msgspec import Meta, Struct
@@ -24,6 +24,7 @@ from scim2_models import (
     Context,
     Error,
     InvalidSyntaxException,
+    InvalidValueException,
     ListResponse,
     NotFoundException,
     PatchOp,
@@ -43,6 +44,7 @@ from gateway.scim import resources as r
 from gateway.scim.domain import parse_group_roles
 from gateway.scim.models import ScimToken as ScimTokenRow
 from gateway.scim.service import ListResult, ScimCaller, ScimService, ScimTokenService
+from gateway.web.bodies import DEFAULT_MAX_JSON_DEPTH, InvalidInput, decode_json
 from gateway.web.deps import ListParams
 from gateway.web.problems import ERROR_RESPONSES
 
@@ -259,17 +261,64 @@ def _search(model: type[Any], payload: Any) -> SearchRequest[Any]:
     return search
 
 
+# The longest string Tiergate accepts for each SCIM attribute it keeps (matched case-insensitively by the
+# attribute's own name, also as a PATCH operation's `path`); any other string in a SCIM body, kept or
+# ignored, is bounded by SCIM_MAX_OTHER. A 5 MB displayName used to be accepted and stored.
+SCIM_MAX_LENGTHS = {
+    "username": 320,  # an e-mail address, like the member's
+    "displayname": 200,  # the member's name / the group's name
+    "formatted": 200,
+    "givenname": 100,
+    "familyname": 100,
+    "middlename": 100,
+    "honorificprefix": 50,
+    "honorificsuffix": 50,
+    "externalid": 200,
+    "value": 320,  # emails[].value, members[].value
+}
+SCIM_MAX_OTHER = 1024
+
+
+def _attribute_of(path: str) -> str:
+    """`name.givenName` → givenname; `emails[type eq "work"].value` → value."""
+    return path.split("]")[-1].split("[")[0].rsplit(".", 1)[-1].lower()
+
+
+def _refuse_long_strings(value: Any, path: str = "", attribute: str = "") -> None:
+    if isinstance(value, str):
+        limit = SCIM_MAX_LENGTHS.get(attribute, SCIM_MAX_OTHER)
+        if len(value) > limit:
+            raise InvalidValueException(detail=f"{path or 'the body'} is longer than {limit} characters")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_long_strings(item, f"{path}[{i}]", attribute)
+    elif isinstance(value, dict):
+        # A PATCH operation's value is limited as the attribute its `path` names.
+        target = value.get("path") if isinstance(value.get("path"), str) else None
+        for key, item in value.items():
+            named = _attribute_of(target) if key == "value" and target else key.lower()
+            _refuse_long_strings(item, f"{path}.{key}" if path else key, named)
+
+
 async def _body(request: Request[Any, Any, Any]) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if content_type and content_type not in _JSON_TYPES and not content_type.endswith("+json"):
         raise HTTPException(status_code=415, detail=f"send {SCIM_MEDIA_TYPE}, not {content_type}")
     raw = await request.body()
+    if not raw.strip():
+        raise InvalidSyntaxException(detail="the body is empty; send a SCIM resource as a JSON object")
+    settings = request.app.state.get("settings")
     try:
-        payload = json.loads(raw) if raw else None
-    except ValueError:
-        raise InvalidSyntaxException(detail="the body is not valid JSON") from None
+        # The same checks as every other body (depth, NUL characters, malformed JSON at byte N).
+        max_depth = getattr(settings, "request_max_json_depth", DEFAULT_MAX_JSON_DEPTH)
+        payload = decode_json(raw, max_depth=max_depth)
+    except InvalidInput as exc:
+        if exc.code == "nul_character":
+            raise InvalidValueException(detail=str(exc.detail)) from None
+        raise InvalidSyntaxException(detail=str(exc.detail)) from None
     if not isinstance(payload, dict):
         raise InvalidSyntaxException(detail="the body must be a JSON object")
+    _refuse_long_strings(payload)
     return payload
 
 
@@ -585,7 +634,15 @@ SCIM_ROUTER = Router(
         "caller": Provide(provide_caller, sync_to_thread=False),
         "scim": Provide(provide_scim, sync_to_thread=False),
     },
-    exception_handlers={Exception: scim_error_handler},
+    # Every type the app maps to problem+json is mapped here too: Litestar picks the most specific class
+    # across layers, so an app-level HTTPException handler would otherwise answer SCIM clients (a 413
+    # body, a 415, a refused parameter) in the wrong shape.
+    exception_handlers={
+        Exception: scim_error_handler,
+        HTTPException: scim_error_handler,
+        ValidationException: scim_error_handler,
+        DomainError: scim_error_handler,
+    },
     tags=["scim"],
     include_in_schema=False,
 )

@@ -38,7 +38,7 @@ from gateway.customers.models import Customer, Membership
 from gateway.customers.models import User as UserRow
 from gateway.customers.repository import CustomerRepository
 from gateway.entitlements.engine import Engine
-from gateway.kernel.clock import Clock
+from gateway.kernel.clock import Clock, format_timestamp
 from gateway.kernel.errors import DomainError
 from gateway.kernel.ids import new_id
 from gateway.kernel.pagination import Page, encode_cursor
@@ -170,7 +170,7 @@ def _check_email(value: str | None) -> str:
 
 
 def _iso(at: datetime) -> str:
-    return at.isoformat()
+    return format_timestamp(at)
 
 
 class ScimService:

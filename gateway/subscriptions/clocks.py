@@ -11,11 +11,12 @@ from datetime import datetime
 from gateway.customers import CustomerService
 from gateway.customers.models import Customer
 from gateway.db.outbox import record_event
-from gateway.kernel.clock import Clock, ensure_utc
+from gateway.kernel.clock import Clock, ensure_utc, format_timestamp
 from gateway.kernel.errors import Conflict, NotFound, ValidationFailed
 from gateway.kernel.events import DomainEvent
 from gateway.kernel.ids import new_id
 from gateway.kernel.pagination import Page
+from gateway.kernel.periods import add_months
 from gateway.subscriptions.models import TestClock
 from gateway.subscriptions.repository import SubscriptionRepository
 from gateway.subscriptions.service import SubscriptionService
@@ -24,6 +25,18 @@ from gateway.subscriptions.service import SubscriptionService
 class TestClockNotFound(NotFound):
     __test__ = False
     code = "test_clock_not_found"
+
+
+# One advance moves a clock at most this many calendar months. Stripe bounds an advance to two billing
+# intervals; Tiergate bounds the span, which bounds the work of one request (at most ~24 renewals per
+# monthly subscription, 2 per yearly one) without depending on what the clock's customers hold. A
+# 200-year advance used to run for 24 s before failing; going further takes several advances.
+DEFAULT_MAX_ADVANCE_MONTHS = 24
+
+
+class TestClockAdvanceTooFar(ValidationFailed):
+    __test__ = False
+    code = "test_clock_advance_too_far"
 
 
 class TestClockService:
@@ -35,8 +48,11 @@ class TestClockService:
         subscriptions: SubscriptionService,
         customers: CustomerService,
         clock: Clock,
+        *,
+        max_advance_months: int = DEFAULT_MAX_ADVANCE_MONTHS,
     ) -> None:
         self.repo = repository
+        self.max_advance_months = max_advance_months
         self.subscriptions = subscriptions
         self.customers = customers
         self.clock = clock
@@ -82,8 +98,17 @@ class TestClockService:
         target = ensure_utc(frozen_time)
         if target <= test_clock.frozen_time:
             raise ValidationFailed(
-                f"a test clock only moves forward: it is at {test_clock.frozen_time.isoformat()}",
+                f"a test clock only moves forward: it is at {format_timestamp(test_clock.frozen_time)}",
                 field="frozen_time",
+            )
+        furthest = add_months(test_clock.frozen_time, self.max_advance_months)
+        if target > furthest:
+            raise TestClockAdvanceTooFar(
+                f"one advance moves a test clock at most {self.max_advance_months} months: from "
+                f"{format_timestamp(test_clock.frozen_time)} to {format_timestamp(furthest)} at the "
+                "latest; advance in several steps",
+                field="frozen_time",
+                max_frozen_time=format_timestamp(furthest),
             )
         # Walk step by step so each step sees the clock at its own time (a change made by a handler at
         # the trial end must see the trial-end time, not the target).
@@ -109,6 +134,6 @@ class TestClockService:
                 "test_clock",
                 test_clock.id,
                 test_clock.frozen_time,
-                data={"frozen_time": test_clock.frozen_time.isoformat(), **data},
+                data={"frozen_time": format_timestamp(test_clock.frozen_time), **data},
             ),
         )

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Annotated
 
 from litestar import Controller, delete, get, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +21,7 @@ from gateway.kernel.clock import Clock
 from gateway.kernel.errors import ValidationFailed
 from gateway.kernel.pagination import encode_cursor
 from gateway.subscriptions import schemas as s
-from gateway.subscriptions.clocks import TestClockService
+from gateway.subscriptions.clocks import DEFAULT_MAX_ADVANCE_MONTHS, TestClockService
 from gateway.subscriptions.hooks import SubscriptionListener
 from gateway.subscriptions.models import Subscription
 from gateway.subscriptions.repository import SubscriptionRepository
@@ -46,12 +47,16 @@ def provide_subscriptions(
 
 
 def provide_test_clocks(
+    state: State,
     session: NamedDependency[AsyncSession],
     subscriptions: NamedDependency[SubscriptionService],
     customers: NamedDependency[CustomerService],
     clock: NamedDependency[Clock],
 ) -> TestClockService:
-    return TestClockService(SubscriptionRepository(session), subscriptions, customers, clock)
+    max_months = getattr(state.get("settings"), "test_clock_max_advance_months", DEFAULT_MAX_ADVANCE_MONTHS)
+    return TestClockService(
+        SubscriptionRepository(session), subscriptions, customers, clock, max_advance_months=max_months
+    )
 
 
 DEPENDENCIES = {
@@ -341,6 +346,11 @@ class TestClockController(Controller):
         opt=CLOCK_WRITE,
         responses=ERROR_RESPONSES,
         summary="Advance the clock; everything due for its customers happens, in time order",
+        description=(
+            "One advance moves the clock at most `test_clock_max_advance_months` (24 by default) calendar "
+            "months; a later `frozen_time` is a 422 `test_clock_advance_too_far` whose `max_frozen_time` "
+            "is the latest time allowed, and nothing moves. Go further in several advances."
+        ),
     )
     async def advance(
         self,

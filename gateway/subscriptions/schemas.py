@@ -12,11 +12,11 @@ from gateway.db.outbox import OutboxEvent
 from gateway.subscriptions.models import Subscription as SubscriptionRow
 from gateway.subscriptions.models import SubscriptionAddon
 from gateway.subscriptions.models import TestClock as TestClockRow
+from gateway.web.schemas import Metadata
 from gateway.web.timestamps import AwareTimestamp
 
 Ref = Annotated[str, Meta(min_length=1, max_length=200)]
 Quantity = Annotated[int, Meta(ge=1, le=1_000_000)]
-Metadata = Annotated[dict[str, str], Meta(max_length=50)]
 
 
 ProrationBehaviorIn = Literal["create_prorations", "always_invoice", "none"]
@@ -34,7 +34,7 @@ class SubscriptionCreate(Struct, forbid_unknown_fields=True):
     customer: Ref
     price: Ref
     quantity: Quantity = 1
-    currency: Annotated[str, Meta(pattern=r"^[A-Za-z]{3}$")] | None = None
+    currency: Annotated[str, Meta(min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")] | None = None
     trial_days: Annotated[int, Meta(ge=0, le=730)] | None = None
     trial_end_behavior: Literal["create_invoice", "cancel", "pause"] = "create_invoice"
     alignment: Literal["anniversary", "calendar"] | None = None

@@ -19,7 +19,7 @@ from gateway.customers import CustomerService
 from gateway.customers.models import Customer
 from gateway.db.bulk import start_buffering, stop_buffering, write_buffered
 from gateway.db.outbox import record_event
-from gateway.kernel.clock import Clock, ensure_utc
+from gateway.kernel.clock import Clock, ensure_utc, format_timestamp, isoformat_or_none
 from gateway.kernel.errors import Conflict, NotFound, ValidationFailed
 from gateway.kernel.events import DomainEvent
 from gateway.kernel.ids import new_id
@@ -372,8 +372,8 @@ class SubscriptionService:
             return sub
 
         new_version = await self.catalog.terms(new_plan.id)
-        previous["period_start"] = sub.current_period_start.isoformat()
-        previous["period_end"] = sub.current_period_end.isoformat()
+        previous["period_start"] = format_timestamp(sub.current_period_start)
+        previous["period_end"] = format_timestamp(sub.current_period_end)
         sub.plan_id, sub.plan_version_id, sub.price_id = new_plan.id, new_version.version.id, new_price.id
         sub.product_id = new_plan.product_id
         sub.quantity = new_quantity
@@ -713,10 +713,10 @@ class SubscriptionService:
             sub,
             "subscription.renewed",
             at,
-            period_start=sub.current_period_start.isoformat(),
-            period_end=sub.current_period_end.isoformat(),
-            closed_period_start=closed[0].isoformat(),
-            closed_period_end=closed[1].isoformat(),
+            period_start=format_timestamp(sub.current_period_start),
+            period_end=format_timestamp(sub.current_period_end),
+            closed_period_start=format_timestamp(closed[0]),
+            closed_period_end=format_timestamp(closed[1]),
         )
 
 
@@ -738,8 +738,7 @@ def _check_quantity(quantity: int) -> None:
 def snapshot(sub: Subscription) -> dict[str, Any]:
     """The subscription as events carry it (ISO timestamps; `version` lets consumers drop stale events)."""
 
-    def iso(value: datetime | None) -> str | None:
-        return value.isoformat() if value else None
+    iso = isoformat_or_none
 
     return {
         "id": sub.id,

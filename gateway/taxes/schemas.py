@@ -10,9 +10,11 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from gateway.taxes.models import TaxRate as TaxRateRow
 
 DisplayName = Annotated[str, Meta(min_length=1, max_length=100)]
-Country = Annotated[str, Meta(pattern=r"^[A-Za-z]{2}$")]
+Country = Annotated[str, Meta(min_length=2, max_length=2, pattern=r"^[A-Za-z]{2}$")]
 Region = Annotated[str, Meta(min_length=1, max_length=6, pattern=r"^([A-Za-z]{2}-)?[A-Za-z0-9]{1,3}$")]
-Percent = Annotated[str, Meta(pattern=r"^\d{1,2}(\.\d{1,4})?$", description="0 ≤ p < 100, up to 4 decimals")]
+Percent = Annotated[
+    str, Meta(max_length=7, pattern=r"^\d{1,2}(\.\d{1,4})?$", description="0 ≤ p < 100, up to 4 decimals")
+]
 TaxType = Literal["vat", "gst", "hst", "pst", "qst", "sales_tax", "jct", "igst", "cgst", "sgst", "other"]
 
 

@@ -28,7 +28,6 @@ from gateway.kernel.errors import Conflict, DomainError, IdempotencyConflict, Va
 
 HEADER = b"idempotency-key"
 MAX_KEY_LENGTH = 255
-MAX_BODY = 1_048_576
 # Response objects (by their `object`) whose fields are credentials shown once: never stored for replay.
 # A new endpoint that hands out a secret adds its object here.
 SHOWN_ONCE: dict[str, tuple[str, ...]] = {
@@ -67,6 +66,13 @@ def replays(method: str, path: str) -> bool:
     """Whether a request to `path` is stored and replayed by its Idempotency-Key (the OpenAPI document
     declares the header exactly where this holds)."""
     return method == "POST" and not path.startswith(NOT_REPLAYED_PREFIX)
+MAX_BODY = 1_048_576  # when the app has no settings; otherwise `request_max_body_bytes`
+
+
+class PayloadTooLarge(DomainError):
+    code = "payload_too_large"
+    status = 413
+    title = "Request body too large"
 
 
 class KeyInUse(Conflict):
@@ -113,6 +119,8 @@ class IdempotencyMiddleware:
             )
             return
 
+        settings = scope["app"].state.get("settings")
+        limit = getattr(settings, "request_max_body_bytes", MAX_BODY)
         body = b""
         more = True
         while more:
@@ -121,8 +129,11 @@ class IdempotencyMiddleware:
                 return
             body += message.get("body", b"")
             more = message.get("more_body", False)
-            if len(body) > MAX_BODY:
-                await _send_problem(send, ValidationFailed("request body too large"), scope["path"])
+            if len(body) > limit:
+                # The same limit and answer as without the header (Litestar's request_max_body_size).
+                await _send_problem(
+                    send, PayloadTooLarge(f"request body larger than {limit} bytes"), scope["path"]
+                )
                 return
 
         state = scope["app"].state

@@ -57,12 +57,14 @@ def validation_error_handler(
     request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[dict[str, Any]]:
     # Litestar reports malformed payloads and parameters as 400; our convention is 422 (ARCHITECTURE §5).
+    # The central body check (web/bodies.py) says which problem (`code`) and where (`field`).
     errors = exc.extra if isinstance(exc.extra, list) else None
     return _problem(
         422,
-        "validation_failed",
+        getattr(exc, "code", "validation_failed"),
         "Request payload is invalid",
         str(exc.detail),
+        field=getattr(exc, "field", None),
         errors=errors,
         instance=request.url.path,
     )
@@ -140,5 +142,6 @@ ERROR_RESPONSES: dict[int, ResponseSpec] = {
     403: _spec("The API key lacks the scope for this call"),
     404: _spec("Not found (also for another tenant's resources)"),
     409: _spec("Conflicts with the current state, or an Idempotency-Key reused with another payload"),
+    413: _spec("Request body larger than `request_max_body_bytes`"),
     422: _spec("Malformed or invalid payload or parameters"),
 }

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
-from msgspec import UNSET, Struct
+from msgspec import UNSET, Meta, Struct
+
+# Free-form metadata on any object, with Stripe's limits: 50 pairs, keys up to 40 characters, values up
+# to 500 (unbounded values were accepted and stored).
+MetadataKey = Annotated[str, Meta(min_length=1, max_length=40)]
+MetadataValue = Annotated[str, Meta(max_length=500)]
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Meta(max_length=50)]
 
 
 def changes_of(update: Struct) -> dict[str, Any]:

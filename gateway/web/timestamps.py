@@ -17,6 +17,7 @@ from gateway.kernel.errors import ValidationFailed
 AwareTimestamp = Annotated[
     str,
     Meta(
+        max_length=32,
         pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$",
         description="ISO 8601 timestamp with a timezone, e.g. 2026-01-31T09:00:00Z",
         extra_json_schema={"format": "date-time"},

@@ -59,7 +59,8 @@ async def test_malformed_json_is_422(api: Api) -> None:
         headers={**api._headers(None), "content-type": "application/json"},
     )
     assert response.status_code == 422
-    assert response.json()["code"] == "validation_failed"
+    assert response.json()["code"] == "malformed_json"
+    assert response.json()["detail"] == "malformed JSON at byte 1: object keys must be strings"
 
 
 async def test_unknown_route_is_a_404_problem(api: Api) -> None:

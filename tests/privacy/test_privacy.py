@@ -43,7 +43,7 @@ async def test_export(api: Api, app: Litestar, demo: Any) -> None:
     export = await api.get(f"/v1/users/{user}/export")
     assert export["object"] == "user_export"
     # Timestamps are ISO 8601 UTC on every backend (SQLite returns bare-table reads as naive strings).
-    assert export["user"]["created_at"].endswith("+00:00") and "T" in export["user"]["created_at"]
+    assert export["user"]["created_at"].endswith("Z") and "T" in export["user"]["created_at"]
     assert (export["user"]["id"], export["user"]["email"], export["user"]["name"]) == (
         user,
         "pat@priv.example",

@@ -67,12 +67,12 @@ async def test_canceled_tenant_is_purged_when_its_retention_runs_out_on_its_own_
     [revoked] = (await api.get("/v1/events", params={"aggregate": customer, "type": "access.revoked"}))[
         "data"
     ]
-    assert revoked["data"]["retain_until"] == "2026-03-31T00:00:00+00:00"
+    assert revoked["data"]["retain_until"] == "2026-03-31T00:00:00Z"
     access = await api.get(f"/v1/customers/{customer}/access")
     assert (access["state"], access["revoked_reason"], access["retain_until"], access["purged_at"]) == (
         "revoked",
         "subscription_canceled",
-        "2026-03-31T00:00:00+00:00",
+        "2026-03-31T00:00:00Z",
         None,
     )
 
@@ -92,7 +92,7 @@ async def test_canceled_tenant_is_purged_when_its_retention_runs_out_on_its_own_
     }
     assert purged["data"]["api_keys_retired"] == 1 and purged["data"]["scim_tokens_retired"] == 1
     access = await api.get(f"/v1/customers/{customer}/access")
-    assert (access["state"], access["purged_at"]) == ("purged", "2026-03-31T00:00:00+00:00")
+    assert (access["state"], access["purged_at"]) == ("purged", "2026-03-31T00:00:00Z")
     # The owner, a member of this tenant only, is erased; the consultant only left this tenant.
     after = await members(api, customer)
     assert set(after.values()) == {"removed"} and "owner@gone.example" not in after
