@@ -3,6 +3,7 @@ so each step runs exactly one relay pass and the revocation list catches up befo
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from litestar import Litestar
@@ -27,7 +28,9 @@ async def settle(api: Api, app: Litestar) -> int:
     """Relay every pending event (provisioning, audit, webhooks), then let the index and the
     revocation list catch up with what the relay wrote."""
     handled: int = await app.state.relay.tick()
-    await app.state.revocations.sync()
+    # The list's background loop runs on the test client's portal loop (another thread): sync on that
+    # loop too, so its asyncio.Lock is never contended from two event loops (it hung a test under load).
+    await asyncio.to_thread(api.client.blocking_portal.call, app.state.revocations.sync)
     await synced(api)
     return handled
 
