@@ -142,3 +142,8 @@ ERROR_RESPONSES: dict[int, ResponseSpec] = {
     409: _spec("Conflicts with the current state, or an Idempotency-Key reused with another payload"),
     422: _spec("Malformed or invalid payload or parameters"),
 }
+
+
+def problem_spec(description: str) -> ResponseSpec:
+    """A problem+json error response for a route's own `responses` (e.g. a 412 beside ERROR_RESPONSES)."""
+    return _spec(description)
