@@ -27,7 +27,7 @@ from gateway.identity.service import ApiKeyService
 from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import Forbidden, Unauthenticated
-from gateway.web.deps import ListParams
+from gateway.web.deps import ListParams, set_request_actor
 from gateway.web.problems import ERROR_RESPONSES
 
 KEY_CACHE_SECONDS = 5.0
@@ -59,6 +59,7 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], handler: 
         raise Unauthenticated("send an API key as `Authorization: Bearer <key>`")
     principal = await _principal_for(secret.strip(), connection.app.state.db, connection.app.state.clock)
     connection.scope["state"]["principal"] = principal
+    set_request_actor(connection, f"key:{principal.key_id}")
     needed = (handler.opt or {}).get("scope")
     if needed and not principal.allows(needed):
         raise Forbidden(

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit.service import record as audit_record
 from gateway.customers import CustomerService
+from gateway.db.outbox import record_change
 from gateway.db.session import Database
 from gateway.entitlements.engine import Engine
 from gateway.entitlements.service import CheckService
@@ -117,7 +118,19 @@ class ConnectionService:
         self.repo.add(row)
         await self.repo.flush()
         await self.repo.replace_domains(row, domains)
+        await self._audited(row, "sso_connection.created", issuer=row.issuer, allowed_domains=domains)
         return row
+
+    async def _audited(self, row: SsoConnection, type_: str, **data: Any) -> None:
+        await record_change(
+            self.repo.session,
+            type_,
+            "sso_connection",
+            row.id,
+            self.clock.now(),
+            tenant_id=row.tenant_id,
+            **data,
+        )
 
     async def _domains_free(self, domains: Sequence[str], connection_id: str | None) -> None:
         taken = sorted(
@@ -140,6 +153,7 @@ class ConnectionService:
         self, connection_id: str, changes: dict[str, Any], *, scope: str | None
     ) -> SsoConnection:
         row = await self.get(connection_id, scope=scope)
+        original = set(changes)  # before the domains and scopes are taken out below
         for name in URL_FIELDS:
             if changes.get(name) is not None:
                 check_url(changes[name], name)
@@ -158,11 +172,14 @@ class ConnectionService:
             setattr(row, name, value)
         row.updated_at = self.clock.now()
         await self.repo.flush()
+        # Field names only: a new client secret must not land in the audit log.
+        await self._audited(row, "sso_connection.updated", changed=sorted(original))
         return row
 
     async def delete(self, connection_id: str, *, scope: str | None) -> SsoConnection:
         row = await self.get(connection_id, scope=scope)
         await self.repo.remove(row)
+        await self._audited(row, "sso_connection.deleted")
         return row
 
 
@@ -425,7 +442,7 @@ class SignInService:
     async def _membership(
         self, connection: SsoConnection, requested_tenant: str | None, email: str, claims: dict[str, Any]
     ) -> tuple[str, str, bool]:
-        async with self.db.unit_of_work() as session:
+        async with self.db.unit_of_work(actor=f"sso:{connection.id}") as session:
             customers = self.customers(session)
             repo = SsoRepository(session)
             user_id = await repo.user_id_by_email(email)
