@@ -9,10 +9,11 @@ Run on SQLite and, with TIERGATE_TEST_POSTGRES_URL, on PostgreSQL: the requests 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from gateway.billing.subscription_billing import SubscriptionBilling
@@ -41,14 +42,49 @@ async def events_of(api: Api, sub_id: str) -> list[tuple[str, int]]:
     return [(e["type"], e["data"]["subscription"]["version"]) for e in page["data"]]
 
 
+class AtOnce:
+    """Sends requests on the app's own event loop, where they really run at the same time. (The test
+    client runs each request to completion inside one blocking call into the app's loop, so requests sent
+    through it, even from asyncio.gather, never overlap.)"""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    def post(self, path: str, body: dict[str, Any], **headers: str) -> asyncio.Future[httpx.Response]:
+        async def send() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.api.client.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                auth = {"Authorization": f"Bearer {self.api.key}", **headers}
+                return await client.post(path, json=body, headers=auth)
+
+        return asyncio.wrap_future(self.api.client.blocking_portal.start_task_soon(send))
+
+
+def created(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 201, f"{response.request.url}: {response.status_code} {response.text}"
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def until(event: threading.Event, seconds: float) -> bool:
+    """Wait for `event` without blocking the event loop; False when `seconds` passed first."""
+    for _ in range(int(seconds / 0.005)):
+        if event.is_set():
+            return True
+        await asyncio.sleep(0.005)
+    return event.is_set()
+
+
 class PlanChangeHeldOpen:
     """Holds a plan change's transaction open, after its write and before its commit, until a test-clock
     advance has read its due subscriptions (or, once fixed, waits for the row the plan change holds):
     the interleaving of the issue, made certain instead of left to timing."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.applied = asyncio.Event()
-        self.advance_read = asyncio.Event()
+        # threading events, polled: the app under test may run on another event loop (in another thread)
+        # than the test body, and an asyncio.Event must not be set from a foreign loop.
+        self.applied = threading.Event()
+        self.advance_read = threading.Event()
         on_event, due = SubscriptionBilling.on_event, SubscriptionRepository.due
 
         async def held_on_event(
@@ -57,12 +93,13 @@ class PlanChangeHeldOpen:
             await on_event(billing, sub, type_, at, data)
             if type_ == "subscription.plan_changed" and not data.get("scheduled"):
                 self.applied.set()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.advance_read.wait(), 0.5)
+                await until(self.advance_read, 0.5)
 
         async def watched_due(repo: SubscriptionRepository, *args: Any, **kwargs: Any) -> Any:
             rows = await due(repo, *args, **kwargs)
-            if kwargs.get("test_clock_id"):
+            if (
+                kwargs.get("test_clock_id") and self.applied.is_set()
+            ):  # the racing advance, not an earlier one
                 self.advance_read.set()
             return rows
 
@@ -84,15 +121,14 @@ async def test_an_advance_racing_a_plan_change_bills_the_new_plan(
         )
         await api.post(f"/v1/test_clocks/{clock}/advance", {"frozen_time": iso(2027, 4, 20)})
 
-        change = asyncio.create_task(
-            api.post(
-                f"/v1/subscriptions/{sub['id']}/plan_change",
-                {"price": "enterprise_monthly", "proration_behavior": "always_invoice"},
-            )
+        at_once = AtOnce(api)
+        change = at_once.post(
+            f"/v1/subscriptions/{sub['id']}/plan_change",
+            {"price": "enterprise_monthly", "proration_behavior": "always_invoice"},
         )
-        await asyncio.wait_for(gate.applied.wait(), 10)
-        advanced = await api.post(f"/v1/test_clocks/{clock}/advance", {"frozen_time": iso(2027, 5, 2)})
-        changed = await change
+        assert await until(gate.applied, 10)
+        advance = at_once.post(f"/v1/test_clocks/{clock}/advance", {"frozen_time": iso(2027, 5, 2)})
+        changed, advanced = created(await change), created(await advance)
 
         assert changed["version"] == 2 and advanced["steps_applied"] == 1
         after = await api.get(f"/v1/subscriptions/{sub['id']}")
@@ -126,13 +162,15 @@ async def test_an_advance_and_a_plan_change_at_once_stay_consistent(api: Api, de
             "/v1/subscriptions", {"customer": customer, "price": "pro_monthly", "trial_days": 0}
         )
         await api.post(f"/v1/test_clocks/{clock}/advance", {"frozen_time": iso(2027, 4, 20)})
-        await asyncio.gather(
-            api.post(f"/v1/test_clocks/{clock}/advance", {"frozen_time": iso(2027, 5, 2)}),
-            api.post(
+        at_once = AtOnce(api)
+        responses = await asyncio.gather(
+            at_once.post(f"/v1/test_clocks/{clock}/advance", {"frozen_time": iso(2027, 5, 2)}),
+            at_once.post(
                 f"/v1/subscriptions/{sub['id']}/plan_change",
                 {"price": "enterprise_monthly", "proration_behavior": "always_invoice"},
             ),
         )
+        assert [r.status_code for r in responses] == [201, 201]
         page = await api.get("/v1/events", params={"aggregate": sub["id"], "limit": 100})
         events = page["data"]
         assert [e["data"]["subscription"]["version"] for e in events] == [1, 2, 3]
@@ -182,7 +220,11 @@ async def test_ten_concurrent_seat_additions_all_count(api: Api, demo: Any) -> N
     _, customer, sub = await per_seat_subscription(api, 5)
     path = f"/v1/subscriptions/{sub['id']}/quantity"
 
-    results = await asyncio.gather(*(api.post(path, {"quantity_delta": 1}) for _ in range(10)))
+    at_once = AtOnce(api)
+    results = [
+        created(r)
+        for r in await asyncio.gather(*(at_once.post(path, {"quantity_delta": 1}) for _ in range(10)))
+    ]
 
     assert sorted(r["quantity"] for r in results) == list(range(6, 16))
     after = await api.get(f"/v1/subscriptions/{sub['id']}")
