@@ -26,8 +26,12 @@ def manual_settings(**overrides: Any) -> Settings:
 async def settle(api: Api, app: Litestar) -> int:
     """Relay every pending event (provisioning, audit, webhooks), then let the index and the
     revocation list catch up with what the relay wrote."""
-    handled: int = await app.state.relay.tick()
-    await app.state.revocations.sync()
+    # On the app's own event loop: the relay and the revocation list guard their work with asyncio locks
+    # that their background tasks also take there; taken from the test's loop as well, a lock could bind
+    # to one loop and be released from the other, and the test would wait forever.
+    portal = api.client.blocking_portal
+    handled: int = portal.call(app.state.relay.tick)
+    portal.call(app.state.revocations.sync)
     await synced(api)
     return handled
 
