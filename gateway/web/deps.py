@@ -27,8 +27,9 @@ async def provide_session(request: Request[Any, Any, Any]) -> AsyncGenerator[Asy
 
 
 def set_request_actor(connection: ASGIConnection[Any, Any, Any, Any], actor: str) -> None:
-    """Called by each authentication guard (API key, SCIM token, end-user session) once it knows the
-    caller: `key:<id>`, `scim:<id>`, `user:<id>`."""
+    """Called by each authentication guard once it knows the caller: `key:<api key id>` (the /v1 guard),
+    `scim:<SCIM token id>` (the SCIM guard). End users act through sign-in and invite acceptance, which
+    name them (`user:<id>`) explicitly."""
     connection.scope["state"]["actor"] = actor
 
 
