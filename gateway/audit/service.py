@@ -16,12 +16,11 @@ from sqlalchemy import column, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit.models import AuditEntry
-from gateway.db.outbox import OutboxEvent
+from gateway.db.outbox import SYSTEM as SYSTEM  # re-exported: the actor of what no one asked for
+from gateway.db.outbox import OutboxEvent, actor_of
 from gateway.kernel.clock import Clock
 from gateway.kernel.ids import new_id
 from gateway.kernel.pagination import Page
-
-SYSTEM = "system"
 
 
 def key_actor(key_id: str) -> str:
@@ -37,7 +36,7 @@ async def record(
     *,
     action: str,
     at: datetime,
-    actor: str = SYSTEM,
+    actor: str | None = None,
     tenant_id: str | None = None,
     target: str | None = None,
     user_id: str | None = None,
@@ -46,11 +45,12 @@ async def record(
 ) -> AuditEntry:
     """Add an entry in the caller's transaction (so it commits, or not, with the action itself).
 
-    `user_id` is the person the entry is about (for sign-ins: who signed in), used by privacy export."""
+    `user_id` is the person the entry is about (for sign-ins: who signed in), used by privacy export.
+    `actor` defaults to whom the unit of work acts for (`gateway.db.outbox.actor_of`)."""
     entry = AuditEntry(
         id=new_id("aud"),
         tenant_id=tenant_id,
-        actor=actor[:60],
+        actor=(actor or actor_of(session))[:60],
         action=action,
         target=target,
         subject_user_id=user_id,
@@ -77,7 +77,21 @@ AUDITED_EVENTS = {
     "user.erased": "user.erased",
     "invite.created": "invite.created",
     "invite.accepted": "invite.accepted",
+    # Credentials and configuration, audited by default (security-relevant).
+    "api_key.created": "api_key.created",
+    "api_key.revoked": "api_key.revoked",
+    "scim_token.created": "scim_token.created",
+    "scim_token.revoked": "scim_token.revoked",
+    "webhook_endpoint.created": "webhook_endpoint.created",
+    "webhook_endpoint.updated": "webhook_endpoint.updated",
+    "webhook_endpoint.deleted": "webhook_endpoint.deleted",
+    "sso_connection.created": "sso_connection.created",
+    "sso_connection.updated": "sso_connection.updated",
+    "sso_connection.deleted": "sso_connection.deleted",
+    "user.exported": "user.exported",
 }
+# Entries name people by id: an address an event carries (invite.created) is left out of the entry.
+_PERSONAL_KEYS = ("email",)
 
 
 def audited(event_type: str) -> bool:
@@ -91,7 +105,7 @@ async def handle_event(session: AsyncSession, event: OutboxEvent) -> None:
         return
     if await session.scalar(select(AuditEntry.id).where(AuditEntry.source_event_id == event.event_id)):
         return
-    data = dict(event.data or {})
+    data = {k: v for k, v in (event.data or {}).items() if k not in _PERSONAL_KEYS}
     if event.type == "member.updated" and data.get("role") == data.get("previous_role"):
         return  # not a role change
     user = data.get("user") if isinstance(data.get("user"), str) else None
@@ -101,10 +115,9 @@ async def handle_event(session: AsyncSession, event: OutboxEvent) -> None:
         user = await session.scalar(
             select(memberships.c.user_id).where(memberships.c.id == event.aggregate_id)
         )
-    author = data.get("author")
-    if isinstance(author, str) and author.startswith("key_"):
-        author = key_actor(author)  # policy edits name the API key that published them
-    actor = data.get("actor") or (author if author else SYSTEM)
+    # Who: an actor the event names itself (an invite accepted by its user through the app's key), else
+    # whom the unit of work that recorded the event acted for (its `actor` column).
+    actor = data.get("actor") or event.actor or SYSTEM
     await record(
         session,
         action=action,

@@ -46,7 +46,7 @@ async def billing_run(
     at = at or clock.now()
     subscriptions = steps = batches = 0
     while max_batches is None or batches < max_batches:
-        async with db.unit_of_work() as session:
+        async with db.unit_of_work(actor="system:billing_run") as session:
             service = billed_subscriptions(session, clock, config)
             claimed, applied = await service.advance_batch(at, limit=batch_size)
         if not claimed:

@@ -33,9 +33,27 @@ class OutboxEvent(Base):
     tenant_id: Mapped[str | None] = mapped_column(String(40), index=True)
     occurred_at: Mapped[datetime]
     data: Mapped[dict[str, Any]]
+    # Who caused the change (see `actor_of`): the audit log names it; webhooks do not carry it.
+    actor: Mapped[str | None] = mapped_column(String(80))
     delivered_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_outbox_undelivered", "delivered_at", "seq"),)
+
+
+SYSTEM = "system"
+_ACTOR = "actor"
+
+
+def set_actor(session: AsyncSession, actor: str) -> None:
+    """Say who this unit of work acts for. The one way an actor travels: the HTTP edge sets it from the
+    authenticated caller (`key:<api key id>`, `scim:<SCIM token id>`, `user:<user id>`), a job from its
+    name (`system:<job>`), the relay from the event it is handling; every outbox event the unit of work
+    records carries it (`OutboxEvent.actor`), and so does every audit entry written or derived from it."""
+    session.info[_ACTOR] = actor[:80]
+
+
+def actor_of(session: AsyncSession) -> str:
+    return str(session.info.get(_ACTOR) or SYSTEM)
 
 
 async def record_event(session: AsyncSession, event: DomainEvent) -> OutboxEvent | None:
@@ -48,12 +66,29 @@ async def record_event(session: AsyncSession, event: DomainEvent) -> OutboxEvent
         "tenant_id": event.tenant_id,
         "occurred_at": event.occurred_at,
         "data": event.data,
+        "actor": actor_of(session),
     }
     if buffer_row(session, OutboxEvent.__table__, row_values):
         return None
     row = OutboxEvent(**row_values)
     session.add(row)
     return row
+
+
+async def record_change(
+    session: AsyncSession,
+    type_: str,
+    aggregate_type: str,
+    aggregate_id: str,
+    at: datetime,
+    *,
+    tenant_id: str | None,
+    **data: Any,
+) -> None:
+    """An event for a change to configuration or credentials (an API key created, a webhook endpoint
+    deleted…): the audit log records it, for whoever the unit of work acts for; webhooks do not send it."""
+    event = DomainEvent(type_, aggregate_type, aggregate_id, at, data=dict(data), tenant_id=tenant_id)
+    await record_event(session, event)
 
 
 async def list_events(

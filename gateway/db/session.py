@@ -9,6 +9,8 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from gateway.db.outbox import set_actor
+
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
@@ -34,10 +36,13 @@ class Database:
         return self.engine.dialect.name
 
     @asynccontextmanager
-    async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
+    async def unit_of_work(self, *, actor: str | None = None) -> AsyncIterator[AsyncSession]:
         """A session in one transaction: committed if the block succeeds, rolled back if it raises,
-        so a refused request never leaves a partial write behind."""
+        so a refused request never leaves a partial write behind. `actor`: who it acts for (a job's
+        `system:<name>`; see `gateway.db.outbox.set_actor`)."""
         async with self.sessionmaker() as session, session.begin():
+            if actor is not None:
+                set_actor(session, actor)
             yield session
 
     async def dispose(self) -> None:

@@ -29,7 +29,7 @@ from gateway.identity.service import ApiKeyService
 from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import Forbidden, Unauthenticated
-from gateway.web.deps import ListParams
+from gateway.web.deps import ListParams, set_request_actor
 from gateway.web.permissions import AUTOMATIC_OPTIONS, access_for, not_in_matrix, refusal
 from gateway.web.problems import ERROR_RESPONSES
 
@@ -75,6 +75,7 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
         return
     principal = await _authenticate(connection)
     connection.scope["state"]["principal"] = principal
+    set_request_actor(connection, f"key:{principal.key_id}")
     refused = refusal(access, principal)
     if refused is not None:
         raise refused

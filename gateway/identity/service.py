@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import column, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db.outbox import record_change
 from gateway.identity.domain import Principal, hash_secret, new_secret, valid_scope
 from gateway.identity.models import ApiKey
 from gateway.kernel.clock import Clock
@@ -43,6 +44,16 @@ class ApiKeyService:
         )
         self.session.add(key)
         await self.session.flush()
+        await record_change(
+            self.session,
+            "api_key.created",
+            "api_key",
+            key.id,
+            key.created_at,
+            tenant_id=tenant_id,
+            name=name,
+            scopes=key.scopes,
+        )
         return key, secret
 
     async def authenticate(self, secret: str) -> Principal:
@@ -82,4 +93,7 @@ class ApiKeyService:
         if row.revoked_at is None:
             row.revoked_at = self.clock.now()
             await self.session.flush()
+            await record_change(
+                self.session, "api_key.revoked", "api_key", row.id, row.revoked_at, tenant_id=row.tenant_id
+            )
         return row

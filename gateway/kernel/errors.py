@@ -74,3 +74,11 @@ class Forbidden(DomainError):
     code = "forbidden"
     status = 403
     title = "Not allowed"
+
+
+class PreconditionFailed(DomainError):
+    """A conditional request (`If-Match`) named a version that is no longer the current one."""
+
+    code = "precondition_failed"
+    status = 412
+    title = "Precondition failed"

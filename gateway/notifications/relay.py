@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db.base import Base
-from gateway.db.outbox import OutboxEvent
+from gateway.db.outbox import OutboxEvent, set_actor
 from gateway.db.session import Database
 from gateway.kernel.clock import Clock
 
@@ -117,6 +117,9 @@ class Relay:
         self, session: AsyncSession, consumer: Consumer, event: OutboxEvent, state: OutboxConsumer
     ) -> None:
         if consumer.wants(event.type):
+            # What a consumer does because of an event, it does for whoever caused the event (a tenant
+            # revoked because a key canceled its subscription was revoked by that key).
+            set_actor(session, event.actor or f"system:relay:{consumer.name}")
             await consumer.handle(session, event)
         session.add(OutboxReceipt(consumer=consumer.name, seq=event.seq))
         if event.seq > state.last_seq:

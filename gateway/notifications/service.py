@@ -30,7 +30,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks import Webhook
 
-from gateway.db.outbox import OutboxEvent
+from gateway.db.outbox import OutboxEvent, record_change
 from gateway.db.session import Database
 from gateway.kernel.clock import Clock, SystemClock, format_timestamp
 from gateway.kernel.errors import NotFound, ValidationFailed
@@ -172,7 +172,19 @@ class WebhookEndpointService:
         )
         self.repo.add(row)
         await self.repo.flush()
+        await self._audited(row, "webhook_endpoint.created", url=row.url, enabled_events=row.enabled_events)
         return row
+
+    async def _audited(self, row: WebhookEndpoint, type_: str, **data: Any) -> None:
+        await record_change(
+            self.repo.session,
+            type_,
+            "webhook_endpoint",
+            row.id,
+            self.clock.now(),
+            tenant_id=row.tenant_id,
+            **data,
+        )
 
     async def get(self, endpoint_id: str, *, scope: str | None) -> WebhookEndpoint:
         row = await self.repo.endpoint(endpoint_id, scope=scope)
@@ -198,11 +210,13 @@ class WebhookEndpointService:
             row.description = changes["description"]
         row.updated_at = self.clock.now()
         await self.repo.flush()
+        await self._audited(row, "webhook_endpoint.updated", changed=sorted(changes))
         return row
 
     async def delete(self, endpoint_id: str, *, scope: str | None) -> WebhookEndpoint:
         row = await self.get(endpoint_id, scope=scope)
         await self.repo.delete_endpoint(row)
+        await self._audited(row, "webhook_endpoint.deleted")
         return row
 
     async def deliveries(

@@ -67,7 +67,7 @@ class PrivacyController(Controller):
         state: State,
     ) -> dict[str, Any]:
         service = PrivacyService(session, clock, state.get("sessions"))
-        return await service.erase(user_id, actor=f"key:{principal.key_id}")
+        return await service.erase(user_id)
 
 
 class CustomerAccess(Struct):

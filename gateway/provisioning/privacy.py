@@ -20,12 +20,13 @@ from gateway.audit import AuditService
 from gateway.audit.models import AuditEntry
 from gateway.customers import CustomerService
 from gateway.customers.repository import CustomerRepository
-from gateway.db.outbox import record_event
+from gateway.db.outbox import record_change, record_event
 from gateway.identity.invites import Invite
 from gateway.identity.revocation import RevocationService
 from gateway.kernel.clock import Clock, format_timestamp
 from gateway.kernel.errors import NotFound
 from gateway.kernel.events import DomainEvent
+from gateway.provisioning import erasure
 from gateway.provisioning.hooks import SessionsHook
 from gateway.provisioning.repository import PrivacyRepository
 
@@ -53,6 +54,11 @@ def _iso(value: Any) -> Any:
     return value
 
 
+def _tenants_of(memberships: list[dict[str, Any]]) -> list[str | None]:
+    """The tenants an entry about this user belongs to; [None] (platform-wide) if they had none."""
+    return [*sorted({str(m["tenant_id"]) for m in memberships})] or [None]
+
+
 class PrivacyService:
     def __init__(self, session: AsyncSession, clock: Clock, sessions: Any | None = None) -> None:
         self.session = session
@@ -78,6 +84,12 @@ class PrivacyService:
 
     async def export(self, user_id: str, *, scope: str | None) -> dict[str, Any]:
         user, memberships = await self._user(user_id, scope)
+        # Audited: reading someone's personal data is itself something to account for (per tenant).
+        exported_at = self.clock.now()
+        for tenant_id in _tenants_of(memberships):
+            await record_change(
+                self.session, "user.exported", "user", user_id, exported_at, tenant_id=tenant_id, user=user_id
+            )
         entries = await AuditService(self.session, self.clock).about_user(user_id)
         acted = (
             await self.session.scalars(
@@ -144,24 +156,41 @@ class PrivacyService:
             "audit_entries": audit,
         }
 
-    async def erase(self, user_id: str, *, actor: str) -> dict[str, Any]:
+    async def erase(self, user_id: str) -> dict[str, Any]:
+        """Erase the user everywhere their data is kept (`erasure.py`; the list is in the README).
+        Acts for whoever the unit of work acts for (`gateway.db.outbox.actor_of`)."""
         user, memberships = await self._user(user_id, None)
         now = self.clock.now()
         customers = CustomerService(CustomerRepository(self.session), self.clock)
+        membership_ids = [str(m["id"]) for m in memberships]
+        profiles = await erasure.scim_profiles(self.session, membership_ids)
+        email = pseudonym(user_id)
+        already = user["email"] == email
+        person = erasure.personal_data(
+            str(user["email"]),
+            email,
+            [user.get("name"), *(n for p in profiles for n in erasure.scim_names(p))],
+        )
+        # Addresses the IdP sent that differ from the account's own are scrubbed too.
+        other_emails = {e.lower() for p in profiles for e in erasure.scim_emails(p)} - {person.email}
         removed = 0
         for m in memberships:
             if m["status"] == "active":
                 await customers.remove_member(str(m["tenant_id"]), str(m["id"]))
                 removed += 1
-        email = pseudonym(user_id)
-        already = user["email"] == email
         for invite in (await self.session.scalars(select(Invite).where(Invite.email == user["email"]))).all():
             invite.email = email
         await self.repo.pseudonymise(user_id, email, now)
+        await erasure.erase_scim(self.session, membership_ids)
         ended = 0
         if self.sessions is not None and hasattr(self.sessions, "end_for_user"):
             ended = await SessionsHook(self.sessions).end_for_user(user_id)
         await RevocationService(self.session, self.clock).revoke_user(user_id, reason="erased")
+        await self.session.flush()
+        if not already:
+            await erasure.scrub_copies(self.session, person)
+            for address in sorted(other_emails):
+                await erasure.scrub_copies(self.session, erasure.personal_data(address, email, []))
         result = {
             "object": "user_erasure",
             "user": user_id,
@@ -171,14 +200,18 @@ class PrivacyService:
             "sessions_ended": ended,
             "already_erased": already,
         }
-        await record_event(
-            self.session,
-            DomainEvent(
-                "user.erased",
-                "user",
-                user_id,
-                now,
-                data={"user": user_id, "actor": actor, "memberships_removed": removed},
-            ),
-        )
+        # One event per tenant the user belonged to, so each tenant's audit log and webhooks see it; a
+        # user who belonged to none gets one platform event.
+        for tenant_id in _tenants_of(memberships):
+            await record_event(
+                self.session,
+                DomainEvent(
+                    "user.erased",
+                    "user",
+                    user_id,
+                    now,
+                    data={"user": user_id, "memberships_removed": removed},
+                    tenant_id=tenant_id,
+                ),
+            )
         return result

@@ -303,7 +303,7 @@ class Provisioner:
                 await self.customers.remove_member(account.tenant_id, membership.id)
                 left += 1
             else:
-                await privacy.erase(user.id, actor="system:retention")
+                await privacy.erase(user.id)
                 erased += 1
         counts: dict[str, Any] = {
             "users_erased": erased,
@@ -354,7 +354,7 @@ async def purge_expired(
     purged = 0
     for tenant_id, now in due:
         try:
-            async with db.unit_of_work() as session:
+            async with db.unit_of_work(actor="system:retention_purge") as session:
                 provisioner = Provisioner(session, clock, settings, hooks)
                 account = await provisioner.repo.account(tenant_id)
                 if account is None or account.state != "revoked" or account.retain_until is None:
@@ -387,7 +387,7 @@ async def sweep_past_due(
     """Job: revoke tenants whose past-due grace has run out on their own time (a test clock's time for
     customers on one). Returns the number revoked."""
     revoked = 0
-    async with db.unit_of_work() as session:
+    async with db.unit_of_work(actor="system:past_due_sweep") as session:
         provisioner = Provisioner(session, clock, settings, hooks, on_keys_disabled)
         subscriptions = _subscriptions(session, clock, provisioner)
         for account in await provisioner.repo.past_due_accounts():

@@ -45,7 +45,7 @@ from gateway.scim.domain import parse_group_roles
 from gateway.scim.models import ScimToken as ScimTokenRow
 from gateway.scim.service import ListResult, ScimCaller, ScimService, ScimTokenService
 from gateway.web.bodies import DEFAULT_MAX_JSON_DEPTH, InvalidInput, decode_json
-from gateway.web.deps import ListParams
+from gateway.web.deps import ListParams, set_request_actor
 from gateway.web.problems import ERROR_RESPONSES
 
 log = logging.getLogger("tiergate.scim")
@@ -218,6 +218,7 @@ async def scim_authenticate(
     async with state.db.unit_of_work() as session:
         caller = await ScimTokenService(session, state.clock).authenticate(secret.strip())
     connection.scope["state"]["scim_caller"] = caller
+    set_request_actor(connection, f"scim:{caller.token_id}")
 
 
 def provide_caller(request: Request[Any, Any, Any]) -> ScimCaller:

@@ -37,6 +37,7 @@ from gateway.customers import CustomerService
 from gateway.customers.models import Customer, Membership
 from gateway.customers.models import User as UserRow
 from gateway.customers.repository import CustomerRepository
+from gateway.db.outbox import record_change
 from gateway.entitlements.engine import Engine
 from gateway.kernel.clock import Clock, format_timestamp
 from gateway.kernel.errors import DomainError
@@ -98,6 +99,15 @@ class ScimTokenService:
         )
         self.repo.add(token)
         await self.repo.flush()
+        await record_change(
+            self.repo.session,
+            "scim_token.created",
+            "scim_token",
+            token.id,
+            token.created_at,
+            tenant_id=tenant_id,
+            name=name,
+        )
         return token, secret
 
     async def list(self, tenant_id: str, *, after: str | None, limit: int) -> Page[ScimToken]:
@@ -112,6 +122,14 @@ class ScimTokenService:
             token.disabled_at = token.disabled_at or self.clock.now()
             token.disabled_reason = domain.REVOKED
             await self.repo.flush()
+            await record_change(
+                self.repo.session,
+                "scim_token.revoked",
+                "scim_token",
+                token.id,
+                token.disabled_at,
+                tenant_id=tenant_id,
+            )
         return token
 
     async def disable_all_for_tenant(self, tenant_id: str) -> int:

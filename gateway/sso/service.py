@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit.service import record as audit_record
 from gateway.customers import CustomerService
+from gateway.db.outbox import record_change
 from gateway.db.session import Database
 from gateway.entitlements.engine import Engine
 from gateway.entitlements.service import CheckService
@@ -155,7 +156,19 @@ class ConnectionService:
         self.repo.add(row)
         await self.repo.flush()
         await self.repo.replace_domains(row, domains)
+        await self._audited(row, "sso_connection.created", issuer=row.issuer, allowed_domains=domains)
         return row
+
+    async def _audited(self, row: SsoConnection, type_: str, **data: Any) -> None:
+        await record_change(
+            self.repo.session,
+            type_,
+            "sso_connection",
+            row.id,
+            self.clock.now(),
+            tenant_id=row.tenant_id,
+            **data,
+        )
 
     async def _domains_free(self, domains: Sequence[str], connection_id: str | None) -> None:
         taken = sorted(
@@ -182,6 +195,7 @@ class ConnectionService:
         self, connection_id: str, changes: dict[str, Any], *, scope: str | None
     ) -> SsoConnection:
         row = await self.get(connection_id, scope=scope)
+        original = set(changes)  # before the domains and scopes are taken out below
         for name in URL_FIELDS:
             if changes.get(name) is not None:
                 check_url(changes[name], name)
@@ -203,11 +217,14 @@ class ConnectionService:
             setattr(row, name, value)
         row.updated_at = self.clock.now()
         await self.repo.flush()
+        # Field names only: a new client secret must not land in the audit log.
+        await self._audited(row, "sso_connection.updated", changed=sorted(original))
         return row
 
     async def delete(self, connection_id: str, *, scope: str | None) -> SsoConnection:
         row = await self.get(connection_id, scope=scope)
         await self.repo.remove(row)
+        await self._audited(row, "sso_connection.deleted")
         return row
 
     async def verified_domains(self, rows: Sequence[SsoConnection]) -> dict[str, builtins.list[str]]:
@@ -513,7 +530,7 @@ class SignInService:
         if they belong to no other organisation (`_linkable`): users are global by e-mail, and one company's
         IdP must never sign in as another company's people."""
         issuer, subject = str(claims["iss"]), str(claims["sub"])
-        async with self.db.unit_of_work() as session:
+        async with self.db.unit_of_work(actor=f"sso:{connection.id}") as session:
             customers = self.customers(session)
             repo = SsoRepository(session)
             user_id = await self._user_for(repo, connection, issuer, subject, email)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated
 
-from litestar import Controller, delete, get, post
-from litestar.datastructures import State
+from litestar import Controller, Response, delete, get, post
+from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.catalog.http import provide_catalog
@@ -25,9 +25,9 @@ from gateway.subscriptions.clocks import DEFAULT_MAX_ADVANCE_MONTHS, TestClockSe
 from gateway.subscriptions.hooks import SubscriptionListener
 from gateway.subscriptions.models import Subscription
 from gateway.subscriptions.repository import SubscriptionRepository
-from gateway.subscriptions.service import AddonInput, SubscriptionService
+from gateway.subscriptions.service import AddonInput, IfMatch, SubscriptionService
 from gateway.web.deps import ListParams
-from gateway.web.problems import ERROR_RESPONSES
+from gateway.web.problems import ERROR_RESPONSES, problem_spec
 from gateway.web.timestamps import parse_timestamp
 
 READ = {"scope": "subscriptions:read"}
@@ -59,6 +59,62 @@ def provide_test_clocks(
     )
 
 
+def provide_if_match(
+    if_match_header: Annotated[
+        str | None,
+        HeaderParameter(
+            name="If-Match",
+            max_length=200,
+            description=(
+                "Apply the change only if the subscription is still at this version: the `ETag` of the "
+                'subscription as last read (e.g. `"3"`), or `*`. Otherwise 412 `precondition_failed`.'
+            ),
+        ),
+    ] = None,
+) -> IfMatch:
+    return parse_if_match(if_match_header)
+
+
+def parse_if_match(header: str | None) -> IfMatch:
+    """The versions an If-Match header names; None when there is no condition (absent, or `*`: the
+    subscription exists). Weak tags (`W/"3"`) never match a write (RFC 9110 strong comparison)."""
+    if header is None or header.strip() == "*":
+        return None
+    versions: set[int] = set()
+    for tag in (t.strip() for t in header.split(",")):
+        if tag.startswith("W/"):
+            continue
+        value = tag[1:-1] if len(tag) >= 2 and tag[0] == tag[-1] == '"' else ""
+        if not value.isdigit() or len(value) > 18:
+            raise ValidationFailed(
+                f"If-Match must be a list of ETags such as '\"3\"', not {header!r}", field="If-Match"
+            )
+        versions.add(int(value))
+    return frozenset(versions)
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+async def add_etag(response: Response[object]) -> Response[object]:
+    """Every single-subscription response carries its version as a strong ETag, for If-Match."""
+    if isinstance(response.content, s.Subscription):
+        response.headers["ETag"] = etag(response.content.version)
+    return response
+
+
+ETAG_HEADER = ResponseHeader(
+    name="ETag",
+    description="The subscription's version, for `If-Match` on the next change",
+    documentation_only=True,
+)
+# Writes that honour If-Match document its 412 beside the usual errors.
+WRITE_RESPONSES = {
+    **ERROR_RESPONSES,
+    412: problem_spec("`If-Match` names a version that is no longer current (`precondition_failed`)"),
+}
+
 DEPENDENCIES = {
     "catalog": Provide(provide_catalog, sync_to_thread=False),
     "customers": Provide(provide_customers, sync_to_thread=False),
@@ -74,7 +130,9 @@ async def _out(subscriptions: NamedDependency[SubscriptionService], row: Subscri
 class SubscriptionController(Controller):
     path = "/subscriptions"
     tags = ["subscriptions"]
-    dependencies = DEPENDENCIES
+    dependencies = {**DEPENDENCIES, "if_match": Provide(provide_if_match, sync_to_thread=False)}
+    after_request = staticmethod(add_etag)  # a plain hook, not a method of the controller
+    response_headers = [ETAG_HEADER]
 
     @post(
         "/", opt=WRITE, responses=ERROR_RESPONSES, summary="Create a subscription (optionally with a trial)"
@@ -135,7 +193,7 @@ class SubscriptionController(Controller):
     @post(
         "/{subscription_id:str}/plan_change",
         opt=WRITE,
-        responses=ERROR_RESPONSES,
+        responses=WRITE_RESPONSES,
         summary="Change plan: upgrades now, downgrades at the period end, unless `timing` says otherwise",
     )
     async def change_plan(
@@ -144,6 +202,7 @@ class SubscriptionController(Controller):
         data: JSONBody[s.PlanChange],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
+        if_match: NamedDependency[IfMatch],
     ) -> s.Subscription:
         row = await subscriptions.change_plan(
             subscription_id,
@@ -152,13 +211,14 @@ class SubscriptionController(Controller):
             timing=data.timing,
             proration_behavior=data.proration_behavior,
             scope=principal.tenant_id,
+            if_match=if_match,
         )
         return await _out(subscriptions, row)
 
     @delete(
         "/{subscription_id:str}/scheduled_change",
         opt=WRITE,
-        responses=ERROR_RESPONSES,
+        responses=WRITE_RESPONSES,
         status_code=200,
         summary="Drop a plan change scheduled for the period end",
     )
@@ -167,15 +227,18 @@ class SubscriptionController(Controller):
         subscription_id: FromPath[str],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
+        if_match: NamedDependency[IfMatch],
     ) -> s.Subscription:
-        row = await subscriptions.cancel_scheduled_change(subscription_id, scope=principal.tenant_id)
+        row = await subscriptions.cancel_scheduled_change(
+            subscription_id, scope=principal.tenant_id, if_match=if_match
+        )
         return await _out(subscriptions, row)
 
     @post(
         "/{subscription_id:str}/quantity",
         opt=WRITE,
-        responses=ERROR_RESPONSES,
-        summary="Change seat quantity",
+        responses=WRITE_RESPONSES,
+        summary="Change seat quantity: set it (`quantity`) or add/remove seats (`quantity_delta`)",
     )
     async def quantity(
         self,
@@ -183,35 +246,40 @@ class SubscriptionController(Controller):
         data: JSONBody[s.QuantityChange],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
+        if_match: NamedDependency[IfMatch],
     ) -> s.Subscription:
         row = await subscriptions.set_quantity(
             subscription_id,
             data.quantity,
+            quantity_delta=data.quantity_delta,
             proration_behavior=data.proration_behavior,
             scope=principal.tenant_id,
+            if_match=if_match,
         )
         return await _out(subscriptions, row)
 
-    @post("/{subscription_id:str}/addons", opt=WRITE, responses=ERROR_RESPONSES, summary="Attach an add-on")
+    @post("/{subscription_id:str}/addons", opt=WRITE, responses=WRITE_RESPONSES, summary="Attach an add-on")
     async def add_addon(
         self,
         subscription_id: FromPath[str],
         data: JSONBody[s.AddonIn],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
+        if_match: NamedDependency[IfMatch],
     ) -> s.Subscription:
         await subscriptions.add_addon(
             subscription_id,
             AddonInput(data.price, data.quantity),
             proration_behavior=data.proration_behavior,
             scope=principal.tenant_id,
+            if_match=if_match,
         )
         return await _out(subscriptions, await subscriptions.get(subscription_id, scope=principal.tenant_id))
 
     @delete(
         "/{subscription_id:str}/addons/{addon_id:str}",
         opt=WRITE,
-        responses=ERROR_RESPONSES,
+        responses=WRITE_RESPONSES,
         status_code=200,
         summary="Remove an add-on",
     )
@@ -221,19 +289,24 @@ class SubscriptionController(Controller):
         addon_id: FromPath[str],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
+        if_match: NamedDependency[IfMatch],
         proration_behavior: Annotated[
             str | None, QueryParameter(name="proration_behavior", max_length=20)
         ] = None,
     ) -> s.Subscription:
         await subscriptions.remove_addon(
-            subscription_id, addon_id, proration_behavior=proration_behavior, scope=principal.tenant_id
+            subscription_id,
+            addon_id,
+            proration_behavior=proration_behavior,
+            scope=principal.tenant_id,
+            if_match=if_match,
         )
         return await _out(subscriptions, await subscriptions.get(subscription_id, scope=principal.tenant_id))
 
     @post(
         "/{subscription_id:str}/pause",
         opt=WRITE,
-        responses=ERROR_RESPONSES,
+        responses=WRITE_RESPONSES,
         summary="Pause (optionally until a time)",
     )
     async def pause(
@@ -242,18 +315,20 @@ class SubscriptionController(Controller):
         data: JSONBody[s.PauseRequest],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
+        if_match: NamedDependency[IfMatch],
     ) -> s.Subscription:
         row = await subscriptions.pause(
             subscription_id,
             resumes_at=parse_timestamp(data.resumes_at, "resumes_at"),
             scope=principal.tenant_id,
+            if_match=if_match,
         )
         return await _out(subscriptions, row)
 
     @post(
         "/{subscription_id:str}/resume",
         opt=WRITE,
-        responses=ERROR_RESPONSES,
+        responses=WRITE_RESPONSES,
         summary="Resume a paused subscription",
     )
     async def resume(
@@ -262,16 +337,17 @@ class SubscriptionController(Controller):
         data: JSONBody[s.ResumeRequest],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
+        if_match: NamedDependency[IfMatch],
     ) -> s.Subscription:
         row = await subscriptions.resume(
-            subscription_id, anchor=data.billing_cycle_anchor, scope=principal.tenant_id
+            subscription_id, anchor=data.billing_cycle_anchor, scope=principal.tenant_id, if_match=if_match
         )
         return await _out(subscriptions, row)
 
     @post(
         "/{subscription_id:str}/cancel",
         opt=WRITE,
-        responses=ERROR_RESPONSES,
+        responses=WRITE_RESPONSES,
         summary="Cancel now, or at the period end (default)",
     )
     async def cancel(
@@ -280,6 +356,7 @@ class SubscriptionController(Controller):
         data: JSONBody[s.CancelRequest],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
+        if_match: NamedDependency[IfMatch],
     ) -> s.Subscription:
         row = await subscriptions.cancel(
             subscription_id,
@@ -288,13 +365,14 @@ class SubscriptionController(Controller):
             prorate=data.prorate,
             invoice_now=data.invoice_now,
             scope=principal.tenant_id,
+            if_match=if_match,
         )
         return await _out(subscriptions, row)
 
     @post(
         "/{subscription_id:str}/undo_cancel",
         opt=WRITE,
-        responses=ERROR_RESPONSES,
+        responses=WRITE_RESPONSES,
         summary="Undo a cancellation scheduled for the period end",
     )
     async def undo_cancel(
@@ -302,8 +380,9 @@ class SubscriptionController(Controller):
         subscription_id: FromPath[str],
         subscriptions: NamedDependency[SubscriptionService],
         principal: NamedDependency[Principal],
+        if_match: NamedDependency[IfMatch],
     ) -> s.Subscription:
-        row = await subscriptions.undo_cancel(subscription_id, scope=principal.tenant_id)
+        row = await subscriptions.undo_cancel(subscription_id, scope=principal.tenant_id, if_match=if_match)
         return await _out(subscriptions, row)
 
 

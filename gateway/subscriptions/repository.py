@@ -5,21 +5,44 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from gateway.db.bulk import in_batch
 from gateway.subscriptions.domain import LIVE_STATUSES
 from gateway.subscriptions.models import Subscription, SubscriptionAddon, TestClock
 
+# Ids of the subscriptions this transaction holds locked (session.info key; see `_refuse_unlocked_writes`).
+_LOCKED = "locked_subscriptions"
+
+
+class UnlockedSubscriptionWrite(RuntimeError):
+    """A subscription changed that was read without its lock: a programming error, never a client's."""
+
 
 class SubscriptionRepository:
+    """Every read that leads to a write takes the subscription's lock (`get(for_update=True)`,
+    `due(claim=True)`, `due(lock=True)`): the row lock on PostgreSQL, the database's one writer lock on
+    SQLite, held to the end of the transaction. What is read is then current, and no one changes it
+    before this transaction commits: a read-modify-write cannot lose a concurrent change. A flush that
+    would write a subscription read without its lock is refused (`_refuse_unlocked_writes`)."""
+
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
         self._addons: dict[str, list[SubscriptionAddon]] = {}  # filled by prefetch_addons
 
     def add(self, row: object) -> None:
         self.session.add(row)
+        if isinstance(row, Subscription):
+            _mark_locked(self.session, [row])  # not visible to anyone else before this transaction commits
+
+    async def hold_writer_lock(self) -> None:
+        """SQLite has no row locks: take its single writer lock now (a write that changes nothing), so
+        the reads that follow see the latest commit and nobody commits before this transaction does.
+        A no-op on PostgreSQL, where the reads lock their rows themselves."""
+        if self.session.get_bind().dialect.name == "sqlite":
+            await self.session.execute(text("UPDATE subscriptions SET version = version WHERE 0 = 1"))
 
     async def flush(self) -> None:
         if not in_batch(self.session):  # a billing-run batch flushes once, at its end (gateway.db.bulk)
@@ -32,10 +55,14 @@ class SubscriptionRepository:
         if scope is not None:
             query = query.where(Subscription.tenant_id == scope)
         if for_update:
-            # Serialises concurrent changes of one subscription on PostgreSQL (no-op on SQLite, whose
-            # single writer serialises anyway).
-            query = query.with_for_update()
-        return (await self.session.scalars(query)).first()
+            # Serialises concurrent changes of one subscription; populate_existing replaces a copy this
+            # session may have read before without the lock.
+            await self.hold_writer_lock()
+            query = query.with_for_update().execution_options(populate_existing=True)
+        sub = (await self.session.scalars(query)).first()
+        if for_update and sub is not None:
+            _mark_locked(self.session, [sub])
+        return sub
 
     async def list(
         self,
@@ -75,13 +102,21 @@ class SubscriptionRepository:
         return (await self.session.scalars(query.limit(1))).first() is not None
 
     async def due(
-        self, at: datetime, *, test_clock_id: str | None, limit: int, claim: bool = False
+        self,
+        at: datetime,
+        *,
+        test_clock_id: str | None,
+        limit: int,
+        claim: bool = False,
+        lock: bool = False,
     ) -> Sequence[Subscription]:
         """Subscriptions with a step due at or before `at`, on the wall clock or on one test clock.
 
         `claim` locks the rows for this transaction and skips rows another transaction holds
         (PostgreSQL `FOR UPDATE SKIP LOCKED`), so concurrent billing-run workers share the due
-        subscriptions instead of queueing on them. SQLite, one writer at a time, ignores it."""
+        subscriptions instead of queueing on them. `lock` waits for rows another transaction holds
+        instead (a test-clock advance must move every due subscription of its clock, and must see a
+        concurrent change that committed first). On SQLite both take the writer lock first."""
         clock_filter = (
             Subscription.test_clock_id.is_(None)
             if test_clock_id is None
@@ -96,9 +131,13 @@ class SubscriptionRepository:
             .order_by(Subscription.test_clock_id, Subscription.next_action_at, Subscription.id)
             .limit(limit)
         )
-        if claim:
-            query = query.with_for_update(skip_locked=True)
-        return (await self.session.scalars(query)).all()
+        if not (claim or lock):
+            return (await self.session.scalars(query)).all()
+        await self.hold_writer_lock()
+        query = query.with_for_update(skip_locked=claim).execution_options(populate_existing=True)
+        rows = (await self.session.scalars(query)).all()
+        _mark_locked(self.session, rows)
+        return rows
 
     async def addons(
         self, subscription_id: str, *, include_removed: bool = False
@@ -142,3 +181,26 @@ class SubscriptionRepository:
 
     async def delete_clock(self, clock: TestClock) -> None:
         await self.session.delete(clock)
+
+
+def _mark_locked(session: AsyncSession, subs: Sequence[Subscription]) -> None:
+    session.sync_session.info.setdefault(_LOCKED, set()).update(sub.id for sub in subs)
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_unlocked_writes(session: Session, _flush_context: object, _instances: object) -> None:
+    """The guard behind the lock rule: a subscription read without its lock is a copy that may already be
+    stale, and writing it back would silently undo a concurrent change (a plan change lost to a renewal
+    that had read the row before it). Refuse the flush instead: the transaction rolls back."""
+    locked: set[str] = session.info.get(_LOCKED, set())
+    for obj in session.dirty:
+        if isinstance(obj, Subscription) and obj.id not in locked and session.is_modified(obj):
+            raise UnlockedSubscriptionWrite(
+                f"subscription {obj.id} was changed without its lock (read it with for_update=True)"
+            )
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_locks(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outermost transaction ended: its locks are gone
+        session.info.pop(_LOCKED, None)

@@ -56,7 +56,11 @@ class PlanChange(Struct, forbid_unknown_fields=True):
 
 
 class QuantityChange(Struct, forbid_unknown_fields=True):
-    quantity: Quantity
+    """Either `quantity` (the new seat count) or `quantity_delta` (seats to add, or remove when negative,
+    applied to the count at the moment of the change, so concurrent additions all count)."""
+
+    quantity: Quantity | None = None
+    quantity_delta: Annotated[int, Meta(ge=-1_000_000, le=1_000_000)] | None = None
     proration_behavior: ProrationBehaviorIn | None = None
 
 

@@ -20,7 +20,7 @@ from gateway.customers.models import Customer
 from gateway.db.bulk import start_buffering, stop_buffering, write_buffered
 from gateway.db.outbox import record_event
 from gateway.kernel.clock import Clock, ensure_utc, format_timestamp, isoformat_or_none
-from gateway.kernel.errors import Conflict, NotFound, ValidationFailed
+from gateway.kernel.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from gateway.kernel.events import DomainEvent
 from gateway.kernel.ids import new_id
 from gateway.kernel.pagination import Page
@@ -48,6 +48,9 @@ MAX_QUANTITY = 1_000_000
 MAX_TRIAL_DAYS = 730
 # Safety valve for one advance: 10 years of monthly periods plus trial steps, far beyond any real use.
 MAX_STEPS_PER_ADVANCE = 200
+
+IfMatch = frozenset[int] | None
+"""The versions an `If-Match` header accepts (None: no condition)."""
 
 
 class SubscriptionNotFound(NotFound):
@@ -308,8 +311,14 @@ class SubscriptionService:
         return row
 
     # -- changes ---------------------------------------------------------------------------------
-    async def _load_live(self, subscription_id: str, scope: str | None) -> tuple[Subscription, datetime]:
+    async def _load_live(
+        self, subscription_id: str, scope: str | None, if_match: IfMatch = None
+    ) -> tuple[Subscription, datetime]:
+        # Locked to the end of the transaction (see SubscriptionRepository): the change below applies to
+        # the current row, and nothing else changes it before this transaction commits.
         sub = await self.get(subscription_id, scope=scope, for_update=True)
+        check_precondition(sub, if_match)
+        # Read after the lock: a test-clock advance that held the row has committed its clock time too.
         now = await self.now_for(sub.test_clock_id)
         # Apply whatever was due before acting, so a change never lands on a stale period.
         await self._run_due_steps(sub, now)
@@ -324,9 +333,10 @@ class SubscriptionService:
         timing: str | None = None,
         proration_behavior: str | None = None,
         scope: str | None = None,
+        if_match: IfMatch = None,
     ) -> Subscription:
         behavior = _proration_behavior(proration_behavior)
-        sub, now = await self._load_live(subscription_id, scope)
+        sub, now = await self._load_live(subscription_id, scope, if_match)
         require(sub, LIVE_STATUSES - {Status.PAUSED}, "change the plan of")
         if quantity is not None:
             _check_quantity(quantity)
@@ -398,9 +408,13 @@ class SubscriptionService:
         return sub
 
     async def cancel_scheduled_change(
-        self, subscription_id: str, *, scope: str | None = None
+        self,
+        subscription_id: str,
+        *,
+        scope: str | None = None,
+        if_match: IfMatch = None,
     ) -> Subscription:
-        sub, now = await self._load_live(subscription_id, scope)
+        sub, now = await self._load_live(subscription_id, scope, if_match)
         if sub.scheduled_price_id is None:
             raise Conflict("the subscription has no scheduled change", code="no_scheduled_change")
         sub.scheduled_price_id = sub.scheduled_quantity = sub.scheduled_change_at = None
@@ -412,14 +426,32 @@ class SubscriptionService:
     async def set_quantity(
         self,
         subscription_id: str,
-        quantity: int,
+        quantity: int | None = None,
         *,
+        quantity_delta: int | None = None,
         proration_behavior: str | None = None,
         scope: str | None = None,
+        if_match: IfMatch = None,
     ) -> Subscription:
+        """Set the seats (`quantity`) or change them by `quantity_delta`. The delta applies to the
+        quantity read under the subscription's lock, so concurrent "+1"s all count."""
+        if (quantity is None) == (quantity_delta is None):
+            raise ValidationFailed("give either quantity or quantity_delta", field="quantity")
+        if quantity_delta is not None and (isinstance(quantity_delta, bool) or quantity_delta == 0):
+            raise ValidationFailed("quantity_delta must not be 0", field="quantity_delta")
         behavior = _proration_behavior(proration_behavior)
-        sub, now = await self._load_live(subscription_id, scope)
+        sub, now = await self._load_live(subscription_id, scope, if_match)
         require(sub, LIVE_STATUSES - {Status.PAUSED}, "change the seats of")
+        if quantity_delta is not None:
+            quantity = sub.quantity + quantity_delta
+            if not 1 <= quantity <= MAX_QUANTITY:
+                raise ValidationFailed(
+                    f"quantity_delta {quantity_delta:+d} would make {sub.quantity} seats {quantity}; "
+                    f"the quantity must stay between 1 and {MAX_QUANTITY}",
+                    code="quantity_out_of_range",
+                    field="quantity_delta",
+                )
+        assert quantity is not None  # one of the two was given (checked above)
         _check_quantity(quantity)
         if quantity == sub.quantity:
             raise Conflict(f"the subscription already has {quantity} seats", code="no_change")
@@ -443,9 +475,10 @@ class SubscriptionService:
         *,
         proration_behavior: str | None = None,
         scope: str | None = None,
+        if_match: IfMatch = None,
     ) -> SubscriptionAddon:
         behavior = _proration_behavior(proration_behavior)
-        sub, now = await self._load_live(subscription_id, scope)
+        sub, now = await self._load_live(subscription_id, scope, if_match)
         require(sub, LIVE_STATUSES - {Status.PAUSED}, "add an add-on to")
         row = await self._attach_addon(sub, await self.catalog.get_plan(sub.plan_id), addon, now)
         self._touch(sub, now)
@@ -466,9 +499,10 @@ class SubscriptionService:
         *,
         proration_behavior: str | None = None,
         scope: str | None = None,
+        if_match: IfMatch = None,
     ) -> SubscriptionAddon:
         behavior = _proration_behavior(proration_behavior)
-        sub, now = await self._load_live(subscription_id, scope)
+        sub, now = await self._load_live(subscription_id, scope, if_match)
         row = await self.repo.addon(sub.id, addon_id)
         if row is None or row.removed_at is not None:
             raise NotFound(f"no add-on {addon_id!r} on this subscription", code="addon_not_found")
@@ -485,9 +519,14 @@ class SubscriptionService:
         return row
 
     async def pause(
-        self, subscription_id: str, *, resumes_at: datetime | None = None, scope: str | None = None
+        self,
+        subscription_id: str,
+        *,
+        resumes_at: datetime | None = None,
+        scope: str | None = None,
+        if_match: IfMatch = None,
     ) -> Subscription:
-        sub, now = await self._load_live(subscription_id, scope)
+        sub, now = await self._load_live(subscription_id, scope, if_match)
         require(sub, RUNNING_STATUSES, "pause")
         if resumes_at is not None:
             resumes_at = ensure_utc(resumes_at)
@@ -501,9 +540,14 @@ class SubscriptionService:
         return sub
 
     async def resume(
-        self, subscription_id: str, *, anchor: str = ResumeAnchor.NOW, scope: str | None = None
+        self,
+        subscription_id: str,
+        *,
+        anchor: str = ResumeAnchor.NOW,
+        scope: str | None = None,
+        if_match: IfMatch = None,
     ) -> Subscription:
-        sub, now = await self._load_live(subscription_id, scope)
+        sub, now = await self._load_live(subscription_id, scope, if_match)
         try:
             resume_anchor = ResumeAnchor(anchor)
         except ValueError:
@@ -537,13 +581,14 @@ class SubscriptionService:
         prorate: bool = False,
         invoice_now: bool = False,
         scope: str | None = None,
+        if_match: IfMatch = None,
     ) -> Subscription:
         if at_period_end and (prorate or invoice_now):
             raise ValidationFailed(
                 "prorate and invoice_now apply to a cancellation now, not at the period end",
                 field="prorate" if prorate else "invoice_now",
             )
-        sub, now = await self._load_live(subscription_id, scope)
+        sub, now = await self._load_live(subscription_id, scope, if_match)
         require(sub, LIVE_STATUSES, "cancel")
         sub.cancellation_reason = reason
         if at_period_end:
@@ -566,8 +611,14 @@ class SubscriptionService:
         await self._end(sub, Status.CANCELED, now, prorate=prorate, invoice_now=invoice_now)
         return sub
 
-    async def undo_cancel(self, subscription_id: str, *, scope: str | None = None) -> Subscription:
-        sub, now = await self._load_live(subscription_id, scope)
+    async def undo_cancel(
+        self,
+        subscription_id: str,
+        *,
+        scope: str | None = None,
+        if_match: IfMatch = None,
+    ) -> Subscription:
+        sub, now = await self._load_live(subscription_id, scope, if_match)
         if Status(sub.status) in TERMINAL_STATUSES:
             raise Conflict("the subscription has already ended; start a new one", code="invalid_transition")
         if not sub.cancel_at_period_end:
@@ -594,7 +645,9 @@ class SubscriptionService:
         clock). Returns how many steps ran. Safe to run twice: a step moves `next_action_at` past `at`."""
         steps = 0
         while True:
-            due = await self.repo.due(at, test_clock_id=test_clock_id, limit=batch)
+            # Locked, waiting for rows a concurrent change holds: a step must see that change (a plan
+            # change that committed first is what the renewal bills), never a copy read before it.
+            due = await self.repo.due(at, test_clock_id=test_clock_id, limit=batch, lock=True)
             if not due:
                 return steps
             for sub in due:
@@ -728,6 +781,16 @@ def _proration_behavior(value: str | None) -> str | None:
         return ProrationBehavior(value).value
     except ValueError:
         raise ValidationFailed(f"unknown proration_behavior {value!r}", field="proration_behavior") from None
+
+
+def check_precondition(sub: Subscription, if_match: IfMatch) -> None:
+    """A conditional write applies only to the version the client last saw (412 otherwise)."""
+    if if_match is not None and sub.version not in if_match:
+        raise PreconditionFailed(
+            f"the subscription is at version {sub.version}, not the one If-Match names; "
+            "read it again and retry",
+            current_version=sub.version,
+        )
 
 
 def _check_quantity(quantity: int) -> None:

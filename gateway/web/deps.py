@@ -6,6 +6,7 @@ from collections.abc import AsyncGenerator, Callable
 from typing import Annotated, Any
 
 from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,12 +17,25 @@ from gateway.kernel.clock import Clock
 from gateway.kernel.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor
 
 
-async def provide_session(state: State) -> AsyncGenerator[AsyncSession, None]:
+async def provide_session(request: Request[Any, Any, Any]) -> AsyncGenerator[AsyncSession, None]:
     """One transaction per request: committed when the handler returns, rolled back when it raises
-    (Litestar throws the handler's exception into this generator), so a refused request writes nothing."""
-    db: Database = state.db
-    async with db.unit_of_work() as session:
+    (Litestar throws the handler's exception into this generator), so a refused request writes nothing.
+    It acts for whoever the guards authenticated (`request_actor`): its events and audit entries say so."""
+    db: Database = request.app.state.db
+    async with db.unit_of_work(actor=request_actor(request)) as session:
         yield session
+
+
+def set_request_actor(connection: ASGIConnection[Any, Any, Any, Any], actor: str) -> None:
+    """Called by each authentication guard once it knows the caller: `key:<api key id>` (the /v1 guard),
+    `scim:<SCIM token id>` (the SCIM guard). End users act through sign-in and invite acceptance, which
+    name them (`user:<id>`) explicitly."""
+    connection.scope["state"]["actor"] = actor
+
+
+def request_actor(request: Request[Any, Any, Any]) -> str | None:
+    actor = request.scope["state"].get("actor")
+    return str(actor) if actor else None
 
 
 def provide_clock(state: State) -> Clock:

@@ -145,3 +145,8 @@ ERROR_RESPONSES: dict[int, ResponseSpec] = {
     413: _spec("Request body larger than `request_max_body_bytes`"),
     422: _spec("Malformed or invalid payload or parameters"),
 }
+
+
+def problem_spec(description: str) -> ResponseSpec:
+    """A problem+json error response for a route's own `responses` (e.g. a 412 beside ERROR_RESPONSES)."""
+    return _spec(description)

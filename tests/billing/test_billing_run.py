@@ -36,7 +36,7 @@ from gateway.demo import seed_catalog
 from gateway.kernel.clock import FrozenClock
 from gateway.kernel.ids import new_id
 from gateway.subscriptions.models import Subscription
-from gateway.subscriptions.repository import SubscriptionRepository
+from gateway.subscriptions.repository import SubscriptionRepository, UnlockedSubscriptionWrite
 from tests.conftest import IN_CI, POSTGRES_URL, _prepare_postgres
 
 CATALOG_AT = datetime(2025, 12, 1, tzinfo=UTC)
@@ -232,13 +232,14 @@ async def test_the_period_key_refuses_a_second_renewal_invoice_for_one_period(db
     await assert_renewed_once(db, [sub_id])
 
 
-async def test_a_stale_copy_renewed_without_the_claim_hits_the_unique_key(db: Database) -> None:
+async def test_a_stale_copy_renewed_without_the_claim_is_refused(db: Database) -> None:
     """Worker A read the due subscription before worker B renewed and committed it, and applies the
-    step to its stale copy without claiming it: the unique key stops A's invoice, and A's whole
-    transaction (its subscription update too) rolls back."""
+    step to its stale copy without claiming it: the lock rule refuses to write a subscription read
+    without its lock (before the unique key would stop A's invoice), and A's whole transaction rolls
+    back."""
     (sub_id,) = await seed(db, 1)
     clock = FrozenClock(RUN_AT)
-    with pytest.raises(IntegrityError, match="period_key"):
+    with pytest.raises(UnlockedSubscriptionWrite, match=sub_id):
         async with db.unit_of_work() as stale_session:
             stale = billed_subscriptions(stale_session, clock, CONFIG)
             (copy,) = await stale.repo.due(RUN_AT, test_clock_id=None, limit=10)  # no claim

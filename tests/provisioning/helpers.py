@@ -3,7 +3,6 @@ so each step runs exactly one relay pass and the revocation list catches up befo
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from litestar import Litestar
@@ -27,10 +26,12 @@ def manual_settings(**overrides: Any) -> Settings:
 async def settle(api: Api, app: Litestar) -> int:
     """Relay every pending event (provisioning, audit, webhooks), then let the index and the
     revocation list catch up with what the relay wrote."""
-    handled: int = await app.state.relay.tick()
-    # The list's background loop runs on the test client's portal loop (another thread): sync on that
-    # loop too, so its asyncio.Lock is never contended from two event loops (it hung a test under load).
-    await asyncio.to_thread(api.client.blocking_portal.call, app.state.revocations.sync)
+    # On the app's own event loop: the relay and the revocation list guard their work with asyncio locks
+    # that their background tasks also take there; taken from the test's loop as well, a lock could bind
+    # to one loop and be released from the other, and the test would wait forever.
+    portal = api.client.blocking_portal
+    handled: int = portal.call(app.state.relay.tick)
+    portal.call(app.state.revocations.sync)
     await synced(api)
     return handled
 

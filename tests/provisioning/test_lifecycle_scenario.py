@@ -126,6 +126,7 @@ async def test_create_upgrade_downgrade_cancel(
     # The audit log tells the story.
     log = await api.get("/v1/audit_log", params={"customer": customer, "limit": 100})
     assert [e["action"] for e in log["data"]] == [
+        "api_key.created",
         "member.added",
         "customer.provisioned",
         "member.added",
