@@ -31,7 +31,8 @@ PERSONAL = (EMAIL, HOME_EMAIL, NAME, "okta-ann-42")
 
 @pytest.fixture
 def settings() -> Settings:
-    return manual_settings()
+    # The test endpoint listens on loopback over http: allowed explicitly (production refuses both).
+    return manual_settings(webhook_allow_http=True, webhook_allow_private_targets=True)
 
 
 @dataclass
