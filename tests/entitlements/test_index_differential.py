@@ -206,7 +206,10 @@ def test_delta_agrees_with_casbin_and_with_a_rebuild(
 
 @pytest.fixture(scope="module")
 def demo_policy() -> PolicySnapshot:
-    return parse_policy((POLICIES / "demo_policy.csv").read_text(), version=1)
+    # With the catalog's grants as plan -> feature edges (policies/golden/plan_features.csv), since these
+    # tests put tenants on plain plan nodes rather than on plan versions.
+    parts = ("demo_policy.csv", "golden/plan_features.csv")
+    return parse_policy("\n".join((POLICIES / part).read_text() for part in parts), version=1)
 
 
 def _index(policy: PolicySnapshot, *rows: str, version: int = 1) -> DecisionIndex:
