@@ -114,3 +114,13 @@ async def test_unit_amounts_are_integer_minor_units_with_a_decimal_string_for_fr
     assert problem["field"] == "currency_options.USD.unit_amount_decimal"
     as_string = {**body, "currency_options": {"USD": {"unit_amount": "0.5"}}}
     await api.post("/v1/prices", as_string, expect=422)
+
+
+async def test_the_openapi_document_says_what_each_line_amount_contains(api: Api) -> None:
+    document = (await api.client.get("/docs/openapi.json")).json()
+    line = document["components"]["schemas"]["InvoiceLine"]["properties"]
+    assert "net_amount" not in line
+    for field in ("amount", "discount_amount", "tax_amount", "total", "amount_excluding_tax", "tax_behavior"):
+        assert line[field]["description"], field
+    assert "without tax" in line["amount_excluding_tax"]["description"]
+    assert "tax included" in line["total"]["description"]
