@@ -33,6 +33,7 @@ from gateway.entitlements.forward import FORWARD_ROUTER
 from gateway.entitlements.http import CONTROLLERS as ENTITLEMENTS
 from gateway.entitlements.http import jwks
 from gateway.entitlements.index import DecisionIndex
+from gateway.entitlements.loader import what_if_assignments
 from gateway.entitlements.ofrep import OFREP_CONTROLLERS
 from gateway.entitlements.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
 from gateway.identity.http import CONTROLLERS as IDENTITY
@@ -276,6 +277,8 @@ def create_app(
             },
             # The policy what-if tool compiles drafts with the same index the checks use.
             "index_builder": Provide(lambda: DecisionIndex.build, sync_to_thread=False),
+            # ... and with the tenants standing on their plan versions, as the engine loads them.
+            "assignments_loader": Provide(lambda: what_if_assignments, sync_to_thread=False),
             # Subscriptions are billed: every subscription service a request builds carries billing.
             "subscription_listeners": Provide(provide_subscription_listeners, sync_to_thread=False),
             "billing_config": Provide(lambda: billing_config, sync_to_thread=False),

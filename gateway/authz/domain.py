@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from gateway.kernel.errors import ValidationFailed
@@ -65,6 +65,11 @@ class TenantStatus(StrEnum):
     PAUSED = "paused"
     CANCELED = "canceled"
     EXPIRED = "expired"
+    # Statuses of a first payment that never succeeded or of a subscription unpaid after dunning: the
+    # tenant stays known (its standing is reported), without access.
+    INCOMPLETE = "incomplete"
+    INCOMPLETE_EXPIRED = "incomplete_expired"
+    UNPAID = "unpaid"
 
 
 # past_due is here because dunning grace is decided upstream: the caller narrows it with `access=False`.
@@ -165,10 +170,16 @@ class Membership:
     role: str
 
 
+# A subscribed plan version's policy node (`pro.v2`) -> (its plan's key, the boolean features its grants
+# name). The catalog's grants are the one source of what a plan version unlocks; see `catalog_policy`.
+PlanNodes = Mapping[str, tuple[str, frozenset[str]]]
+
+
 @dataclass(frozen=True, slots=True)
 class Assignments:
     tenants: tuple[TenantStanding, ...]
     memberships: tuple[Membership, ...]
+    plan_nodes: PlanNodes = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +304,28 @@ def plan_unlocks(snapshot: PolicySnapshot) -> dict[str, PlanUnlocks]:
             capabilities=frozenset(reached[NodeKind.CAPABILITY]),
         )
     return result
+
+
+def is_plan_feature(rule: PolicyRule) -> bool:
+    """`g2, plan:<p>, feature:<f>`: what a plan unlocks, which the catalog's plan versions own."""
+    return isinstance(rule, TierGrant) and rule.kind is NodeKind.FEATURE
+
+
+def catalog_policy(stored: PolicySnapshot, plan_nodes: PlanNodes) -> PolicySnapshot:
+    """The policy the decision index and Casbin both judge by: the stored rules (roles, permissions,
+    gates, plan inclusion, capabilities) plus one node per subscribed plan version.
+
+    The plan version's grants are the truth for plan -> feature: a version node includes its plan's policy
+    node (for roles and capabilities) and unlocks exactly the boolean features its grants name. Stored
+    `plan -> feature` edges (policies published before this rule; new ones are refused) are dropped, or
+    Casbin's transitive g2 would reach them through the plan node and open a gate that a newer plan
+    version closed."""
+    edges: list[TierGrant] = []
+    for version_node, (plan_key, features) in sorted(plan_nodes.items()):
+        edges.append(TierGrant(plan=version_node, kind=NodeKind.PLAN, key=plan_key))
+        edges.extend(TierGrant(plan=version_node, kind=NodeKind.FEATURE, key=f) for f in sorted(features))
+    kept = [rule for rule in stored.rules if not is_plan_feature(rule)]
+    return policy_snapshot([*kept, *edges], stored.version)
 
 
 # --- CSV format ---------------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 Platform keys only: rules are platform-wide, and custom-role permissions name their tenant inside the
 rule, so a tenant-scoped key could otherwise read and change other tenants' custom roles.
 
-The what-if endpoint needs the decision index's builder, which lives above authz (entitlements): the
-composition root provides it as the `index_builder` dependency (`DecisionIndex.build`).
+The what-if endpoint needs the decision index's builder and the engine's assignment loader, which live
+above authz (entitlements): the composition root provides them as the `index_builder` and
+`assignments_loader` dependencies.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.authz import schemas as s
-from gateway.authz.repository import load_assignments
-from gateway.authz.service import IndexBuilder, PolicyService
+from gateway.authz.service import AssignmentsLoader, IndexBuilder, PolicyService
 from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import ValidationFailed
@@ -139,6 +139,7 @@ class PolicyController(Controller):
         data: JSONBody[s.WhatIf],
         policies: NamedDependency[PolicyService],
         session: NamedDependency[AsyncSession],
+        assignments_loader: NamedDependency[AssignmentsLoader],
     ) -> s.WhatIfResponse:
         if data.rules is not None and (data.add or data.remove):
             raise ValidationFailed("send either `rules` (a complete draft) or `add`/`remove`", field="rules")
@@ -148,9 +149,13 @@ class PolicyController(Controller):
             draft = await policies.draft(s.to_domain(data.add, "add"), s.to_domain(data.remove, "remove"))
         requests = [r.to_domain() for r in data.requests]
         # Only the tenants the requests name: a what-if never loads the whole customer base.
-        assignments = await load_assignments(session, {r.tenant_id for r in requests})
+        assignments = await assignments_loader(session, {r.tenant_id for r in requests})
         report = await policies.what_if(
-            draft, requests, tenants=assignments.tenants, memberships=assignments.memberships
+            draft,
+            requests,
+            tenants=assignments.tenants,
+            memberships=assignments.memberships,
+            plan_nodes=assignments.plan_nodes,
         )
         return s.WhatIfResponse.of(report)
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from sqlalchemy import column, delete, insert, select, table
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.authz.domain import Assignments, Membership, TenantStanding, TenantStatus
 from gateway.authz.models import CasbinRule, PolicyVersion
 
 _CASBIN_FIELDS = ("v0", "v1", "v2", "v3", "v4", "v5")
@@ -55,48 +54,3 @@ class PolicyRepository:
             tuple(value for value in row if value is not None)
             for row in (await self.session.execute(query)).all()
         ]
-
-
-# --- what-if assignments ------------------------------------------------------------------------------
-# authz sits below customers and subscriptions in the import layers, so it cannot use their models. These
-# lightweight table clauses name only the columns read here; they are read-only and never create anything.
-_subscriptions = table(
-    "subscriptions", column("tenant_id"), column("status"), column("plan_id"), column("created_at")
-)
-_plans = table("plans", column("id"), column("key"))
-_memberships = table("memberships", column("tenant_id"), column("user_id"), column("role"), column("status"))
-
-# Statuses of a live subscription (subscriptions.domain.LIVE_STATUSES): canceled and expired ones are
-# history. A tenant without a live one is unknown to the decision index, so it is left out here too.
-_LIVE = (TenantStatus.TRIALING, TenantStatus.ACTIVE, TenantStatus.PAST_DUE, TenantStatus.PAUSED)
-
-
-async def load_assignments(session: AsyncSession, tenant_ids: Iterable[str]) -> Assignments:
-    """The standings and active memberships of `tenant_ids`, as the decision engine loads them, except that
-    a tenant is on its plan's policy node (`plan:<key>`), not on the plan version it subscribed to."""
-    wanted = sorted(set(tenant_ids))
-    if not wanted:
-        return Assignments(tenants=(), memberships=())
-    subs = (
-        select(_subscriptions.c.tenant_id, _subscriptions.c.status, _plans.c.key)
-        .join(_plans, _plans.c.id == _subscriptions.c.plan_id)
-        .where(_subscriptions.c.tenant_id.in_(wanted))
-        .where(_subscriptions.c.status.in_([s.value for s in _LIVE]))
-        .order_by(_subscriptions.c.created_at)
-    )
-    # One live subscription per tenant is the subscriptions domain's rule; should two ever exist, the
-    # newest wins, as later standings replace earlier ones in the index.
-    standings = {
-        tenant_id: TenantStanding(tenant_id=tenant_id, plan=plan_key, status=TenantStatus(status))
-        for tenant_id, status, plan_key in (await session.execute(subs)).all()
-    }
-    members = (
-        select(_memberships.c.user_id, _memberships.c.tenant_id, _memberships.c.role)
-        .where(_memberships.c.tenant_id.in_(wanted))
-        .where(_memberships.c.status == "active")
-    )
-    memberships = tuple(
-        Membership(user_id=user_id, tenant_id=tenant_id, role=role)
-        for user_id, tenant_id, role in (await session.execute(members)).all()
-    )
-    return Assignments(tenants=tuple(standings.values()), memberships=memberships)

@@ -59,7 +59,9 @@ class GateRule(Struct, tag_field="type", tag="gate", forbid_unknown_fields=True)
 
 
 class TierRule(Struct, tag_field="type", tag="tier", forbid_unknown_fields=True):
-    """`plan` unlocks `key` of `kind`; kind `plan` makes `plan` include that plan and all it unlocks."""
+    """`plan` unlocks `key` of `kind`; kind `plan` makes `plan` include that plan and all it unlocks.
+    Kind `feature` is refused on publish (422 `plan_feature_in_policy`): a plan's features are its plan
+    versions' grants in the catalog."""
 
     plan: Ident
     kind: Literal["role", "feature", "plan", "capability"]

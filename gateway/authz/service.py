@@ -18,14 +18,18 @@ from typing import Protocol, runtime_checkable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.authz.domain import (
+    Assignments,
     FeatureGate,
     InvalidPolicy,
     Membership,
+    PlanNodes,
     PolicyRule,
     PolicySnapshot,
     RolePermission,
     TenantStanding,
+    catalog_policy,
     check_key,
+    is_plan_feature,
     parse_policy,
     policy_snapshot,
 )
@@ -82,6 +86,14 @@ class IndexBuilder(Protocol):
         memberships: Iterable[Membership],
         version: int,
     ) -> DecisionSource: ...
+
+
+@runtime_checkable
+class AssignmentsLoader(Protocol):
+    """The named tenants' standings (on their plan-version nodes), members and plan-version grants, as the
+    decision engine loads them; provided by the composition root (the loader lives in entitlements)."""
+
+    async def __call__(self, session: AsyncSession, tenant_ids: Iterable[str]) -> Assignments: ...
 
 
 # --- values ---------------------------------------------------------------------------------------------
@@ -192,6 +204,21 @@ def validate_rules(rules: Sequence[PolicyRule], where: str) -> None:
             raise InvalidPolicy(f"{field}: {exc.detail}", field=field) from exc
 
 
+def refuse_plan_features(added: Iterable[PolicyRule], where: str) -> None:
+    """What a plan unlocks lives in its plan versions' grants (the catalog), so that a new version that
+    drops a feature closes its gates while subscribers of the old version keep it. A policy line saying
+    `plan -> feature` would be a second, unversioned truth: refused. Lines already stored by older
+    versions are tolerated when carried over, and ignored by `catalog_policy`."""
+    for rule in added:
+        if is_plan_feature(rule):
+            raise InvalidPolicy(
+                f"{line_text(rule.casbin_line())}: a plan's features are its plan versions' grants "
+                "(POST /v1/plans/{key}/versions), not policy lines",
+                code="plan_feature_in_policy",
+                field=where,
+            )
+
+
 def _diff(old: Sequence[PolicyRule], new: Sequence[PolicyRule]) -> tuple[list[PolicyRule], list[PolicyRule]]:
     # Order inside a policy carries no meaning (Casbin's effect is "some allow and no deny"), so a
     # reordering is no change, and the diff lists rules in the order of the version they belong to.
@@ -252,6 +279,7 @@ class PolicyService:
         current = await self.current()
         snapshot = policy_snapshot(rules, current.version + 1)
         added, removed = _diff(current.rules, snapshot.rules)
+        refuse_plan_features(added, "rules")
         if not added and not removed:
             raise NoPolicyChange(f"the rules equal those of version {current.version}")
         lines = [rule.casbin_line() for rule in snapshot.rules]
@@ -346,15 +374,20 @@ class PolicyService:
         *,
         tenants: Iterable[TenantStanding],
         memberships: Iterable[Membership],
+        plan_nodes: PlanNodes | None = None,
     ) -> WhatIfReport:
         """How each request is decided under the current policy and under `draft_rules`, with the same
-        assignments. Nothing is written."""
+        assignments. Both are judged as the engine judges them, with the subscribed plan versions' grants
+        (`plan_nodes`) in place of plan -> feature lines (`catalog_policy`). Nothing is written."""
         if self.index_builder is None:
             raise RuntimeError("PolicyService needs an index_builder for what-if")
         validate_rules(draft_rules, "rules")
-        current = await self.current()
-        draft = policy_snapshot(draft_rules, current.version + 1)
-        added, removed = _diff(current.rules, draft.rules)
+        stored = await self.current()
+        draft_stored = policy_snapshot(draft_rules, stored.version + 1)
+        added, removed = _diff(stored.rules, draft_stored.rules)
+        refuse_plan_features(added, "rules")
+        current = catalog_policy(stored, plan_nodes or {})
+        draft = catalog_policy(draft_stored, plan_nodes or {})
         tenants, memberships = tuple(tenants), tuple(memberships)
         # Casbin takes about a millisecond per request: 1000 requests on two policies would hold the
         # event loop for seconds, so the evaluation (pure, no session) runs in a worker thread.

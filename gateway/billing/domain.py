@@ -12,7 +12,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -130,14 +130,19 @@ class TaxTreatment:
 class PricedLine:
     line: DraftLine
     discount: int  # minor units taken off by coupons (positive)
-    tax: int  # minor units of tax (inside `net` for inclusive rates)
-    net: int  # amount − discount: what the line contributes to the total (tax excluded if exclusive)
-    inclusive: bool = False
+    tax: int  # minor units of tax (inside `net` when the line is tax-inclusive)
+    net: int  # amount − discount; still contains the tax when the line is tax-inclusive
+    inclusive: bool = False  # the line's amount contains its tax (price or rate tax behavior)
 
     @property
     def total(self) -> int:
         """What the customer pays for the line, tax included."""
         return self.net if self.inclusive else self.net + self.tax
+
+    @property
+    def amount_excluding_tax(self) -> int:
+        """After discounts, without tax: the line's tax base."""
+        return self.net - self.tax if self.inclusive else self.net
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +152,13 @@ class InvoiceTotals:
     subtotal: int  # sum of line amounts before discounts
     discount_total: int
     tax_total: int
-    total: int  # subtotal − discounts + exclusive tax
+    total: int  # subtotal − discounts + the tax of exclusive lines
     tax: TaxTreatment = field(default_factory=TaxTreatment)
+
+    @property
+    def tax_inclusive(self) -> bool:
+        """Every line's amount contains its tax (the rate's behavior when there are no lines)."""
+        return all(p.inclusive for p in self.lines) if self.lines else self.tax.inclusive
 
 
 def line_tax(net: int, percent: Decimal, *, inclusive: bool) -> int:
@@ -157,9 +167,21 @@ def line_tax(net: int, percent: Decimal, *, inclusive: bool) -> int:
 
 
 def price_invoice(
-    currency: str, lines: Sequence[DraftLine], coupons: Sequence[Coupon], tax: TaxTreatment
+    currency: str,
+    lines: Sequence[DraftLine],
+    coupons: Sequence[Coupon],
+    tax: TaxTreatment,
+    inclusive_prices: Mapping[str, bool] | None = None,
 ) -> InvoiceTotals:
-    """Discounts (each coupon in turn over what the previous left), then tax per line, then sums."""
+    """Discounts (each coupon in turn over what the previous left), then tax per line, then sums.
+
+    A line's amount contains its tax when its price says so (`inclusive_prices`: price id -> the price's
+    tax_behavior is inclusive); a line whose price says nothing, or that has no price, follows the rate."""
+    behaviors = inclusive_prices or {}
+
+    def inclusive(line: DraftLine) -> bool:
+        return behaviors.get(line.price_id, tax.inclusive) if line.price_id else tax.inclusive
+
     nets = [line.amount.amount for line in lines]
     discounts = [0] * len(lines)
     discountable = [i for i, line in enumerate(lines) if line.discountable]
@@ -174,14 +196,14 @@ def price_invoice(
         PricedLine(
             line=line,
             discount=discounts[i],
-            tax=line_tax(nets[i], tax.percent, inclusive=tax.inclusive),
+            tax=line_tax(nets[i], tax.percent, inclusive=inclusive(line)),
             net=nets[i],
-            inclusive=tax.inclusive,
+            inclusive=inclusive(line),
         )
         for i, line in enumerate(lines)
     )
     subtotal = sum(line.amount.amount for line in lines)
     discount_total = sum(discounts)
     tax_total = sum(p.tax for p in priced)
-    total = subtotal - discount_total + (0 if tax.inclusive else tax_total)
+    total = subtotal - discount_total + sum(p.tax for p in priced if not p.inclusive)
     return InvoiceTotals(currency, priced, subtotal, discount_total, tax_total, total, tax)

@@ -80,7 +80,11 @@ class InvoiceLine(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     discount_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     tax_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    # amount − discount; it still contains the tax when tax_behavior is inclusive (the API shows `total`
+    # and `amount_excluding_tax` instead, which say what they mean).
     net_amount: Mapped[int] = mapped_column(BigInteger)
+    # Whether the line's amount contains its tax: from its price's tax_behavior, else the tax rate.
+    tax_behavior: Mapped[str] = mapped_column(String(9), default="exclusive", server_default="exclusive")
     period_start: Mapped[datetime | None]
     period_end: Mapped[datetime | None]
     proration: Mapped[bool] = mapped_column(Boolean, default=False)

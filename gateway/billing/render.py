@@ -289,9 +289,11 @@ def invoice_view(doc: InvoiceDocument) -> InvoiceView:
         totals.append(("Discount", f"-{money(doc.discount_total)}"))
     if doc.tax_breakdown:
         for summary in doc.tax_breakdown:
-            kind = "incl." if summary.inclusive else "on"
+            # Name the base as the net amount, and say where the tax is: "incl. 23.97" read as if 23.97
+            # were the tax, or the gross, rather than the net the tax is computed on.
+            where = ", included in the prices" if summary.inclusive else ""
             totals.append(
-                (f"{summary.label} ({kind} {money(summary.taxable_amount)})", money(summary.tax_amount))
+                (f"{summary.label} of net {money(summary.taxable_amount)}{where}", money(summary.tax_amount))
             )
     else:
         totals.append(("Tax", money(doc.tax_total)))

@@ -74,8 +74,11 @@ def document_of(
             TaxSummary(
                 label=invoice.tax_label or "Tax",
                 percent=percent,
-                taxable_amount=sum(line.net_amount for line in lines)
-                - (invoice.tax_total if invoice.tax_inclusive else 0),
+                # The tax base: each line after discounts, without its tax (inside it when inclusive).
+                taxable_amount=sum(
+                    line.net_amount - (line.tax_amount if line.tax_behavior == "inclusive" else 0)
+                    for line in lines
+                ),
                 tax_amount=invoice.tax_total,
                 inclusive=invoice.tax_inclusive,
             ),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -22,6 +22,7 @@ from gateway.billing.models import (
     NumberSequence,
     PeriodUsage,
 )
+from gateway.catalog.models import Price
 from gateway.db.bulk import buffer_object, buffer_row, in_batch
 
 
@@ -97,6 +98,14 @@ class BillingRepository:
         if status:
             query = query.where(Invoice.status == status)
         return (await self.session.scalars(query)).all()
+
+    async def price_tax_behaviors(self, price_ids: Iterable[str]) -> dict[str, str]:
+        """price id -> tax_behavior, for the prices that set one (the others follow the tax rate)."""
+        query = select(Price.id, Price.tax_behavior).where(
+            Price.id.in_(sorted(set(price_ids))), Price.tax_behavior.is_not(None)
+        )
+        rows = (await self.session.execute(query)).all()
+        return {price_id: behavior for price_id, behavior in rows if behavior is not None}
 
     async def lines(self, invoice_id: str) -> Sequence[InvoiceLine]:
         query = select(InvoiceLine).where(InvoiceLine.invoice_id == invoice_id).order_by(InvoiceLine.position)

@@ -18,6 +18,7 @@ from gateway.billing.models import Invoice as InvoiceRow
 from gateway.billing.models import InvoiceItem as InvoiceItemRow
 from gateway.billing.models import InvoiceLine as InvoiceLineRow
 from gateway.billing.models import PeriodUsage
+from gateway.kernel.money import whole_minor_units
 from gateway.web.schemas import Metadata
 from gateway.web.timestamps import AwareTimestamp
 
@@ -28,6 +29,32 @@ PositiveAmount = Annotated[int, Meta(ge=1, le=100_000_000_000)]
 Description = Annotated[str, Meta(min_length=1, max_length=500)]
 Code = Annotated[str, Meta(min_length=1, max_length=100)]
 ProrationBehaviorIn = Literal["create_prorations", "always_invoice", "none"]
+
+# A line's amounts, named for what they contain (documented once, used by invoice and preview lines).
+LineAmount = Annotated[
+    int,
+    Meta(description="Before discounts, as priced; contains the tax when tax_behavior is inclusive"),
+]
+LineDiscount = Annotated[int, Meta(description="Taken off by coupons (positive)")]
+LineTax = Annotated[
+    int, Meta(description="Tax of the line: inside `amount` if inclusive, added on top if exclusive")
+]
+LineTotal = Annotated[
+    int, Meta(description="What the customer pays for the line: after discounts, tax included")
+]
+LineExcludingTax = Annotated[
+    int, Meta(description="After discounts, without tax: the line's tax base (total − tax_amount)")
+]
+LineTaxBehavior = Annotated[
+    Literal["inclusive", "exclusive"],
+    Meta(description="Whether `amount` contains the tax: the price's tax_behavior, else the tax rate's"),
+]
+UnitAmount = Annotated[
+    int | None, Meta(description="Per-unit amount in integer minor units; null when it holds a fraction")
+]
+UnitAmountDecimal = Annotated[
+    str | None, Meta(description='The exact per-unit amount in minor units as a decimal string ("0.06")')
+]
 
 
 # -- requests ---------------------------------------------------------------------------------------
@@ -116,11 +143,14 @@ class InvoiceLine(Struct):
     description: str
     price: str | None
     quantity: int | None
-    unit_amount: str | None
-    amount: int
-    discount_amount: int
-    tax_amount: int
-    net_amount: int
+    unit_amount: UnitAmount
+    unit_amount_decimal: UnitAmountDecimal
+    amount: LineAmount
+    discount_amount: LineDiscount
+    tax_amount: LineTax
+    total: LineTotal
+    amount_excluding_tax: LineExcludingTax
+    tax_behavior: LineTaxBehavior
     period_start: datetime | None
     period_end: datetime | None
     proration: bool
@@ -128,6 +158,7 @@ class InvoiceLine(Struct):
 
     @classmethod
     def of(cls, row: InvoiceLineRow) -> InvoiceLine:
+        inclusive = row.tax_behavior == "inclusive"
         return cls(
             row.id,
             "line_item",
@@ -135,11 +166,14 @@ class InvoiceLine(Struct):
             row.description,
             row.price_id,
             row.quantity,
+            whole_minor_units(row.unit_amount),
             row.unit_amount,
             row.amount,
             row.discount_amount,
             row.tax_amount,
-            row.net_amount,
+            row.net_amount if inclusive else row.net_amount + row.tax_amount,
+            row.net_amount - row.tax_amount if inclusive else row.net_amount,
+            "inclusive" if inclusive else "exclusive",
             row.period_start,
             row.period_end,
             row.proration,
@@ -252,7 +286,8 @@ class InvoiceItem(Struct):
     description: str
     price: str | None
     quantity: int | None
-    unit_amount: str | None
+    unit_amount: UnitAmount
+    unit_amount_decimal: UnitAmountDecimal
     period_start: datetime | None
     period_end: datetime | None
     proration: bool
@@ -274,6 +309,7 @@ class InvoiceItem(Struct):
             row.description,
             row.price_id,
             row.quantity,
+            whole_minor_units(row.unit_amount),
             row.unit_amount,
             row.period_start,
             row.period_end,
@@ -447,10 +483,12 @@ class DiscountList(Struct):
 class PreviewLine(Struct):
     kind: str
     description: str
-    amount: int
-    discount_amount: int
-    tax_amount: int
-    net_amount: int
+    amount: LineAmount
+    discount_amount: LineDiscount
+    tax_amount: LineTax
+    total: LineTotal
+    amount_excluding_tax: LineExcludingTax
+    tax_behavior: LineTaxBehavior
     quantity: int | None
     price: str | None
     period_start: datetime | None
@@ -465,7 +503,9 @@ class PreviewLine(Struct):
             p.line.amount.amount,
             p.discount,
             p.tax,
-            p.net,
+            p.total,
+            p.amount_excluding_tax,
+            "inclusive" if p.inclusive else "exclusive",
             p.line.quantity,
             p.line.price_id,
             p.line.period_start,

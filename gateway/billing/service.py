@@ -189,7 +189,10 @@ class InvoiceService:
         self, customer: Customer, currency: str, lines: Sequence[DraftLine], coupons: Sequence[Coupon]
     ) -> InvoiceTotals:
         """What an invoice of these lines would come to: the same pricing drafts and previews use."""
-        return price_invoice(currency, lines, coupons, await self.taxes(customer))
+        price_ids = {line.price_id for line in lines if line.price_id}
+        behaviors = await self.repo.price_tax_behaviors(price_ids) if price_ids else {}
+        inclusive = {price_id: behavior == "inclusive" for price_id, behavior in behaviors.items()}
+        return price_invoice(currency, lines, coupons, await self.taxes(customer), inclusive)
 
     async def create_draft(
         self,
@@ -247,7 +250,7 @@ class InvoiceService:
         invoice.total = totals.total
         invoice.amount_due = invoice.amount_remaining = max(totals.total, 0)
         invoice.tax_percent = str(totals.tax.percent) if totals.tax.rate_id else None
-        invoice.tax_inclusive = totals.tax.inclusive
+        invoice.tax_inclusive = totals.tax_inclusive
         invoice.tax_rate_id = totals.tax.rate_id
         invoice.tax_label = totals.tax.label
         invoice.reverse_charge = totals.tax.reverse_charge
@@ -271,6 +274,7 @@ class InvoiceService:
                 "discount_amount": p.discount,
                 "tax_amount": p.tax,
                 "net_amount": p.net,
+                "tax_behavior": "inclusive" if p.inclusive else "exclusive",
                 "period_start": p.line.period_start,
                 "period_end": p.line.period_end,
                 "proration": p.line.proration,
@@ -647,8 +651,7 @@ class InvoiceService:
             raise ValidationFailed("give either an amount or lines", field="amount")
         already = await self.repo.credited_total(invoice.id)
         creditable = invoice.total - already
-        subtotal, tax, detail = await self._credit_breakdown(invoice, amount, lines)
-        total = subtotal if invoice.tax_inclusive else subtotal + tax
+        subtotal, tax, total, detail = await self._credit_breakdown(invoice, amount, lines)
         if total <= 0:
             raise ValidationFailed("a credit note must credit a positive amount", field="amount")
         if total > creditable:
@@ -711,9 +714,9 @@ class InvoiceService:
 
     async def _credit_breakdown(
         self, invoice: Invoice, amount: int | None, lines: Sequence[tuple[str, int]]
-    ) -> tuple[int, int, list[dict[str, Any]]]:
-        """(subtotal, tax, per-line detail) of a credit. Tax is credited at the invoice's rate, one
-        rounding per credited line, as it was charged."""
+    ) -> tuple[int, int, int, list[dict[str, Any]]]:
+        """(subtotal, tax, total, per-line detail) of a credit. Tax is credited at the invoice's rate, one
+        rounding per credited line, inside or on top of the credited amount as the line was charged."""
         percent = Decimal(invoice.tax_percent or 0)
         if amount is not None:
             if amount <= 0 or amount > MAX_AMOUNT:
@@ -721,10 +724,10 @@ class InvoiceService:
             # `amount` is what the customer gets back, tax included: the tax inside it is credited too.
             inside = line_tax(amount, percent, inclusive=True)
             if invoice.tax_inclusive:
-                return amount, inside, []
-            return amount - inside, inside, []
+                return amount, inside, amount, []
+            return amount - inside, inside, amount, []
         by_id = {line.id: line for line in await self.repo.lines(invoice.id)}
-        subtotal = tax = 0
+        subtotal = tax = total = 0
         detail: list[dict[str, Any]] = []
         for line_id, credited in lines:
             line = by_id.get(line_id)
@@ -734,11 +737,13 @@ class InvoiceService:
                 raise ValidationFailed(
                     f"line {line_id} can be credited between 1 and {line.net_amount}", field="lines"
                 )
-            line_tax_amount = line_tax(credited, percent, inclusive=invoice.tax_inclusive)
+            inclusive = line.tax_behavior == "inclusive"
+            line_tax_amount = line_tax(credited, percent, inclusive=inclusive)
             subtotal += credited
             tax += line_tax_amount
+            total += credited if inclusive else credited + line_tax_amount
             detail.append({"invoice_line": line_id, "amount": credited, "tax_amount": line_tax_amount})
-        return subtotal, tax, detail
+        return subtotal, tax, total, detail
 
     async def get_credit_note(self, credit_note_id: str, *, scope: str | None) -> CreditNote:
         note = await self.repo.get_credit_note(credit_note_id, scope=scope)

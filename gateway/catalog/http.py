@@ -204,6 +204,7 @@ class PriceController(Controller):
             alignment=data.alignment,
             lookup_key=data.lookup_key,
             nickname=data.nickname,
+            tax_behavior=data.tax_behavior,
         )
         return s.Price.of(row)
 

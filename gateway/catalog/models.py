@@ -114,6 +114,8 @@ class Price(Base):
     metered_feature: Mapped[str | None] = mapped_column(String(100))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
+    # inclusive / exclusive (the amounts contain the tax, or tax is added); None follows the tax rate.
+    tax_behavior: Mapped[str | None] = mapped_column(String(9))
 
 
 class Coupon(Base):

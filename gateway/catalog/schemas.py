@@ -15,6 +15,8 @@ from gateway.catalog.models import Price as PriceRow
 from gateway.catalog.models import Product as ProductRow
 from gateway.catalog.models import PromotionCode as PromotionCodeRow
 from gateway.catalog.service import PlanTerms
+from gateway.kernel.errors import ValidationFailed
+from gateway.kernel.money import whole_minor_units
 from gateway.web.schemas import Metadata
 from gateway.web.timestamps import AwareTimestamp
 
@@ -220,14 +222,38 @@ DecimalString = Annotated[str, Meta(pattern=r"^\d{1,15}(\.\d{1,12})?$")]
 Amount = Annotated[int, Meta(ge=0, le=10**15)] | DecimalString
 
 
+MinorUnits = Annotated[
+    int, Meta(ge=0, le=10**15, description="Per-unit amount in integer minor units (2900 = $29.00)")
+]
+ExactMinorUnits = Annotated[
+    str,
+    Meta(
+        pattern=r"^\d{1,15}(\.\d{1,12})?$",
+        description='The same in minor units as a decimal string, for fractions of a minor unit ("0.06")',
+    ),
+]
+
+
+def _exact_unit(unit_amount: int | None, unit_amount_decimal: str | None, where: str) -> str | None:
+    if unit_amount is not None and unit_amount_decimal is not None:
+        raise ValidationFailed(
+            "give unit_amount or unit_amount_decimal, not both", field=f"{where}.unit_amount_decimal"
+        )
+    if unit_amount_decimal is not None:
+        return unit_amount_decimal
+    return None if unit_amount is None else str(unit_amount)
+
+
 class TierIn(Struct, forbid_unknown_fields=True):
     up_to: Annotated[int, Meta(ge=1, le=10**15)] | None
-    unit_amount: Amount = 0
+    unit_amount: MinorUnits | None = None
+    unit_amount_decimal: ExactMinorUnits | None = None
     flat_amount: Annotated[int, Meta(ge=0, le=10**15)] = 0
 
 
 class CurrencyAmountsIn(Struct, forbid_unknown_fields=True):
-    unit_amount: Amount | None = None
+    unit_amount: MinorUnits | None = None
+    unit_amount_decimal: ExactMinorUnits | None = None
     tiers: Annotated[list[TierIn], Meta(max_length=50)] | None = None
 
 
@@ -246,15 +272,28 @@ class PriceCreate(Struct, forbid_unknown_fields=True):
     alignment: Literal["anniversary", "calendar"] | None = None
     lookup_key: Key | None = None
     nickname: Name | None = None
+    # Whether the amounts contain the tax (as Stripe's price.tax_behavior); unset follows the customer's
+    # tax rate, so one country can have both inclusive and exclusive prices.
+    tax_behavior: Literal["inclusive", "exclusive"] | None = None
 
     def currency_options_plain(self) -> dict[str, Any]:
         plain: dict[str, Any] = {}
         for code, amounts in self.currency_options.items():
+            where = f"currency_options.{code}"
             entry: dict[str, Any] = {}
-            if amounts.unit_amount is not None:
-                entry["unit_amount"] = amounts.unit_amount
+            unit = _exact_unit(amounts.unit_amount, amounts.unit_amount_decimal, where)
+            if unit is not None:
+                entry["unit_amount"] = unit
             if amounts.tiers is not None:
-                entry["tiers"] = [msgspec.structs.asdict(t) for t in amounts.tiers]
+                entry["tiers"] = [
+                    {
+                        "up_to": t.up_to,
+                        "unit_amount": _exact_unit(t.unit_amount, t.unit_amount_decimal, f"{where}.tiers")
+                        or "0",
+                        "flat_amount": t.flat_amount,
+                    }
+                    for i, t in enumerate(amounts.tiers)
+                ]
             plain[code] = entry
         return plain
 
@@ -267,12 +306,25 @@ class PriceUpdate(Struct, forbid_unknown_fields=True):
 
 class TierOut(Struct):
     up_to: int | None
-    unit_amount: str
+    unit_amount: Annotated[
+        int | None, Meta(description="Per-unit amount in integer minor units; null when fractional")
+    ]
+    unit_amount_decimal: Annotated[str, Meta(description="The exact per-unit amount in minor units")]
     flat_amount: int
+
+    @classmethod
+    def of(cls, tier: dict[str, Any]) -> TierOut:
+        exact = str(tier["unit_amount"])
+        return cls(tier["up_to"], whole_minor_units(exact), exact, tier["flat_amount"])
 
 
 class CurrencyAmountsOut(Struct, omit_defaults=True):
-    unit_amount: str | None = None
+    unit_amount: Annotated[
+        int | None, Meta(description="Per-unit amount in integer minor units; absent when fractional")
+    ] = None
+    unit_amount_decimal: Annotated[
+        str | None, Meta(description='The exact per-unit amount in minor units ("2900", "0.06")')
+    ] = None
     tiers: list[TierOut] | None = None
 
 
@@ -292,13 +344,21 @@ class Price(Struct):
     metered_feature: str | None
     active: bool
     created_at: datetime
+    tax_behavior: Annotated[
+        str | None,
+        Meta(
+            description="inclusive: the amounts contain the tax; exclusive: tax is added; null: as the "
+            "customer's tax rate says"
+        ),
+    ]
 
     @classmethod
     def of(cls, row: PriceRow) -> Price:
         options = {
             code: CurrencyAmountsOut(
-                unit_amount=value.get("unit_amount"),
-                tiers=[TierOut(**t) for t in value["tiers"]] if "tiers" in value else None,
+                unit_amount=whole_minor_units(value.get("unit_amount")),
+                unit_amount_decimal=None if value.get("unit_amount") is None else str(value["unit_amount"]),
+                tiers=[TierOut.of(t) for t in value["tiers"]] if "tiers" in value else None,
             )
             for code, value in row.currency_options.items()
         }
@@ -318,6 +378,7 @@ class Price(Struct):
             row.metered_feature,
             row.active,
             row.created_at,
+            row.tax_behavior,
         )
 
 

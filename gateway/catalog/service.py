@@ -335,8 +335,11 @@ class CatalogService:
         alignment: str | None = None,
         lookup_key: str | None = None,
         nickname: str | None = None,
+        tax_behavior: str | None = None,
     ) -> Price:
         plan = await self.get_plan(plan_id)
+        if tax_behavior not in (None, "inclusive", "exclusive"):
+            raise ValidationFailed("tax_behavior is inclusive or exclusive", field="tax_behavior")
         terms = parse_price_terms(
             model=model,
             interval=interval,
@@ -370,6 +373,7 @@ class CatalogService:
             metered_feature=terms.metered_feature,
             active=True,
             created_at=self.clock.now(),
+            tax_behavior=tax_behavior,
         )
         self.repo.add(price)
         await self.repo.flush()

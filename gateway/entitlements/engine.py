@@ -16,20 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.authz.domain import (
-    NodeKind,
-    PolicySnapshot,
-    TenantStanding,
-    TierGrant,
-    policy_snapshot,
-)
+from gateway.authz.domain import PolicySnapshot, TenantStanding, catalog_policy
 from gateway.catalog.domain import FeatureKind
 from gateway.db.outbox import OutboxEvent
 from gateway.db.session import Database
@@ -80,199 +74,65 @@ class _State:
     seen: set[int] = field(default_factory=set)
 
 
-def _generated_edges(plan_nodes: dict[str, tuple[str, frozenset[str]]]) -> list[TierGrant]:
-    """Each subscribed plan version becomes a node that includes its plan's policy node and unlocks the
-    boolean features that version grants, so grandfathered tenants keep exactly what they bought."""
-    edges: list[TierGrant] = []
-    for node, (plan_key, features) in sorted(plan_nodes.items()):
-        edges.append(TierGrant(plan=node, kind=NodeKind.PLAN, key=plan_key))
-        edges.extend(TierGrant(plan=node, kind=NodeKind.FEATURE, key=f) for f in sorted(features))
-    return edges
+class EngineView:
+    """One consistent reference to what a replica knows: the index, the tenants' entitlements and the
+    outbox position they reflect, taken together. Nothing in a view changes after it is published (a
+    change builds new tables and publishes a new view), so a caller that holds one (a batch of checks
+    awaiting Redis between items) answers every item from the same version while the engine moves on."""
 
+    __slots__ = ("_engine", "index", "tenants", "version")
 
-def _effective_policy(
-    stored: PolicySnapshot, plan_nodes: dict[str, tuple[str, frozenset[str]]]
-) -> PolicySnapshot:
-    return policy_snapshot([*stored.rules, *_generated_edges(plan_nodes)], stored.version)
-
-
-class Engine:
     def __init__(
-        self,
-        db: Database,
-        clock: Clock,
-        quotas: QuotaStore,
-        load_policy: PolicyLoader,
-        settings: EngineSettings | None = None,
+        self, engine: Engine, index: DecisionIndex, tenants: Mapping[str, TenantEntitlements], version: int
     ) -> None:
-        self.db = db
-        self.clock = clock
-        self.quotas = quotas
-        self.load_policy = load_policy
-        self.settings = settings or EngineSettings()
-        self._state: _State | None = None
-        self._last_ok = 0.0
-        self._nudged = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self.on_synced: list[Callable[[int], None]] = []
-
-    # -- state -----------------------------------------------------------------------------------
-    @property
-    def ready(self) -> bool:
-        return self._state is not None
-
-    @property
-    def version(self) -> int:
-        """The outbox position this replica's index reflects: comparable across replicas."""
-        return self._state.watermark if self._state else 0
+        self._engine = engine
+        self.index = index
+        self.tenants = tenants
+        self.version = version
 
     @property
     def stale(self) -> bool:
-        return time.monotonic() - self._last_ok > self.settings.max_staleness_seconds
+        return self._engine.stale
 
     @property
-    def staleness_seconds(self) -> float:
-        return time.monotonic() - self._last_ok
+    def settings(self) -> EngineSettings:
+        return self._engine.settings
 
-    def _require(self) -> _State:
-        if self._state is None:
-            raise RuntimeError("the decision engine has not loaded yet")
-        return self._state
-
-    # -- loading ---------------------------------------------------------------------------------
-    async def rebuild(self) -> None:
-        """Full load. At start-up, after a policy change, and whenever incremental catch-up fails."""
-        async with self._lock, self.db.unit_of_work() as session:
-            watermark = int(await session.scalar(select(func.coalesce(func.max(OutboxEvent.seq), 0))) or 0)
-            stored = await self.load_policy(session)
-            loaded = await load_tenants(session)
-            self._install(stored, loaded, watermark)
-        self._last_ok = time.monotonic()
-        for callback in self.on_synced:
-            callback(watermark)
-
-    def _install(self, stored: PolicySnapshot, loaded: LoadedTenants, watermark: int) -> None:
-        index = DecisionIndex.build(
-            _effective_policy(stored, loaded.plan_nodes),
-            tenants=loaded.standings(),
-            memberships=loaded.all_memberships(),
-            version=0,
-        )
-        self._state = _State(
-            index=index,
-            tenants=dict(loaded.tenants),
-            members={t: frozenset(m.user_id for m in ms) for t, ms in loaded.memberships.items()},
-            plan_nodes=dict(loaded.plan_nodes),
-            policy=stored,
-            watermark=watermark,
-        )
-
-    async def sync(self) -> int:
-        """Catch up with the outbox; returns the number of new events applied."""
-        state = self._require()
-        async with self._lock:
-            async with self.db.unit_of_work() as session:
-                low = max(0, state.watermark - REORDER_WINDOW)
-                rows = (
-                    await session.execute(
-                        select(OutboxEvent.seq, OutboxEvent.type, OutboxEvent.tenant_id)
-                        .where(OutboxEvent.seq > low)
-                        .order_by(OutboxEvent.seq)
-                        .limit(50_000)
-                    )
-                ).all()
-                fresh = [(seq, type_, tenant) for seq, type_, tenant in rows if seq not in state.seen]
-                if not fresh:
-                    self._last_ok = time.monotonic()
-                    return 0
-                policy_changed = any(type_.startswith("policy.") for _, type_, _ in fresh)
-                tenants = {tenant for _, _, tenant in fresh if tenant}
-                if policy_changed:
-                    stored = await self.load_policy(session)
-                    loaded = await load_tenants(session)
-                    self._install(stored, loaded, max(seq for seq, _, _ in fresh))
-                    state = self._require()
-                elif tenants:
-                    loaded = await load_tenants(session, tenants)
-                    self._apply_tenants(state, tenants, loaded)
-            state.watermark = max(state.watermark, *(seq for seq, _, _ in fresh))
-            state.seen.update(seq for seq, _, _ in fresh)
-            # Forget seqs that fell out of the re-read window (they can never be returned again).
-            floor = state.watermark - REORDER_WINDOW
-            state.seen = {s for s in state.seen if s > floor}
-        self._last_ok = time.monotonic()
-        for callback in self.on_synced:
-            callback(state.watermark)
-        return len(fresh)
-
-    def _apply_tenants(self, state: _State, tenant_ids: Iterable[str], loaded: LoadedTenants) -> None:
-        new_nodes = {n: v for n, v in loaded.plan_nodes.items() if n not in state.plan_nodes}
-        policy = None
-        if new_nodes:
-            state.plan_nodes.update(new_nodes)
-            policy = _effective_policy(state.policy, state.plan_nodes)
-        tenants: dict[str, TenantStanding | None] = {}
-        member_roles: dict[tuple[str, str], frozenset[str]] = {}
-        for tenant_id in tenant_ids:
-            entitlements = loaded.tenants.get(tenant_id)
-            if entitlements is None:
-                tenants[tenant_id] = None
-                state.tenants.pop(tenant_id, None)
-            else:
-                tenants[tenant_id] = TenantStanding(tenant_id, entitlements.plan_node, entitlements.status)
-                state.tenants[tenant_id] = entitlements
-            roles: dict[str, set[str]] = {}
-            for m in loaded.memberships.get(tenant_id, ()):
-                roles.setdefault(m.user_id, set()).add(m.role)
-            for user in state.members.get(tenant_id, frozenset()) - roles.keys():
-                member_roles[(user, tenant_id)] = frozenset()
-            for user, held in roles.items():
-                member_roles[(user, tenant_id)] = frozenset(held)
-            state.members[tenant_id] = frozenset(roles)
-        delta = IndexDelta(
-            version=state.index.version + 1, tenants=tenants, member_roles=member_roles, policy=policy
-        )
-        state.index = state.index.apply(delta)
-
-    # -- the sync loop ---------------------------------------------------------------------------
-    def nudge(self) -> None:
-        """Something committed: look now instead of at the next poll."""
-        self._nudged.set()
-
-    async def run(self) -> None:
-        while True:
-            await wait_for_nudge(self._nudged, self.settings.poll_interval_seconds)
-            self._nudged.clear()
-            try:
-                if self._state is None:
-                    await self.rebuild()
-                else:
-                    await self.sync()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # The database is unreachable or the delta failed: keep answering from the current
-                # index (staleness is tracked by _last_ok) and rebuild on the next successful pass.
-                log.warning(
-                    "entitlement sync failed; answering from the index at %s", self.version, exc_info=True
-                )
-                await asyncio.sleep(self.settings.poll_interval_seconds)
-
-    # -- deciding --------------------------------------------------------------------------------
     def decide(self, user_id: str, tenant_id: str, resource: str, action: str) -> Decision:
-        return self._require().index.decide(user_id, tenant_id, resource, action)
+        return self.index.decide(user_id, tenant_id, resource, action)
 
     def roles_of(self, user_id: str, tenant_id: str) -> MemberRoles:
-        return self._require().index.roles_of(user_id, tenant_id)
+        return self.index.roles_of(user_id, tenant_id)
 
     def tenant(self, tenant_id: str) -> TenantEntitlements | None:
-        return self._require().tenants.get(tenant_id)
+        return self.tenants.get(tenant_id)
 
     def has_access(self, tenant_id: str) -> bool:
-        entitlements = self.tenant(tenant_id)
+        entitlements = self.tenants.get(tenant_id)
         if entitlements is None:
             return False
         return TenantStanding(tenant_id, entitlements.plan_node, entitlements.status).grants_access
+
+    def token_claims(self, user_id: str, tenant_id: str) -> dict[str, object]:
+        """The claims of an end user's access token: who, where, with which active roles, on which plan
+        version, with which boolean features on (from the version's grants, as every check decides)."""
+        tenant = self.tenants.get(tenant_id)
+        return {
+            "sub": user_id,
+            "tid": tenant_id,
+            "roles": list(self.roles_of(user_id, tenant_id).active),
+            "plan": tenant.plan_key if tenant else None,
+            "pv": tenant.plan_version if tenant else None,
+            "features": self.boolean_features(tenant_id),
+            "iv": self.version,
+        }
+
+    def boolean_features(self, tenant_id: str) -> list[str]:
+        """The on/off features that are on for the tenant now (none without access)."""
+        tenant = self.tenants.get(tenant_id)
+        if tenant is None or not self.has_access(tenant_id):
+            return []
+        return sorted(k for k, f in tenant.features.items() if f.kind is FeatureKind.BOOLEAN)
 
     async def check_feature(
         self, tenant_id: str, feature: str, *, quantity: int = 1, consume: bool = False
@@ -329,16 +189,17 @@ class Engine:
             return FeatureVerdict(False, "feature_not_in_plan", feature, None, None, None, None, None)
         if grant.kind is FeatureKind.BOOLEAN:
             return FeatureVerdict(True, "allowed", feature, grant.kind.value, None, None, None, None)
+        quotas = self._engine.quotas
         if grant.kind is FeatureKind.GAUGE:
             if consume:
-                result = await self.quotas.reserve(tenant_id, feature, quantity, grant.limit, soft=grant.soft)
+                result = await quotas.reserve(tenant_id, feature, quantity, grant.limit, soft=grant.soft)
             else:
-                used = await self.quotas.gauge(tenant_id, feature)
+                used = await quotas.gauge(tenant_id, feature)
                 result = _peek(used, quantity, grant.limit, grant.soft, None)
             return _verdict(feature, grant.kind, grant.soft, result)
         period_start, period_end = entitlements.period_start, entitlements.period_end
         if consume:
-            result = await self.quotas.consume(
+            result = await quotas.consume(
                 tenant_id,
                 feature,
                 quantity,
@@ -348,7 +209,7 @@ class Engine:
                 soft=grant.soft,
             )
         else:
-            used = await self.quotas.usage(tenant_id, feature, period_start)
+            used = await quotas.usage(tenant_id, feature, period_start)
             result = _peek(used, quantity, grant.limit, grant.soft, period_end)
         return _verdict(feature, grant.kind, grant.soft, result)
 
@@ -357,12 +218,211 @@ class Engine:
         grant = entitlements.features.get(feature) if entitlements else None
         if entitlements is None or grant is None or grant.kind is not FeatureKind.GAUGE:
             return FeatureVerdict(False, "feature_not_in_plan", feature, None, None, None, None, None)
-        result = await self.quotas.release(tenant_id, feature, quantity)
+        result = await self._engine.quotas.release(tenant_id, feature, quantity)
         limit = grant.limit
         remaining = None if limit is None else max(0, limit - result.used)
         return FeatureVerdict(
             True, "allowed", feature, grant.kind.value, limit, result.used, remaining, None, grant.soft
         )
+
+
+class Engine:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        quotas: QuotaStore,
+        load_policy: PolicyLoader,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.quotas = quotas
+        self.load_policy = load_policy
+        self.settings = settings or EngineSettings()
+        self._state: _State | None = None
+        self._view: EngineView | None = None  # replaced whole, never changed: see EngineView
+        self._last_ok = 0.0
+        self._nudged = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self.on_synced: list[Callable[[int], None]] = []
+
+    # -- state -----------------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self._state is not None
+
+    @property
+    def version(self) -> int:
+        """The outbox position this replica's index reflects: comparable across replicas."""
+        return self._view.version if self._view else 0
+
+    @property
+    def stale(self) -> bool:
+        return time.monotonic() - self._last_ok > self.settings.max_staleness_seconds
+
+    @property
+    def staleness_seconds(self) -> float:
+        return time.monotonic() - self._last_ok
+
+    def _require(self) -> _State:
+        if self._state is None:
+            raise RuntimeError("the decision engine has not loaded yet")
+        return self._state
+
+    # -- loading ---------------------------------------------------------------------------------
+    async def rebuild(self) -> None:
+        """Full load. At start-up, after a policy change, and whenever incremental catch-up fails."""
+        async with self._lock, self.db.unit_of_work() as session:
+            watermark = int(await session.scalar(select(func.coalesce(func.max(OutboxEvent.seq), 0))) or 0)
+            stored = await self.load_policy(session)
+            loaded = await load_tenants(session)
+            self._install(stored, loaded, watermark)
+        self._last_ok = time.monotonic()
+        for callback in self.on_synced:
+            callback(watermark)
+
+    def _install(self, stored: PolicySnapshot, loaded: LoadedTenants, watermark: int) -> None:
+        index = DecisionIndex.build(
+            catalog_policy(stored, loaded.plan_nodes),
+            tenants=loaded.standings(),
+            memberships=loaded.all_memberships(),
+            version=0,
+        )
+        self._state = _State(
+            index=index,
+            tenants=dict(loaded.tenants),
+            members={t: frozenset(m.user_id for m in ms) for t, ms in loaded.memberships.items()},
+            plan_nodes=dict(loaded.plan_nodes),
+            policy=stored,
+            watermark=watermark,
+        )
+        self._publish(self._state)
+
+    def _publish(self, state: _State) -> None:
+        # One assignment: a reader holds either the previous view or this one, never a mix.
+        self._view = EngineView(self, state.index, state.tenants, state.watermark)
+
+    async def sync(self) -> int:
+        """Catch up with the outbox; returns the number of new events applied."""
+        state = self._require()
+        async with self._lock:
+            async with self.db.unit_of_work() as session:
+                low = max(0, state.watermark - REORDER_WINDOW)
+                rows = (
+                    await session.execute(
+                        select(OutboxEvent.seq, OutboxEvent.type, OutboxEvent.tenant_id)
+                        .where(OutboxEvent.seq > low)
+                        .order_by(OutboxEvent.seq)
+                        .limit(50_000)
+                    )
+                ).all()
+                fresh = [(seq, type_, tenant) for seq, type_, tenant in rows if seq not in state.seen]
+                if not fresh:
+                    self._last_ok = time.monotonic()
+                    return 0
+                policy_changed = any(type_.startswith("policy.") for _, type_, _ in fresh)
+                tenants = {tenant for _, _, tenant in fresh if tenant}
+                if policy_changed:
+                    stored = await self.load_policy(session)
+                    loaded = await load_tenants(session)
+                    self._install(stored, loaded, max(seq for seq, _, _ in fresh))
+                    state = self._require()
+                elif tenants:
+                    loaded = await load_tenants(session, tenants)
+                    self._apply_tenants(state, tenants, loaded)
+            state.watermark = max(state.watermark, *(seq for seq, _, _ in fresh))
+            state.seen.update(seq for seq, _, _ in fresh)
+            # Forget seqs that fell out of the re-read window (they can never be returned again).
+            floor = state.watermark - REORDER_WINDOW
+            state.seen = {s for s in state.seen if s > floor}
+            self._publish(state)
+        self._last_ok = time.monotonic()
+        for callback in self.on_synced:
+            callback(state.watermark)
+        return len(fresh)
+
+    def _apply_tenants(self, state: _State, tenant_ids: Iterable[str], loaded: LoadedTenants) -> None:
+        new_nodes = {n: v for n, v in loaded.plan_nodes.items() if n not in state.plan_nodes}
+        policy = None
+        if new_nodes:
+            state.plan_nodes.update(new_nodes)
+            policy = catalog_policy(state.policy, state.plan_nodes)
+        # A fresh table, not an update in place: the published view still reads the old one.
+        state.tenants = dict(state.tenants)
+        tenants: dict[str, TenantStanding | None] = {}
+        member_roles: dict[tuple[str, str], frozenset[str]] = {}
+        for tenant_id in tenant_ids:
+            entitlements = loaded.tenants.get(tenant_id)
+            if entitlements is None:
+                tenants[tenant_id] = None
+                state.tenants.pop(tenant_id, None)
+            else:
+                tenants[tenant_id] = TenantStanding(tenant_id, entitlements.plan_node, entitlements.status)
+                state.tenants[tenant_id] = entitlements
+            roles: dict[str, set[str]] = {}
+            for m in loaded.memberships.get(tenant_id, ()):
+                roles.setdefault(m.user_id, set()).add(m.role)
+            for user in state.members.get(tenant_id, frozenset()) - roles.keys():
+                member_roles[(user, tenant_id)] = frozenset()
+            for user, held in roles.items():
+                member_roles[(user, tenant_id)] = frozenset(held)
+            state.members[tenant_id] = frozenset(roles)
+        delta = IndexDelta(
+            version=state.index.version + 1, tenants=tenants, member_roles=member_roles, policy=policy
+        )
+        state.index = state.index.apply(delta)
+
+    # -- the sync loop ---------------------------------------------------------------------------
+    def nudge(self) -> None:
+        """Something committed: look now instead of at the next poll."""
+        self._nudged.set()
+
+    async def run(self) -> None:
+        while True:
+            await wait_for_nudge(self._nudged, self.settings.poll_interval_seconds)
+            self._nudged.clear()
+            try:
+                if self._state is None:
+                    await self.rebuild()
+                else:
+                    await self.sync()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The database is unreachable or the delta failed: keep answering from the current
+                # index (staleness is tracked by _last_ok) and rebuild on the next successful pass.
+                log.warning(
+                    "entitlement sync failed; answering from the index at %s", self.version, exc_info=True
+                )
+                await asyncio.sleep(self.settings.poll_interval_seconds)
+
+    # -- deciding (each call on the current view; hold `view()` to answer several from one) ---------
+    def view(self) -> EngineView:
+        view = self._view
+        if view is None:
+            raise RuntimeError("the decision engine has not loaded yet")
+        return view
+
+    def decide(self, user_id: str, tenant_id: str, resource: str, action: str) -> Decision:
+        return self.view().decide(user_id, tenant_id, resource, action)
+
+    def roles_of(self, user_id: str, tenant_id: str) -> MemberRoles:
+        return self.view().roles_of(user_id, tenant_id)
+
+    def tenant(self, tenant_id: str) -> TenantEntitlements | None:
+        return self.view().tenant(tenant_id)
+
+    def has_access(self, tenant_id: str) -> bool:
+        return self.view().has_access(tenant_id)
+
+    async def check_feature(
+        self, tenant_id: str, feature: str, *, quantity: int = 1, consume: bool = False
+    ) -> FeatureVerdict:
+        return await self.view().check_feature(tenant_id, feature, quantity=quantity, consume=consume)
+
+    async def release(self, tenant_id: str, feature: str, quantity: int) -> FeatureVerdict:
+        return await self.view().release(tenant_id, feature, quantity)
 
 
 def _peek(used: int, quantity: int, limit: int | None, soft: bool, resets_at: datetime | None) -> QuotaResult:

@@ -331,8 +331,10 @@ async def _forward(request: Request[Any, Any, State], state: State) -> Response[
         if refusal is not None:
             return _deny(401, "token_revoked", f"access token refused: {refusal}", uri_for_body)
 
+    # One view of the index for the whole decision: route, features and the identity headers agree.
+    checks = CheckService(engine).pinned()
     try:
-        outcome = await _decide(CheckService(engine), user, tenant, _table(state), method, uri)
+        outcome = await _decide(checks, user, tenant, _table(state), method, uri)
     except BadPath as exc:
         return _deny(403, "bad_path", str(exc), uri_for_body)
     if isinstance(outcome, str):
@@ -345,7 +347,7 @@ async def _forward(request: Request[Any, Any, State], state: State) -> Response[
             )
         return _deny(403, outcome.reason, f"{method} refused: {outcome.reason}", uri_for_body, outcome)
 
-    roles = engine.roles_of(user, tenant).active
+    roles = checks.view().roles_of(user, tenant).active
     headers = {
         "X-Auth-User": _clean(user),
         "X-Auth-Tenant": _clean(tenant),

@@ -88,6 +88,11 @@ class CheckController(Controller):
         responses=ERROR_RESPONSES,
         status_code=200,
         summary="Decide up to 1000 requests in one call, all from the same index version",
+        description=(
+            "The batch takes one snapshot of the decision index before its first item and decides every "
+            "item from it; `index_version` says which. A change published while the batch runs (between "
+            "its quota calls) is seen by the next request, never by half of this batch."
+        ),
     )
     async def batch(
         self,
@@ -100,8 +105,9 @@ class CheckController(Controller):
         for item in data.checks:
             _scope(principal, item.customer)
             _need_consume_scope(principal, item.consume)
-        results = [_out(await _decide(deciding, item)) for item in data.checks]
-        return s.BatchCheckResponse(results, deciding.engine.version)
+        pinned = deciding.pinned()
+        results = [_out(await _decide(pinned, item)) for item in data.checks]
+        return s.BatchCheckResponse(results, pinned.view().version)
 
     @post(
         "/release",
@@ -139,18 +145,20 @@ class EntitlementsController(Controller):
         principal: NamedDependency[Principal],
     ) -> Response[s.Entitlements]:
         _scope(principal, customer)
-        engine = deciding.engine
-        tenant = engine.tenant(customer)
+        view = deciding.engine.view()  # one snapshot: the features and the standing agree
+        tenant = view.tenant(customer)
         if tenant is None:
-            raise NotFound(f"customer {customer!r} has no live subscription", code="customer_not_found")
+            # Only a customer that never subscribed: an ended subscription keeps its standing (200 below).
+            raise NotFound(f"customer {customer!r} has never subscribed", code="customer_not_found")
+        access = view.has_access(customer)
         features = []
         for key, grant in sorted(tenant.features.items()):
-            verdict = await engine.check_feature(customer, key, quantity=1, consume=False)
+            verdict = await view.check_feature(customer, key, quantity=1, consume=False)
             features.append(
                 s.FeatureEntitlement(
                     feature=key,
                     kind=grant.kind.value,
-                    enabled=engine.has_access(customer),
+                    enabled=access,
                     limit=grant.limit,
                     unlimited=grant.kind.value != "boolean" and grant.limit is None,
                     soft=grant.soft,
@@ -165,11 +173,12 @@ class EntitlementsController(Controller):
             tenant.plan_key,
             tenant.plan_version,
             tenant.status.value,
-            engine.has_access(customer),
+            access,
+            tenant.inactive_since,
             tenant.period_start,
             tenant.period_end,
             features,
-            engine.version,
+            view.version,
         )
         # The ETag covers everything but the index version: an unrelated tenant's change moves the
         # version without changing this snapshot, and must not invalidate caches.
@@ -200,9 +209,9 @@ class TokenController(Controller):
         principal: NamedDependency[Principal],
     ) -> s.Token:
         _scope(principal, data.customer)
-        engine = deciding.engine
-        tenant = engine.tenant(data.customer)
-        roles = engine.roles_of(data.user, data.customer)
+        view = deciding.engine.view()
+        tenant = view.tenant(data.customer)
+        roles = view.roles_of(data.user, data.customer)
         if tenant is None or not (roles.active or roles.inactive):
             raise NotFound(f"{data.user!r} is not a member of {data.customer!r}", code="unknown_subject")
         revocations: RevocationList | None = state.get("revocations")
@@ -210,14 +219,8 @@ class TokenController(Controller):
             raise Forbidden(f"access of {data.customer!r} is revoked", code="access_revoked")
         signer: TokenSigner = state.signer
         ttl = timedelta(seconds=data.ttl_seconds or state.settings.token_ttl_seconds)
-        claims = {
-            "sub": data.user,
-            "tid": data.customer,
-            "roles": list(roles.active),
-            "plan": tenant.plan_key,
-            "iv": engine.version,
-        }
-        token, expires = signer.sign(claims, at=engine.clock.now(), ttl=ttl)
+        claims = view.token_claims(data.user, data.customer)
+        token, expires = signer.sign(claims, at=deciding.engine.clock.now(), ttl=ttl)
         return s.Token(
             "access_token",
             token,
@@ -227,7 +230,9 @@ class TokenController(Controller):
             data.customer,
             list(roles.active),
             tenant.plan_key,
-            engine.version,
+            view.version,
+            tenant.plan_version,
+            view.boolean_features(data.customer),
         )
 
 

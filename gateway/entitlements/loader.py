@@ -7,14 +7,14 @@ for 10k tenants through each domain's service would be thousands of queries. It 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.authz.domain import Membership, TenantStanding, TenantStatus
+from gateway.authz.domain import ACCESS_STATUSES, Assignments, Membership, TenantStanding, TenantStatus
 from gateway.catalog.domain import FeatureKind
 from gateway.catalog.models import Feature, Plan, PlanGrant, PlanVersion
 from gateway.customers.models import Membership as MembershipRow
@@ -45,6 +45,9 @@ class TenantEntitlements:
     period_start: datetime
     period_end: datetime
     features: dict[str, FeatureLimit] = field(default_factory=dict)
+    # When the subscription stopped granting access (ended, paused, went past due); None while it grants
+    # access. Reported with `subscription_inactive` so an app can tell "ended" from "never existed".
+    inactive_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,39 @@ class LoadedTenants:
     def all_memberships(self) -> Iterable[Membership]:
         for members in self.memberships.values():
             yield from members
+
+
+_LIVE = frozenset(status.value for status in LIVE_STATUSES)
+_SubRow = tuple[Subscription, str, int]
+
+
+def _current_subscriptions(rows: Sequence[Row[Subscription, str, int]]) -> list[_SubRow]:
+    """Per tenant, its live subscription, else its newest one (`rows` come oldest first)."""
+    current: dict[str, _SubRow] = {}
+    for sub, key, version in rows:
+        held = current.get(sub.tenant_id)
+        if held is None or held[0].status not in _LIVE or sub.status in _LIVE:
+            current[sub.tenant_id] = (sub, key, version)
+    return list(current.values())
+
+
+def _tenant_status(status: str) -> TenantStatus:
+    try:
+        return TenantStatus(status)
+    except ValueError:
+        # A status the policy layer does not know yet (a newer subscriptions domain) grants nothing.
+        return TenantStatus.INCOMPLETE
+
+
+def _inactive_since(sub: Subscription, status: TenantStatus) -> datetime | None:
+    if status in ACCESS_STATUSES:
+        return None
+    stamps = {
+        TenantStatus.PAUSED: sub.paused_at,
+        TenantStatus.CANCELED: sub.ended_at or sub.canceled_at,
+        TenantStatus.EXPIRED: sub.ended_at,
+    }
+    return stamps.get(status) or sub.updated_at
 
 
 def plan_node(plan_key: str, version: int) -> str:
@@ -81,17 +117,19 @@ def _merge(
 async def load_tenants(session: AsyncSession, tenant_ids: Iterable[str] | None = None) -> LoadedTenants:
     """Everything the index needs for the given tenants (all tenants when None).
 
-    A tenant without a live subscription is absent (→ `unknown_tenant`); an ended one has no access."""
+    Each tenant stands on its current subscription: the live one, or else the newest one that ended (or
+    never started: incomplete), which keeps the tenant known with no access (`subscription_inactive`).
+    Only a tenant that never subscribed is absent (-> `unknown_tenant`)."""
     only = list(tenant_ids) if tenant_ids is not None else None
     subs_q = (
         select(Subscription, Plan.key, PlanVersion.version)
         .join(Plan, Plan.id == Subscription.plan_id)
         .join(PlanVersion, PlanVersion.id == Subscription.plan_version_id)
-        .where(Subscription.status.in_([s.value for s in LIVE_STATUSES]))
+        .order_by(Subscription.created_at, Subscription.id)
     )
     if only is not None:
         subs_q = subs_q.where(Subscription.tenant_id.in_(only))
-    rows = (await session.execute(subs_q)).all()
+    rows = _current_subscriptions((await session.execute(subs_q)).all())
 
     version_ids = {sub.plan_version_id for sub, _, _ in rows}
     addons_q = (
@@ -124,16 +162,18 @@ async def load_tenants(session: AsyncSession, tenant_ids: Iterable[str] | None =
                 features[fkey] = _merge(features.get(fkey), fkey, kind, limit, soft, addon.quantity)
         node = plan_node(key, version)
         nodes[node] = (key, frozenset(k for k, f in features.items() if f.kind is FeatureKind.BOOLEAN))
+        status = _tenant_status(sub.status)
         tenants[sub.tenant_id] = TenantEntitlements(
             tenant_id=sub.tenant_id,
             plan_key=key,
             plan_version=version,
             plan_node=node,
-            status=TenantStatus(sub.status),
+            status=status,
             subscription_id=sub.id,
             period_start=sub.current_period_start,
             period_end=sub.current_period_end,
             features=features,
+            inactive_since=_inactive_since(sub, status),
         )
 
     members_q = select(MembershipRow.user_id, MembershipRow.tenant_id, MembershipRow.role).where(
@@ -148,4 +188,19 @@ async def load_tenants(session: AsyncSession, tenant_ids: Iterable[str] | None =
         tenants=tenants,
         memberships={t: tuple(m) for t, m in memberships.items()},
         plan_nodes=nodes,
+    )
+
+
+async def what_if_assignments(session: AsyncSession, tenant_ids: Iterable[str]) -> Assignments:
+    """The assignments of `tenant_ids` exactly as the decision engine loads them (each tenant on its plan
+    version's node, with that version's grants), for the policy what-if tool: its Casbin and index
+    answers then agree with `/v1/check` for grandfathered and ended subscriptions alike."""
+    wanted = set(tenant_ids)
+    if not wanted:
+        return Assignments(tenants=(), memberships=())
+    loaded = await load_tenants(session, wanted)
+    return Assignments(
+        tenants=tuple(loaded.standings()),
+        memberships=tuple(loaded.all_memberships()),
+        plan_nodes=dict(loaded.plan_nodes),
     )

@@ -42,6 +42,9 @@ class CheckResponse(Struct, omit_defaults=False):
     remaining: int | None = None
     resets_at: datetime | None = None
     stale: bool = False
+    # Set with reason `subscription_inactive`: when the subscription stopped granting access (ended,
+    # paused, ...). `unknown_tenant` is only for a customer id that never subscribed.
+    inactive_since: datetime | None = None
 
 
 class BatchCheckRequest(Struct, forbid_unknown_fields=True):
@@ -49,6 +52,9 @@ class BatchCheckRequest(Struct, forbid_unknown_fields=True):
 
 
 class BatchCheckResponse(Struct):
+    """Every result was decided from one snapshot of the index, the one at `index_version`: a change
+    published while the batch runs (between quota calls to Redis) is not seen by any of its items."""
+
     results: list[CheckResponse]
     index_version: int
 
@@ -78,6 +84,8 @@ class Entitlements(Struct):
     plan_version: int | None
     status: str | None
     access: bool
+    # When the subscription stopped granting access (canceled, expired, paused, ...); None with access.
+    inactive_since: datetime | None
     current_period_start: datetime | None
     current_period_end: datetime | None
     features: list[FeatureEntitlement]
@@ -100,3 +108,6 @@ class Token(Struct):
     roles: list[str]
     plan: str | None
     index_version: int
+    plan_version: int | None = None
+    # Boolean features on for the tenant's plan version (also the token's `features` claim)
+    features: list[str] = []

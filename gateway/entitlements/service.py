@@ -1,12 +1,15 @@
 """Answering checks: a permission from the decision index, a feature from the tenant's grants and the
-quota counters, or both (the quota is only consumed when the permission allows)."""
+quota counters, or both (the quota is only consumed when the permission allows).
+
+Each check reads one `EngineView`; `pinned()` gives a service whose every check reads the same one, which
+is how a batch answers all its items from one index version while the engine keeps syncing."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from gateway.entitlements.engine import Engine, FeatureVerdict
+from gateway.entitlements.engine import Engine, EngineView, FeatureVerdict
 from gateway.kernel.errors import ValidationFailed
 
 
@@ -25,11 +28,21 @@ class CheckResult:
     remaining: int | None = None
     resets_at: datetime | None = None
     stale: bool = False
+    # With reason subscription_inactive: since when the tenant's subscription grants no access.
+    inactive_since: datetime | None = None
 
 
 class CheckService:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, view: EngineView | None = None) -> None:
         self.engine = engine
+        self._view = view
+
+    def pinned(self) -> CheckService:
+        """A service that answers every check from the engine's current view."""
+        return CheckService(self.engine, self.engine.view())
+
+    def view(self) -> EngineView:
+        return self._view if self._view is not None else self.engine.view()
 
     async def check(
         self,
@@ -47,7 +60,7 @@ class CheckService:
             raise ValidationFailed("a permission check needs user, resource and action", field="resource")
         if not wants_permission and feature is None:
             raise ValidationFailed("say what to check: user + resource + action, or feature", field="feature")
-        engine = self.engine
+        engine = self.view()
         version = engine.version
         entitlements = engine.tenant(customer)
         plan = entitlements.plan_key if entitlements else None
@@ -62,16 +75,29 @@ class CheckService:
             decision = engine.decide(user, customer, resource, action)
             role = decision.role
             if not decision.allowed or feature is None:
-                return CheckResult(decision.allowed, decision.reason, customer, version, user, plan, role)
+                return _inactive_since(
+                    CheckResult(decision.allowed, decision.reason, customer, version, user, plan, role),
+                    engine,
+                )
         assert feature is not None
         verdict = await engine.check_feature(customer, feature, quantity=quantity, consume=consume)
-        return _with_feature(customer, version, user, plan, role, verdict, engine.stale)
+        result = _with_feature(customer, version, user, plan, role, verdict, engine.stale)
+        return _inactive_since(result, engine)
 
     async def release(self, customer: str, feature: str, quantity: int) -> CheckResult:
-        verdict = await self.engine.release(customer, feature, quantity)
-        entitlements = self.engine.tenant(customer)
+        view = self.view()
+        verdict = await view.release(customer, feature, quantity)
+        entitlements = view.tenant(customer)
         plan = entitlements.plan_key if entitlements else None
-        return _with_feature(customer, self.engine.version, None, plan, None, verdict, False)
+        return _with_feature(customer, view.version, None, plan, None, verdict, False)
+
+
+def _inactive_since(result: CheckResult, view: EngineView) -> CheckResult:
+    if result.reason != "subscription_inactive":
+        return result
+    entitlements = view.tenant(result.customer)
+    since = entitlements.inactive_since if entitlements else None
+    return replace(result, inactive_since=since) if since is not None else result
 
 
 def _with_feature(

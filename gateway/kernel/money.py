@@ -197,3 +197,13 @@ def tax_amount(amount: int, percent: Decimal, *, inclusive: bool) -> int:
     if inclusive:
         return round_minor(base * percent / (100 + percent))
     return round_minor(base * percent / 100)
+
+
+def whole_minor_units(exact: str | Decimal | None) -> int | None:
+    """An exact per-unit amount in minor units ("2900", "0.06") as an integer, or None when it holds a
+    fraction of a minor unit. APIs show both, as Stripe does: `unit_amount` (integer minor units, null
+    when fractional) and `unit_amount_decimal` (the exact string)."""
+    if exact is None:
+        return None
+    value = Decimal(exact)
+    return int(value) if value == value.to_integral_value() else None

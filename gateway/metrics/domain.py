@@ -1,7 +1,15 @@
 """SaaS metrics as ChartMogul defines them (billing-rules.md rules 32-37). Pure: amounts in, numbers out.
 
 MRR is per customer, in integer minor units of one currency (no exchange rates here: each currency is
-reported on its own). A window compares every customer's MRR at its start with its MRR at its end:
+reported on its own).
+
+Windows are half-open, `[start, end)`, everywhere (movements, trials, churn, cohorts): a calendar month
+owns its first instant, as monthly reports are read. A change at exactly `start` is in the window; a change
+at exactly `end` belongs to the next one. "MRR at the start" is the MRR just before `start` (what the
+window inherits), "MRR at the end" the MRR just before `end` (what it hands on).
+
+Net movements (`movements`, ChartMogul's "net MRR movements") compare every customer's MRR at the window's
+start with its MRR at its end:
 
 | start | end      | movement                                                        |
 |-------|----------|-----------------------------------------------------------------|
@@ -11,13 +19,17 @@ reported on its own). A window compares every customer's MRR at its start with i
 | > 0   | 0        | churn                                                           |
 
 so net new MRR = new + expansion + reactivation - contraction - churn = MRR(end) - MRR(start), exactly.
+An upgrade and a downgrade back within the window, or a churn and a return, show nothing there. The
+movement sequence (`movement_sequence`, ChartMogul's "MRR movements") classifies every change instead,
+by the same table, from the customer's MRR just before it to just after it; its net new MRR telescopes to
+the same MRR(end) - MRR(start).
 Rates are Decimals (0.2 = 20 %); a rate over an empty base is None ("undefined"), never 0 or an error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
@@ -43,12 +55,19 @@ def classify(start: int, end: int, *, had_mrr_before: bool) -> Movement | None:
     return Movement.EXPANSION if end > start else Movement.CONTRACTION
 
 
+class MovementView(StrEnum):
+    NET = "net"  # one movement per customer: its MRR at the window's start against its MRR at the end
+    EACH = "each"  # every change in the window, in time order
+
+
 @dataclass(frozen=True, slots=True)
 class Movements:
-    """Amounts are positive minor units (churn 1000 = 10.00 lost); counts are customers."""
+    """Amounts are positive minor units (churn 1000 = 10.00 lost); `counts` are movements and
+    `customers` the distinct customers with one (equal for net movements: one per customer at most)."""
 
     amounts: Mapping[Movement, int]
     counts: Mapping[Movement, int]
+    customers: Mapping[Movement, int] = field(default_factory=dict)
 
     def amount(self, movement: Movement) -> int:
         return self.amounts.get(movement, 0)
@@ -78,7 +97,31 @@ def movements(
             continue
         amounts[kind] = amounts.get(kind, 0) + abs(b - a)
         counts[kind] = counts.get(kind, 0) + 1
-    return Movements(amounts, counts)
+    return Movements(amounts, counts, dict(counts))
+
+
+def movement_sequence(
+    start: Mapping[str, int], steps: Iterable[tuple[str, int]], had_mrr_before: frozenset[str] = frozenset()
+) -> Movements:
+    """Every change in a window: `start` maps customer → MRR just before the window, `steps` are
+    (customer, its MRR after the change) in time order (one step per customer and instant)."""
+    current = dict(start)
+    had = set(had_mrr_before) | {c for c, mrr in start.items() if mrr > 0}
+    amounts: dict[Movement, int] = {}
+    counts: dict[Movement, int] = {}
+    who: dict[Movement, set[str]] = {}
+    for customer, after in steps:
+        before = current.get(customer, 0)
+        kind = classify(before, after, had_mrr_before=customer in had)
+        current[customer] = after
+        if after > 0:
+            had.add(customer)
+        if kind is None:
+            continue
+        amounts[kind] = amounts.get(kind, 0) + abs(after - before)
+        counts[kind] = counts.get(kind, 0) + 1
+        who.setdefault(kind, set()).add(customer)
+    return Movements(amounts, counts, {kind: len(customers) for kind, customers in who.items()})
 
 
 def ratio(numerator: int | Decimal, denominator: int | Decimal) -> Decimal | None:

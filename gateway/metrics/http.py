@@ -6,7 +6,7 @@ units of `currency`, per month (ARR: per year)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, get
 from litestar.datastructures import State
@@ -18,6 +18,7 @@ from gateway.kernel.clock import Clock, format_timestamp
 from gateway.kernel.errors import ValidationFailed
 from gateway.kernel.money import normalize_currency
 from gateway.kernel.periods import add_months
+from gateway.metrics.domain import MovementView
 from gateway.metrics.service import MetricsService, Scope
 from gateway.subscriptions.clocks import TestClockNotFound
 from gateway.subscriptions.repository import SubscriptionRepository
@@ -61,7 +62,12 @@ class MetricsController(Controller):
         responses=ERROR_RESPONSES,
         summary="A window's MRR, ARR, MRR movements, churn, NRR/GRR, ARPA, LTV and trial conversion",
         description="Amounts in minor units of `currency`; rates as decimal strings (0.2000 = 20 %), null "
-        "when undefined (no base). The window is [start, end]; default: the month up to now.",
+        "when undefined (no base). The window is half-open, [start, end): a change at exactly `start` is "
+        "in it, one at exactly `end` is in the next window (a calendar month owns its first instant); "
+        "`mrr.start` and `mrr.end` are the MRR just before each. Default: the month up to now. "
+        "`movements=net` (default) gives each customer's net change over the window; `movements=each` "
+        "every change in it, as ChartMogul's MRR movements report (an upgrade and a downgrade back both "
+        "show). Revenue churn rates are computed from the movements chosen (`churn.computed_from`).",
     )
     async def summary(
         self,
@@ -72,13 +78,20 @@ class MetricsController(Controller):
         start: Annotated[str | None, QueryParameter(name="start", max_length=40)] = None,
         end: Annotated[str | None, QueryParameter(name="end", max_length=40)] = None,
         test_clock: TestClock = None,
+        movements: Annotated[
+            Literal["net", "each"],
+            QueryParameter(
+                name="movements",
+                description="net: each customer's net change over the window; each: every change in it",
+            ),
+        ] = "net",
     ) -> dict[str, Any]:
         scope, now = await _scope_and_now(session, clock, state, currency, test_clock)
         until = parse_timestamp(end, "end") or now
         since = parse_timestamp(start, "start") or add_months(until, -1)
         if since >= until:
             raise ValidationFailed("start must be before end", field="start")
-        return await MetricsService(session).summary(scope, since, until)
+        return await MetricsService(session).summary(scope, since, until, MovementView(movements))
 
     @get(
         "/mrr",

@@ -623,11 +623,11 @@ class SignInService:
         # Deprovisioning revoked the tenant (canceled, expired, past due beyond grace): no new tokens.
         if self.tenant_revoked(tenant_id):
             raise SessionMissing("this organisation's access was revoked", code="access_revoked")
-        engine = self.engine
-        tenant = engine.tenant(tenant_id)
-        roles = tuple(engine.roles_of(user_id, tenant_id).active)
+        view = self.engine.view()
+        tenant = view.tenant(tenant_id)
+        roles = tuple(view.roles_of(user_id, tenant_id).active)
         plan = tenant.plan_key if tenant else None
-        claims = {"sub": user_id, "tid": tenant_id, "roles": list(roles), "plan": plan, "iv": engine.version}
+        claims = view.token_claims(user_id, tenant_id)
         token, expires = self.signer().sign(
             claims, at=self.clock.now(), ttl=timedelta(seconds=self.settings.token_ttl_seconds)
         )

@@ -35,7 +35,8 @@ ROWS = _load_rows()
 
 @pytest.fixture(scope="module")
 def policy() -> PolicySnapshot:
-    text = (POLICIES / "demo_policy.csv").read_text() + "\n" + (GOLDEN / "tenant_roles.csv").read_text()
+    parts = ("demo_policy.csv", "golden/tenant_roles.csv", "golden/plan_features.csv")
+    text = "\n".join((POLICIES / part).read_text() for part in parts)
     return parse_policy(text, version=1)
 
 

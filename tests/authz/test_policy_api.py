@@ -349,8 +349,10 @@ async def test_what_if_with_a_complete_draft_and_feature_gates(policy_api: Api, 
     customer, users = await _tenant_on_pro(policy_api, owner="owner")
     owner = users["owner"]
     rules = (await policy_api.get("/v1/policies"))["rules"]
-    # Take advanced reporting out of pro: the gate closes for the owner, whose permission is `*`.
-    draft = [r for r in rules if r["line"] != "g2, plan:pro, feature:reporting_advanced"]
+    # Put advanced reports behind custom reporting too: the gate closes for the Pro owner, whose
+    # permission is `*`, because Pro's plan version grants no reporting_custom.
+    gate = {"type": "gate", "feature": "reporting_custom", "resource": "reports/advanced/*", "action": "*"}
+    draft = [*rules, gate]
     request = {"user": owner, "customer": customer, "resource": "reports/advanced/q3", "action": "read"}
     report = await policy_api.post(
         "/v1/policies/what_if", {"rules": draft, "requests": [request]}, expect=200
@@ -365,9 +367,17 @@ async def test_what_if_with_a_complete_draft_and_feature_gates(policy_api: Api, 
     assert result["draft"] == {
         "allowed": False,
         "reason": "feature_not_in_plan",
-        "rule": "p, feature:reporting_advanced, *, reports/advanced/*, *, deny",
+        "rule": "p, feature:reporting_custom, *, reports/advanced/*, *, deny",
         "index_agrees": True,
     }
+    # What a plan unlocks is its plan versions' grants: a plan -> feature line is refused.
+    plan_feature = {"type": "tier", "plan": "pro", "kind": "feature", "key": "reporting_custom"}
+    refused = await policy_api.post(
+        "/v1/policies/what_if", {"add": [plan_feature], "requests": [request]}, expect=422
+    )
+    assert (refused["code"], refused["field"]) == ("plan_feature_in_policy", "rules")
+    refused = await policy_api.post("/v1/policies/edits", {"add": [plan_feature]}, expect=422)
+    assert refused["code"] == "plan_feature_in_policy"
     both = {"rules": draft, "remove": [EDITOR_UPDATE], "requests": [request]}
     assert (await policy_api.post("/v1/policies/what_if", both, expect=422))["field"] == "rules"
     absent = {"remove": [{**EDITOR_UPDATE, "action": "fly"}], "requests": [request]}

@@ -192,7 +192,7 @@ def test_view_lists_the_totals_in_order() -> None:
     assert view.totals == [
         ("Subtotal", "130.00 EUR"),
         ("Discount", "-3.00 EUR"),
-        ("VAT 19% (on 127.00 EUR)", "24.13 EUR"),
+        ("VAT 19% of net 127.00 EUR", "24.13 EUR"),
         ("Total", "151.13 EUR"),
         ("Credit applied", "-20.00 EUR"),
     ]
@@ -235,7 +235,7 @@ def test_eur_invoice_pdf_shows_everything() -> None:
         "5.13 EUR",
         "Subtotal 130.00 EUR",
         "Discount -3.00 EUR",
-        "VAT 19% (on 127.00 EUR) 24.13 EUR",
+        "VAT 19% of net 127.00 EUR 24.13 EUR",
         "Total 151.13 EUR",
         "Credit applied -20.00 EUR",
         "Amount due 131.13 EUR",
@@ -277,7 +277,7 @@ def test_jpy_invoice_pdf_has_whole_yen() -> None:
         "0.5 JPY",
         "11,000 JPY",
         "750 JPY",
-        "JCT 10% (incl. 10,000 JPY) 1,000 JPY",
+        "JCT 10% of net 10,000 JPY, included in the prices 1,000 JPY",
         "Subtotal 11,750 JPY",
         "Total 11,750 JPY",
         "Amount due 11,750 JPY",

@@ -25,6 +25,7 @@ from gateway.authz.domain import (
     TenantStanding,
     TenantStatus,
     TierGrant,
+    catalog_policy,
     parse_assignments,
     parse_policy,
     policy_snapshot,
@@ -201,12 +202,42 @@ def test_delta_agrees_with_casbin_and_with_a_rebuild(
         assert after.roles_of(*request[:2]) == rebuilt.roles_of(*request[:2])
 
 
+@settings(max_examples=150, deadline=None)
+@given(policy=policies(), members=st.lists(memberships, min_size=2, max_size=12), data=st.data())
+def test_plan_versions_grants_decide_features_for_the_index_and_casbin_alike(
+    policy: PolicySnapshot, members: list[Membership], data: st.DataObject
+) -> None:
+    """The policy both judge by is `catalog_policy`: tenants stand on plan-version nodes, whose features
+    are their grants; the generated policy's own plan -> feature edges must not leak through the plan
+    node (Casbin's g2 is transitive), so a version that dropped a feature keeps its gates closed."""
+    nodes = {
+        f"{plan}.v{version}": (plan, frozenset(data.draw(st.sets(st.sampled_from(FEATURES)))))
+        for plan in PLANS
+        for version in (1, 2)
+    }
+    tenants = [
+        TenantStanding(t, data.draw(st.sampled_from(sorted(nodes))), data.draw(statuses), data.draw(mostly))
+        for t in TENANTS
+        if data.draw(mostly)
+    ]
+    effective = catalog_policy(policy, nodes)
+    index = DecisionIndex.build(effective, tenants=tenants, memberships=members, version=3)
+    _assert_agrees(index, PolicyOracle(effective, tenants, members), data.draw(member_requests(members)))
+    for standing in tenants:
+        for feature in FEATURES:
+            expected = standing.grants_access and feature in nodes[standing.plan][1]
+            assert index.feature_enabled(standing.tenant_id, feature) is expected
+
+
 # --- the index's own contract, on the demo policy -----------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def demo_policy() -> PolicySnapshot:
-    return parse_policy((POLICIES / "demo_policy.csv").read_text(), version=1)
+    # With the catalog's grants as plan -> feature edges (policies/golden/plan_features.csv), since these
+    # tests put tenants on plain plan nodes rather than on plan versions.
+    parts = ("demo_policy.csv", "golden/plan_features.csv")
+    return parse_policy("\n".join((POLICIES / part).read_text() for part in parts), version=1)
 
 
 def _index(policy: PolicySnapshot, *rows: str, version: int = 1) -> DecisionIndex:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.metrics import domain
 from gateway.metrics.domain import (
     Movement,
     arpa,
@@ -117,3 +118,30 @@ def test_grr_never_exceeds_one_or_nrr_and_gross_churn_bounds_net(
     rates = churn(sum(start.values()), movements(start, end), len(start), 0)
     assert rates.gross_revenue is not None and rates.net_revenue is not None
     assert rates.net_revenue <= rates.gross_revenue
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    start=st.dictionaries(st.sampled_from("abcd"), st.integers(0, 5000), max_size=4),
+    steps=st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 5000)), max_size=12),
+)
+def test_the_movement_sequence_telescopes_to_the_net_change(
+    start: dict[str, int], steps: list[tuple[str, int]]
+) -> None:
+    """Each change classified on its own still adds up to MRR(end) - MRR(start); the net view's movements
+    are never larger in total than the sequence's (a swing back and forth nets to nothing)."""
+    end = dict(start)
+    for customer, after in steps:
+        end[customer] = after
+    each = domain.movement_sequence(start, steps)
+    net = domain.movements(start, end)
+    assert each.net_new == net.net_new == sum(end.values()) - sum(start.values())
+    assert sum(each.amounts.values()) >= sum(net.amounts.values())
+    assert all(each.customers.get(k, 0) <= each.counts.get(k, 0) for k in domain.Movement)
+
+
+def test_an_upgrade_and_a_downgrade_back_show_only_in_the_sequence() -> None:
+    steps = [("a", 2900), ("a", 900)]
+    each = domain.movement_sequence({"a": 900}, steps)
+    assert (each.amount(domain.Movement.EXPANSION), each.amount(domain.Movement.CONTRACTION)) == (2000, 2000)
+    assert domain.movements({"a": 900}, {"a": 900}).amounts == {}

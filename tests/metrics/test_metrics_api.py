@@ -1,6 +1,7 @@
 """Metrics through the public API: a month of a small SaaS on one test clock, every figure by hand.
 
-The customers (USD) on a test clock starting 2026-03-01:
+The customers (USD) on a test clock starting 2026-02-28T12:00Z, so they are all there when March begins
+(windows are half-open: a subscription starting at exactly 03-01T00:00Z would be March's new MRR):
 - A: basic monthly ($9), upgraded to pro ($29) on Mar 10: expansion +$20;
 - B: pro monthly ($29) without a trial: unchanged;
 - C: basic yearly ($86.40 = $7.20 a month), canceled on Mar 10: churn $7.20;
@@ -43,7 +44,7 @@ async def advance(api: Api, app: Litestar, clock: str, to: str) -> None:
 async def test_a_month_of_mrr_movements_churn_retention_ltv_and_trials(
     api: Api, app: Litestar, demo: Any
 ) -> None:
-    clock = (await api.post("/v1/test_clocks", {"frozen_time": START}))["id"]
+    clock = (await api.post("/v1/test_clocks", {"frozen_time": "2026-02-28T12:00:00Z"}))["id"]
     a = await subscribe(api, clock, "A", "basic_monthly")
     b = await subscribe(api, clock, "B", "pro_monthly", trial_days=0)
     c = await subscribe(api, clock, "C", "basic_yearly")
@@ -72,15 +73,21 @@ async def test_a_month_of_mrr_movements_churn_retention_ltv_and_trials(
     assert month["arr"] == 8700 * 12
     assert month["customers"] == {"start": 3, "end": 3, "churned": 1}
     assert month["movements"] == {
-        "new": {"amount": 2900, "customers": 1},
-        "expansion": {"amount": 2000, "customers": 1},
-        "contraction": {"amount": 0, "customers": 0},
-        "churn": {"amount": 720, "customers": 1},
-        "reactivation": {"amount": 0, "customers": 0},
+        "view": "net",
+        "new": {"amount": 2900, "count": 1, "customers": 1},
+        "expansion": {"amount": 2000, "count": 1, "customers": 1},
+        "contraction": {"amount": 0, "count": 0, "customers": 0},
+        "churn": {"amount": 720, "count": 1, "customers": 1},
+        "reactivation": {"amount": 0, "count": 0, "customers": 0},
         "net_new": 8700 - 4520,
     }
     # 720 / 4520; (720 - 2000) / 4520; 1 of 3 customers.
-    assert month["churn"] == {"gross_revenue": "0.1593", "net_revenue": "-0.2832", "customer": "0.3333"}
+    assert month["churn"] == {
+        "computed_from": "net_movements",
+        "gross_revenue": "0.1593",
+        "net_revenue": "-0.2832",
+        "customer": "0.3333",
+    }
     # Cohort A, B, C: (4520 - 720 + 2000) / 4520 and (4520 - 720) / 4520; D is new, so not in it.
     assert month["retention"] == {"net": "1.2832", "gross": "0.8407"}
     assert month["arpa"] == 2900  # 8700 / 3
@@ -104,10 +111,15 @@ async def test_a_lost_customer_who_comes_back_is_a_reactivation(api: Api, app: L
     await api.post("/v1/subscriptions", {"customer": sub["customer"], "price": "basic_monthly"})
     await settle(api, app)
     march = await api.get("/v1/metrics", params={"test_clock": clock, "start": START, "end": END})
-    assert march["movements"]["reactivation"] == {"amount": 900, "customers": 1}
+    assert march["movements"]["reactivation"] == {"amount": 900, "count": 1, "customers": 1}
     assert march["movements"]["new"]["amount"] == 0
     # Nobody at the start: every rate over the start is undefined, not zero.
-    assert march["churn"] == {"gross_revenue": None, "net_revenue": None, "customer": None}
+    assert march["churn"] == {
+        "computed_from": "net_movements",
+        "gross_revenue": None,
+        "net_revenue": None,
+        "customer": None,
+    }
     assert march["retention"] == {"net": None, "gross": None} and march["ltv"] is None
 
 
@@ -130,7 +142,8 @@ async def test_mrr_before_discounts_is_a_setting(
     await api.post("/v1/coupons", {"id": "HALF", "percent_off": 50, "duration": "forever"})
     clock = (await api.post("/v1/test_clocks", {"frozen_time": START}))["id"]
     await subscribe(api, clock, "Half", "basic_monthly", coupon="HALF")
-    await settle(api, app)
+    # The default window ends at the clock's now, exclusive: look an hour after the subscription.
+    await advance(api, app, clock, "2026-03-01T01:00:00Z")
     summary = await api.get("/v1/metrics", params={"test_clock": clock})
     assert summary["mrr"]["end"] == 900 and summary["mrr_subtracts_discounts"] is False
 
@@ -181,3 +194,99 @@ async def test_monthly_cohorts_follow_who_still_pays(api: Api, app: Litestar, de
     assert [(p["customers"], p["mrr"]) for p in february["periods"]] == [(1, 900), (1, 900)]
     assert [(p["customers"], p["mrr"]) for p in march["periods"]] == [(0, 0)]
     await api.get("/v1/metrics/cohorts", params={"months": 0}, expect=422)
+
+
+# --- one boundary rule: half-open windows [start, end) -----------------------------------------------
+
+
+async def test_a_month_owns_its_first_instant_for_movements_trials_and_cohorts(
+    api: Api, app: Litestar, demo: Any
+) -> None:
+    clock = (await api.post("/v1/test_clocks", {"frozen_time": "2027-02-14T00:00:00Z"}))["id"]
+    # T's trial ends at exactly 2027-03-01T00:00Z; S starts paying at exactly that instant.
+    trial = await subscribe(api, clock, "T", "pro_monthly", trial_days=15)
+    assert trial["trial_end"] == "2027-03-01T00:00:00Z"
+    await advance(api, app, clock, "2027-03-01T00:00:00Z")
+    await subscribe(api, clock, "S", "basic_monthly", trial_days=0)
+    await advance(api, app, clock, "2027-03-15T00:00:00Z")
+
+    window = {"test_clock": clock}
+    february = await api.get(
+        "/v1/metrics", params={**window, "start": "2027-02-01T00:00:00Z", "end": "2027-03-01T00:00:00Z"}
+    )
+    assert february["mrr"] == {"start": 0, "end": 0}
+    assert february["movements"]["new"] == {"amount": 0, "count": 0, "customers": 0}
+    assert february["trials"] == {"converted": 0, "ended": 0, "conversion": None}
+
+    march = await api.get(
+        "/v1/metrics", params={**window, "start": "2027-03-01T00:00:00Z", "end": "2027-04-01T00:00:00Z"}
+    )
+    assert march["mrr"] == {"start": 0, "end": 2900 + 900}
+    assert march["movements"]["new"] == {"amount": 3800, "count": 2, "customers": 2}
+    assert march["trials"] == {"converted": 1, "ended": 1, "conversion": "1.0000"}
+
+    cohorts = await api.get(
+        "/v1/metrics/cohorts", params={**window, "start": "2027-02-01T00:00:00Z", "months": 2}
+    )
+    assert [(row["cohort"][:7], row["customers"]) for row in cohorts["data"]] == [
+        ("2027-02", 0),
+        ("2027-03", 2),
+    ]
+    # February's end is its last instant: the two who start paying on March 1st are not in it.
+    assert [(p["customers"], p["mrr"]) for p in cohorts["data"][0]["periods"]] == [(0, 0), (0, 0)]
+
+
+async def test_movements_each_shows_what_the_net_view_hides(api: Api, app: Litestar, demo: Any) -> None:
+    clock = (await api.post("/v1/test_clocks", {"frozen_time": "2027-02-20T00:00:00Z"}))["id"]
+    swing = await subscribe(api, clock, "Swing", "basic_monthly", trial_days=0)
+    back = await subscribe(api, clock, "Back", "basic_monthly", trial_days=0)
+    await advance(api, app, clock, "2027-03-05T00:00:00Z")
+    await api.post(f"/v1/subscriptions/{swing['id']}/plan_change", {"price": "pro_monthly"}, expect=201)
+    await advance(api, app, clock, "2027-03-10T00:00:00Z")
+    await api.post(
+        f"/v1/subscriptions/{swing['id']}/plan_change",
+        {"price": "basic_monthly", "timing": "now"},
+        expect=201,
+    )
+    await advance(api, app, clock, "2027-03-12T00:00:00Z")
+    await api.post(f"/v1/subscriptions/{back['id']}/cancel", {"at_period_end": False}, expect=201)
+    await advance(api, app, clock, "2027-03-20T00:00:00Z")
+    await api.post(
+        "/v1/subscriptions", {"customer": back["customer"], "price": "basic_monthly", "trial_days": 0}
+    )
+    await advance(api, app, clock, "2027-04-01T00:00:00Z")
+
+    window = {"test_clock": clock, "start": "2027-03-01T00:00:00Z", "end": "2027-04-01T00:00:00Z"}
+    zero = {"amount": 0, "count": 0, "customers": 0}
+    net = await api.get("/v1/metrics", params=window)
+    assert net["mrr"] == {"start": 1800, "end": 1800}
+    assert net["movements"] == {
+        "view": "net",
+        **{kind: zero for kind in ("new", "expansion", "contraction", "churn", "reactivation")},
+        "net_new": 0,
+    }
+    assert net["churn"] == {
+        "computed_from": "net_movements",
+        "gross_revenue": "0.0000",
+        "net_revenue": "0.0000",
+        "customer": "0.0000",
+    }
+    each = await api.get("/v1/metrics", params={**window, "movements": "each"})
+    assert each["mrr"] == net["mrr"]
+    assert each["movements"] == {
+        "view": "each",
+        "new": zero,
+        "expansion": {"amount": 2000, "count": 1, "customers": 1},
+        "contraction": {"amount": 2000, "count": 1, "customers": 1},
+        "churn": {"amount": 900, "count": 1, "customers": 1},
+        "reactivation": {"amount": 900, "count": 1, "customers": 1},
+        "net_new": 0,
+    }
+    # Gross: (900 + 2000) / 1800; net: (2900 - 2900) / 1800; customer churn compares the ends: 0 of 2.
+    assert each["churn"] == {
+        "computed_from": "each_movements",
+        "gross_revenue": "1.6111",
+        "net_revenue": "0.0000",
+        "customer": "0.0000",
+    }
+    await api.get("/v1/metrics", params={**window, "movements": "gross"}, expect=422)
