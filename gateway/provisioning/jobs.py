@@ -22,6 +22,7 @@ from gateway.audit.service import handle_event as audit_event
 from gateway.config import Settings
 from gateway.db.outbox import OutboxEvent
 from gateway.db.session import Database
+from gateway.db.stream import DEFAULT_WARN_AFTER_SECONDS, horizon_watch
 from gateway.kernel.clock import Clock
 from gateway.kernel.waiting import wait_for_nudge
 from gateway.metrics.recorder import MetricsRecorder
@@ -43,6 +44,7 @@ class Wiring:
     hooks: Sequence[AccessHook] = ()
     on_keys_disabled: Callable[[list[str]], None] | None = None
     http_client: httpx.AsyncClient | None = None
+    horizon_warn_seconds: float = DEFAULT_WARN_AFTER_SECONDS
 
     @classmethod
     def from_settings(cls, settings: Settings, **kw: object) -> Wiring:
@@ -57,6 +59,7 @@ class Wiring:
                 max_backoff_seconds=settings.webhook_max_backoff_seconds,
                 timeout_seconds=settings.webhook_timeout_seconds,
             ),
+            horizon_warn_seconds=settings.outbox_horizon_warn_seconds,
             **kw,  # type: ignore[arg-type]
         )
 
@@ -90,7 +93,10 @@ async def relay_once(db: Database, clock: Clock, wiring: Wiring | None = None) -
 
     Provisioning writes events of its own (`customer.provisioned`, `access.revoked`, `member.updated`),
     so the pass repeats until nothing new turns up (bounded)."""
-    relay = Relay(db, clock, consumers(clock, wiring or default_wiring(clock)))
+    wiring = wiring or default_wiring(clock)
+    relay = Relay(
+        db, clock, consumers(clock, wiring), watch=horizon_watch("relay", wiring.horizon_warn_seconds)
+    )
     total = 0
     for _ in range(5):
         handled = await relay.run_once()
