@@ -97,24 +97,25 @@ class Relay:
         self.watch = watch or horizon_watch("relay", DEFAULT_WARN_AFTER_SECONDS)
 
     async def run_once(self) -> int:
-        """One pass over every consumer; returns how many (consumer, event) pairs were handled."""
+        """Hand every pending event to every consumer; returns how many (consumer, event) pairs were
+        handled. Consumers take turns one batch at a time, each of them in every round while any has a
+        backlog, so a backlog does not delay the others: an event that commits during the pass reaches
+        each consumer within a round."""
         total = 0
-        for consumer in self.consumers:
-            try:
-                total += await self._drain(consumer)
-            except (IntegrityError, DBAPIError):
-                # Another relay raced us for the same events (receipt already there) or the database
-                # is busy: nothing was committed by this pass, the next one retries.
-                log.info("relay pass for %s lost a race; retrying later", consumer.name, exc_info=True)
-        return total
-
-    async def _drain(self, consumer: Consumer) -> int:
-        handled = 0
         while True:
-            done, more = await self._batch(consumer)
-            handled += done
+            more = False
+            for consumer in self.consumers:
+                try:
+                    done, has_more = await self._batch(consumer)
+                except (IntegrityError, DBAPIError):
+                    # Another relay raced us for the same events (receipt already there) or the database
+                    # is busy: nothing was committed by this batch, the next pass retries.
+                    log.info("relay pass for %s lost a race; retrying later", consumer.name, exc_info=True)
+                    continue
+                total += done
+                more = more or has_more
             if not more:
-                return handled
+                return total
 
     async def _batch(self, consumer: Consumer) -> tuple[int, bool]:
         """Handle up to BATCH pending events in one transaction, each in its own savepoint. A handler
