@@ -77,7 +77,13 @@ log = logging.getLogger("tiergate")
 @get("/health", include_in_schema=False, sync_to_thread=False)
 def health(state: State) -> dict[str, Any]:
     engine: Engine = state.engine
-    return {"status": "ok", "index_version": engine.version, "stale": engine.stale if engine.ready else True}
+    return {
+        "status": "ok",
+        "index_version": engine.version,
+        "stale": engine.stale if engine.ready else True,
+        # Anti-entropy checks run, and tenants whose index entry differed from the database (should be 0).
+        "anti_entropy": {"runs": engine.anti_entropy_runs, "repaired": engine.anti_entropy_repairs},
+    }
 
 
 async def nudge_after_writes(request: Request[Any, Any, Any]) -> None:
@@ -144,6 +150,8 @@ def create_app(
             poll_interval_seconds=settings.entitlements_poll_seconds,
             max_staleness_seconds=settings.entitlements_max_staleness_seconds,
             fail_open_features=frozenset(settings.fail_open_features),
+            horizon_warn_seconds=settings.outbox_horizon_warn_seconds,
+            anti_entropy_seconds=settings.entitlements_anti_entropy_seconds,
         ),
     )
     notifier = ChangeNotifier(engine, redis_client)
@@ -174,7 +182,11 @@ def create_app(
     state.sso_pending = sso_pending
     state.sso_oidc = sso_oidc
     # Accounts follow the subscription: each replica's in-memory token revocation list, and the relay.
-    revocations = RevocationList(database, poll_interval_seconds=settings.entitlements_poll_seconds)
+    revocations = RevocationList(
+        database,
+        poll_interval_seconds=settings.entitlements_poll_seconds,
+        horizon_warn_seconds=settings.outbox_horizon_warn_seconds,
+    )
     state.revocations = revocations
 
     @contextlib.asynccontextmanager

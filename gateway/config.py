@@ -39,6 +39,11 @@ class Settings:
     # index may grow (database unreachable) before checks fail closed.
     entitlements_poll_seconds: float = 1.0
     entitlements_max_staleness_seconds: float = 30.0
+    # Anti-entropy: every this many seconds each replica compares its index with the database and
+    # reloads the tenants that differ (0 = off).
+    entitlements_anti_entropy_seconds: float = 300.0
+    # Change stream: warn when a transaction left open holds the outbox horizon back this long.
+    outbox_horizon_warn_seconds: float = 60.0
     # Feature keys that fail open (allowed) when the index is stale or the quota store is down.
     fail_open_features: tuple[str, ...] = ()
     # Issuer (`iss`) of Tiergate's end-user access tokens, and their lifetime.

@@ -2,6 +2,8 @@
 
 The relay (later: worker) reads rows in `seq` order and delivers them at least once; consumers dedupe by
 `event_id`. `seq` is a database-assigned increasing number, so per-aggregate order is the insert order.
+Readers never query this table by `seq` ranges themselves: `gateway.db.stream` is the one reader that
+knows when an event can no longer appear below what was already read (`xid`, below).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, select
+from sqlalchemy import BigInteger, FetchedValue, Index, Integer, String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -36,8 +38,18 @@ class OutboxEvent(Base):
     # Who caused the change (see `actor_of`): the audit log names it; webhooks do not carry it.
     actor: Mapped[str | None] = mapped_column(String(80))
     delivered_at: Mapped[datetime | None]
+    # PostgreSQL: the id of the transaction that wrote the row (`pg_current_xact_id()`, the column's server
+    # default, set by the migration), which tells the change stream when the row can no longer be
+    # outrun by a late commit (see gateway.db.stream). SQLite (one writer at a time) leaves it NULL.
+    # Never set by the application: `FetchedValue` keeps every insert (ORM or bulk) from sending a NULL.
+    xid: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), server_default=FetchedValue()
+    )
 
-    __table_args__ = (Index("ix_outbox_undelivered", "delivered_at", "seq"),)
+    __table_args__ = (
+        Index("ix_outbox_undelivered", "delivered_at", "seq"),
+        Index("ix_outbox_xid_seq", "xid", "seq"),
+    )
 
 
 SYSTEM = "system"

@@ -1,14 +1,20 @@
 """The per-replica decision engine: an immutable decision index kept current by tailing the outbox.
 
 Design (ARCHITECTURE.md §4, with one change, argued in README.md): the outbox *is* the change stream.
-Every state change already writes an event with a database-assigned `seq` in its own transaction, so a
-replica catches up by reading `outbox.seq > watermark` — from PostgreSQL, not from Redis. Redis pub/sub
-only carries a "something changed" nudge so replicas look immediately instead of at the next poll. A lost
-nudge therefore costs at most one poll interval, and Redis being down costs nothing but that latency.
+Every state change already writes an event in its own transaction, so a replica catches up by tailing the
+outbox through `gateway.db.stream` (the one reader every outbox consumer shares), from the database, not
+from Redis. That reader cannot skip a committed event, also one whose transaction commits long after
+events with higher seqs (see its docstring). Redis pub/sub only carries a "something changed" nudge so
+replicas look immediately instead of at the next poll. A lost nudge therefore costs at most one poll
+interval, and Redis being down costs nothing but that latency.
 
 Events are applied as "reload this tenant" (or "reload the policy"), never as increments, so reading an
-event twice is harmless; that is what lets the reader re-scan a window below the watermark to pick up
-transactions that committed out of `seq` order.
+event twice is harmless.
+
+Defence in depth: every `anti_entropy_seconds` the engine compares each tenant's decision inputs (plan
+version, status, grants and seats, members' roles; and the policy version) with the database and reloads
+the tenants that differ, counting them (`anti_entropy_repairs`). With a sound stream the count stays 0;
+anything else is a bug worth a warning, and the replica heals itself meanwhile.
 """
 
 from __future__ import annotations
@@ -16,17 +22,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.authz.domain import PolicySnapshot, TenantStanding, catalog_policy
 from gateway.catalog.domain import FeatureKind
 from gateway.db.outbox import OutboxEvent
 from gateway.db.session import Database
+from gateway.db.stream import DEFAULT_WARN_AFTER_SECONDS, OutboxTail, horizon_watch
 from gateway.entitlements.index import Decision, DecisionIndex, IndexDelta, MemberRoles
 from gateway.entitlements.loader import LoadedTenants, TenantEntitlements, load_tenants
 from gateway.entitlements.quotas import QuotaResult, QuotaStore
@@ -36,8 +43,10 @@ from gateway.kernel.waiting import wait_for_nudge
 log = logging.getLogger("tiergate.entitlements")
 
 PolicyLoader = Callable[[AsyncSession], Awaitable[PolicySnapshot]]
-# Events whose commit may trail a higher seq are re-read this far below the watermark.
-REORDER_WINDOW = 2_000
+# At most this many events per catch-up transaction (a pass loops until it has read them all), and this
+# many tenants per reload query (bind parameters are limited: 32,767 per statement on asyncpg).
+SYNC_BATCH = 20_000
+RELOAD_CHUNK = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +56,10 @@ class EngineSettings:
     # except features listed in `fail_open_features`.
     max_staleness_seconds: float = 30.0
     fail_open_features: frozenset[str] = frozenset()
+    # Warn when the outbox horizon is held back this long (gateway.db.stream).
+    horizon_warn_seconds: float = DEFAULT_WARN_AFTER_SECONDS
+    # How often the anti-entropy check compares the index with the database; 0 turns it off.
+    anti_entropy_seconds: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +84,6 @@ class _State:
     plan_nodes: dict[str, tuple[str, frozenset[str]]]
     policy: PolicySnapshot  # the stored policy, without generated plan-version edges
     watermark: int
-    seen: set[int] = field(default_factory=set)
 
 
 class EngineView:
@@ -246,6 +258,16 @@ class Engine:
         self._nudged = asyncio.Event()
         self._lock = asyncio.Lock()
         self.on_synced: list[Callable[[int], None]] = []
+        self._tail = self._new_tail()
+        self._last_check = time.monotonic()
+        # Anti-entropy counters (reported by /health and logged): checks run, tenants found to differ.
+        self.anti_entropy_runs = 0
+        self.anti_entropy_repairs = 0
+
+    def _new_tail(self) -> OutboxTail:
+        return OutboxTail(
+            "entitlements", watch=horizon_watch("entitlements", self.settings.horizon_warn_seconds)
+        )
 
     # -- state -----------------------------------------------------------------------------------
     @property
@@ -274,11 +296,16 @@ class Engine:
     async def rebuild(self) -> None:
         """Full load. At start-up, after a policy change, and whenever incremental catch-up fails."""
         async with self._lock, self.db.unit_of_work() as session:
-            watermark = int(await session.scalar(select(func.coalesce(func.max(OutboxEvent.seq), 0))) or 0)
+            # Position the reader first: whatever commits after this is read again (harmless), nothing
+            # committed before it is missing from the state loaded below.
+            tail = self._new_tail()
+            watermark = await tail.start(session)
             stored = await self.load_policy(session)
             loaded = await load_tenants(session)
             self._install(stored, loaded, watermark)
+            self._tail = tail
         self._last_ok = time.monotonic()
+        self._last_check = time.monotonic()
         for callback in self.on_synced:
             callback(watermark)
 
@@ -305,42 +332,99 @@ class Engine:
 
     async def sync(self) -> int:
         """Catch up with the outbox; returns the number of new events applied."""
-        state = self._require()
+        self._require()
         async with self._lock:
-            async with self.db.unit_of_work() as session:
-                low = max(0, state.watermark - REORDER_WINDOW)
-                rows = (
-                    await session.execute(
-                        select(OutboxEvent.seq, OutboxEvent.type, OutboxEvent.tenant_id)
-                        .where(OutboxEvent.seq > low)
-                        .order_by(OutboxEvent.seq)
-                        .limit(50_000)
-                    )
-                ).all()
-                fresh = [(seq, type_, tenant) for seq, type_, tenant in rows if seq not in state.seen]
-                if not fresh:
-                    self._last_ok = time.monotonic()
-                    return 0
-                policy_changed = any(type_.startswith("policy.") for _, type_, _ in fresh)
-                tenants = {tenant for _, _, tenant in fresh if tenant}
-                if policy_changed:
-                    stored = await self.load_policy(session)
-                    loaded = await load_tenants(session)
-                    self._install(stored, loaded, max(seq for seq, _, _ in fresh))
-                    state = self._require()
-                elif tenants:
-                    loaded = await load_tenants(session, tenants)
-                    self._apply_tenants(state, tenants, loaded)
-            state.watermark = max(state.watermark, *(seq for seq, _, _ in fresh))
-            state.seen.update(seq for seq, _, _ in fresh)
-            # Forget seqs that fell out of the re-read window (they can never be returned again).
-            floor = state.watermark - REORDER_WINDOW
-            state.seen = {s for s in state.seen if s > floor}
-            self._publish(state)
+            applied = await self._sync_locked()
         self._last_ok = time.monotonic()
+        state = self._require()
         for callback in self.on_synced:
             callback(state.watermark)
-        return len(fresh)
+        return applied
+
+    async def _sync_locked(self) -> int:
+        applied = 0
+        while True:
+            async with self.db.unit_of_work() as session:
+                batch = await self._tail.read(
+                    session, OutboxEvent.type, OutboxEvent.tenant_id, limit=SYNC_BATCH
+                )
+                if batch.rows:
+                    await self._apply_events(session, batch.rows)
+            # Only once the events are applied: a failure above leaves them unread, to be read again.
+            self._tail.acknowledge(batch)
+            state = self._require()
+            state.watermark = max(state.watermark, self._tail.top)
+            self._publish(state)
+            applied += len(batch.rows)
+            if batch.complete:
+                return applied
+
+    async def _apply_events(self, session: AsyncSession, rows: Sequence[Any]) -> None:
+        state = self._require()
+        policy_changed = any(row.type.startswith("policy.") for row in rows)
+        tenants = {row.tenant_id for row in rows if row.tenant_id}
+        if policy_changed:
+            stored = await self.load_policy(session)
+            loaded = await load_tenants(session)
+            self._install(stored, loaded, max(state.watermark, *(row.seq for row in rows)))
+        elif tenants:
+            self._apply_tenants(state, tenants, await _load_in_chunks(session, tenants))
+
+    # -- anti-entropy ----------------------------------------------------------------------------
+    async def check_consistency(self) -> int:
+        """Compare every tenant's decision inputs in the index with the database; reload the ones that
+        differ. Returns how many differed (also added to `anti_entropy_repairs`).
+
+        Catches up first, and leaves out tenants named by events that committed while it loaded (the
+        next sync applies those), so a tenant counts only if the index missed a change for good."""
+        async with self._lock:
+            await self._sync_locked()
+            async with self.db.unit_of_work() as session:
+                stored = await self.load_policy(session)
+                loaded = await load_tenants(session)
+                late = await self._tail.read(session, OutboxEvent.type, OutboxEvent.tenant_id)
+            differing = self._repair(stored, loaded, late.rows)
+        self.anti_entropy_runs += 1
+        self.anti_entropy_repairs += len(differing)
+        self._last_check = time.monotonic()
+        if differing:
+            log.warning(
+                "anti-entropy: the index of this replica differed from the database for %d tenant(s) %s; "
+                "reloaded (total repaired: %d)",
+                len(differing),
+                differing[:10],
+                self.anti_entropy_repairs,
+            )
+        else:
+            log.info(
+                "anti-entropy: the index matches the database (repaired so far: %d)",
+                self.anti_entropy_repairs,
+            )
+        return len(differing)
+
+    def _repair(self, stored: PolicySnapshot, loaded: LoadedTenants, late: Sequence[Any]) -> list[str]:
+        state = self._require()
+        if stored.version != state.policy.version:
+            self._install(stored, loaded, state.watermark)
+            return ["<policy>"]
+        if any(row.type.startswith("policy.") for row in late):
+            return []  # a policy change is on its way: the next sync rebuilds everything anyway
+        in_flight = {row.tenant_id for row in late if row.tenant_id}
+        known = state.index.tenant_ids() | set(loaded.tenants) | set(loaded.memberships)
+        differing = sorted(t for t in known - in_flight if _index_inputs(state, t) != _db_inputs(loaded, t))
+        for tenant_id in differing:
+            # Users only the (wrong) index knows must be removed too: let the reload see them.
+            _, index_members = state.index.inputs_of(tenant_id)
+            state.members[tenant_id] = state.members.get(tenant_id, frozenset()) | frozenset(index_members)
+        if differing:
+            self._apply_tenants(state, differing, loaded)
+            self._publish(state)
+        return differing
+
+    @property
+    def anti_entropy_due(self) -> bool:
+        interval = self.settings.anti_entropy_seconds
+        return interval > 0 and time.monotonic() - self._last_check >= interval
 
     def _apply_tenants(self, state: _State, tenant_ids: Iterable[str], loaded: LoadedTenants) -> None:
         new_nodes = {n: v for n, v in loaded.plan_nodes.items() if n not in state.plan_nodes}
@@ -387,6 +471,8 @@ class Engine:
                     await self.rebuild()
                 else:
                     await self.sync()
+                    if self.anti_entropy_due:
+                        await self.check_consistency()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -423,6 +509,45 @@ class Engine:
 
     async def release(self, tenant_id: str, feature: str, quantity: int) -> FeatureVerdict:
         return await self.view().release(tenant_id, feature, quantity)
+
+
+async def _load_in_chunks(session: AsyncSession, tenant_ids: Iterable[str]) -> LoadedTenants:
+    ids = sorted(tenant_ids)
+    parts = [await load_tenants(session, ids[i : i + RELOAD_CHUNK]) for i in range(0, len(ids), RELOAD_CHUNK)]
+    if len(parts) == 1:
+        return parts[0]
+    return LoadedTenants(
+        tenants={k: v for part in parts for k, v in part.tenants.items()},
+        memberships={k: v for part in parts for k, v in part.memberships.items()},
+        plan_nodes={k: v for part in parts for k, v in part.plan_nodes.items()},
+    )
+
+
+def _features_digest(entitlements: TenantEntitlements | None) -> tuple[Any, ...] | None:
+    if entitlements is None:
+        return None
+    e = entitlements
+    features = tuple(sorted((f.key, f.kind.value, f.limit, f.soft) for f in e.features.values()))
+    return (e.plan_node, e.status, e.subscription_id, e.period_start, e.period_end, features)
+
+
+def _index_inputs(state: _State, tenant_id: str) -> tuple[Any, ...]:
+    """A tenant's decision inputs as this replica holds them: standing and roles from the index itself
+    (what decides), grants and seats from the entitlements beside it."""
+    standing, members = state.index.inputs_of(tenant_id)
+    standing_key = (standing.plan, standing.status) if standing is not None else None
+    roles = tuple(sorted(members.items()))
+    return (standing_key, _features_digest(state.tenants.get(tenant_id)), roles)
+
+
+def _db_inputs(loaded: LoadedTenants, tenant_id: str) -> tuple[Any, ...]:
+    entitlements = loaded.tenants.get(tenant_id)
+    standing_key = (entitlements.plan_node, entitlements.status) if entitlements is not None else None
+    held: dict[str, set[str]] = {}
+    for m in loaded.memberships.get(tenant_id, ()):
+        held.setdefault(m.user_id, set()).add(m.role)
+    roles = tuple(sorted((user, tuple(sorted(r))) for user, r in held.items()))
+    return (standing_key, _features_digest(entitlements), roles)
 
 
 def _peek(used: int, quantity: int, limit: int | None, soft: bool, resets_at: datetime | None) -> QuotaResult:

@@ -334,6 +334,16 @@ class DecisionIndex:
         active = tuple(r for r in roles if tenant.rules.role_active(r))
         return MemberRoles(active, tuple(r for r in roles if r not in active))
 
+    def tenant_ids(self) -> set[str]:
+        """Every tenant the index knows: subscribed ones and ones with members."""
+        return set(self._tenants) | set(self._members)
+
+    def inputs_of(self, tenant_id: str) -> tuple[TenantStanding | None, dict[str, tuple[str, ...]]]:
+        """What the index decides a tenant's requests from: its standing (plan node, status) and its
+        members' roles. The anti-entropy check compares these with the database."""
+        tenant = self._tenants.get(tenant_id)
+        return (tenant.standing if tenant is not None else None, dict(self._members.get(tenant_id, {})))
+
     def apply(self, delta: IndexDelta) -> DecisionIndex:
         """The index at `delta.version`; raises `IndexVersionGap` unless that is exactly the next one."""
         if delta.version != self.version + 1:

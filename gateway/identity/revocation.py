@@ -11,9 +11,10 @@ holds in memory. Two kinds of entry, each a `revoked_after` time:
 
 Writes go to `access_revocations` (one row per subject, the current state) and to the outbox
 (`access.revoked`, `access.restored`, `user.tokens_revoked`) in one transaction. Each replica's
-`RevocationList` loads the table at start and then tails the outbox for those events, re-reading the
-row of each subject named, the way the decision engine follows the outbox; staleness is bounded by the
-poll interval. Comparison is in whole seconds (`iat` is an integer) and fails closed: a token issued in
+`RevocationList` loads the table at start and then tails the outbox for those events through the shared
+change stream (`gateway.db.stream`, which cannot skip a late-committing event), re-reading the row of
+each subject named, the way the decision engine follows the outbox; staleness is bounded by the poll
+interval. Comparison is in whole seconds (`iat` is an integer) and fails closed: a token issued in
 the same second as the revocation is refused.
 """
 
@@ -26,13 +27,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, func, select
+from sqlalchemy import String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db.base import Base
 from gateway.db.outbox import OutboxEvent, record_event
 from gateway.db.session import Database
+from gateway.db.stream import DEFAULT_WARN_AFTER_SECONDS, OutboxTail, horizon_watch, top_seq
 from gateway.identity.tokens import InvalidToken
 from gateway.kernel.clock import Clock, format_timestamp
 from gateway.kernel.events import DomainEvent
@@ -43,7 +45,6 @@ log = logging.getLogger("tiergate.revocation")
 TENANT = "tenant"
 USER = "user"
 EVENT_TYPES = frozenset({"access.revoked", "access.restored", "user.tokens_revoked"})
-REORDER_WINDOW = 2_000
 
 
 class TokenRevoked(InvalidToken):
@@ -163,13 +164,20 @@ class _Entry:
 class RevocationList:
     """The per-replica, in-memory view. `refusal()` is a couple of dict lookups: safe on the hot path."""
 
-    def __init__(self, db: Database, *, poll_interval_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        poll_interval_seconds: float = 1.0,
+        horizon_warn_seconds: float = DEFAULT_WARN_AFTER_SECONDS,
+    ) -> None:
         self.db = db
         self.poll_interval_seconds = poll_interval_seconds
+        self.horizon_warn_seconds = horizon_warn_seconds
         self._tenants: dict[str, _Entry] = {}
         self._users: dict[str, _Entry] = {}
         self._watermark = 0
-        self._seen: set[int] = set()
+        self._tail = self._new_tail()
         self._loaded = False
         self._nudged = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -212,14 +220,22 @@ class RevocationList:
         target = self._tenants if row.subject_type == TENANT else self._users
         target[row.subject_id] = self._entry(row)
 
+    def _new_tail(self) -> OutboxTail:
+        return OutboxTail(
+            "revocations",
+            where=(OutboxEvent.type.in_(sorted(EVENT_TYPES)),),
+            watch=horizon_watch("revocations", self.horizon_warn_seconds),
+        )
+
     async def load(self) -> None:
         async with self._lock, self.db.unit_of_work() as session:
-            watermark = int(await session.scalar(select(func.coalesce(func.max(OutboxEvent.seq), 0))) or 0)
+            tail = self._new_tail()
+            watermark = await tail.start(session)  # before the rows: later changes are read again
             rows = (await session.scalars(select(AccessRevocation))).all()
             self._tenants, self._users = {}, {}
             for row in rows:
                 self._put(row)
-            self._watermark, self._seen, self._loaded = watermark, set(), True
+            self._watermark, self._tail, self._loaded = watermark, tail, True
         self.last_sync = time.monotonic()
 
     async def sync(self) -> int:
@@ -227,28 +243,21 @@ class RevocationList:
         if not self._loaded:
             await self.load()
             return 0
-        async with self._lock, self.db.unit_of_work() as session:
-            low = max(0, self._watermark - REORDER_WINDOW)
-            events = (
-                await session.execute(
-                    select(OutboxEvent.seq, OutboxEvent.type, OutboxEvent.aggregate_id)
-                    .where(OutboxEvent.seq > low, OutboxEvent.type.in_(sorted(EVENT_TYPES)))
-                    .order_by(OutboxEvent.seq)
-                )
-            ).all()
-            fresh = [(seq, t, agg) for seq, t, agg in events if seq not in self._seen]
-            subjects = {(USER if t == "user.tokens_revoked" else TENANT, agg) for _, t, agg in fresh}
-            for subject in subjects:
-                row = await session.get(AccessRevocation, subject)
-                if row is not None:
-                    self._put(row)
-            top = int(await session.scalar(select(func.coalesce(func.max(OutboxEvent.seq), 0))) or 0)
-            self._seen.update(seq for seq, _, _ in fresh)
+        async with self._lock:
+            async with self.db.unit_of_work() as session:
+                batch = await self._tail.read(session, OutboxEvent.type, OutboxEvent.aggregate_id)
+                subjects = {
+                    (USER if r.type == "user.tokens_revoked" else TENANT, r.aggregate_id) for r in batch.rows
+                }
+                for subject in subjects:
+                    row = await session.get(AccessRevocation, subject)
+                    if row is not None:
+                        self._put(row)
+                top = await top_seq(session)
+            self._tail.acknowledge(batch)
             self._watermark = max(self._watermark, top)
-            floor = self._watermark - REORDER_WINDOW
-            self._seen = {s for s in self._seen if s > floor}
         self.last_sync = time.monotonic()
-        return len(fresh)
+        return len(batch.rows)
 
     def nudge(self, *_: Any) -> None:
         self._nudged.set()

@@ -6,9 +6,12 @@ Each consumer has a watermark (`outbox_consumers.last_seq`) and a receipt per ev
 * a restart resumes after the watermark (nothing is handled twice that committed its receipt);
 * a handler that raises rolls back with its receipt, and the event is offered again next pass
   (at least once); the consumer stops at that event, so events after it wait (order is kept);
-* like the decision engine, each pass re-reads `REORDER_WINDOW` seqs below the watermark: on PostgreSQL
-  a transaction may commit after one with a higher `seq`, and the receipts (not the watermark) say
-  whether such a late event was handled.
+* events come from the shared change stream (`gateway.db.stream`), which cannot skip a committed event:
+  on PostgreSQL a transaction may commit long after ones with higher seqs, so each consumer reads every
+  visible event at or above its *safe horizon* (`outbox_consumers.horizon`) that has no receipt yet, in
+  `seq` order; the horizon moves up as the transactions below it end, and receipts below it are pruned.
+  The watermark (`last_seq`) is the highest seq handled, for reporting only.
+* events a consumer does not want get their receipt without a savepoint (one insert per batch).
 
 Handlers must still be idempotent by event id: a handler with effects outside this database (ending
 sessions in Redis) may run again after a crash between its effect and the commit.
@@ -22,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, String, delete, exists, select
+from sqlalchemy import BigInteger, ColumnElement, Integer, String, delete, exists, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -30,11 +33,19 @@ from sqlalchemy.orm import Mapped, mapped_column
 from gateway.db.base import Base
 from gateway.db.outbox import OutboxEvent, set_actor
 from gateway.db.session import Database
+from gateway.db.stream import (
+    DEFAULT_WARN_AFTER_SECONDS,
+    HorizonWatch,
+    horizon_watch,
+    safe_horizon,
+    settle,
+    stream_key,
+    unsettled,
+)
 from gateway.kernel.clock import Clock
 
 log = logging.getLogger("tiergate.relay")
 
-REORDER_WINDOW = 2_000
 BATCH = 200
 
 Handler = Callable[[AsyncSession, OutboxEvent], Awaitable[None]]
@@ -45,6 +56,11 @@ class OutboxConsumer(Base):
 
     name: Mapped[str] = mapped_column(String(60), primary_key=True)
     last_seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
+    # The consumer's safe horizon (gateway.db.stream): every committed event whose stream key is below it
+    # has been handled; receipts say which ones at or above it have.
+    horizon: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), default=0, server_default="0"
+    )
     updated_at: Mapped[datetime | None]
 
 
@@ -67,30 +83,39 @@ class Consumer:
 
 
 class Relay:
-    def __init__(self, db: Database, clock: Clock, consumers: Sequence[Consumer]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        consumers: Sequence[Consumer],
+        *,
+        watch: HorizonWatch | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.consumers = list(consumers)
+        self.watch = watch or horizon_watch("relay", DEFAULT_WARN_AFTER_SECONDS)
 
     async def run_once(self) -> int:
-        """One pass over every consumer; returns how many (consumer, event) pairs were handled."""
+        """Hand every pending event to every consumer; returns how many (consumer, event) pairs were
+        handled. Consumers take turns one batch at a time, each of them in every round while any has a
+        backlog, so a backlog does not delay the others: an event that commits during the pass reaches
+        each consumer within a round."""
         total = 0
-        for consumer in self.consumers:
-            try:
-                total += await self._drain(consumer)
-            except (IntegrityError, DBAPIError):
-                # Another relay raced us for the same events (receipt already there) or the database
-                # is busy: nothing was committed by this pass, the next one retries.
-                log.info("relay pass for %s lost a race; retrying later", consumer.name, exc_info=True)
-        return total
-
-    async def _drain(self, consumer: Consumer) -> int:
-        handled = 0
         while True:
-            done, more = await self._batch(consumer)
-            handled += done
+            more = False
+            for consumer in self.consumers:
+                try:
+                    done, has_more = await self._batch(consumer)
+                except (IntegrityError, DBAPIError):
+                    # Another relay raced us for the same events (receipt already there) or the database
+                    # is busy: nothing was committed by this batch, the next pass retries.
+                    log.info("relay pass for %s lost a race; retrying later", consumer.name, exc_info=True)
+                    continue
+                total += done
+                more = more or has_more
             if not more:
-                return handled
+                return total
 
     async def _batch(self, consumer: Consumer) -> tuple[int, bool]:
         """Handle up to BATCH pending events in one transaction, each in its own savepoint. A handler
@@ -99,33 +124,57 @@ class Relay:
             state = await self._lock(session, consumer.name)
             if state is None:
                 return 0, False  # another relay holds this consumer right now
-            events = await self._pending(session, consumer.name, state.last_seq)
-            done = 0
+            measured = await safe_horizon(session)  # before reading: see gateway.db.stream
+            events = await self._pending(session, consumer.name, state.horizon)
+            done, failed, skipped = 0, False, []
             for event in events:
+                if not consumer.wants(event.type):
+                    skipped.append(event.seq)
+                    continue
                 try:
                     async with session.begin_nested():
-                        await self._handle_one(session, consumer, event, state)
+                        # What a consumer does because of an event, it does for whoever caused the event
+                        # (a tenant revoked because a key canceled its subscription was revoked by that key).
+                        set_actor(session, event.actor or f"system:relay:{consumer.name}")
+                        await consumer.handle(session, event)
+                        session.add(OutboxReceipt(consumer=consumer.name, seq=event.seq))
+                        await session.flush()
                 except Exception:
                     log.exception(
                         "consumer %s failed on event seq=%s (%s)", consumer.name, event.seq, event.type
                     )
-                    return done, False
+                    failed = True
+                    break
                 done += 1
-            return done, len(events) == BATCH
+                state.last_seq = max(state.last_seq, event.seq)
+            if skipped:
+                # Events this consumer does not want need no savepoint: their receipts, in one insert.
+                await session.execute(
+                    insert(OutboxReceipt), [{"consumer": consumer.name, "seq": seq} for seq in skipped]
+                )
+                done += len(skipped)
+                state.last_seq = max(state.last_seq, *skipped)
+            state.updated_at = self.clock.now()
+            await self._settle(session, consumer.name, state, measured)
+            return done, not failed and len(events) == BATCH
 
-    async def _handle_one(
-        self, session: AsyncSession, consumer: Consumer, event: OutboxEvent, state: OutboxConsumer
-    ) -> None:
-        if consumer.wants(event.type):
-            # What a consumer does because of an event, it does for whoever caused the event (a tenant
-            # revoked because a key canceled its subscription was revoked by that key).
-            set_actor(session, event.actor or f"system:relay:{consumer.name}")
-            await consumer.handle(session, event)
-        session.add(OutboxReceipt(consumer=consumer.name, seq=event.seq))
-        if event.seq > state.last_seq:
-            state.last_seq = event.seq
-        state.updated_at = self.clock.now()
+    async def _settle(self, session: AsyncSession, name: str, state: OutboxConsumer, measured: int) -> None:
+        """Move the consumer's horizon up to where every committed event below it has a receipt, and
+        forget those receipts (no query looks below the horizon again)."""
+        horizon = await settle(session, state.horizon, measured, ~self._receipt(name))
+        if horizon > state.horizon:
+            key = stream_key(session)
+            below = select(OutboxEvent.seq).where(key >= state.horizon, key < horizon)
+            await session.execute(
+                delete(OutboxReceipt).where(OutboxReceipt.consumer == name, OutboxReceipt.seq.in_(below))
+            )
+            state.horizon = horizon
         await session.flush()
+        await self.watch.observe(session, measured)
+
+    @staticmethod
+    def _receipt(name: str) -> ColumnElement[bool]:
+        return exists().where(OutboxReceipt.consumer == name, OutboxReceipt.seq == OutboxEvent.seq)
 
     async def _lock(self, session: AsyncSession, name: str) -> OutboxConsumer | None:
         query = select(OutboxConsumer).where(OutboxConsumer.name == name).with_for_update(skip_locked=True)
@@ -135,23 +184,20 @@ class Relay:
         exists_q = select(OutboxConsumer.name).where(OutboxConsumer.name == name)
         if await session.scalar(exists_q) is not None:
             return None  # it exists, and is locked by someone else
-        state = OutboxConsumer(name=name, last_seq=0, updated_at=self.clock.now())
+        state = OutboxConsumer(name=name, last_seq=0, horizon=0, updated_at=self.clock.now())
         session.add(state)
         await session.flush()
         return state
 
-    async def _pending(self, session: AsyncSession, name: str, last_seq: int) -> list[OutboxEvent]:
-        low = max(0, last_seq - REORDER_WINDOW)
-        receipt = exists().where(OutboxReceipt.consumer == name, OutboxReceipt.seq == OutboxEvent.seq)
+    async def _pending(self, session: AsyncSession, name: str, horizon: int) -> list[OutboxEvent]:
+        """The oldest BATCH events at or above the consumer's horizon that it has not handled."""
         query = (
-            select(OutboxEvent).where(OutboxEvent.seq > low, ~receipt).order_by(OutboxEvent.seq).limit(BATCH)
+            select(OutboxEvent)
+            .where(unsettled(session, horizon), ~self._receipt(name))
+            .order_by(OutboxEvent.seq)
+            .limit(BATCH)
         )
-        events = list((await session.scalars(query)).all())
-        # Receipts below the window can never be asked about again.
-        await session.execute(
-            delete(OutboxReceipt).where(OutboxReceipt.consumer == name, OutboxReceipt.seq <= low)
-        )
-        return events
+        return list((await session.scalars(query)).all())
 
 
 async def watermark(db: Database, name: str) -> int:

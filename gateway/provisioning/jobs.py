@@ -21,6 +21,7 @@ from gateway.audit.service import handle_event as audit_event
 from gateway.config import Settings
 from gateway.db.outbox import OutboxEvent
 from gateway.db.session import Database
+from gateway.db.stream import DEFAULT_WARN_AFTER_SECONDS, horizon_watch
 from gateway.kernel.clock import Clock
 from gateway.kernel.waiting import wait_for_nudge
 from gateway.metrics.recorder import MetricsRecorder
@@ -44,6 +45,7 @@ class Wiring:
     delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     hooks: Sequence[AccessHook] = ()
     on_keys_disabled: Callable[[list[str]], None] | None = None
+    horizon_warn_seconds: float = DEFAULT_WARN_AFTER_SECONDS
 
     @classmethod
     def from_settings(cls, settings: Settings, **kw: object) -> Wiring:
@@ -60,6 +62,7 @@ class Wiring:
                 timeout_seconds=settings.webhook_timeout_seconds,
                 outbound=OutboundPolicy.for_webhooks(settings),
             ),
+            horizon_warn_seconds=settings.outbox_horizon_warn_seconds,
             **kw,  # type: ignore[arg-type]
         )
 
@@ -93,7 +96,10 @@ async def relay_once(db: Database, clock: Clock, wiring: Wiring | None = None) -
 
     Provisioning writes events of its own (`customer.provisioned`, `access.revoked`, `member.updated`),
     so the pass repeats until nothing new turns up (bounded)."""
-    relay = Relay(db, clock, consumers(clock, wiring or default_wiring(clock)))
+    wiring = wiring or default_wiring(clock)
+    relay = Relay(
+        db, clock, consumers(clock, wiring), watch=horizon_watch("relay", wiring.horizon_warn_seconds)
+    )
     total = 0
     for _ in range(5):
         handled = await relay.run_once()
