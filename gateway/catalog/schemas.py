@@ -229,6 +229,7 @@ ExactMinorUnits = Annotated[
     str,
     Meta(
         pattern=r"^\d{1,15}(\.\d{1,12})?$",
+        max_length=28,
         description='The same in minor units as a decimal string, for fractions of a minor unit ("0.06")',
     ),
 ]

@@ -190,10 +190,6 @@ async def test_scim_refuses_over_long_deep_and_nul_input_and_stores_nothing(api:
     assert (await scim.call("GET", f"/Users/{ann['id']}", expect=200)).get("displayName") is None
 
 
-# Prices' `unit_amount` is a decimal string bounded by its pattern; another change makes it an integer.
-NOT_FREE_TEXT = {"unit_amount"}
-
-
 def unbounded_request_strings(document: dict[str, Any]) -> list[str]:
     """Every string in a request body schema that documents no `maxLength` (nor an enum or const)."""
     components = document["components"]["schemas"]
@@ -213,7 +209,7 @@ def unbounded_request_strings(document: dict[str, Any]) -> list[str]:
                 walk(sub, path, bounded)
         types = schema.get("type")
         types = types if isinstance(types, list) else [types]
-        if "string" in types and not bounded and path.rsplit(".", 1)[-1] not in NOT_FREE_TEXT:
+        if "string" in types and not bounded:
             found.add(path)
         for name, sub in schema.get("properties", {}).items():
             walk(sub, f"{path}.{name}")
