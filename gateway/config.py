@@ -49,6 +49,8 @@ class Settings:
     forward_routes: tuple[dict[str, Any], ...] = ()
     # What /v1/authz/forward answers for a request no route matches: "deny" (no_route) or "allow".
     forward_unmatched: str = "deny"
+    # Whether forward-auth routes match the path's case exactly (false: folded, as Express and IIS do).
+    forward_case_sensitive: bool = False
     # The issuer shown on invoices: its VAT id and country drive tax decisions (EU reverse charge), and
     # invoice numbers read "<invoice_number_prefix>-<sequence>". issuer_address: lines separated by "\n".
     issuer_name: str = "Tiergate Demo Ltd"
