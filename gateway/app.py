@@ -15,7 +15,6 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from redis.asyncio import from_url as redis_from_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit.http import CONTROLLERS as AUDIT
@@ -27,7 +26,9 @@ from gateway.billing.wiring import BillingConfig, billing_services
 from gateway.catalog.http import CONTROLLERS as CATALOG
 from gateway.config import Settings, load_settings
 from gateway.customers.http import CONTROLLERS as CUSTOMERS
+from gateway.db.redis import redis_client as make_redis_client
 from gateway.db.session import Database
+from gateway.entitlements.breaker import CircuitBreaker, GuardedQuotaStore
 from gateway.entitlements.changes import ChangeNotifier
 from gateway.entitlements.engine import Engine, EngineSettings
 from gateway.entitlements.forward import FORWARD_ROUTER
@@ -108,14 +109,24 @@ def provide_subscription_listeners(
     return [services.billing]
 
 
+def _redis_and_quotas(settings: Settings) -> tuple[Any | None, QuotaStore]:
+    """The shared Redis client (nudges, sessions, sign-ins) and the quota store. With Redis, the quota
+    store has its own client with the hot-path timeout and no retries, behind a circuit breaker."""
+    if not settings.redis_url:
+        return None, MemoryQuotaStore()
+    shared = make_redis_client(settings.redis_url, timeout_seconds=settings.redis_timeout_seconds, retries=1)
+    quota_client = make_redis_client(settings.redis_url, timeout_seconds=settings.redis_quota_timeout_seconds)
+    breaker = CircuitBreaker(settings.quota_breaker_failures, settings.quota_breaker_cooldown_seconds)
+    return shared, GuardedQuotaStore(RedisQuotaStore(quota_client), breaker)
+
+
 def create_app(
     settings: Settings | None = None, *, clock: Clock | None = None, db: Database | None = None
 ) -> Litestar:
     settings = settings or load_settings()
     clock = clock or SystemClock()
     database = db or Database(settings.database_url)
-    redis_client = redis_from_url(settings.redis_url) if settings.redis_url else None
-    quotas: QuotaStore = RedisQuotaStore(redis_client) if redis_client is not None else MemoryQuotaStore()
+    redis_client, quotas = _redis_and_quotas(settings)
     engine = Engine(
         database,
         clock,
@@ -210,6 +221,8 @@ def create_app(
                     await task
             if redis_client is not None:
                 await redis_client.aclose()
+            if isinstance(quotas, GuardedQuotaStore) and isinstance(quotas.inner, RedisQuotaStore):
+                await quotas.inner.aclose()
             if db is None:
                 await database.dispose()
 

@@ -35,6 +35,14 @@ class Settings:
     entitlements_max_staleness_seconds: float = 30.0
     # Feature keys that fail open (allowed) when the index is stale or the quota store is down.
     fail_open_features: tuple[str, ...] = ()
+    # Redis timeouts (connect and each reply): the quota client on the check hot path, and every other
+    # client (change nudges, SSO sessions and sign-ins, the job queue's connect).
+    redis_quota_timeout_seconds: float = 0.05
+    redis_timeout_seconds: float = 2.0
+    # Circuit breaker around the quota store: open after this many consecutive failures or timeouts,
+    # answer from the failure policy without calling Redis for the cool-down, then let one probe through.
+    quota_breaker_failures: int = 5
+    quota_breaker_cooldown_seconds: float = 5.0
     # Issuer (`iss`) of Tiergate's end-user access tokens, and their lifetime.
     token_issuer: str = "http://127.0.0.1:8000"
     token_ttl_seconds: int = 900
