@@ -8,10 +8,11 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from litestar import Litestar, Request, Router, get
+from litestar import Litestar, Request, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.logging.config import LoggingConfig
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -37,6 +38,7 @@ from gateway.entitlements.http import jwks
 from gateway.entitlements.index import DecisionIndex
 from gateway.entitlements.ofrep import OFREP_CONTROLLERS
 from gateway.entitlements.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
+from gateway.health.http import HEALTH_HANDLERS
 from gateway.identity.http import CONTROLLERS as IDENTITY
 from gateway.identity.http import authenticate, revoke_from_cache
 from gateway.identity.revocation import RevocationList
@@ -44,6 +46,7 @@ from gateway.identity.service import ApiKeyService
 from gateway.identity.sessions import MemorySessionStore, RedisSessionStore, SessionStore
 from gateway.identity.tokens import KeyService
 from gateway.kernel.clock import Clock, SystemClock
+from gateway.logs import FORMAT, quiet_libraries
 from gateway.metrics.http import CONTROLLERS as METRICS
 from gateway.notifications.http import CONTROLLERS as WEBHOOKS
 from gateway.provisioning.hooks import discover_hooks
@@ -67,12 +70,6 @@ from gateway.web.strict import reject_unknown_query_params
 from gateway.worker.scheduler import run_scheduler
 
 log = logging.getLogger("tiergate")
-
-
-@get("/health", include_in_schema=False, sync_to_thread=False)
-def health(state: State) -> dict[str, Any]:
-    engine: Engine = state.engine
-    return {"status": "ok", "index_version": engine.version, "stale": engine.stale if engine.ready else True}
 
 
 async def nudge_after_writes(request: Request[Any, Any, Any]) -> None:
@@ -124,6 +121,7 @@ def create_app(
     settings: Settings | None = None, *, clock: Clock | None = None, db: Database | None = None
 ) -> Litestar:
     settings = settings or load_settings()
+    quiet_libraries(settings.log_level)
     clock = clock or SystemClock()
     database = db or Database(settings.database_url)
     redis_client, quotas = _redis_and_quotas(settings)
@@ -181,7 +179,7 @@ def create_app(
             await PolicyService(session, clock).seed_default()
             keys = KeyService(session, clock)
             await keys.ensure_key()
-            app.state.signer = await keys.signer(settings.token_issuer)
+            app.state.signer = await keys.signer(settings.issuer)
         await engine.rebuild()
         tasks = [asyncio.create_task(engine.run()), asyncio.create_task(notifier.listen())]
         try:
@@ -252,7 +250,7 @@ def create_app(
     # OFREP clients authenticate with the same API keys; its paths are fixed by the protocol.
     ofrep = Router(path="/", route_handlers=OFREP_CONTROLLERS, guards=[authenticate])
     return Litestar(
-        route_handlers=[v1, ofrep, FORWARD_ROUTER, health, jwks, *SSO_BROWSER, SCIM_ROUTER],
+        route_handlers=[v1, ofrep, FORWARD_ROUTER, *HEALTH_HANDLERS, jwks, *SSO_BROWSER, SCIM_ROUTER],
         after_response=nudge_after_writes,
         dependencies={
             **{
@@ -291,4 +289,8 @@ def create_app(
             ),
         ),
         debug=settings.debug,
+        logging_config=LoggingConfig(
+            formatters={"standard": {"format": FORMAT}},
+            root={"handlers": ["queue_listener"], "level": settings.log_level.upper()},
+        ),
     )
