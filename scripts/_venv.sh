@@ -17,7 +17,7 @@ _tg_pip_summary() {
     function say(text) { print "[tiergate]   " text > "/dev/stderr"; fflush("/dev/stderr") }
     /^__tiergate_pip_failed__/ { failed = $2; next }
     { print > logfile }
-    /^Installing build dependencies/ { say("preparing the build (build dependencies)") }
+    /^ *Installing build dependencies/ && !prepared { prepared = 1; say("preparing the build (build dependencies)") }
     /^(Collecting|Requirement already satisfied)/ {
       seen++
       if (seen % 25 == 0) say("resolving dependencies: " seen " packages so far")
@@ -26,7 +26,7 @@ _tg_pip_summary() {
     /^Building (editable|wheel)/ && !built { built = 1; say("building tiergate (editable)") }
     /^Installing collected packages:/ {
       n = split(substr($0, 32), names, ", ")
-      say("resolved " seen " packages (" downloads + 0 " downloaded); installing " n " of them")
+      say("resolved " seen + 0 " packages (" downloads + 0 " downloaded); installing " n " of them")
     }
     /^Successfully installed/ { say("installed " NF - 2 " packages") }
     END { close(logfile); if (failed) exit failed }
