@@ -8,13 +8,13 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from litestar import Litestar, Request, Router, get
+from litestar import Litestar, Request, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.logging.config import LoggingConfig
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from redis.asyncio import from_url as redis_from_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit.http import CONTROLLERS as AUDIT
@@ -26,7 +26,9 @@ from gateway.billing.wiring import BillingConfig, billing_services
 from gateway.catalog.http import CONTROLLERS as CATALOG
 from gateway.config import Settings, load_settings
 from gateway.customers.http import CONTROLLERS as CUSTOMERS
+from gateway.db.redis import redis_client as make_redis_client
 from gateway.db.session import Database, is_sqlite
+from gateway.entitlements.breaker import CircuitBreaker, GuardedQuotaStore
 from gateway.entitlements.changes import ChangeNotifier
 from gateway.entitlements.engine import Engine, EngineSettings
 from gateway.entitlements.forward import FORWARD_ROUTER
@@ -36,6 +38,7 @@ from gateway.entitlements.index import DecisionIndex
 from gateway.entitlements.loader import what_if_assignments
 from gateway.entitlements.ofrep import OFREP_CONTROLLERS
 from gateway.entitlements.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
+from gateway.health.http import HEALTH_HANDLERS
 from gateway.identity.http import CONTROLLERS as IDENTITY
 from gateway.identity.http import authorize, revoke_from_cache
 from gateway.identity.revocation import RevocationList
@@ -43,6 +46,7 @@ from gateway.identity.service import ApiKeyService
 from gateway.identity.sessions import MemorySessionStore, RedisSessionStore, SessionStore
 from gateway.identity.tokens import KeyService
 from gateway.kernel.clock import Clock, SystemClock
+from gateway.logs import FORMAT, quiet_libraries
 from gateway.metrics.http import CONTROLLERS as METRICS
 from gateway.notifications.http import CONTROLLERS as WEBHOOKS
 from gateway.notifications.service import seal_endpoint_secrets
@@ -72,18 +76,6 @@ from gateway.web.strict import reject_unknown_query_params
 from gateway.worker.scheduler import run_scheduler
 
 log = logging.getLogger("tiergate")
-
-
-@get("/health", include_in_schema=False, sync_to_thread=False)
-def health(state: State) -> dict[str, Any]:
-    engine: Engine = state.engine
-    return {
-        "status": "ok",
-        "index_version": engine.version,
-        "stale": engine.stale if engine.ready else True,
-        # Anti-entropy checks run, and tenants whose index entry differed from the database (should be 0).
-        "anti_entropy": {"runs": engine.anti_entropy_runs, "repaired": engine.anti_entropy_repairs},
-    }
 
 
 async def nudge_after_writes(request: Request[Any, Any, Any]) -> None:
@@ -131,16 +123,27 @@ def provide_subscription_listeners(
     return [services.billing]
 
 
+def _redis_and_quotas(settings: Settings) -> tuple[Any | None, QuotaStore]:
+    """The shared Redis client (nudges, sessions, sign-ins) and the quota store. With Redis, the quota
+    store has its own client with the hot-path timeout and no retries, behind a circuit breaker."""
+    if not settings.redis_url:
+        return None, MemoryQuotaStore()
+    shared = make_redis_client(settings.redis_url, timeout_seconds=settings.redis_timeout_seconds, retries=1)
+    quota_client = make_redis_client(settings.redis_url, timeout_seconds=settings.redis_quota_timeout_seconds)
+    breaker = CircuitBreaker(settings.quota_breaker_failures, settings.quota_breaker_cooldown_seconds)
+    return shared, GuardedQuotaStore(RedisQuotaStore(quota_client), breaker)
+
+
 def create_app(
     settings: Settings | None = None, *, clock: Clock | None = None, db: Database | None = None
 ) -> Litestar:
     settings = settings or load_settings()
+    quiet_libraries(settings.log_level)
     clock = clock or SystemClock()
     database = db or Database(settings.database_url)
     # Refuses to start (SecretKeyMissing) on a shared database without TIERGATE_SECRET_KEY.
     secret_box = box_for(settings, embedded=is_sqlite(database.url))
-    redis_client = redis_from_url(settings.redis_url) if settings.redis_url else None
-    quotas: QuotaStore = RedisQuotaStore(redis_client) if redis_client is not None else MemoryQuotaStore()
+    redis_client, quotas = _redis_and_quotas(settings)
     engine = Engine(
         database,
         clock,
@@ -203,7 +206,7 @@ def create_app(
             await seal_stored_secrets(session, clock, secret_box)
             keys = KeyService(session, clock, secret_box)
             await keys.ensure_key()
-            app.state.signer = await keys.signer(settings.token_issuer)
+            app.state.signer = await keys.signer(settings.issuer)
         await engine.rebuild()
         tasks = [asyncio.create_task(engine.run()), asyncio.create_task(notifier.listen())]
         try:
@@ -244,6 +247,8 @@ def create_app(
                     await task
             if redis_client is not None:
                 await redis_client.aclose()
+            if isinstance(quotas, GuardedQuotaStore) and isinstance(quotas.inner, RedisQuotaStore):
+                await quotas.inner.aclose()
             if db is None:
                 await database.dispose()
 
@@ -274,7 +279,9 @@ def create_app(
     ofrep = Router(path="/", route_handlers=OFREP_CONTROLLERS)
     docs_assets = docs_assets_router()
     app = Litestar(
-        route_handlers=[v1, ofrep, FORWARD_ROUTER, health, jwks, *SSO_BROWSER, SCIM_ROUTER, docs_assets],
+        route_handlers=[
+            v1, ofrep, FORWARD_ROUTER, *HEALTH_HANDLERS, jwks, *SSO_BROWSER, SCIM_ROUTER, docs_assets
+        ],
         # One guard for every route: the permission matrix (gateway/web/permissions.py) says who may call
         # each operation, and it authenticates API keys where they are the credential.
         guards=[authorize],
@@ -324,6 +331,10 @@ def create_app(
             ),
         ),
         debug=settings.debug,
+        logging_config=LoggingConfig(
+            formatters={"standard": {"format": FORMAT}},
+            root={"handlers": ["queue_listener"], "level": settings.log_level.upper()},
+        ),
     )
     # Each operation's access (from the matrix) and the Idempotency-Key header, in the OpenAPI document.
     document_operations(app)

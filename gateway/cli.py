@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 
 import click
@@ -11,6 +10,7 @@ import click
 from gateway.config import load_settings
 from gateway.db.session import Database
 from gateway.kernel.clock import SystemClock
+from gateway.logs import configure_logging
 
 
 def _db() -> Database:
@@ -49,9 +49,7 @@ async def _seed(db: Database, api_key: str | None) -> None:
 @click.version_option(package_name="tiergate", prog_name="tiergate", message="%(prog)s %(version)s")
 def main() -> None:
     """Tiergate: entitlements, access control and subscription billing."""
-    logging.basicConfig(
-        level=load_settings().log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(load_settings().log_level)
 
 
 @main.command()
@@ -78,6 +76,13 @@ def serve(host: str | None, port: int | None, workers: int, demo: bool) -> None:
     """Run the HTTP service."""
     import uvicorn
 
+    # The app (built by uvicorn's factory, in each worker) reads its settings from the environment: the
+    # address given here is the one it serves on, and what it derives its token issuer and SSO redirect
+    # URI from (unless token_issuer / sso_public_url are configured).
+    if host is not None:
+        os.environ["TIERGATE_HOST"] = host
+    if port is not None:
+        os.environ["TIERGATE_PORT"] = str(port)
     settings = load_settings()
     if demo:
         key = settings.bootstrap_api_key or "tg_sk_demo_local_only"
@@ -86,10 +91,12 @@ def serve(host: str | None, port: int | None, workers: int, demo: bool) -> None:
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=settings.host,
+        port=settings.port,
         workers=workers,
         log_level=settings.log_level.lower(),
+        # uvicorn's own loggers propagate to the root logger: one format (gateway/logs.py).
+        log_config=None,
     )
 
 

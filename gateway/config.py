@@ -46,8 +46,17 @@ class Settings:
     outbox_horizon_warn_seconds: float = 60.0
     # Feature keys that fail open (allowed) when the index is stale or the quota store is down.
     fail_open_features: tuple[str, ...] = ()
-    # Issuer (`iss`) of Tiergate's end-user access tokens, and their lifetime.
-    token_issuer: str = "http://127.0.0.1:8000"
+    # Redis timeouts (connect and each reply): the quota client on the check hot path, and every other
+    # client (change nudges, SSO sessions and sign-ins, the job queue's connect).
+    redis_quota_timeout_seconds: float = 0.05
+    redis_timeout_seconds: float = 2.0
+    # Circuit breaker around the quota store: open after this many consecutive failures or timeouts,
+    # answer from the failure policy without calling Redis for the cool-down, then let one probe through.
+    quota_breaker_failures: int = 5
+    quota_breaker_cooldown_seconds: float = 5.0
+    # Issuer (`iss`) of Tiergate's end-user access tokens (empty = the served address, see `issuer`), and
+    # their lifetime.
+    token_issuer: str = ""
     token_ttl_seconds: int = 900
     # SSO sign-in: the URL browsers reach Tiergate at (the IdP redirects to <it>/sso/callback; empty =
     # token_issuer), how long a signed-in session lives, and how long a started sign-in may take.
@@ -60,6 +69,8 @@ class Settings:
     forward_routes: tuple[dict[str, Any], ...] = ()
     # What /v1/authz/forward answers for a request no route matches: "deny" (no_route) or "allow".
     forward_unmatched: str = "deny"
+    # Whether forward-auth routes match the path's case exactly (false: folded, as Express and IIS do).
+    forward_case_sensitive: bool = False
     # The issuer shown on invoices: its VAT id and country drive tax decisions (EU reverse charge), and
     # invoice numbers read "<invoice_number_prefix>-<sequence>". issuer_address: lines separated by "\n".
     issuer_name: str = "Tiergate Demo Ltd"
@@ -76,6 +87,10 @@ class Settings:
     # The billing run (renewals and their invoices) takes due subscriptions in batches of this many, one
     # transaction per batch.
     billing_run_batch_size: int = 200
+    # Readiness (/health/ready): how long the database and Redis probes may take, and how old the relay's
+    # last successful pass may be (where this process runs the relay).
+    health_check_timeout_seconds: float = 2.0
+    health_relay_max_age_seconds: float = 60.0
     # Outbox relay (provisioning, audit, webhooks): run it inside `serve` (embedded; turn off where a
     # worker runs it), and how often it looks when no write nudged it.
     relay_enabled: bool = True
@@ -115,6 +130,23 @@ class Settings:
     @property
     def embedded(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def served_url(self) -> str:
+        """http://<host>:<port> as a client on this machine reaches it (a wildcard listen address is
+        reached on loopback). `tiergate serve --host/--port` export what they serve on, so this follows."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    @property
+    def issuer(self) -> str:
+        """The access tokens' `iss`: `token_issuer` when configured, else the served address."""
+        return self.token_issuer or self.served_url
+
+    @property
+    def public_url(self) -> str:
+        """Where browsers reach Tiergate (SSO redirect URIs): `sso_public_url`, else the issuer."""
+        return self.sso_public_url or self.issuer
 
 
 _SECRET_ONLY_FROM_ENV = {"bootstrap_api_key", "secret_key"}

@@ -39,8 +39,11 @@ class ChangeNotifier:
                 pubsub = self.redis.pubsub()
                 await pubsub.subscribe(CHANNEL)
                 try:
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
+                    while True:
+                        # A bounded wait, not `listen()`: the client has a read timeout (a stalled
+                        # Redis must not hold anyone), and an idle channel is not an error.
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                        if message is not None and message.get("type") == "message":
                             self.engine.nudge()
                 finally:
                     with contextlib.suppress(Exception):

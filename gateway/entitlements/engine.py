@@ -34,6 +34,7 @@ from gateway.catalog.domain import FeatureKind
 from gateway.db.outbox import OutboxEvent
 from gateway.db.session import Database
 from gateway.db.stream import DEFAULT_WARN_AFTER_SECONDS, OutboxTail, horizon_watch
+from gateway.entitlements.breaker import QuotaStoreUnavailable, is_outage
 from gateway.entitlements.index import Decision, DecisionIndex, IndexDelta, MemberRoles
 from gateway.entitlements.loader import LoadedTenants, TenantEntitlements, load_tenants
 from gateway.entitlements.quotas import QuotaResult, QuotaStore
@@ -164,7 +165,9 @@ class EngineView:
             raise
 
     def _quota_unavailable(self, feature: str, exc: BaseException) -> FeatureVerdict:
-        log.warning("quota store unavailable for %s: %s", feature, exc)
+        # An open breaker logged its own state change: one line per refused check would flood the log.
+        level = logging.DEBUG if isinstance(exc, QuotaStoreUnavailable) else logging.WARNING
+        log.log(level, "quota store unavailable for %s: %r", feature, exc)
         allowed = feature in self.settings.fail_open_features
         return FeatureVerdict(
             allowed,
@@ -230,7 +233,17 @@ class EngineView:
         grant = entitlements.features.get(feature) if entitlements else None
         if entitlements is None or grant is None or grant.kind is not FeatureKind.GAUGE:
             return FeatureVerdict(False, "feature_not_in_plan", feature, None, None, None, None, None)
-        result = await self._engine.quotas.release(tenant_id, feature, quantity)
+        try:
+            result = await self._engine.quotas.release(tenant_id, feature, quantity)
+        except Exception as exc:
+            # The units stay counted until the gauge is next set from its source of truth; the caller
+            # gets a decision, never a 5xx.
+            if not is_outage(exc):
+                raise
+            log.warning("quota store unavailable; %s not released: %r", feature, exc)
+            return FeatureVerdict(
+                False, "quota_unavailable", feature, grant.kind.value, grant.limit, None, None, None
+            )
         limit = grant.limit
         remaining = None if limit is None else max(0, limit - result.used)
         return FeatureVerdict(

@@ -32,7 +32,7 @@ from litestar.enums import HttpMethod
 from litestar.openapi.datastructures import ResponseSpec
 
 from gateway.entitlements.engine import Engine
-from gateway.entitlements.routes import DEFAULT_TABLE, BadPath, RouteTable, load_routes
+from gateway.entitlements.routes import DEFAULT_ROUTES, BadPath, RouteTable, load_routes
 from gateway.entitlements.service import CheckResult, CheckService
 from gateway.identity.revocation import RevocationList
 from gateway.identity.tokens import InvalidToken, TokenSigner
@@ -96,13 +96,16 @@ def _clean(value: str) -> str:
 
 
 def _table(state: State) -> RouteTable:
-    """The configured table (`settings.forward_routes`), compiled once per app, else the default."""
+    """The configured table (`settings.forward_routes`, else the demo table), compiled once per app with
+    the configured `forward_unmatched` and `forward_case_sensitive`."""
     cached: RouteTable | None = state.get("forward_table")
     if cached is None:
         settings = state.settings
-        entries = getattr(settings, "forward_routes", None)
-        unmatched = getattr(settings, "forward_unmatched", "deny") or "deny"
-        cached = load_routes(entries, unmatched=unmatched) if entries else DEFAULT_TABLE
+        cached = load_routes(
+            getattr(settings, "forward_routes", None) or DEFAULT_ROUTES,
+            unmatched=getattr(settings, "forward_unmatched", "deny") or "deny",
+            case_sensitive=bool(getattr(settings, "forward_case_sensitive", False)),
+        )
         state.forward_table = cached
     return cached
 
@@ -207,11 +210,15 @@ def _retry_after(resets_at: datetime | None, now: datetime) -> dict[str, str]:
 async def _decide(
     checks: CheckService, user: str, tenant: str, table: RouteTable, method: str, uri: str
 ) -> CheckResult | str:
-    """The decision for the original request, or the reason no decision applies (unmatched route)."""
-    match = table.resolve(method, uri)
+    """The decision for the original request, or the reason no decision applies (unmatched route).
+
+    The URI is normalised once (`RouteTable.normalise`, raising `BadPath`), and both the route match and
+    the default-deny under a gated prefix look at those same segments."""
+    parts = table.normalise(uri)
+    match = table.match(method, parts)
     engine = checks.engine
     if match is None:
-        if not table.unmatched_allowed:
+        if not table.allows_unmatched(parts):
             return "no_route"
         # Unrouted but allowed by configuration: still only for members of a tenant with access.
         roles = engine.roles_of(user, tenant)

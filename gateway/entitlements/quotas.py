@@ -382,6 +382,10 @@ class RedisQuotaStore:
         _check_names(tenant, feature)
         return await self._hget_int(self._period_key(tenant, feature, period_start), "over")
 
+    async def aclose(self) -> None:
+        """Close the client this store was given (the app gives it one of its own)."""
+        await self._redis.aclose()
+
     async def _hget_int(self, key: str, field: str) -> int:
         # redis-py types its hash commands for the sync and async clients at once; this client is async.
         value = await cast("Awaitable[bytes | str | None]", self._redis.hget(key, field))

@@ -14,7 +14,16 @@ the translation, kept as plain data so it can live in `config.toml`:
     quantity = 1
 
 First match wins. A request no entry matches is denied with `no_route` unless the table is loaded with
-`unmatched="allow"` (then only a valid token is required).
+`unmatched="allow"` (then only a valid token is required) *and* the path lies outside every gated prefix:
+the first segment of every route whose path starts with a literal (`/api` for the demo table) is gated, and
+under it only what a route matches is allowed, whatever `unmatched` says (default-deny).
+
+The proxy's URI is normalised once (`normalise_path`) into the segments the backend most plausibly reads,
+and routes match those segments. Where backends disagree (Express matches case-insensitively, Tomcat drops
+`;params`, IIS drops trailing dots, Rails reads `advanced.json` as `advanced`), the normalised form is the
+*most restrictive* reading; where no reading is safe (dot segments, encoded slashes, double encoding), the
+path is refused (`BadPath`). Literal segments compare case-insensitively unless the table is loaded with
+`case_sensitive=True`; then captured values keep their case, otherwise they are folded too.
 
 Pure: no web framework, so it is testable on its own and cheap to call on every proxied request.
 """
@@ -22,6 +31,7 @@ Pure: no web framework, so it is testable on its own and cheap to call on every 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,38 +88,95 @@ class BadPath(ValueError):
     """The original path cannot be matched safely (dot segments, encoded slashes, control characters)."""
 
 
-def split_path(uri: str) -> list[str]:
-    """The decoded segments of the path part of `uri` (query and fragment dropped, empty segments merged
-    as nginx's `merge_slashes` does).
+# `%` + two hex digits; anything else after a `%` is malformed (RFC 3986 2.1).
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# After decoding, these would split or end the segment differently in some backend: refuse them.
+_SEPARATORS = frozenset("/\\?#")
+_DOT_SEGMENTS = frozenset({".", ".."})
 
-    Segments are percent-decoded so that `/api/%70rojects` cannot slip past a `/api/projects` rule, and
-    dot segments and encoded slashes are refused outright: the app behind the proxy may resolve
-    `/api/reports/basic/../advanced` to a gated report while the table would have seen `reports/basic`."""
+
+def _fold(text: str) -> str:
+    """Case-insensitive form: compatibility forms first (fullwidth `ａ` is `a`), then Unicode case folding
+    (`ſ` is `s`, the Kelvin sign is `k`), so no look-alike that a lenient backend folds escapes a gate."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def _segment(raw: str, case_sensitive: bool) -> str:
+    """One raw path segment as the route table sees it, or `BadPath`."""
+    # Matrix parameters (`advanced;x=1`): Tomcat and Jetty drop them before routing. Cut before decoding
+    # (what they do) and again after (an encoded `%3B` may be decoded first elsewhere): the name that
+    # remains is a prefix of every reading, so it can only match *more* gates, never fewer.
+    raw = raw.split(";", 1)[0]
+    if _LONE_PERCENT.search(raw):
+        raise BadPath(f"malformed percent-encoding in the path segment {raw!r}")
+    try:
+        part = unquote(raw, errors="strict") if "%" in raw else raw
+    except UnicodeDecodeError:
+        raise BadPath(f"the path segment {raw!r} is not UTF-8 once decoded") from None
+    part = part.split(";", 1)[0]
+    if _ESCAPE.search(part):
+        # `%2561dvanced` decodes to `%61dvanced`, which a backend that decodes twice reads as `advanced`.
+        raise BadPath(f"double percent-encoding in the path segment {raw!r}")
+    # Validate the compatibility form too: a fullwidth solidus or dots become `/` and `..` under NFKC.
+    for form in (part, unicodedata.normalize("NFKC", part)):
+        if form in _DOT_SEGMENTS or any(ch in _SEPARATORS for ch in form) or not form.isprintable():
+            # Dot segments are resolved by some backends and not by others (Express routes
+            # `/reports/advanced/../basic` as the advanced report); legitimate clients resolve them before
+            # sending, so one that reaches us is refused, as is an encoded slash.
+            raise BadPath(f"refusing to route the path segment {raw!r}")
+    # Windows servers drop trailing dots and spaces (`advanced.` and `advanced%20` are `advanced`).
+    part = part.rstrip(". ")
+    if not part:
+        raise BadPath(f"the path segment {raw!r} is only dots and spaces")
+    return part if case_sensitive else _fold(part)
+
+
+def _drop_extension(part: str) -> str:
+    """`advanced.json` is decided as `advanced`: Rails, Django REST framework and many Express apps read a
+    final `.ext` as the response format of the same resource. A leading dot (`.well-known`) is a name."""
+    name, dot, _ = part.partition(".")
+    return name if dot and name else part
+
+
+def normalise_path(uri: str, *, case_sensitive: bool = False) -> tuple[str, ...]:
+    """The segments of the path part of `uri` as the route table matches them. Raises `BadPath`.
+
+    Once, in this order: query and fragment dropped; empty segments merged (`//`, a trailing `/`), as
+    nginx's `merge_slashes` does; per segment, matrix parameters cut, percent-decoded once, refused if
+    ambiguous (dot segments, encoded `/` `\\` `?` `#`, control characters, double encoding, invalid
+    UTF-8), trailing dots and spaces dropped, case folded unless `case_sensitive`; and the last segment's
+    extension dropped."""
     path = uri.split("?", 1)[0].split("#", 1)[0]
     if not path.startswith("/"):
         # An absolute-form request target (`http://host/path`): only its path is routed.
         _, scheme_sep, rest = path.partition("://")
         path = "/" + rest.partition("/")[2] if scheme_sep else "/" + path
-    parts = []
-    for raw in path.split("/"):
-        if not raw:
-            continue
-        part = unquote(raw, errors="strict") if "%" in raw else raw
-        if part in {".", ".."} or "/" in part or "\\" in part or not part.isprintable():
-            raise BadPath(f"refusing to route the path segment {raw!r}")
-        parts.append(part)
-    return parts
+    parts = [_segment(raw, case_sensitive) for raw in path.split("/") if raw]
+    if parts:
+        parts[-1] = _drop_extension(parts[-1])
+    return tuple(parts)
 
 
 @dataclass(frozen=True, slots=True)
 class RouteTable:
     routes: tuple[Route, ...]
     unmatched_allowed: bool = False
+    case_sensitive: bool = False
+    # First segments (folded unless case-sensitive) under which only a matching route allows anything.
+    gated_prefixes: frozenset[str] = frozenset()
+
+    def normalise(self, uri: str) -> tuple[str, ...]:
+        """`uri`'s path as this table matches it (`normalise_path` with the table's case rule)."""
+        return normalise_path(uri, case_sensitive=self.case_sensitive)
 
     def resolve(self, method: str, uri: str) -> RouteMatch | None:
         """The first entry matching the request, or None. Raises `BadPath` for unroutable paths."""
+        return self.match(method, self.normalise(uri))
+
+    def match(self, method: str, parts: Sequence[str]) -> RouteMatch | None:
+        """The first entry matching already normalised segments, or None."""
         method = method.upper()
-        parts = split_path(uri)
         for number, route in enumerate(self.routes):
             captured = route.match(method, parts)
             if captured is None:
@@ -117,6 +184,14 @@ class RouteTable:
             resource = _fill(route.resource, captured) if captured else route.resource
             return RouteMatch(resource, route.action, route.features, route.consume, route.quantity, number)
         return None
+
+    def gated(self, parts: Sequence[str]) -> bool:
+        """Whether normalised `parts` lie under a gated prefix, where an unmatched request is denied even
+        when the table allows unmatched requests."""
+        return bool(parts) and parts[0] in self.gated_prefixes
+
+    def allows_unmatched(self, parts: Sequence[str]) -> bool:
+        return self.unmatched_allowed and not self.gated(parts)
 
 
 def _fill(template: str, captured: Mapping[str, str]) -> str:
@@ -146,7 +221,7 @@ def _methods(number: int, entry: Mapping[str, Any]) -> frozenset[str] | None:
     return frozenset(upper | ({"HEAD"} if "GET" in upper else set()))
 
 
-def _compile(number: int, entry: Mapping[str, Any]) -> Route:
+def _compile(number: int, entry: Mapping[str, Any], case_sensitive: bool) -> Route:
     extra = set(entry) - _KEYS
     if extra:
         raise _fail(number, entry, f"unknown key(s) {sorted(extra)}")
@@ -167,6 +242,11 @@ def _compile(number: int, entry: Mapping[str, Any]) -> Route:
             names.append(name)
         elif "*" in segment or "{" in segment or "}" in segment:
             raise _fail(number, entry, f"bad segment {segment!r}: only a trailing '/**' is a wildcard")
+        elif not _normal(segment, last=segment is segments[-1]):
+            # A literal that normalisation changes (`a;b`, `%41`, `a.`, a final `a.json`) never matches.
+            raise _fail(number, entry, f"segment {segment!r} is not in normal form (see normalise_path)")
+    if not case_sensitive:
+        segments = tuple(s if s.startswith("{") else _fold(s) for s in segments)
     resource, action = entry.get("resource"), entry.get("action")
     if not isinstance(resource, str) or not resource or not isinstance(action, str) or not action:
         raise _fail(number, entry, "`resource` and `action` must be non-empty strings")
@@ -198,7 +278,17 @@ def _compile(number: int, entry: Mapping[str, Any]) -> Route:
     return Route(_methods(number, entry), segments, rest, resource, action, features, consume, quantity)
 
 
-def load_routes(entries: Iterable[Mapping[str, Any]], *, unmatched: str = "deny") -> RouteTable:
+def _normal(segment: str, *, last: bool) -> bool:
+    try:
+        part = _segment(segment, case_sensitive=True)
+    except BadPath:
+        return False
+    return part == segment and (not last or _drop_extension(part) == part)
+
+
+def load_routes(
+    entries: Iterable[Mapping[str, Any]], *, unmatched: str = "deny", case_sensitive: bool = False
+) -> RouteTable:
     """Validate and compile a table (the list of dicts TOML gives). Raises `RouteTableError`."""
     if unmatched not in {"deny", "allow"}:
         raise RouteTableError(f'unmatched must be "deny" or "allow", not {unmatched!r}')
@@ -206,8 +296,14 @@ def load_routes(entries: Iterable[Mapping[str, Any]], *, unmatched: str = "deny"
     for number, entry in enumerate(entries):
         if not isinstance(entry, Mapping):
             raise RouteTableError(f"forward route #{number}: must be a table, not {type(entry).__name__}")
-        routes.append(_compile(number, entry))
-    return RouteTable(tuple(routes), unmatched_allowed=unmatched == "allow")
+        routes.append(_compile(number, entry, case_sensitive))
+    gated = frozenset(r.segments[0] for r in routes if r.segments and not r.segments[0].startswith("{"))
+    return RouteTable(
+        tuple(routes),
+        unmatched_allowed=unmatched == "allow",
+        case_sensitive=case_sensitive,
+        gated_prefixes=gated,
+    )
 
 
 # The demo SaaS (policies/demo_policy.csv): projects CRUD, three report families gated by plan, member

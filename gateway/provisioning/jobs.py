@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -137,15 +138,21 @@ class BackgroundRelay:
         self.interval_seconds = interval_seconds
         self._nudged = asyncio.Event()
         self._lock = asyncio.Lock()
+        # time.monotonic() of the loop's start and of the last pass that succeeded (readiness reads them).
+        self.started_at: float | None = None
+        self.last_ok_at: float | None = None
 
     def nudge(self, *_: object) -> None:
         self._nudged.set()
 
     async def tick(self) -> int:
         async with self._lock:
-            return await tick(self.db, self.clock, self.wiring)
+            handled = await tick(self.db, self.clock, self.wiring)
+        self.last_ok_at = time.monotonic()
+        return handled
 
     async def run(self) -> None:
+        self.started_at = time.monotonic()
         while True:
             await wait_for_nudge(self._nudged, self.interval_seconds)
             self._nudged.clear()

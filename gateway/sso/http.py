@@ -40,7 +40,7 @@ LOGIN_COOKIE = "tg_sso_login"
 def sso_settings(state: State) -> SsoSettings:
     settings = state.settings
     return SsoSettings(
-        public_url=settings.sso_public_url or settings.token_issuer,
+        public_url=settings.public_url,
         session_ttl_seconds=settings.sso_session_ttl_seconds,
         login_ttl_seconds=settings.sso_login_ttl_seconds,
         token_ttl_seconds=settings.token_ttl_seconds,

@@ -264,6 +264,8 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     # -- public documents ------------------------------------------------------------------------------------
     "GET /.well-known/jwks.json":                                   (ANYONE, None),
     "GET /health":                                                  (ANYONE, None),
+    "GET /health/live":                                             (ANYONE, None),
+    "GET /health/ready":                                            (ANYONE, None),
     "GET /docs":                                                    (ANYONE, None),
     "GET /docs/openapi.json":                                       (ANYONE, None),
     "GET /docs/scalar":                                             (ANYONE, None),

@@ -59,11 +59,11 @@ def relay_loop(db: Database, clock: Clock, settings: Settings) -> BackgroundRela
     """The outbox relay for a process that serves no HTTP: sessions live in Redis when configured."""
     sessions = None
     if settings.redis_url:
-        from redis.asyncio import from_url
-
+        from gateway.db.redis import redis_client
         from gateway.identity.sessions import RedisSessionStore
 
-        sessions = RedisSessionStore(from_url(settings.redis_url), clock)
+        client = redis_client(settings.redis_url, timeout_seconds=settings.redis_timeout_seconds, retries=1)
+        sessions = RedisSessionStore(client, clock)
     wiring = Wiring.from_settings(settings, hooks=discover_hooks(clock, sessions=sessions))
     return BackgroundRelay(db, clock, wiring, settings.relay_interval_seconds)
 
@@ -92,7 +92,8 @@ async def run_worker(settings: Settings) -> None:
 async def run_saq_worker(settings: Settings) -> None:
     """`tiergate worker` with Redis: saq runs the billing run every minute (cron jobs are unique per
     queue, so N workers do not start N runs; and two runs at once would still be safe)."""
-    from saq import CronJob, Queue, Worker
+    from saq import CronJob, Worker
+    from saq.queue.redis import RedisQueue
     from saq.types import Context
 
     db = Database(settings.database_url)
@@ -108,12 +109,20 @@ async def run_saq_worker(settings: Settings) -> None:
     async def shutdown(ctx: Context) -> None:
         await db.dispose()
 
-    queue = Queue.from_url(settings.redis_url, name="tiergate")
+    from gateway.db.redis import redis_client
+
+    # saq blocks on BLMOVE and pub/sub by design: a connect timeout and TCP keepalive, no read timeout;
+    # its dequeue wakes every second, so a shutdown is never held by a blocked read.
+    client = redis_client(
+        settings.redis_url, timeout_seconds=settings.redis_timeout_seconds, read_timeout=False
+    )
+    queue = RedisQueue(client, name="tiergate")
     worker = Worker(
         queue,
         functions=[billing_run_job],
         cron_jobs=[CronJob(billing_run_job, cron="* * * * *", unique=True, timeout=3600)],
         shutdown=shutdown,
         concurrency=2,
+        dequeue_timeout=1.0,
     )
     await worker.start()

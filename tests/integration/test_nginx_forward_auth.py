@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -154,6 +155,8 @@ http {{
             auth_request_set $auth_roles $upstream_http_x_auth_roles;
             auth_request_set $auth_plan $upstream_http_x_auth_plan;
             error_page 500 = @authz_error;
+            # A refusal says why (feature_not_in_plan, bad_path, ...); nginx drops the authorizer's body.
+            add_header X-Auth-Reason $authz_reason always;
 
             proxy_pass http://sample_app;
             proxy_http_version 1.1;
@@ -461,6 +464,53 @@ def test_metered_quota_429_carries_retry_after_until_the_period_resets(stack: St
     retry_after = int(refused.headers["retry-after"])
     assert 1 <= retry_after <= 32 * 86_400  # the end of the current monthly period
     assert refused.headers["x-auth-reason"] == "quota_exceeded"
+
+
+def raw_get(base: str, path: str, headers: dict[str, str]) -> tuple[int, str]:
+    """GET with the request target sent exactly as written (httpx would resolve `..` and re-encode)."""
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.getheader("x-auth-reason") or response.read().decode()[:200]
+    finally:
+        connection.close()
+
+
+# Issue 9, hole 4: spellings of the gated advanced report that backends read as the report itself, and
+# paths no reading makes safe. nginx passes $request_uri untouched, so Tiergate sees them as sent.
+GATED_SPELLINGS = [  # (a spelling of the advanced report, the basic report spelled alike)
+    ("/api/reports/ADVANCED", "/api/reports/BASIC"),
+    ("/api/reports/advanced;x=1", "/api/reports/basic;x=1"),
+    ("/api/reports/advanced%20", "/api/reports/basic%20"),
+    ("/api/reports/advanced.json", "/api/reports/basic.json"),
+    ("/API/Reports/Advanced.JSON/", "/API/Reports/Basic.JSON/"),
+    ("/api/reports/%61dvanced", "/api/reports/%62asic"),
+    ("//api//reports/advanced./q3", "//api//reports/basic./q3"),
+    ("/api/reports/advanced;jsessionid=1/q3", "/api/reports/basic;jsessionid=1/q3"),
+]
+AMBIGUOUS_PATHS = [
+    "/api/reports/basic/../advanced",
+    "/api/reports/./advanced",
+    "/api/reports/basic/%2e%2e/advanced",
+    "/api/reports/..;/advanced",
+    "/api/reports/basic%2F..%2Fadvanced",
+    "/api/reports/%2561dvanced",
+]
+
+
+def test_path_spellings_of_a_gated_route_are_refused_through_nginx(stack: Stack, admin: Admin) -> None:
+    _, tokens = admin.tenant("basic_monthly", owner="owner")
+    owner = bearer(tokens["owner"])
+    assert raw_get(stack.guarded, "/api/reports/advanced", owner) == (403, "feature_not_in_plan")
+    for path, basic in GATED_SPELLINGS:
+        assert raw_get(stack.guarded, path, owner) == (403, "feature_not_in_plan"), path
+        # The basic report in the same spelling reaches the app: nothing legitimate is refused.
+        status, _ = raw_get(stack.guarded, basic, owner)
+        assert status == 200, (basic, stack.error_log())
+    for path in AMBIGUOUS_PATHS:
+        assert raw_get(stack.guarded, path, owner) == (403, "bad_path"), path
 
 
 # -- the authorizer's own contract (no nginx in the way) ----------------------------------------------
