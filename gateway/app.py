@@ -32,7 +32,7 @@ from gateway.entitlements.changes import ChangeNotifier
 from gateway.entitlements.engine import Engine, EngineSettings
 from gateway.entitlements.forward import FORWARD_ROUTER
 from gateway.entitlements.http import CONTROLLERS as ENTITLEMENTS
-from gateway.entitlements.http import jwks
+from gateway.entitlements.http import jwks, provide_member_admission
 from gateway.entitlements.index import DecisionIndex
 from gateway.entitlements.ofrep import OFREP_CONTROLLERS
 from gateway.entitlements.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
@@ -253,6 +253,8 @@ def create_app(
             "billing_config": Provide(lambda: billing_config, sync_to_thread=False),
             # Invites (identity) reach customers and the tier through this adapter (layers).
             "member_directory": Provide(provide_member_directory, sync_to_thread=False),
+            # Members added or given a role over REST go through the one seat and role check.
+            "member_admission": Provide(provide_member_admission, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[IdempotencyMiddleware],

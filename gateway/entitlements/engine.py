@@ -36,6 +36,7 @@ from gateway.db.session import Database
 from gateway.entitlements.index import Decision, DecisionIndex, IndexDelta, MemberRoles
 from gateway.entitlements.loader import LoadedTenants, TenantEntitlements, load_tenants
 from gateway.entitlements.quotas import QuotaResult, QuotaStore
+from gateway.entitlements.seats import SEATS_FEATURE
 from gateway.kernel.clock import Clock
 from gateway.kernel.waiting import wait_for_nudge
 
@@ -329,6 +330,13 @@ class Engine:
             return FeatureVerdict(False, "feature_not_in_plan", feature, None, None, None, None, None)
         if grant.kind is FeatureKind.BOOLEAN:
             return FeatureVerdict(True, "allowed", feature, grant.kind.value, None, None, None, None)
+        if grant.kind is FeatureKind.GAUGE and feature == SEATS_FEATURE:
+            # Members take seats (through the one seat check), so `used` is the active members the index
+            # holds; `consume` reserves nothing here: a seat is taken by adding the member.
+            used = self.seats_used(tenant_id)
+            return _verdict(
+                feature, grant.kind, grant.soft, _peek(used, quantity, grant.limit, grant.soft, None)
+            )
         if grant.kind is FeatureKind.GAUGE:
             if consume:
                 result = await self.quotas.reserve(tenant_id, feature, quantity, grant.limit, soft=grant.soft)
@@ -357,12 +365,21 @@ class Engine:
         grant = entitlements.features.get(feature) if entitlements else None
         if entitlements is None or grant is None or grant.kind is not FeatureKind.GAUGE:
             return FeatureVerdict(False, "feature_not_in_plan", feature, None, None, None, None, None)
-        result = await self.quotas.release(tenant_id, feature, quantity)
-        limit = grant.limit
-        remaining = None if limit is None else max(0, limit - result.used)
-        return FeatureVerdict(
-            True, "allowed", feature, grant.kind.value, limit, result.used, remaining, None, grant.soft
+        # A seat is freed by removing the member; releasing it here would only desynchronise a counter.
+        used = (
+            self.seats_used(tenant_id)
+            if feature == SEATS_FEATURE
+            else (await self.quotas.release(tenant_id, feature, quantity)).used
         )
+        limit = grant.limit
+        remaining = None if limit is None else max(0, limit - used)
+        return FeatureVerdict(
+            True, "allowed", feature, grant.kind.value, limit, used, remaining, None, grant.soft
+        )
+
+    def seats_used(self, tenant_id: str) -> int:
+        """Active members of the tenant, as the index knows them (each holds one seat)."""
+        return len(self._require().members.get(tenant_id, frozenset()))
 
 
 def _peek(used: int, quantity: int, limit: int | None, soft: bool, resets_at: datetime | None) -> QuotaResult:

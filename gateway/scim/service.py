@@ -38,6 +38,8 @@ from gateway.customers.models import Customer, Membership
 from gateway.customers.models import User as UserRow
 from gateway.customers.repository import CustomerRepository
 from gateway.entitlements.engine import Engine
+from gateway.entitlements.seats import SEATS_FEATURE, MemberAdmission
+from gateway.entitlements.seats import SeatLimitReached as SeatsFull
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import DomainError
 from gateway.kernel.ids import new_id
@@ -48,7 +50,6 @@ from gateway.scim.repository import ScimRepository
 from gateway.scim.repository import UserRow as Row
 from gateway.scim.resources import Group, User
 
-SEATS_FEATURE = "seats"
 # last_used_at is written at most this often per token, so SCIM traffic does not turn into token writes.
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
@@ -185,6 +186,7 @@ class ScimService:
         self.repo = ScimRepository(session)
         self.customers = CustomerService(CustomerRepository(session), clock)
         self.policies = PolicyService(session, clock)
+        self.admission = MemberAdmission(session, clock)
         self.clock = clock
         self.engine = engine
         self.base_url = base_url.rstrip("/")
@@ -555,24 +557,22 @@ class ScimService:
         return entitlements
 
     async def _ensure_seat(self, tenant_id: str) -> None:
-        """One more active member must fit the plan's "seats" quota (counted from the memberships, the
-        source of truth). A plan without the feature has no seat limit; a soft limit only meters."""
+        """One more active member must fit the plan's "seats" quota: the one seat check every path that
+        activates a member goes through (`gateway/entitlements/seats.py`: counted from the memberships
+        under the tenant's lock, on PostgreSQL and on SQLite). A soft limit only meters."""
         entitlements = await self._entitlements(tenant_id)
         if entitlements is None or not self.engine.has_access(tenant_id):
             raise TenantWithoutAccess(detail="the tenant has no subscription that grants access")
-        grant = entitlements.features.get(SEATS_FEATURE)
-        if grant is None or grant.limit is None or grant.soft:
-            return
-        # Two IdP requests racing for the last seat: the lock makes the second one count the first.
-        await self.repo.lock_tenant(tenant_id)
-        used = await self.repo.count_active(tenant_id)
-        if used + 1 > grant.limit:
+        try:
+            await self.admission.take_seat(tenant_id)
+        except SeatsFull as full:
             raise SeatLimitReached(
                 detail=(
-                    f"seat quota {SEATS_FEATURE!r} is full: {used} of {grant.limit} seats in use on plan "
-                    f"{entitlements.plan_key!r}; nothing was created"
+                    f"seat quota {SEATS_FEATURE!r} is full: {full.extra['seats_used']} of "
+                    f"{full.extra['seats_limit']} seats in use on plan {full.extra['plan']!r}; "
+                    "nothing was created"
                 )
-            )
+            ) from None
 
 
 # --- helpers ---------------------------------------------------------------------------------------
