@@ -37,7 +37,8 @@ from gateway.entitlements.index import DecisionIndex
 from gateway.entitlements.ofrep import OFREP_CONTROLLERS
 from gateway.entitlements.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
 from gateway.identity.http import CONTROLLERS as IDENTITY
-from gateway.identity.http import authenticate, revoke_from_cache
+from gateway.identity.http import KEY_CACHE_SECONDS, authenticate
+from gateway.identity.key_cache import KeyCache
 from gateway.identity.revocation import RevocationList
 from gateway.identity.service import ApiKeyService
 from gateway.identity.sessions import MemorySessionStore, RedisSessionStore, SessionStore
@@ -90,13 +91,6 @@ async def nudge_after_writes(request: Request[Any, Any, Any]) -> None:
 async def load_stored_policy(session: AsyncSession) -> PolicySnapshot:
     """The latest published policy version (the store is seeded with the default at start-up)."""
     return await PolicyService(session, SystemClock()).current()
-
-
-def _forget_keys(key_ids: list[str]) -> None:
-    """Deprovisioning disabled these API keys: this replica stops accepting them now (others within
-    the key cache's few seconds)."""
-    for key_id in key_ids:
-        revoke_from_cache(key_id)
 
 
 def provide_subscription_listeners(
@@ -156,6 +150,15 @@ def create_app(
     # Accounts follow the subscription: each replica's in-memory token revocation list, and the relay.
     revocations = RevocationList(database, poll_interval_seconds=settings.entitlements_poll_seconds)
     state.revocations = revocations
+    # API keys: this replica's cache; deprovisioning anywhere drops the tenant's keys once this replica's
+    # revocation list reads it (its poll interval), this replica's own relay right after its commit.
+    key_cache = KeyCache(
+        clock,
+        ttl_seconds=KEY_CACHE_SECONDS,
+        max_stale_seconds=settings.entitlements_max_staleness_seconds,
+    )
+    state.key_cache = key_cache
+    revocations.on_tenant_revoked.append(key_cache.forget_tenant)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -182,7 +185,7 @@ def create_app(
         wiring = Wiring.from_settings(
             settings,
             hooks=discover_hooks(clock, sessions=state.get("sessions")),
-            on_keys_disabled=_forget_keys,
+            on_keys_disabled=key_cache.forget_keys,
         )
         app.state.relay = BackgroundRelay(database, clock, wiring, settings.relay_interval_seconds)
         if settings.relay_enabled:

@@ -213,11 +213,13 @@ class TokenController(Controller):
         engine = deciding.engine
         tenant = engine.tenant(data.customer)
         roles = engine.roles_of(data.user, data.customer)
-        if tenant is None or not (roles.active or roles.inactive):
-            raise NotFound(f"{data.user!r} is not a member of {data.customer!r}", code="unknown_subject")
+        # A revoked tenant (canceled, expired, paused, unpaid past grace) has no live subscription in the
+        # index, but its members are kept: say that access is revoked, not that they are strangers.
         revocations: RevocationList | None = state.get("revocations")
         if revocations is not None and revocations.tenant_revoked(data.customer):
             raise Forbidden(f"access of {data.customer!r} is revoked", code="access_revoked")
+        if tenant is None or not (roles.active or roles.inactive):
+            raise NotFound(f"{data.user!r} is not a member of {data.customer!r}", code="unknown_subject")
         signer: TokenSigner = state.signer
         ttl = timedelta(seconds=data.ttl_seconds or state.settings.token_ttl_seconds)
         claims = {

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -165,6 +166,8 @@ class RevocationList:
         self._nudged = asyncio.Event()
         self._lock = asyncio.Lock()
         self.last_sync = 0.0
+        # Called with a tenant id for each `access.revoked` read (e.g. to drop its cached API keys).
+        self.on_tenant_revoked: list[Callable[[str], None]] = []
 
     @property
     def version(self) -> int:
@@ -235,10 +238,14 @@ class RevocationList:
                     self._put(row)
             top = int(await session.scalar(select(func.coalesce(func.max(OutboxEvent.seq), 0))) or 0)
             self._seen.update(seq for seq, _, _ in fresh)
+            revoked_tenants = sorted({agg for _, t, agg in fresh if t == "access.revoked"})
             self._watermark = max(self._watermark, top)
             floor = self._watermark - REORDER_WINDOW
             self._seen = {s for s in self._seen if s > floor}
         self.last_sync = time.monotonic()
+        for tenant_id in revoked_tenants:
+            for callback in self.on_tenant_revoked:
+                callback(tenant_id)
         return len(fresh)
 
     def nudge(self, *_: Any) -> None:

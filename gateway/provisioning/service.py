@@ -36,7 +36,7 @@ from gateway.customers.models import Customer
 from gateway.customers.repository import CustomerRepository
 from gateway.customers.service import AlreadyMember
 from gateway.db.outbox import OutboxEvent, record_event
-from gateway.db.session import Database
+from gateway.db.session import Database, after_commit
 from gateway.entitlements.loader import load_tenants
 from gateway.identity.revocation import RevocationService
 from gateway.kernel.clock import Clock, isoformat_or_none
@@ -268,7 +268,9 @@ class Provisioner:
             },
         )
         if keys and self.on_keys_disabled is not None:
-            self.on_keys_disabled(keys)
+            # After commit: dropped earlier, a request in between caches the still-active key again.
+            forget = self.on_keys_disabled
+            after_commit(self.session, lambda: forget(keys))
 
     async def restore(self, account: TenantAccount, *, reason: str, at: datetime) -> None:
         """Access again. After a purge nothing disabled comes back (there is nothing left to restore):
