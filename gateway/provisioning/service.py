@@ -4,7 +4,7 @@
 |----------------------------------------|---------------------------------------------------------------|
 | created                                | account provisioned: owner membership (the customer's e-mail) |
 |                                        | if there is none, `customer.provisioned` event                |
-| plan_changed                           | members whose role the new tier lacks → the tier's default    |
+| plan_changed, created again (a return) | members whose role the new tier lacks → the tier's default    |
 |                                        | role (`member.updated`, sent as `member.role_changed`)        |
 | past_due                               | grace starts; `past_due_grace_days` later → revoked           |
 | paused, canceled, expired              | revoked: tenant tokens refused, tenant API keys disabled,     |
@@ -98,7 +98,13 @@ class Provisioner:
         account.updated_at = self.clock.now()
 
         if event.type == "subscription.created":
+            returning = account.provisioned_at is not None
             await self._provision(account, event)
+            if returning:
+                # Coming back (a new subscription for an account provisioned before, e.g. after a
+                # cancel): the new plan may be smaller, so roles are clamped as on a downgrade, and the
+                # account reports the plan it is on now.
+                await self._clamp_roles(tenant_id)
         if event.type == "subscription.plan_changed":
             await self._clamp_roles(tenant_id)
 
@@ -217,14 +223,14 @@ class Provisioner:
         entitlements = loaded.tenants.get(tenant_id)
         if entitlements is None:
             return
+        account = await self._account(tenant_id)
+        account.plan_key = entitlements.plan_key  # every view reports the plan the tenant is on now
         allowed = await self._allowed_roles(tenant_id, entitlements.plan_key)
         if allowed is None:
             log.warning(
                 "plan %s is not in the policy; roles of %s left as they are", entitlements.plan_key, tenant_id
             )
             return
-        account = await self._account(tenant_id)
-        account.plan_key = entitlements.plan_key
         customer = await self.customers.get(tenant_id)
         default = self._default_role(customer, allowed)
         if default is None:
