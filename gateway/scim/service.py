@@ -40,6 +40,7 @@ from gateway.customers.repository import CustomerRepository
 from gateway.entitlements.engine import Engine
 from gateway.entitlements.seats import SEATS_FEATURE, MemberAdmission
 from gateway.entitlements.seats import SeatLimitReached as SeatsFull
+from gateway.identity.revocation import RevocationService
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import DomainError
 from gateway.kernel.ids import new_id
@@ -370,6 +371,7 @@ class ScimService:
         membership, _, scim = rows[0]
         if membership.status == "active":
             await self.customers.remove_member(tenant_id, membership.id)
+            await self._revoke_tokens(membership.user_id)
         await self.repo.leave_all_groups(tenant_id, membership.id)
         if scim is not None:
             await self.repo.delete_row(scim)
@@ -399,8 +401,15 @@ class ScimService:
             await self._sync_roles(tenant_id, [membership.id])
         elif was_active and not active:
             await self.customers.remove_member(tenant_id, membership.id)
+            await self._revoke_tokens(membership.user_id)
         await self.repo.flush()
         return await self.get_user(tenant_id, membership.id)
+
+    async def _revoke_tokens(self, user_id: str) -> None:
+        """A deactivation is final for the tokens issued before it: `active: true` later restores the
+        membership, not those tokens; the user signs in again for a new one. The revocation list keeps
+        per-user entries, so this refuses the user's earlier tokens in every tenant (they live minutes)."""
+        await RevocationService(self.repo.session, self.clock).revoke_user(user_id, reason="scim_deactivated")
 
     async def _change_email(self, tenant_id: str, membership: Membership, email: str) -> None:
         taken = await self.repo.membership_of_email(tenant_id, email)
