@@ -33,14 +33,15 @@ from gateway.entitlements.changes import ChangeNotifier
 from gateway.entitlements.engine import Engine, EngineSettings
 from gateway.entitlements.forward import FORWARD_ROUTER
 from gateway.entitlements.http import CONTROLLERS as ENTITLEMENTS
-from gateway.entitlements.http import jwks
+from gateway.entitlements.http import jwks, provide_member_admission
 from gateway.entitlements.index import DecisionIndex
 from gateway.entitlements.loader import what_if_assignments
 from gateway.entitlements.ofrep import OFREP_CONTROLLERS
 from gateway.entitlements.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
 from gateway.health.http import HEALTH_HANDLERS
 from gateway.identity.http import CONTROLLERS as IDENTITY
-from gateway.identity.http import authorize, revoke_from_cache
+from gateway.identity.http import KEY_CACHE_SECONDS, authorize
+from gateway.identity.key_cache import KeyCache
 from gateway.identity.revocation import RevocationList
 from gateway.identity.service import ApiKeyService
 from gateway.identity.sessions import MemorySessionStore, RedisSessionStore, SessionStore
@@ -94,13 +95,6 @@ async def nudge_after_writes(request: Request[Any, Any, Any]) -> None:
 async def load_stored_policy(session: AsyncSession) -> PolicySnapshot:
     """The latest published policy version (the store is seeded with the default at start-up)."""
     return await PolicyService(session, SystemClock()).current()
-
-
-def _forget_keys(key_ids: list[str]) -> None:
-    """Deprovisioning disabled these API keys: this replica stops accepting them now (others within
-    the key cache's few seconds)."""
-    for key_id in key_ids:
-        revoke_from_cache(key_id)
 
 
 async def seal_stored_secrets(session: AsyncSession, clock: Clock, box: SecretBox) -> int:
@@ -191,6 +185,15 @@ def create_app(
         horizon_warn_seconds=settings.outbox_horizon_warn_seconds,
     )
     state.revocations = revocations
+    # API keys: this replica's cache; deprovisioning anywhere drops the tenant's keys once this replica's
+    # revocation list reads it (its poll interval), this replica's own relay right after its commit.
+    key_cache = KeyCache(
+        clock,
+        ttl_seconds=KEY_CACHE_SECONDS,
+        max_stale_seconds=settings.entitlements_max_staleness_seconds,
+    )
+    state.key_cache = key_cache
+    revocations.on_tenant_revoked.append(key_cache.forget_tenant)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -219,7 +222,7 @@ def create_app(
             settings,
             secrets=secret_box,
             hooks=discover_hooks(clock, sessions=state.get("sessions")),
-            on_keys_disabled=_forget_keys,
+            on_keys_disabled=key_cache.forget_keys,
         )
         app.state.relay = BackgroundRelay(database, clock, wiring, settings.relay_interval_seconds)
         if settings.relay_enabled:
@@ -303,6 +306,8 @@ def create_app(
             "billing_config": Provide(lambda: billing_config, sync_to_thread=False),
             # Invites (identity) reach customers and the tier through this adapter (layers).
             "member_directory": Provide(provide_member_directory, sync_to_thread=False),
+            # Members added or given a role over REST go through the one seat and role check.
+            "member_admission": Provide(provide_member_admission, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[IdempotencyMiddleware],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, delete, get, patch, post
@@ -96,15 +96,22 @@ class CustomerController(Controller):
         changes = s.plain_changes(changes_of(data))
         return s.Customer.of(await customers.update(customer_id, changes, scope=principal.tenant_id))
 
-    @post("/{customer_id:str}/members", opt=WRITE, responses=ERROR_RESPONSES, summary="Add a member")
+    @post(
+        "/{customer_id:str}/members",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        summary="Add a member: the role must be one the plan hands out, and a seat must be free (else 409)",
+    )
     async def add_member(
         self,
         customer_id: FromPath[str],
         data: JSONBody[s.MemberCreate],
-        customers: NamedDependency[CustomerService],
+        member_admission: NamedDependency[Any],
         principal: NamedDependency[Principal],
     ) -> s.Member:
-        membership, user = await customers.add_member(
+        # `member_admission` (gateway/entitlements/seats.py, wired by the composition root) is the one
+        # seat check every path that activates a member goes through; customers sit below the tier.
+        membership, user = await member_admission.add_member(
             customer_id, email=data.email, name=data.name, role=data.role, scope=principal.tenant_id
         )
         return s.Member.of(membership, user)
@@ -140,10 +147,10 @@ class CustomerController(Controller):
         customer_id: FromPath[str],
         member_id: FromPath[str],
         data: JSONBody[s.MemberUpdate],
-        customers: NamedDependency[CustomerService],
+        member_admission: NamedDependency[Any],
         principal: NamedDependency[Principal],
     ) -> s.Member:
-        membership, user = await customers.change_role(
+        membership, user = await member_admission.change_role(
             customer_id, member_id, data.role, scope=principal.tenant_id
         )
         return s.Member.of(membership, user)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import column, func, select, table
+from sqlalchemy import column, func, select, table, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.customers.models import Customer, Membership, User
@@ -73,6 +73,20 @@ class CustomerRepository:
         if not include_removed:
             query = query.where(Membership.status == "active")
         return [(m, u) for m, u in (await self.session.execute(query)).all()]
+
+    async def lock_members(self, tenant_id: str) -> bool:
+        """Serialise changes to the tenant's active members until this transaction ends (see
+        `gateway/entitlements/seats.py` for why each database gets its statement). False: no such tenant."""
+        if self.session.get_bind().dialect.name == "sqlite":
+            # SQLite's write lock (its single-writer queue): a no-op UPDATE starts the write transaction.
+            done = await self.session.execute(
+                update(Customer).where(Customer.id == tenant_id).values(updated_at=Customer.updated_at)
+            )
+            return bool(getattr(done, "rowcount", 0))
+        locked = await self.session.scalar(
+            select(Customer.id).where(Customer.id == tenant_id).with_for_update()
+        )
+        return locked is not None
 
     async def count_active_members(self, tenant_id: str) -> int:
         query = select(func.count()).where(Membership.tenant_id == tenant_id, Membership.status == "active")

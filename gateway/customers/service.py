@@ -308,3 +308,13 @@ class CustomerService:
 
     async def count_members(self, customer_id: str) -> int:
         return await self.repo.count_active_members(customer_id)
+
+    async def lock_members(self, customer_id: str) -> bool:
+        """Hold the tenant's member lock until the transaction ends (seat checks count under it).
+        False if there is no such customer."""
+        return await self.repo.lock_members(customer_id)
+
+    async def is_active_member(self, customer_id: str, email: str) -> bool:
+        user = await self.repo.user_by_email(email)
+        membership = await self.repo.membership(customer_id, user.id) if user is not None else None
+        return membership is not None and membership.status == "active"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -47,6 +48,25 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run `callback` once the session's outermost transaction has committed; never on a rollback.
+
+    For what must not happen before the data is visible to others, e.g. dropping a cache entry: done
+    inside the transaction, a concurrent reader can still see (and cache) the old row. SQLAlchemy also
+    fires `after_commit` when a SAVEPOINT is released, which commits nothing yet: those are skipped.
+    """
+    fired = False
+
+    def on_commit(sync_session: Any) -> None:
+        nonlocal fired
+        if fired or sync_session.get_nested_transaction() is not None:
+            return
+        fired = True
+        callback()
+
+    event.listen(session.sync_session, "after_commit", on_commit)
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:

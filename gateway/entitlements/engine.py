@@ -38,6 +38,7 @@ from gateway.entitlements.breaker import QuotaStoreUnavailable, is_outage
 from gateway.entitlements.index import Decision, DecisionIndex, IndexDelta, MemberRoles
 from gateway.entitlements.loader import LoadedTenants, TenantEntitlements, load_tenants
 from gateway.entitlements.quotas import QuotaResult, QuotaStore
+from gateway.entitlements.seats import SEATS_FEATURE
 from gateway.kernel.clock import Clock
 from gateway.kernel.waiting import wait_for_nudge
 
@@ -126,6 +127,10 @@ class EngineView:
             return False
         return TenantStanding(tenant_id, entitlements.plan_node, entitlements.status).grants_access
 
+    def seats_used(self, tenant_id: str) -> int:
+        """Active members of the tenant, as the index knows them (each holds one seat)."""
+        return self.index.member_count(tenant_id)
+
     def token_claims(self, user_id: str, tenant_id: str) -> dict[str, object]:
         """The claims of an end user's access token: who, where, with which active roles, on which plan
         version, with which boolean features on (from the version's grants, as every check decides)."""
@@ -205,6 +210,13 @@ class EngineView:
         if grant.kind is FeatureKind.BOOLEAN:
             return FeatureVerdict(True, "allowed", feature, grant.kind.value, None, None, None, None)
         quotas = self._engine.quotas
+        if grant.kind is FeatureKind.GAUGE and feature == SEATS_FEATURE:
+            # Members take seats (through the one seat check), so `used` is the active members the index
+            # holds; `consume` reserves nothing here: a seat is taken by adding the member.
+            used = self.seats_used(tenant_id)
+            return _verdict(
+                feature, grant.kind, grant.soft, _peek(used, quantity, grant.limit, grant.soft, None)
+            )
         if grant.kind is FeatureKind.GAUGE:
             if consume:
                 result = await quotas.reserve(tenant_id, feature, quantity, grant.limit, soft=grant.soft)
@@ -233,6 +245,13 @@ class EngineView:
         grant = entitlements.features.get(feature) if entitlements else None
         if entitlements is None or grant is None or grant.kind is not FeatureKind.GAUGE:
             return FeatureVerdict(False, "feature_not_in_plan", feature, None, None, None, None, None)
+        if feature == SEATS_FEATURE:
+            # A seat is freed by removing the member; releasing it here would only desynchronise a counter.
+            used = self.seats_used(tenant_id)
+            remaining = None if grant.limit is None else max(0, grant.limit - used)
+            return FeatureVerdict(
+                True, "allowed", feature, grant.kind.value, grant.limit, used, remaining, None, grant.soft
+            )
         try:
             result = await self._engine.quotas.release(tenant_id, feature, quantity)
         except Exception as exc:
@@ -522,6 +541,9 @@ class Engine:
 
     async def release(self, tenant_id: str, feature: str, quantity: int) -> FeatureVerdict:
         return await self.view().release(tenant_id, feature, quantity)
+
+    def seats_used(self, tenant_id: str) -> int:
+        return self.view().seats_used(tenant_id)
 
 
 async def _load_in_chunks(session: AsyncSession, tenant_ids: Iterable[str]) -> LoadedTenants:

@@ -11,13 +11,16 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.entitlements import schemas as s
 from gateway.entitlements.engine import Engine
+from gateway.entitlements.seats import MemberAdmission
 from gateway.entitlements.service import CheckResult, CheckService
 from gateway.identity.revocation import RevocationList
 from gateway.identity.tokens import TokenSigner
 from gateway.kernel.auth import Principal
+from gateway.kernel.clock import Clock
 from gateway.kernel.errors import Forbidden, NotFound
 from gateway.web.problems import ERROR_RESPONSES
 
@@ -27,6 +30,13 @@ from gateway.web.problems import ERROR_RESPONSES
 def provide_checks(state: State) -> CheckService:
     engine: Engine = state.engine
     return CheckService(engine)
+
+
+def provide_member_admission(
+    session: NamedDependency[AsyncSession], clock: NamedDependency[Clock]
+) -> MemberAdmission:
+    """The one seat check (`seats.py`), for the member endpoints of the layers below."""
+    return MemberAdmission(session, clock)
 
 
 def _scope(principal: Principal, customer: FromPath[str]) -> None:
@@ -212,11 +222,13 @@ class TokenController(Controller):
         view = deciding.engine.view()
         tenant = view.tenant(data.customer)
         roles = view.roles_of(data.user, data.customer)
-        if tenant is None or not (roles.active or roles.inactive):
-            raise NotFound(f"{data.user!r} is not a member of {data.customer!r}", code="unknown_subject")
+        # A revoked tenant (canceled, expired, paused, unpaid past grace) keeps its members: say that
+        # access is revoked, not that they are strangers.
         revocations: RevocationList | None = state.get("revocations")
         if revocations is not None and revocations.tenant_revoked(data.customer):
             raise Forbidden(f"access of {data.customer!r} is revoked", code="access_revoked")
+        if tenant is None or not (roles.active or roles.inactive):
+            raise NotFound(f"{data.user!r} is not a member of {data.customer!r}", code="unknown_subject")
         signer: TokenSigner = state.signer
         ttl = timedelta(seconds=data.ttl_seconds or state.settings.token_ttl_seconds)
         claims = view.token_claims(data.user, data.customer)

@@ -338,6 +338,10 @@ class DecisionIndex:
         """Every tenant the index knows: subscribed ones and ones with members."""
         return set(self._tenants) | set(self._members)
 
+    def member_count(self, tenant_id: str) -> int:
+        """How many users hold a role in the tenant (each holds one seat)."""
+        return len(self._members.get(tenant_id, ()))
+
     def inputs_of(self, tenant_id: str) -> tuple[TenantStanding | None, dict[str, tuple[str, ...]]]:
         """What the index decides a tenant's requests from: its standing (plan node, status) and its
         members' roles. The anti-entropy check compares these with the database."""

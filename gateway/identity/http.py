@@ -1,14 +1,18 @@
 """API-key authentication and authorization (the app's one guard, `authorize`) and API-key endpoints.
 
-The key is resolved once per request by `authorize` and cached for a few seconds per replica: a
-revoked key stops working on this replica at once and on others within `KEY_CACHE_SECONDS`, the bound we
-accept to keep the database off the per-request path. Keys are created by holders of `api_keys:write`; a
-tenant-scoped key can only create keys for its own tenant, never a platform key.
+The key is resolved once per request by `authorize` and cached per replica (`key_cache.py`): a key
+revoked by hand, or disabled by deprovisioning, stops working on this replica as soon as the revocation
+commits (the cache is invalidated after commit, and a fill that began before the invalidation is not
+stored), on other replicas within their revocation list's poll (deprovisioning) or the cache's
+`KEY_CACHE_SECONDS` (a key revoked by hand). While the database is unreachable a known key keeps working
+for up to the decision index's staleness bound; an unknown key gets 503 with `Retry-After`, never a 500.
+Keys are created by holders of `api_keys:write`; a tenant-scoped key can only create keys for its own
+tenant, never a platform key.
 """
 
 from __future__ import annotations
 
-import time
+import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -20,38 +24,73 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.handlers.http_handlers import HTTPRouteHandler
 from litestar.params import FromPath, JSONBody
 from msgspec import Meta, Struct
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.db.session import Database
+from gateway.db.session import Database, after_commit
 from gateway.identity.domain import hash_secret
+from gateway.identity.key_cache import KeyCache, clear_all
 from gateway.identity.models import ApiKey as ApiKeyRow
 from gateway.identity.service import ApiKeyService
 from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock
-from gateway.kernel.errors import Forbidden, Unauthenticated
+from gateway.kernel.errors import DomainError, Forbidden, Unauthenticated
 from gateway.web.deps import ListParams, set_request_actor
 from gateway.web.permissions import AUTOMATIC_OPTIONS, access_for, not_in_matrix, refusal
 from gateway.web.problems import ERROR_RESPONSES
 
+log = logging.getLogger("tiergate.identity")
+
 KEY_CACHE_SECONDS = 5.0
-_cache: dict[str, tuple[Principal, float]] = {}
+# What "the database is unreachable" looks like from here: the driver's connection errors (wrapped by
+# SQLAlchemy or raw, e.g. asyncpg's ConnectionRefusedError), a pool timeout, a socket timeout.
+DATABASE_UNREACHABLE = (DBAPIError, PoolTimeout, OSError)
+
+
+class DatabaseUnavailable(DomainError):
+    code = "database_unavailable"
+    status = 503
+    title = "Service temporarily unavailable"
+
+    def __init__(self, detail: str, *, retry_after_seconds: int) -> None:
+        super().__init__(detail, retry_after=retry_after_seconds)
+        self.headers = {"Retry-After": str(retry_after_seconds)}
 
 
 def forget_cached_keys() -> None:
-    _cache.clear()
+    clear_all()
 
 
-async def _principal_for(secret: str, db: Database, clock: NamedDependency[Any]) -> Principal:
+def key_cache_of(state: State) -> KeyCache:
+    """The replica's cache (built by the composition root; an app without one gets one here)."""
+    cache: KeyCache | None = state.get("key_cache")
+    if cache is None:
+        cache = state["key_cache"] = KeyCache(state.clock, ttl_seconds=KEY_CACHE_SECONDS)
+    return cache
+
+
+async def _principal_for(secret: str, db: Database, clock: Clock, cache: KeyCache) -> Principal:
     digest = hash_secret(secret)
-    hit = _cache.get(digest)
-    now = time.monotonic()
-    if hit is not None and hit[1] > now:
-        return hit[0]
-    async with db.unit_of_work() as session:
-        principal = await ApiKeyService(session, clock).authenticate(secret)
-    if len(_cache) > 10_000:
-        _cache.clear()
-    _cache[digest] = (principal, now + KEY_CACHE_SECONDS)
+    hit = cache.fresh(digest)
+    if hit is not None:
+        return hit
+    generation = cache.generation  # before the read: an invalidation meanwhile voids this fill
+    try:
+        async with db.unit_of_work() as session:
+            principal = await ApiKeyService(session, clock).authenticate(secret)
+    except DATABASE_UNREACHABLE as exc:
+        known = cache.stale(digest)
+        if known is not None:
+            log.warning(
+                "database unreachable (%s); key %s served from the cache", type(exc).__name__, known.key_id
+            )
+            return known
+        raise DatabaseUnavailable(
+            "the database is unreachable and this API key is not known to this replica; retry shortly",
+            retry_after_seconds=int(KEY_CACHE_SECONDS),
+        ) from None
+    cache.store(digest, principal, generation)
     return principal
 
 
@@ -96,13 +135,8 @@ async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princ
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthenticated("send an API key as `Authorization: Bearer <key>`")
-    return await _principal_for(secret.strip(), connection.app.state.db, connection.app.state.clock)
-
-
-def revoke_from_cache(principal_key_id: str) -> None:
-    for digest, (principal, _) in list(_cache.items()):
-        if principal.key_id == principal_key_id:
-            _cache.pop(digest, None)
+    state = connection.app.state
+    return await _principal_for(secret.strip(), state.db, state.clock, key_cache_of(state))
 
 
 class ApiKeyCreate(Struct, forbid_unknown_fields=True):
@@ -203,7 +237,9 @@ class ApiKeyController(Controller):
     ) -> ApiKey:
         bootstrap = getattr(state.get("settings"), "bootstrap_api_key", None)
         row = await keys.revoke(key_id, scope=principal.tenant_id, bootstrap_secret=bootstrap)
-        revoke_from_cache(row.id)
+        # After commit: dropped any earlier, a request in between could cache the still-active key.
+        cache, key_ids = key_cache_of(state), [row.id]
+        after_commit(keys.session, lambda: cache.forget_keys(key_ids))
         return ApiKey.of(row)
 
 

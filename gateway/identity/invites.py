@@ -91,6 +91,11 @@ class MemberDirectory(Protocol):
 
     async def seats(self, tenant_id: str) -> Seats: ...
 
+    async def take_seat(self, tenant_id: str) -> Seats:
+        """The one seat check: serialises on the tenant until the transaction ends, then raises
+        `SeatLimitReached` when no seat is free."""
+        ...
+
     async def is_member(self, tenant_id: str, email: str) -> bool: ...
 
     async def access_revoked(self, tenant_id: str) -> bool: ...
@@ -177,11 +182,7 @@ class InviteService:
             raise Conflict("the organisation's access is revoked", code="access_revoked")
         if not await self.directory.role_allowed(invite.tenant_id, invite.role):
             raise Conflict(f"the tier no longer hands out the role {invite.role!r}", code="role_not_allowed")
-        seats = await self.directory.seats(invite.tenant_id)
-        if seats.limit is not None and seats.used >= seats.limit:
-            raise SeatLimitReached(
-                f"all {seats.limit} seats are taken", seats_used=seats.used, seats_limit=seats.limit
-            )
+        await self.directory.take_seat(invite.tenant_id)
         membership_id, user_id = await self.directory.add_member(
             invite.tenant_id, email=invite.email, name=name, role=invite.role
         )
@@ -220,6 +221,7 @@ __all__ = [
     "InviteService",
     "InviteUsed",
     "MemberDirectory",
+    "RoleNotAllowed",
     "SeatLimitReached",
     "Seats",
 ]

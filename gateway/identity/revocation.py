@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -182,6 +183,8 @@ class RevocationList:
         self._nudged = asyncio.Event()
         self._lock = asyncio.Lock()
         self.last_sync = 0.0
+        # Called with a tenant id for each `access.revoked` read (e.g. to drop its cached API keys).
+        self.on_tenant_revoked: list[Callable[[str], None]] = []
 
     @property
     def version(self) -> int:
@@ -255,8 +258,14 @@ class RevocationList:
                         self._put(row)
                 top = await top_seq(session)
             self._tail.acknowledge(batch)
+            revoked_tenants = sorted({r.aggregate_id for r in batch.rows if r.type == "access.revoked"})
             self._watermark = max(self._watermark, top)
         self.last_sync = time.monotonic()
+        # Other replicas' key caches hold a canceled tenant's keys: each replica drops them when its list
+        # reads the revocation (this replica's own write already dropped them after commit).
+        for tenant_id in revoked_tenants:
+            for callback in self.on_tenant_revoked:
+                callback(tenant_id)
         return len(batch.rows)
 
     def nudge(self, *_: Any) -> None:

@@ -2,8 +2,8 @@
 this adapter): customers for the tenant and its members, the tier for roles and the seats quota, the
 revocation state for deprovisioned tenants.
 
-Seats: the plan's `seats` gauge limit (plus add-ons) against the tenant's active memberships. No
-`seats` feature in the plan means unlimited.
+Seats: the one seat check of `gateway/entitlements/seats.py` (the plan's `seats` gauge plus add-ons
+against the tenant's active memberships, serialised per tenant). No `seats` feature means unlimited.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from gateway.authz.service import PolicyService
 from gateway.customers import CustomerService
 from gateway.customers.repository import CustomerRepository
 from gateway.entitlements.loader import load_tenants
+from gateway.entitlements.seats import MemberAdmission
 from gateway.identity.invites import Seats
 from gateway.identity.revocation import RevocationService
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import Conflict
-
-SEATS_FEATURE = "seats"
 
 
 class CustomerMemberDirectory:
@@ -28,6 +27,7 @@ class CustomerMemberDirectory:
         self.session = session
         self.clock = clock
         self.customers = CustomerService(CustomerRepository(session), clock)
+        self.admission = MemberAdmission(session, clock)
 
     async def default_role(self, tenant_id: str, *, scope: str | None) -> str:
         return (await self.customers.get(tenant_id, scope=scope)).default_role
@@ -48,11 +48,12 @@ class CustomerMemberDirectory:
         )
 
     async def seats(self, tenant_id: str) -> Seats:
-        loaded = await load_tenants(self.session, [tenant_id])
-        entitlements = loaded.tenants.get(tenant_id)
-        grant = entitlements.features.get(SEATS_FEATURE) if entitlements else None
-        used = await self.customers.count_members(tenant_id)
-        return Seats(used=used, limit=grant.limit if grant else None)
+        count = await self.admission.seats(tenant_id)
+        return Seats(used=count.used, limit=count.limit)
+
+    async def take_seat(self, tenant_id: str) -> Seats:
+        count = await self.admission.take_seat(tenant_id)
+        return Seats(used=count.used, limit=count.limit)
 
     async def is_member(self, tenant_id: str, email: str) -> bool:
         after: str | None = None

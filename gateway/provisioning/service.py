@@ -4,7 +4,7 @@
 |----------------------------------------|---------------------------------------------------------------|
 | created                                | account provisioned: owner membership (the customer's e-mail) |
 |                                        | if there is none, `customer.provisioned` event                |
-| plan_changed                           | members whose role the new tier lacks → the tier's default    |
+| plan_changed, created again (a return) | members whose role the new tier lacks → the tier's default    |
 |                                        | role (`member.updated`, sent as `member.role_changed`)        |
 | past_due                               | grace starts; `past_due_grace_days` later → revoked           |
 | paused, canceled, expired              | revoked: tenant tokens refused, tenant API keys disabled,     |
@@ -36,7 +36,7 @@ from gateway.customers.models import Customer
 from gateway.customers.repository import CustomerRepository
 from gateway.customers.service import AlreadyMember
 from gateway.db.outbox import OutboxEvent, record_event
-from gateway.db.session import Database
+from gateway.db.session import Database, after_commit
 from gateway.entitlements.loader import load_tenants
 from gateway.identity.revocation import RevocationService
 from gateway.kernel.clock import Clock, isoformat_or_none
@@ -98,7 +98,13 @@ class Provisioner:
         account.updated_at = self.clock.now()
 
         if event.type == "subscription.created":
+            returning = account.provisioned_at is not None
             await self._provision(account, event)
+            if returning:
+                # Coming back (a new subscription for an account provisioned before, e.g. after a
+                # cancel): the new plan may be smaller, so roles are clamped as on a downgrade, and the
+                # account reports the plan it is on now.
+                await self._clamp_roles(tenant_id)
         if event.type == "subscription.plan_changed":
             await self._clamp_roles(tenant_id)
 
@@ -217,14 +223,14 @@ class Provisioner:
         entitlements = loaded.tenants.get(tenant_id)
         if entitlements is None:
             return
+        account = await self._account(tenant_id)
+        account.plan_key = entitlements.plan_key  # every view reports the plan the tenant is on now
         allowed = await self._allowed_roles(tenant_id, entitlements.plan_key)
         if allowed is None:
             log.warning(
                 "plan %s is not in the policy; roles of %s left as they are", entitlements.plan_key, tenant_id
             )
             return
-        account = await self._account(tenant_id)
-        account.plan_key = entitlements.plan_key
         customer = await self.customers.get(tenant_id)
         default = self._default_role(customer, allowed)
         if default is None:
@@ -268,7 +274,9 @@ class Provisioner:
             },
         )
         if keys and self.on_keys_disabled is not None:
-            self.on_keys_disabled(keys)
+            # After commit: dropped earlier, a request in between caches the still-active key again.
+            forget = self.on_keys_disabled
+            after_commit(self.session, lambda: forget(keys))
 
     async def restore(self, account: TenantAccount, *, reason: str, at: datetime) -> None:
         """Access again. After a purge nothing disabled comes back (there is nothing left to restore):

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.customers.models import Customer, Membership, User
+from gateway.customers.models import Membership, User
 from gateway.scim.models import ScimGroup, ScimGroupMember, ScimToken, ScimUser
 
 UserRow = tuple[Membership, User, ScimUser | None]
@@ -122,14 +122,6 @@ class ScimRepository:
         """A userName change: the same seat (membership id, roles, groups) now belongs to `user`."""
         membership.user_id = user.id
         await self.session.flush()
-
-    async def lock_tenant(self, tenant_id: str) -> None:
-        """Serialise seat-taking writes of one tenant (row lock on PostgreSQL; SQLite has one writer)."""
-        await self.session.execute(select(Customer.id).where(Customer.id == tenant_id).with_for_update())
-
-    async def count_active(self, tenant_id: str) -> int:
-        query = select(func.count()).where(Membership.tenant_id == tenant_id, Membership.status == "active")
-        return int(await self.session.scalar(query) or 0)
 
     # groups -------------------------------------------------------------------------------------
     async def groups(

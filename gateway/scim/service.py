@@ -39,6 +39,9 @@ from gateway.customers.models import User as UserRow
 from gateway.customers.repository import CustomerRepository
 from gateway.db.outbox import record_change
 from gateway.entitlements.engine import Engine
+from gateway.entitlements.seats import SEATS_FEATURE, MemberAdmission
+from gateway.entitlements.seats import SeatLimitReached as SeatsFull
+from gateway.identity.revocation import RevocationService
 from gateway.kernel.clock import Clock, format_timestamp
 from gateway.kernel.errors import DomainError
 from gateway.kernel.ids import new_id
@@ -49,7 +52,6 @@ from gateway.scim.repository import ScimRepository
 from gateway.scim.repository import UserRow as Row
 from gateway.scim.resources import Group, User
 
-SEATS_FEATURE = "seats"
 # last_used_at is written at most this often per token, so SCIM traffic does not turn into token writes.
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
@@ -203,6 +205,7 @@ class ScimService:
         self.repo = ScimRepository(session)
         self.customers = CustomerService(CustomerRepository(session), clock)
         self.policies = PolicyService(session, clock)
+        self.admission = MemberAdmission(session, clock)
         self.clock = clock
         self.engine = engine
         self.base_url = base_url.rstrip("/")
@@ -386,6 +389,7 @@ class ScimService:
         membership, _, scim = rows[0]
         if membership.status == "active":
             await self.customers.remove_member(tenant_id, membership.id)
+            await self._revoke_tokens(membership.user_id)
         await self.repo.leave_all_groups(tenant_id, membership.id)
         if scim is not None:
             await self.repo.delete_row(scim)
@@ -415,8 +419,15 @@ class ScimService:
             await self._sync_roles(tenant_id, [membership.id])
         elif was_active and not active:
             await self.customers.remove_member(tenant_id, membership.id)
+            await self._revoke_tokens(membership.user_id)
         await self.repo.flush()
         return await self.get_user(tenant_id, membership.id)
+
+    async def _revoke_tokens(self, user_id: str) -> None:
+        """A deactivation is final for the tokens issued before it: `active: true` later restores the
+        membership, not those tokens; the user signs in again for a new one. The revocation list keeps
+        per-user entries, so this refuses the user's earlier tokens in every tenant (they live minutes)."""
+        await RevocationService(self.repo.session, self.clock).revoke_user(user_id, reason="scim_deactivated")
 
     async def _change_email(self, tenant_id: str, membership: Membership, email: str) -> None:
         taken = await self.repo.membership_of_email(tenant_id, email)
@@ -573,24 +584,22 @@ class ScimService:
         return entitlements
 
     async def _ensure_seat(self, tenant_id: str) -> None:
-        """One more active member must fit the plan's "seats" quota (counted from the memberships, the
-        source of truth). A plan without the feature has no seat limit; a soft limit only meters."""
+        """One more active member must fit the plan's "seats" quota: the one seat check every path that
+        activates a member goes through (`gateway/entitlements/seats.py`: counted from the memberships
+        under the tenant's lock, on PostgreSQL and on SQLite). A soft limit only meters."""
         entitlements = await self._entitlements(tenant_id)
         if entitlements is None or not self.engine.has_access(tenant_id):
             raise TenantWithoutAccess(detail="the tenant has no subscription that grants access")
-        grant = entitlements.features.get(SEATS_FEATURE)
-        if grant is None or grant.limit is None or grant.soft:
-            return
-        # Two IdP requests racing for the last seat: the lock makes the second one count the first.
-        await self.repo.lock_tenant(tenant_id)
-        used = await self.repo.count_active(tenant_id)
-        if used + 1 > grant.limit:
+        try:
+            await self.admission.take_seat(tenant_id)
+        except SeatsFull as full:
             raise SeatLimitReached(
                 detail=(
-                    f"seat quota {SEATS_FEATURE!r} is full: {used} of {grant.limit} seats in use on plan "
-                    f"{entitlements.plan_key!r}; nothing was created"
+                    f"seat quota {SEATS_FEATURE!r} is full: {full.extra['seats_used']} of "
+                    f"{full.extra['seats_limit']} seats in use on plan {full.extra['plan']!r}; "
+                    "nothing was created"
                 )
-            )
+            ) from None
 
 
 # --- helpers ---------------------------------------------------------------------------------------

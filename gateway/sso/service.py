@@ -24,6 +24,8 @@ from gateway.customers import CustomerService
 from gateway.db.outbox import record_change
 from gateway.db.session import Database
 from gateway.entitlements.engine import Engine
+from gateway.entitlements.seats import MemberAdmission
+from gateway.entitlements.seats import SeatLimitReached as SeatsFull
 from gateway.entitlements.service import CheckService
 from gateway.identity.sessions import Session, SessionStore
 from gateway.identity.tokens import TokenSigner
@@ -53,7 +55,6 @@ from gateway.sso.domain import (
     new_state,
     normalize_domain,
     normalize_domains,
-    seat_available,
     verified_email,
 )
 from gateway.sso.models import SsoConnection
@@ -62,7 +63,6 @@ from gateway.sso.pending import PendingLogins
 from gateway.sso.repository import SsoRepository
 
 SSO_FEATURE = "sso"
-SEATS_FEATURE = "seats"
 URL_FIELDS = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri", "end_session_endpoint")
 
 
@@ -564,7 +564,7 @@ class SignInService:
                 if connection.tenant_id is None:
                     raise NotAMember("you are not a member of this organisation; ask an admin to invite you")
                 customer = await customers.get(tenant_id)
-                await self._seat_for_one_more(customers, tenant_id)
+                await self._seat_for_one_more(session, tenant_id)
                 role = connection.default_role or customer.default_role
                 name = claims.get("name") if isinstance(claims.get("name"), str) else None
                 created, _ = await customers.add_member(tenant_id, email=email, name=name, role=role)
@@ -604,19 +604,18 @@ class SignInService:
             raise NotAMember("you belong to several organisations: sign in from your organisation's page")
         return str(tenants[0])
 
-    async def _seat_for_one_more(self, customers: CustomerService, tenant_id: str) -> None:
-        entitlements = self.engine.tenant(tenant_id)
-        grant = entitlements.features.get(SEATS_FEATURE) if entitlements else None
-        if grant is None:
-            return  # the plan does not count seats
-        used = await customers.count_members(tenant_id)
-        if not seat_available(active_members=used, limit=grant.limit, soft=grant.soft):
+    async def _seat_for_one_more(self, session: AsyncSession, tenant_id: str) -> None:
+        """The one seat check every path that activates a member goes through (`entitlements/seats.py`),
+        answered in the sign-in pages' terms."""
+        try:
+            await MemberAdmission(session, self.clock).take_seat(tenant_id)
+        except SeatsFull as full:
             raise SeatLimitReached(
-                f"all {grant.limit} seats of this organisation's plan are taken; "
+                f"all {full.extra['seats_limit']} seats of this organisation's plan are taken; "
                 "an admin can free a seat or upgrade the plan",
-                limit=grant.limit,
-                used=used,
-            )
+                limit=full.extra["seats_limit"],
+                used=full.extra["seats_used"],
+            ) from None
 
     # -- after sign-in ----------------------------------------------------------------------------
     def _issue(self, user_id: str, tenant_id: str) -> AccessToken:

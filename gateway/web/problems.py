@@ -49,8 +49,9 @@ def _problem(status: int, code: str, title: str, detail: str, **extra: Any) -> R
 
 def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> Response[dict[str, Any]]:
     body = exc.to_problem(instance=request.url.path)
-    headers = {"WWW-Authenticate": 'Bearer realm="tiergate"'} if exc.status == 401 else None
-    return Response(body, status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+    headers = {"WWW-Authenticate": 'Bearer realm="tiergate"'} if exc.status == 401 else {}
+    headers.update(getattr(exc, "headers", None) or {})  # e.g. Retry-After on a 503
+    return Response(body, status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers or None)
 
 
 def validation_error_handler(

@@ -9,6 +9,8 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from litestar import Litestar
 
+from gateway.customers import CustomerService
+from gateway.customers.repository import CustomerRepository
 from tests.conftest import Api
 
 
@@ -39,14 +41,23 @@ async def tenant(
     clock = await api.post("/v1/test_clocks", {"frozen_time": "2026-03-01T00:00:00Z"})
     customer = await api.post("/v1/customers", {"name": "Acme", "currency": "USD", "test_clock": clock["id"]})
     sub = await api.post("/v1/subscriptions", {"customer": customer["id"], "price": price, "trial_days": 0})
-    users = {}
-    for name, role in members.items():
-        member = await api.post(
-            f"/v1/customers/{customer['id']}/members", {"email": f"{name}@acme.example", "role": role}
-        )
-        users[name] = member["user"]
+    users = await stored_members(app, customer["id"], members)
     await synced(api)
     return customer["id"], sub["id"], users | {"clock": clock["id"]}
+
+
+async def stored_members(app: Litestar, customer: str, members: dict[str, str]) -> dict[str, str]:
+    """Members written as stored data, past the seat and role checks of the member endpoints (which
+    refuse a third member, or an `admin`, on Basic): what the index must answer for whatever is stored,
+    e.g. roles a policy edit took away from the tier."""
+    users = {}
+    async with app.state.db.unit_of_work() as session:
+        customers = CustomerService(CustomerRepository(session), app.state.clock)
+        for name, role in members.items():
+            _, user = await customers.add_member(customer, email=f"{name}@acme.example", name=None, role=role)
+            users[name] = user.id
+    app.state.engine.nudge()
+    return users
 
 
 async def check(api: Api, customer: str, **body: Any) -> dict[str, Any]:

@@ -44,7 +44,8 @@ async def test_canceled_tenant_is_purged_when_its_retention_runs_out_on_its_own_
         )
     )["id"]
     other = (await api.post("/v1/customers", {"name": "Stays", "currency": "USD"}))["id"]
-    sub = await api.post("/v1/subscriptions", {"customer": customer, "price": "basic_monthly"})
+    # Pro: the owner and the consultant take two seats (Basic has one).
+    sub = await api.post("/v1/subscriptions", {"customer": customer, "price": "pro_monthly", "trial_days": 0})
     await settle(api, app)
     # A consultant in both tenants, and an invite nobody accepted.
     shared = await api.post(f"/v1/customers/{customer}/members", {"email": "c@both.example"})
