@@ -17,6 +17,7 @@ from sqlalchemy import select
 from gateway.billing.wiring import billing_services
 from gateway.catalog import CatalogService
 from gateway.catalog.repository import CatalogRepository
+from gateway.config import Settings
 from gateway.customers import CustomerService
 from gateway.customers.repository import CustomerRepository
 from gateway.db.session import Database
@@ -26,13 +27,26 @@ from gateway.metrics.models import MrrChange
 from gateway.provisioning.models import TenantAccount
 from gateway.subscriptions import SubscriptionService
 from gateway.subscriptions.repository import SubscriptionRepository
-from tests.conftest import IN_CI, POSTGRES_URL, Api, _prepare_postgres
+from tests.conftest import ADMIN_KEY, IN_CI, POSTGRES_URL, Api, _prepare_postgres
 from tests.db.test_stream import commit_filler
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL and not IN_CI, reason="needs PostgreSQL (always in CI)")
 
 # No nudge reaches the replica from a transaction committed outside it: the 1 s poll bounds it (≤ 5 s).
 BOUND_SECONDS = 5.0
+
+
+@pytest.fixture
+def settings() -> Settings:
+    # The webhook consumer's endpoint is on loopback over http: allowed explicitly (production refuses it).
+    return Settings(
+        database_url="unused-db-is-injected",
+        migrate_on_start=False,
+        scheduler_enabled=False,
+        bootstrap_api_key=ADMIN_KEY,
+        webhook_allow_http=True,
+        webhook_allow_private_targets=True,
+    )
 
 
 @pytest.fixture

@@ -418,9 +418,11 @@ def test_missing_or_bad_token_is_401_with_a_bearer_challenge(stack: Stack, admin
 
 
 def test_viewer_cannot_write_and_gated_report_is_refused(stack: Stack, admin: Admin) -> None:
-    _, tokens = admin.tenant("basic_monthly", owner="owner", viewer="viewer")
+    # Basic has one seat: the viewer belongs to a Pro team, the owner's Basic tenant gates the reports.
+    _, team = admin.tenant("pro_monthly", owner="owner", viewer="viewer")
+    _, tokens = admin.tenant("basic_monthly", owner="owner")
     with httpx.Client(base_url=stack.guarded) as client:
-        viewer, owner = bearer(tokens["viewer"]), bearer(tokens["owner"])
+        viewer, owner = bearer(team["viewer"]), bearer(tokens["owner"])
         assert client.get("/api/projects", headers=viewer).status_code == 200
         # nginx's subrequest is a GET; only X-Original-Method tells Tiergate this is a write.
         assert client.post("/api/projects", headers=viewer, json={"name": "x"}).status_code == 403
@@ -515,7 +517,9 @@ def test_path_spellings_of_a_gated_route_are_refused_through_nginx(stack: Stack,
 
 # -- the authorizer's own contract (no nginx in the way) ----------------------------------------------
 def test_traefik_and_envoy_styles_and_denial_bodies(stack: Stack, admin: Admin) -> None:
-    customer, tokens = admin.tenant("basic_monthly", owner="owner", viewer="viewer")
+    # Basic has one seat: the viewer belongs to a Pro team, the owner's Basic tenant gates the reports.
+    _, team = admin.tenant("pro_monthly", owner="owner", viewer="viewer")
+    customer, tokens = admin.tenant("basic_monthly", owner="owner")
     forward = f"{stack.tiergate}/v1/authz/forward"
     with httpx.Client() as client:
         traefik = client.get(
@@ -530,7 +534,7 @@ def test_traefik_and_envoy_styles_and_denial_bodies(stack: Stack, admin: Admin) 
         assert traefik.headers["x-auth-tenant"] == customer and traefik.headers["x-auth-roles"] == "owner"
         assert int(traefik.headers["x-auth-index-version"]) > 0
         # Envoy: original method, original path after the prefix.
-        envoy = client.post(f"{forward}/api/projects", headers=bearer(tokens["viewer"]))
+        envoy = client.post(f"{forward}/api/projects", headers=bearer(team["viewer"]))
         assert envoy.status_code == 403
         problem = envoy.json()
         assert envoy.headers["content-type"].startswith("application/problem+json")
