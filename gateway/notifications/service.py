@@ -39,7 +39,7 @@ from gateway.kernel.pagination import Page
 from gateway.notifications.models import WebhookDelivery, WebhookEndpoint
 from gateway.notifications.repository import WebhookRepository
 from gateway.security.outbound import OutboundPolicy, check_destination, failure_class, guarded_client
-from gateway.security.secretbox import SecretBox
+from gateway.security.secretbox import SecretBox, column_context
 
 log = logging.getLogger("tiergate.webhooks")
 
@@ -108,7 +108,7 @@ def new_secret() -> str:
 
 
 def _secret_context(endpoint_id: str) -> str:
-    return f"webhook_endpoints.secret:{endpoint_id}"
+    return column_context("webhook_endpoints", "secret", endpoint_id)
 
 
 def seal_secret(box: SecretBox, endpoint_id: str, secret: str) -> str:
@@ -121,11 +121,8 @@ def open_secret(box: SecretBox, row: WebhookEndpoint) -> str:
 
 async def seal_endpoint_secrets(session: AsyncSession, box: SecretBox) -> int:
     """Seal secrets stored in clear (before encryption at rest) or under a retired key; returns how many."""
-    resealed = 0
-    for row in await WebhookRepository(session).all_endpoints():
-        if box.needs_reseal(row.secret):
-            row.secret = seal_secret(box, row.id, open_secret(box, row))
-            resealed += 1
+    endpoints = await WebhookRepository(session).all_endpoints()
+    resealed = box.reseal_column(endpoints, "webhook_endpoints", "secret")
     await session.flush()
     return resealed
 

@@ -19,8 +19,10 @@ import binascii
 import os
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -128,6 +130,23 @@ class SecretBox:
     def needs_reseal(self, value: str) -> bool:
         """Clear (legacy) or sealed with a key other than the primary one (rotation)."""
         return not is_sealed(value) or key_id_of(value) != self.primary_id
+
+    def reseal_column(self, rows: Iterable[Any], table: str, column: str) -> int:
+        """Seal `column` of every row whose value is clear (legacy) or under a retired key, bound to
+        `<table>.<column>:<row id>` (the context every sealed column uses); returns how many changed."""
+        resealed = 0
+        for row in rows:
+            value = getattr(row, column)
+            if self.needs_reseal(value):
+                context = column_context(table, column, row.id)
+                setattr(row, column, self.seal(self.open(value, context=context), context=context))
+                resealed += 1
+        return resealed
+
+
+def column_context(table: str, column: str, row_id: str) -> str:
+    """What a sealed column's value is bound to: a value copied into another row or column won't open."""
+    return f"{table}.{column}:{row_id}"
 
 
 def is_sealed(value: str) -> bool:

@@ -33,7 +33,7 @@ from gateway.kernel.clock import Clock
 from gateway.kernel.errors import Forbidden, ValidationFailed
 from gateway.kernel.ids import new_id
 from gateway.kernel.pagination import Page
-from gateway.security.secretbox import SecretBox
+from gateway.security.secretbox import SecretBox, column_context
 from gateway.sso.domain import (
     DEFAULT_SCOPES,
     ConnectionNotFound,
@@ -80,7 +80,7 @@ async def require_sso_feature(checks: CheckService, tenant_id: str) -> None:
 
 # -- client secrets at rest ---------------------------------------------------------------------------
 def _secret_context(connection_id: str) -> str:
-    return f"sso_connections.client_secret:{connection_id}"
+    return column_context("sso_connections", "client_secret", connection_id)
 
 
 def seal_client_secret(box: SecretBox, connection_id: str, secret: str) -> str:
@@ -93,11 +93,8 @@ def open_client_secret(box: SecretBox, connection: SsoConnection) -> str:
 
 async def seal_client_secrets(session: AsyncSession, box: SecretBox) -> int:
     """Seal client secrets stored in clear (before encryption at rest) or under a retired key."""
-    resealed = 0
-    for row in await SsoRepository(session).all_connections():
-        if box.needs_reseal(row.client_secret):
-            row.client_secret = seal_client_secret(box, row.id, open_client_secret(box, row))
-            resealed += 1
+    connections = await SsoRepository(session).all_connections()
+    resealed = box.reseal_column(connections, "sso_connections", "client_secret")
     await session.flush()
     return resealed
 
