@@ -91,6 +91,18 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
 
 
 @pytest.fixture
+async def postgres_db() -> AsyncIterator[Database]:
+    """PostgreSQL alone, migrated and emptied, for tests that only PostgreSQL can run (concurrent
+    writers, transaction horizons); their modules skip it outside CI when no PostgreSQL is configured."""
+    database = Database(POSTGRES_URL, pooled=False)
+    await _prepare_postgres(database)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(START)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -22,7 +21,7 @@ from gateway.kernel.clock import FrozenClock
 from gateway.kernel.events import DomainEvent
 from gateway.kernel.ids import new_id
 from gateway.notifications.relay import Consumer, Relay
-from tests.conftest import IN_CI, POSTGRES_URL, _prepare_postgres
+from tests.conftest import IN_CI, POSTGRES_URL
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 OLD_REORDER_WINDOW = 2_000
@@ -120,13 +119,8 @@ async def test_rolled_back_events_are_never_read(db: Database) -> None:
 
 
 @pytest.fixture
-async def pg() -> AsyncIterator[Database]:
-    database = Database(POSTGRES_URL, pooled=False)
-    await _prepare_postgres(database)
-    try:
-        yield database
-    finally:
-        await database.dispose()
+def pg(postgres_db: Database) -> Database:
+    return postgres_db
 
 
 class Handled:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -27,7 +27,7 @@ from gateway.metrics.models import MrrChange
 from gateway.provisioning.models import TenantAccount
 from gateway.subscriptions import SubscriptionService
 from gateway.subscriptions.repository import SubscriptionRepository
-from tests.conftest import ADMIN_KEY, IN_CI, POSTGRES_URL, Api, _prepare_postgres
+from tests.conftest import ADMIN_KEY, IN_CI, POSTGRES_URL, Api
 from tests.db.test_stream import commit_filler
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL and not IN_CI, reason="needs PostgreSQL (always in CI)")
@@ -50,13 +50,8 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-async def db() -> AsyncIterator[Database]:
-    database = Database(POSTGRES_URL, pooled=False)
-    await _prepare_postgres(database)
-    try:
-        yield database
-    finally:
-        await database.dispose()
+def db(postgres_db: Database) -> Database:
+    return postgres_db  # the app and the held transaction share PostgreSQL only
 
 
 async def eventually(probe: Callable[[], Awaitable[Any]], within: float) -> float:
