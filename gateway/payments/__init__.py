@@ -1,0 +1,1 @@
+"""Payments: payment methods, collection, refunds, provider webhooks and reconciliation (see README.md)."""
