@@ -1,0 +1,1 @@
+"""Usage metering: meters, idempotent event ingestion, usage queries (see README.md)."""
