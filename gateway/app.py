@@ -38,6 +38,7 @@ from gateway.entitlements.index import DecisionIndex
 from gateway.entitlements.loader import what_if_assignments
 from gateway.entitlements.ofrep import OFREP_CONTROLLERS
 from gateway.entitlements.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
+from gateway.entitlements.sdk_http import CONTROLLERS as LOCAL_DECISIONS
 from gateway.health.http import HEALTH_HANDLERS
 from gateway.identity.http import CONTROLLERS as IDENTITY
 from gateway.identity.http import KEY_CACHE_SECONDS, authorize
@@ -264,6 +265,7 @@ def create_app(
         *IDENTITY,
         *SSO,
         *ENTITLEMENTS,
+        *LOCAL_DECISIONS,
         *AUTHZ,
         *SCIM_TOKENS,
         *TAXES,
@@ -283,7 +285,14 @@ def create_app(
     docs_assets = docs_assets_router()
     app = Litestar(
         route_handlers=[
-            v1, ofrep, FORWARD_ROUTER, *HEALTH_HANDLERS, jwks, *SSO_BROWSER, SCIM_ROUTER, docs_assets
+            v1,
+            ofrep,
+            FORWARD_ROUTER,
+            *HEALTH_HANDLERS,
+            jwks,
+            *SSO_BROWSER,
+            SCIM_ROUTER,
+            docs_assets,
         ],
         # One guard for every route: the permission matrix (gateway/web/permissions.py) says who may call
         # each operation, and it authenticates API keys where they are the credential.

@@ -42,6 +42,10 @@ class Settings:
     # Anti-entropy: every this many seconds each replica compares its index with the database and
     # reloads the tenants that differ (0 = off).
     entitlements_anti_entropy_seconds: float = 300.0
+    # The change feed for SDKs deciding in-process (GET /v1/changes, Server-Sent Events): a heartbeat at
+    # least this often, and how long one connection lasts before the client reconnects with Last-Event-ID.
+    changes_heartbeat_seconds: float = 10.0
+    changes_stream_max_seconds: float = 300.0
     # Change stream: warn when a transaction left open holds the outbox horizon back this long.
     outbox_horizon_warn_seconds: float = 60.0
     # Feature keys that fail open (allowed) when the index is stale or the quota store is down.

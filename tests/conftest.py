@@ -56,6 +56,7 @@ def sibling_database(suffix: str) -> tuple[str, str]:
     sibling = f"{name.split('?')[0]}_{suffix}"
     return sibling, f"{base}/{sibling}"
 
+
 _pg_ready = False
 
 
@@ -114,6 +115,9 @@ def settings() -> Settings:
         migrate_on_start=False,
         scheduler_enabled=False,
         bootstrap_api_key=ADMIN_KEY,
+        # GET /v1/changes streams until this; a test that reads a whole stream waits that long.
+        changes_stream_max_seconds=1.0,
+        changes_heartbeat_seconds=0.25,
     )
 
 

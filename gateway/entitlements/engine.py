@@ -35,6 +35,7 @@ from gateway.db.outbox import OutboxEvent
 from gateway.db.session import Database
 from gateway.db.stream import DEFAULT_WARN_AFTER_SECONDS, OutboxTail, horizon_watch
 from gateway.entitlements.breaker import QuotaStoreUnavailable, is_outage
+from gateway.entitlements.feed import ChangeFeed
 from gateway.entitlements.index import Decision, DecisionIndex, IndexDelta, MemberRoles
 from gateway.entitlements.loader import LoadedTenants, TenantEntitlements, load_tenants
 from gateway.entitlements.quotas import QuotaResult, QuotaStore
@@ -290,6 +291,8 @@ class Engine:
         self._nudged = asyncio.Event()
         self._lock = asyncio.Lock()
         self.on_synced: list[Callable[[int], None]] = []
+        # What this replica applied, in order: the SDK's local decision mode follows it (GET /v1/changes).
+        self.feed = ChangeFeed()
         self._tail = self._new_tail()
         self._last_check = time.monotonic()
         # Anti-entropy counters (reported by /health and logged): checks run, tenants found to differ.
@@ -336,6 +339,7 @@ class Engine:
             loaded = await load_tenants(session)
             self._install(stored, loaded, watermark)
             self._tail = tail
+            self.feed.reset(watermark)
         self._last_ok = time.monotonic()
         self._last_check = time.monotonic()
         for callback in self.on_synced:
@@ -387,6 +391,12 @@ class Engine:
             state = self._require()
             state.watermark = max(state.watermark, self._tail.top)
             self._publish(state)
+            if batch.rows:
+                self.feed.publish(
+                    state.watermark,
+                    {row.tenant_id for row in batch.rows if row.tenant_id},
+                    policy=any(row.type.startswith("policy.") for row in batch.rows),
+                )
             applied += len(batch.rows)
             if batch.complete:
                 return applied
@@ -438,6 +448,7 @@ class Engine:
         state = self._require()
         if stored.version != state.policy.version:
             self._install(stored, loaded, state.watermark)
+            self.feed.publish(state.watermark, (), policy=True)
             return ["<policy>"]
         if any(row.type.startswith("policy.") for row in late):
             return []  # a policy change is on its way: the next sync rebuilds everything anyway
@@ -451,6 +462,7 @@ class Engine:
         if differing:
             self._apply_tenants(state, differing, loaded)
             self._publish(state)
+            self.feed.publish(state.watermark, differing)
         return differing
 
     @property

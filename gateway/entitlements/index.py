@@ -63,6 +63,28 @@ class MemberRoles(NamedTuple):
     inactive: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class TenantRules:
+    """Everything the index decides one tenant's (user, resource, action) requests from, as plain values.
+
+    The client SDK's local decision mode (`clients/python`) evaluates exactly this with the same algorithm
+    as `DecisionIndex.decide` (a differential test against the live server proves they agree). Lists keep
+    the index's order, because the first matching line names the granting role.
+    """
+
+    tenant_id: str
+    plan: str
+    access: bool
+    members: Mapping[str, tuple[str, ...]]  # user -> sorted roles
+    allowed_roles: frozenset[str]
+    custom_roles: bool  # the tier lets the tenant's own role lines count
+    # role -> (resource pattern, action) lines, only for roles some member holds
+    permissions: Mapping[str, tuple[tuple[str, str], ...]]
+    custom_permissions: Mapping[str, tuple[tuple[str, str], ...]]
+    closed_gates: tuple[tuple[str, str, str], ...]  # (resource pattern, action, feature)
+    features: frozenset[str]
+
+
 class IndexVersionGap(Exception):
     """A delta that does not follow this index: a message was lost, so the replica must rebuild."""
 
@@ -144,6 +166,7 @@ class _TierRules:
         "_catalog",
         "_custom",
         "allowed_roles",
+        "closed",
         "closed_gates",
         "custom_roles",
         "features",
@@ -151,14 +174,19 @@ class _TierRules:
     )
 
     def __init__(
-        self, unlocks: PlanUnlocks | None, catalog: _Permissions, custom: _Permissions, gates: _Matcher | None
+        self,
+        unlocks: PlanUnlocks | None,
+        catalog: _Permissions,
+        custom: _Permissions,
+        closed: tuple[tuple[str, str, str], ...],
     ) -> None:
         self.features = unlocks.features if unlocks else frozenset()
         self.allowed_roles = unlocks.roles if unlocks else frozenset()
         self.custom_roles = unlocks.custom_roles if unlocks else False
         self._catalog = catalog
         self._custom = custom
-        self.closed_gates = gates
+        self.closed = closed  # (resource pattern, action, feature) of every gate the plan leaves closed
+        self.closed_gates = _Matcher(closed) if closed else None
         self.grants: dict[tuple[str, ...], _Grant] = {}  # memo of grant(), read directly on the hot path
 
     def role_active(self, role: str) -> bool:
@@ -218,8 +246,8 @@ class _CompiledPolicy:
     def _compile(self, plan: str, custom: _Permissions) -> _TierRules:
         unlocks = self._unlocks.get(plan)
         features = unlocks.features if unlocks else frozenset()
-        closed = [(g.resource, g.action, g.feature) for g in self._gates if g.feature not in features]
-        return _TierRules(unlocks, self._catalog, custom, _Matcher(closed) if closed else None)
+        closed = tuple((g.resource, g.action, g.feature) for g in self._gates if g.feature not in features)
+        return _TierRules(unlocks, self._catalog, custom, closed)
 
 
 class _Tenant:
@@ -333,6 +361,27 @@ class DecisionIndex:
             return MemberRoles((), roles)
         active = tuple(r for r in roles if tenant.rules.role_active(r))
         return MemberRoles(active, tuple(r for r in roles if r not in active))
+
+    def export(self, tenant_id: str) -> TenantRules | None:
+        """The tenant's decision inputs for an out-of-process decider (None: the index does not know it)."""
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None:
+            return None
+        members = dict(self._members.get(tenant_id, {}))
+        held = {role for roles in members.values() for role in roles}
+        rules = tenant.rules
+        return TenantRules(
+            tenant_id=tenant_id,
+            plan=tenant.plan,
+            access=tenant.access,
+            members=members,
+            allowed_roles=rules.allowed_roles,
+            custom_roles=rules.custom_roles,
+            permissions={r: rules._catalog[r] for r in sorted(held) if r in rules._catalog},
+            custom_permissions={r: rules._custom[r] for r in sorted(held) if r in rules._custom},
+            closed_gates=rules.closed,
+            features=rules.features,
+        )
 
     def tenant_ids(self) -> set[str]:
         """Every tenant the index knows: subscribed ones and ones with members."""

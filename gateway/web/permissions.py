@@ -201,6 +201,8 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "POST /v1/check/batch":                                         (TENANT, "check:read"),
     "POST /v1/check/release":                                       (TENANT, "check:write"),
     "GET /v1/entitlements/{customer}":                              (TENANT, "entitlements:read"),
+    "GET /v1/entitlements/{customer}/decisions":                    (TENANT, "entitlements:read"),
+    "GET /v1/changes":                                              (TENANT, "entitlements:read"),
     "POST /v1/tokens":                                              (TENANT, "tokens:write"),
     "POST /ofrep/v1/evaluate/flags":                                (TENANT, "entitlements:read"),
     "POST /ofrep/v1/evaluate/flags/{key}":                          (TENANT, "entitlements:read"),
