@@ -15,8 +15,7 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get
@@ -24,8 +23,8 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
-from msgspec import Struct
 
+from gateway.entitlements.bundle import DecisionBundle, decision_bundle
 from gateway.entitlements.engine import Engine
 from gateway.entitlements.feed import Change, ChangeFeed
 from gateway.kernel.auth import Principal
@@ -33,41 +32,9 @@ from gateway.kernel.errors import NotFound, ValidationFailed
 from gateway.web.problems import ERROR_RESPONSES
 
 
-class PermissionLine(Struct, array_like=True):
-    resource: str
-    action: str
-
-
-class Gate(Struct, array_like=True):
-    resource: str
-    action: str
-    feature: str
-
-
-class DecisionBundle(Struct):
-    object: Literal["decision_bundle"]
-    customer: str
-    plan: str | None  # the plan key `/v1/check` reports
-    plan_node: str  # the plan version's node in the policy (`pro.v2`)
-    access: bool
-    inactive_since: datetime | None  # since when the subscription grants no access (with access false)
-    members: dict[str, list[str]]  # user -> roles (sorted)
-    allowed_roles: list[str]
-    custom_roles: bool
-    permissions: dict[str, list[PermissionLine]]  # catalog lines of the roles members hold, in order
-    custom_permissions: dict[str, list[PermissionLine]]  # the tenant's own role lines, in order
-    closed_gates: list[Gate]  # feature gates the plan leaves closed, in order
-    features: list[str]  # boolean features the plan unlocks
-    index_version: int  # the outbox position the bundle reflects (compare with change events)
-
-
 def _scope(principal: Principal, customer: str) -> None:
     if principal.tenant_id is not None and principal.tenant_id != customer:
         raise NotFound(f"no customer {customer!r}", code="customer_not_found")
-
-
-def _lines(table: Any) -> dict[str, list[PermissionLine]]:
-    return {role: [PermissionLine(r, a) for r, a in lines] for role, lines in table.items()}
 
 
 class DecisionBundleController(Controller):
@@ -100,21 +67,11 @@ class DecisionBundleController(Controller):
         if rules is None:
             raise NotFound(f"customer {customer!r} has never subscribed", code="customer_not_found")
         entitlements = view.tenant(customer)
-        body = DecisionBundle(
-            "decision_bundle",
-            customer,
-            entitlements.plan_key if entitlements else None,
-            rules.plan,
-            rules.access,
-            entitlements.inactive_since if entitlements and not rules.access else None,
-            {user: list(roles) for user, roles in sorted(rules.members.items())},
-            sorted(rules.allowed_roles),
-            rules.custom_roles,
-            _lines(rules.permissions),
-            _lines(rules.custom_permissions),
-            [Gate(*g) for g in rules.closed_gates],
-            sorted(rules.features),
-            view.version,
+        body = decision_bundle(
+            rules,
+            plan_key=entitlements.plan_key if entitlements else None,
+            inactive_since=entitlements.inactive_since if entitlements else None,
+            version=view.version,
         )
         content = msgspec.json.encode(msgspec.structs.replace(body, index_version=0))
         etag = '"' + hashlib.sha256(content).hexdigest()[:32] + '"'

@@ -214,6 +214,9 @@ class IdempotencyMiddleware:
         status = 500
         response_headers: list[tuple[bytes, bytes]] = []
         chunks: list[bytes] = []
+        # The answer is held back until it is stored: a caller that repeats the request the moment it
+        # has the answer must get the replay, not a 409 "key in use" from a row not yet completed.
+        held: list[dict[str, Any]] = []
 
         async def capture_send(message: dict[str, Any]) -> None:
             nonlocal status, response_headers
@@ -222,23 +225,28 @@ class IdempotencyMiddleware:
                 response_headers = list(message.get("headers", []))
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
-            await send(message)
+            held.append(message)
 
         state = scope["app"].state
         try:
             await self.app(scope, replay_receive, capture_send)
         finally:
-            async with state.db.unit_of_work() as session:
-                where = (IdempotencyKey.scope == caller, IdempotencyKey.key == key)
-                if status >= 500:
-                    await session.execute(delete(IdempotencyKey).where(*where))
-                else:
-                    row = (await session.scalars(select(IdempotencyKey).where(*where))).first()
-                    if row is not None:
-                        stored = redact_shown_once(b"".join(chunks))
-                        row.status_code = status
-                        row.response_headers = [
-                            [k.hex(), v.hex()] for k, v in response_headers if k.lower() != b"content-length"
-                        ] + [[b"content-length".hex(), str(len(stored)).encode().hex()]]
-                        row.response_body = stored
-                        row.completed_at = state.clock.now()
+            try:
+                async with state.db.unit_of_work() as session:
+                    where = (IdempotencyKey.scope == caller, IdempotencyKey.key == key)
+                    if status >= 500:
+                        await session.execute(delete(IdempotencyKey).where(*where))
+                    else:
+                        row = (await session.scalars(select(IdempotencyKey).where(*where))).first()
+                        if row is not None:
+                            stored = redact_shown_once(b"".join(chunks))
+                            row.status_code = status
+                            kept = [(k, v) for k, v in response_headers if k.lower() != b"content-length"]
+                            row.response_headers = [[k.hex(), v.hex()] for k, v in kept] + [
+                                [b"content-length".hex(), str(len(stored)).encode().hex()]
+                            ]
+                            row.response_body = stored
+                            row.completed_at = state.clock.now()
+            finally:
+                for message in held:
+                    await send(message)
