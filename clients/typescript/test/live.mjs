@@ -13,8 +13,14 @@ const sub = await client.POST("/v1/subscriptions", { body: { customer, price: "p
 assert.equal(sub.response.status, 201, JSON.stringify(sub.error));
 assert.equal(sub.data.status, "active");
 
-const check = await client.POST("/v1/check", { body: { customer, feature: "reporting_advanced" } });
-assert.equal(check.response.status, 200, JSON.stringify(check.error));
+// The new subscription reaches the decision index within the propagation bound (about a second).
+let check;
+for (let tries = 0; tries < 100; tries++) {
+  check = await client.POST("/v1/check", { body: { customer, feature: "reporting_advanced" } });
+  assert.equal(check.response.status, 200, JSON.stringify(check.error));
+  if (check.data.reason !== "unknown_tenant") break;
+  await new Promise((resolve) => setTimeout(resolve, 50));
+}
 assert.equal(check.data.allowed, true);
 assert.equal(check.data.plan, "pro");
 
