@@ -3,7 +3,13 @@
 It imports only `gateway.kernel`, Litestar, msgspec, httpx and the standard library: Tiergate's domains
 are its customer's business, not its own."""
 
-from gateway.sandbox.http import DEFAULT_STORE, MOUNT_PATH, create_sandbox_app, sandbox_mount
+from gateway.sandbox.http import (
+    DEFAULT_STORE,
+    MOUNT_PATH,
+    create_sandbox_app,
+    embedded_account,
+    sandbox_mount,
+)
 from gateway.sandbox.service import CURRENCIES, SandboxConfig
 
 __all__ = [
@@ -12,5 +18,6 @@ __all__ = [
     "MOUNT_PATH",
     "SandboxConfig",
     "create_sandbox_app",
+    "embedded_account",
     "sandbox_mount",
 ]

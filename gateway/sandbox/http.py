@@ -577,3 +577,18 @@ def sandbox_mount(sandbox_app: Litestar, path: str = MOUNT_PATH) -> ASGIRouteHan
         await sandbox_app(inner, receive, send)  # type: ignore[arg-type]
 
     return sandbox
+
+
+def embedded_account(
+    sandbox_app: Litestar, *, webhook_url: str | None, name: str = "Tiergate"
+) -> dict[str, str]:
+    """Open an account on a sandbox app of this very process, without HTTP (at start-up the server is
+    not listening yet): `{"account_id", "api_key", "webhook_secret"}`. With the mount's base URL
+    (`<served url>/sandbox`) these are the credentials of the embedded default provider account."""
+    sandbox: Sandbox = sandbox_app.state.sandbox
+    account = sandbox.create_account(webhook_url=webhook_url, name=name)
+    return {
+        "account_id": account["id"],
+        "api_key": account["api_key"],
+        "webhook_secret": account["webhook_secret"],
+    }

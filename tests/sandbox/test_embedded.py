@@ -9,6 +9,7 @@ from gateway.db.idempotency import IdempotencyKey
 from gateway.db.session import Database
 from gateway.payments.port import ChargeRequest, ChargeStatus, ProviderEventType
 from gateway.payments.providers.sandbox import SandboxProvider
+from gateway.sandbox import embedded_account
 from tests.conftest import START, Api
 from tests.sandbox.harness import Receiver, open_account, served
 from tests.served import replica, served_api
@@ -65,3 +66,12 @@ async def test_the_sandbox_mounted_under_sandbox_takes_charges_over_http(
     assert (refused.status_code, refused.json()["error"]["code"]) == (401, "unauthenticated")
     document = (await served_api.client.get("/docs/openapi.json")).json()
     assert not [path for path in document["paths"] if path.startswith("/sandbox")]
+
+
+async def test_an_embedded_account_is_opened_in_process(served_api: Api) -> None:
+    """At start-up (no server listening yet) the app opens its default account without HTTP."""
+    sandbox_app = served_api.app.state.sandbox_app  # type: ignore[attr-defined]
+    opened = embedded_account(sandbox_app, webhook_url="http://127.0.0.1:9/v1/payment_providers/x/webhooks")
+    auth = {"Authorization": f"Bearer {opened['api_key']}"}
+    account = (await served_api.client.get("/sandbox/v1/account", headers=auth)).json()
+    assert (account["id"], account["webhook_secret"]) == (opened["account_id"], opened["webhook_secret"])
