@@ -7,7 +7,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from gateway.sandbox.methods import TEST_METHODS, methods_of_types
+from gateway.sandbox.methods import methods_of_types
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 0; background: #f4f5f7; color: #1d2330; }
@@ -114,7 +114,3 @@ def result_page(payment: dict[str, Any]) -> str:
 
 def message_page(title: str, text: str) -> str:
     return _page(title, f"<h1>{escape(title)}</h1>\n<p>{escape(text)}</p>")
-
-
-def known_method(name: str) -> bool:
-    return name in TEST_METHODS

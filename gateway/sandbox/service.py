@@ -347,6 +347,10 @@ class Sandbox:
             if spec is None or spec.type not in session["method_types"]:
                 raise invalid("unknown_test_method", f"choose one of the listed methods, not {test_method!r}")
             moment = self.moment_of(account_id, session["clock_ref"])
+            if moment.now >= datetime.fromisoformat(session["expires_at"]):
+                raise SandboxError(
+                    409, "setup_session_expired", "this setup session has expired; start again"
+                )
             account = {"id": account_id}
             method = self.create_method(
                 account, customer_id=session["customer"], test_method=test_method, moment=moment

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -114,8 +113,3 @@ class Deliverer:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.config.tick_seconds)
-
-
-def event_body(text: str) -> dict[str, object]:
-    value: dict[str, object] = json.loads(text)
-    return value

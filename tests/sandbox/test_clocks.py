@@ -7,7 +7,14 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from gateway.payments.port import ChargeRequest, ChargeStatus, DeclineCode, ProviderEvent, ProviderEventType
+from gateway.payments.port import (
+    ChargeRequest,
+    ChargeStatus,
+    DeclineCode,
+    MethodType,
+    ProviderEvent,
+    ProviderEventType,
+)
 from tests.conftest import START
 from tests.sandbox.harness import Sandbox
 
@@ -160,3 +167,22 @@ async def test_a_year_of_monthly_charges_on_a_clock_runs_in_no_time(sandbox: San
     assert statuses == [ChargeStatus.SUCCEEDED] * months
     received = await events(sandbox, months)
     assert [e.occurred_at.month for e in received] == list(range(1, months + 1))
+
+
+async def test_a_setup_session_expires_a_day_later_on_its_clock(sandbox: Sandbox) -> None:
+    customer = await sandbox.customer()
+    session = await sandbox.provider.create_setup_session(
+        provider_customer_id=customer,
+        return_url=f"{sandbox.receiver.url}/return",
+        method_types=(MethodType.CARD,),
+        idempotency_key="setup:late",
+        at=START,
+        clock_ref=CLOCK,
+    )
+    assert session.expires_at == START + DAY
+    await sandbox.provider.advance_clock(CLOCK, START + DAY)
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    late = await sandbox.http.post(session.url, content="test_method=card_ok", headers=form)
+    assert late.status_code == 409 and "expired" in late.text
+    assert (await sandbox.get(f"/v1/customers/{customer}/payment_methods"))["data"] == []
+    assert sandbox.receiver.received == []
