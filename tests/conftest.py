@@ -118,6 +118,8 @@ def settings() -> Settings:
         # GET /v1/changes streams until this; a test that reads a whole stream waits that long.
         changes_stream_max_seconds=1.0,
         changes_heartbeat_seconds=0.25,
+        # The mounted sandbox provider keeps nothing between tests.
+        payments_sandbox_store=":memory:",
     )
 
 

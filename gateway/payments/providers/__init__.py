@@ -1,0 +1,1 @@
+"""Payment-provider adapters: each implements `gateway.payments.port.PaymentProvider`."""
