@@ -328,13 +328,14 @@ class StripeProvider:
         }
         if currency:
             params["currency"] = currency.lower()
-        session = await self._call(
+        created = await self._call(
             self._client.v1.checkout.sessions.create_async, params, {"idempotency_key": idempotency_key}
         )
+        session = created.to_dict()
         expires = session.get("expires_at")
         return SetupSession(
-            provider_session_id=str(session.id),
-            url=str(session.url),
+            provider_session_id=str(session["id"]),
+            url=str(session["url"]),
             expires_at=datetime.fromtimestamp(int(expires), UTC) if expires else None,
         )
 
@@ -435,7 +436,7 @@ class StripeProvider:
                 intent = await self._call(
                     self._client.v1.setup_intents.retrieve_async, method.provider_method_id
                 )
-                method_id = _expandable_id(intent.get("payment_method"))
+                method_id = _expandable_id(intent.to_dict().get("payment_method"))
                 if method_id is None:
                     raise ProviderRejected(
                         "the setup saved no payment method", code="payment_method_not_found"
