@@ -281,12 +281,18 @@ class StripeProvider:
 
     # --- calls -------------------------------------------------------------------------------------------
 
-    async def _call(self, call: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run one SDK call; map its errors onto the port's (a 402 decline is the caller's business)."""
+    async def _call(self, call: Any, *args: Any, declines_are_answers: bool = False, **kwargs: Any) -> Any:
+        """Run one SDK call; map its errors onto the port's. A 402 decline is an answer for `charge`
+        (`declines_are_answers`), a refusal anywhere else."""
         try:
             return await call(*args, **kwargs)
-        except stripe.CardError:
-            raise
+        except stripe.CardError as error:
+            if declines_are_answers:
+                raise
+            body = error.json_body.get("error", {}) if isinstance(error.json_body, dict) else {}
+            raise ProviderRejected(
+                str(body.get("message") or error), code=decline_code(body).value
+            ) from error
         except (stripe.APIConnectionError, stripe.RateLimitError) as error:
             raise ProviderUnavailable(f"Stripe did not answer: {error.user_message or error}") from error
         except stripe.APIError as error:  # 5xx: the outcome is unknown
@@ -368,6 +374,7 @@ class StripeProvider:
                 self._client.v1.payment_intents.create_async,
                 params,
                 {"idempotency_key": request.idempotency_key},
+                declines_are_answers=True,
             )
         except stripe.CardError as error:
             # A decline is an answer (402): its body carries the failed PaymentIntent.
