@@ -11,11 +11,12 @@
 - Creating calls send the port's key as Mollie's `Idempotency-Key` header (the SDK's `idempotency_key`).
 - Mollie's webhooks are unsigned and carry only `id=tr_…`: `parse_webhook` accepts a well-formed id and
   returns a *minimal* event; `complete_event` fetches the payment from Mollie's API (that fetch is the
-  verification: an id Mollie does not know raises InvalidWebhookSignature) and says what happened. The
-  minimal event's id is the payment id plus a random suffix: Mollie pings the same id for every change, so
-  deduplicating pings would lose changes; applying one twice is harmless (versions, below).
+  verification: an id Mollie does not know raises InvalidWebhookSignature) and says what happened.
+- Event ids: Mollie pings the same payment id for every change, so the ping's id cannot be the dedupe
+  key. A minimal event's id is `tr_…:ping:<random>`; the completed event's id is the state it found,
+  `tr_…:<event type>:<version>`: Mollie's retries of one change dedupe, a new change is a new event.
 - A minimal event's `type` is a placeholder (`payment.succeeded`, with `payment=None`) until completed;
-  nothing may act on it before `complete_event`.
+  nothing may act on it (or store it) before `complete_event`.
 - Versions: the newest of the payment's own timestamps (created, authorized, paid, failed, canceled,
   expired, its chargebacks' and refunds') in seconds × 10 plus the state's rank, so an older state never
   overwrites a newer one.
@@ -29,6 +30,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -223,6 +225,10 @@ def payment_version(payment: Mapping[str, Any], rank: int) -> int:
     stamps += [_timestamp(item.get("createdAt")) for item in _embedded(payment, "chargebacks")]
     stamps += [_timestamp(item.get("createdAt")) for item in _embedded(payment, "refunds")]
     return max(stamps) * 10 + rank
+
+
+def _state_version(payment: Mapping[str, Any]) -> int:
+    return payment_version(payment, _RANK[payment_status(payment)])
 
 
 def charge_result(payment: Mapping[str, Any]) -> ChargeResult:
@@ -452,7 +458,7 @@ class MollieProvider:
         if len(ids) != 1 or not _PAYMENT_ID.match(ids[0]):
             raise InvalidWebhookSignature("a Mollie webhook carries exactly one payment id (tr_…)")
         return ProviderEvent(
-            provider_event_id=f"{ids[0]}:{uuid.uuid4().hex}",
+            provider_event_id=f"{ids[0]}:ping:{uuid.uuid4().hex}",
             type=ProviderEventType.PAYMENT_SUCCEEDED,  # placeholder: complete_event says what happened
             occurred_at=datetime.fromtimestamp(0, UTC),
             payment=None,
@@ -466,13 +472,16 @@ class MollieProvider:
             payment = await self._call(self._client.payments.get, payment_id, embed="refunds,chargebacks")
         except ProviderRejected as error:
             raise InvalidWebhookSignature(f"Mollie does not know {payment_id}: {error}") from error
-        return await self._translate(event.provider_event_id, payment)
+        completed = await self._translate(payment)
+        # the state found is the event: the same change pinged twice is one event, a new change another
+        version = completed.payment.version if completed.payment else _state_version(payment)
+        return replace(completed, provider_event_id=f"{payment_id}:{completed.type.value}:{version}")
 
-    async def _translate(self, event_id: str, payment: Mapping[str, Any]) -> ProviderEvent:
-        """The newest thing that happened to the payment, as one normalised event."""
+    async def _translate(self, payment: Mapping[str, Any]) -> ProviderEvent:
+        """The newest thing that happened to the payment, as one normalised event (its id set later)."""
         customer_id = payment.get("customerId")
         result = charge_result(payment)
-        base: dict[str, Any] = {"provider_event_id": event_id, "provider_customer_id": customer_id}
+        base: dict[str, Any] = {"provider_event_id": "", "provider_customer_id": customer_id}
         chargebacks = _embedded(payment, "chargebacks")
         if chargebacks:
             latest = max(chargebacks, key=lambda item: _timestamp(item.get("createdAt")))

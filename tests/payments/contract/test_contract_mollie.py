@@ -153,14 +153,31 @@ async def test_the_blocking_sdk_runs_off_the_event_loop(monkeypatch: pytest.Monk
     assert threads and all(thread is not threading.main_thread() for thread in threads)
 
 
-def test_a_ping_is_a_minimal_event_and_each_ping_is_its_own_event() -> None:
-    """Mollie pings the same id for every change of the payment: deduplicating pings would drop changes."""
+async def test_a_ping_is_minimal_and_its_completed_id_is_the_state_found() -> None:
+    """Mollie pings the same payment id for every change: the dedupe key is the state the fetch found, so
+    Mollie's retry of one change dedupes and a later change of the same payment is a new event."""
     harness = MollieHarness()
     first = harness.provider.parse_webhook(*harness.ping("tr_7UhSN1zuXS"))
-    second = harness.provider.parse_webhook(*harness.ping("tr_7UhSN1zuXS"))
+    retry = harness.provider.parse_webhook(*harness.ping("tr_7UhSN1zuXS"))
     assert first.payment is None and first.refund is None and first.method is None
-    assert first.provider_event_id.startswith("tr_7UhSN1zuXS:")
-    assert first.provider_event_id != second.provider_event_id
+    assert first.provider_event_id.startswith("tr_7UhSN1zuXS:ping:")
+    async with harness.scenario("webhook_paid"):
+        paid = await harness.provider.complete_event(first)
+    async with harness.scenario("webhook_paid"):
+        paid_again = await harness.provider.complete_event(retry)
+    assert paid.provider_event_id == paid_again.provider_event_id
+    assert paid.provider_event_id.startswith("tr_7UhSN1zuXS:payment.succeeded:")
+    async with harness.scenario("webhook_refunded"):
+        refunded = await harness.provider.complete_event(
+            harness.provider.parse_webhook(*harness.ping("tr_R3fundabl3"))
+        )
+    async with harness.scenario("refunded_later"):
+        later = await harness.provider.complete_event(
+            harness.provider.parse_webhook(*harness.ping("tr_R3fundabl3"))
+        )
+    assert refunded.provider_event_id != later.provider_event_id
+    assert refunded.refund is not None and later.refund is not None
+    assert (refunded.refund.amount, later.refund.amount) == (800, 1200)
 
 
 async def test_completing_a_refund_ping_reports_the_payment_too() -> None:
