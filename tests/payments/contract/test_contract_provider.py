@@ -188,6 +188,15 @@ async def test_refund_part_then_the_rest_never_above(harness: Harness) -> None:
     assert refused.value.code == "amount_too_large"
 
 
+async def test_same_refund_key_is_one_refund(harness: Harness) -> None:
+    async with harness.scenario("refund_idempotent"):
+        paid = await charge(harness, 12)
+        first = await harness.provider.refund(refund_request(paid, 1, 500))
+        again = await harness.provider.refund(refund_request(paid, 1, 500))
+    assert again.provider_refund_id == first.provider_refund_id
+    assert (again.amount, first.amount) == (500, 500)
+
+
 async def test_saved_method_is_a_token_with_display_data(harness: Harness) -> None:
     method_id = await harness.method("ok")
     async with harness.scenario("get_method"):
