@@ -66,6 +66,8 @@ def replays(method: str, path: str) -> bool:
     """Whether a request to `path` is stored and replayed by its Idempotency-Key (the OpenAPI document
     declares the header exactly where this holds)."""
     return method == "POST" and not path.startswith(NOT_REPLAYED_PREFIX)
+
+
 MAX_BODY = 1_048_576  # when the app has no settings; otherwise `request_max_body_bytes`
 
 
@@ -102,7 +104,9 @@ class IdempotencyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not replays(scope["method"], scope["path"]):
+        # A mounted app (the embedded sandbox provider) is another service with idempotency of its own.
+        mounted = getattr(scope.get("route_handler"), "is_mount", False)
+        if scope["type"] != "http" or mounted or not replays(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
