@@ -292,7 +292,7 @@ def rejected(error: ResponseError) -> ProviderRejected:
     if "mandate" in field.lower() or "mandate" in lowered:
         return ProviderRejected(message, code="payment_method_not_found")
     if field == "amount" and ("refund" in lowered or "higher" in lowered):
-        return ProviderRejected(message, code="amount_too_large")
+        return ProviderRejected(message, code="amount_exceeds_refundable")
     if field == "amount" and ("lower" in lowered or "minimum" in lowered):
         return ProviderRejected(message, code="amount_too_small")
     if isinstance(error, NotFoundError):

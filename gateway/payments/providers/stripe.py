@@ -252,7 +252,9 @@ def rejected(error: stripe.StripeError) -> ProviderRejected:
         return ProviderRejected(message, code="customer_not_found")
     if code == "resource_missing":
         return ProviderRejected(message, code="not_found")
-    if code in {"amount_too_large", "charge_already_refunded"}:
+    if code == "charge_already_refunded":
+        return ProviderRejected(message, code="amount_exceeds_refundable")
+    if code == "amount_too_large":  # on a refund: above what is left (see `refund`)
         return ProviderRejected(message, code="amount_too_large")
     if code == "amount_too_small":
         return ProviderRejected(message, code="amount_too_small")
@@ -419,9 +421,14 @@ class StripeProvider:
             params["reason"] = request.reason
         elif request.reason:
             params["metadata"] = {"reason": request.reason}
-        refund = await self._call(
-            self._client.v1.refunds.create_async, params, {"idempotency_key": request.idempotency_key}
-        )
+        try:
+            refund = await self._call(
+                self._client.v1.refunds.create_async, params, {"idempotency_key": request.idempotency_key}
+            )
+        except ProviderRejected as error:
+            if error.code == "amount_too_large":  # "Refund amount (…) is greater than unrefunded amount"
+                raise ProviderRejected(str(error), code="amount_exceeds_refundable") from error
+            raise
         return refund_result(refund.to_dict())
 
     # --- webhooks ----------------------------------------------------------------------------------------

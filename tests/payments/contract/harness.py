@@ -29,7 +29,7 @@ from gateway.payments.providers.mollie import MollieProvider
 from gateway.payments.providers.stripe import StripeProvider
 from tests.payments.contract.replay import RECORDINGS, Recording, replay_httpx, replay_requests
 
-Behaviour = Literal["ok", "soft_decline", "hard_decline", "timeout"]
+Behaviour = Literal["ok", "soft_decline", "hard_decline", "timeout", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,9 @@ class Harness(Protocol):
 
     async def method(self, behaviour: Behaviour) -> str: ...
 
-    def webhook_cases(self) -> list[WebhookCase]: ...
+    async def webhook_cases(self) -> list[WebhookCase]: ...
 
-    def forged_webhooks(self) -> list[ForgedWebhook]: ...
+    async def forged_webhooks(self) -> list[ForgedWebhook]: ...
 
 
 # --- Stripe ------------------------------------------------------------------------------------------------
@@ -93,6 +93,7 @@ class StripeHarness:
         "soft_decline": "pm_1QdeclInsufficientFunds0",
         "hard_decline": "pm_1QdeclLostCard000000000",
         "timeout": "pm_1MqLiJLkdIwHu7ixUEgbFdYF",
+        "unknown": "pm_1NoSuchMethod000000000",
     }
 
     def __init__(self) -> None:
@@ -116,7 +117,7 @@ class StripeHarness:
         body = self._event(kind)
         return body, {"Stripe-Signature": stripe_signature(body, STRIPE_WEBHOOK_SECRET)}
 
-    def webhook_cases(self) -> list[WebhookCase]:
+    async def webhook_cases(self) -> list[WebhookCase]:
         def case(
             kind: str, type_: ProviderEventType, scenario: str | None = None, **expected: Any
         ) -> WebhookCase:
@@ -213,7 +214,7 @@ class StripeHarness:
             ),
         ]
 
-    def forged_webhooks(self) -> list[ForgedWebhook]:
+    async def forged_webhooks(self) -> list[ForgedWebhook]:
         body = self._event("payment_intent.succeeded")
         tampered = body.replace(b'"amount": 2000', b'"amount": 1', 1)
         assert tampered != body
@@ -253,6 +254,7 @@ class MollieHarness:
         "soft_decline": f"{MOLLIE_CUSTOMER}:mdt_3Gq7nVk2Lb",
         "hard_decline": f"{MOLLIE_CUSTOMER}:mdt_9rT4xWp8Hc",
         "timeout": f"{MOLLIE_CUSTOMER}:mdt_pWUnw6pkBN",
+        "unknown": f"{MOLLIE_CUSTOMER}:mdt_N0SuchMndt",
     }
 
     def __init__(self) -> None:
@@ -274,7 +276,7 @@ class MollieHarness:
         """What Mollie posts: a form with the payment id, nothing else (no signature)."""
         return f"id={payment_id}".encode(), {"Content-Type": "application/x-www-form-urlencoded"}
 
-    def webhook_cases(self) -> list[WebhookCase]:
+    async def webhook_cases(self) -> list[WebhookCase]:
         def case(payment_id: str, type_: ProviderEventType, scenario: str, **expected: Any) -> WebhookCase:
             body, headers = self.ping(payment_id)
             return WebhookCase(scenario, body, headers, type_, _dotted(expected), scenario)
@@ -332,7 +334,7 @@ class MollieHarness:
             ),
         ]
 
-    def forged_webhooks(self) -> list[ForgedWebhook]:
+    async def forged_webhooks(self) -> list[ForgedWebhook]:
         return [
             ForgedWebhook("not a payment id", b"id=cst_8wmqcHMN4U", {}),
             ForgedWebhook("two ids", b"id=tr_7UhSN1zuXS&id=tr_S3paF41led", {}),
