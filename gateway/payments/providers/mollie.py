@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs
 
 from mollie.api.client import Client
@@ -59,6 +59,7 @@ from gateway.payments.port import (
     InvalidWebhookSignature,
     MethodDetails,
     MethodType,
+    PaymentProvider,
     ProviderEvent,
     ProviderEventType,
     ProviderKind,
@@ -545,3 +546,7 @@ class MollieProvider:
 
     async def advance_clock(self, clock_ref: str, to: datetime) -> None:
         """Mollie has no test clocks: nothing to do."""
+
+
+if TYPE_CHECKING:  # mypy proves the adapter implements the whole port
+    _IMPLEMENTS_THE_PORT: type[PaymentProvider] = MollieProvider

@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import stripe
 
@@ -30,6 +30,7 @@ from gateway.payments.port import (
     InvalidWebhookSignature,
     MethodDetails,
     MethodType,
+    PaymentProvider,
     ProviderEvent,
     ProviderEventType,
     ProviderKind,
@@ -580,3 +581,7 @@ def _first_type(obj: Mapping[str, Any]) -> MethodType:
         if name == kinds[0]:
             return kind
     return MethodType.CARD
+
+
+if TYPE_CHECKING:  # mypy proves the adapter implements the whole port
+    _IMPLEMENTS_THE_PORT: type[PaymentProvider] = StripeProvider
