@@ -7,6 +7,8 @@ import json
 
 import pytest
 import stripe
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.payments.port import (
     HARD_DECLINES,
@@ -174,3 +176,36 @@ def test_an_event_tiergate_does_not_use_is_refused_as_not_supported_after_verifi
     body, _ = harness.signed("customer.created")
     with pytest.raises(InvalidWebhookSignature):  # unsigned: the signature is checked first
         harness.provider.parse_webhook(body, {})
+
+
+@given(
+    first=st.integers(min_value=1_600_000_000, max_value=2_000_000_000),
+    later_by=st.integers(min_value=1, max_value=10**6),
+    a=st.sampled_from(list(ChargeStatus)),
+    b=st.sampled_from(list(ChargeStatus)),
+)
+def test_a_later_second_always_wins_and_within_a_second_the_later_state(
+    first: int, later_by: int, a: ChargeStatus, b: ChargeStatus
+) -> None:
+    def version(at: int, status: ChargeStatus) -> int:
+        intent = {
+            "id": "pi_1",
+            "status": _STRIPE_STATUS[status],
+            "amount": 1,
+            "currency": "eur",
+            "created": 0,
+        }
+        return charge_result(intent, observed_at=at).version
+
+    assert version(first, a) < version(first + later_by, b)
+    assert version(first, ChargeStatus.REQUIRES_ACTION) < version(first, ChargeStatus.SUCCEEDED)
+    assert version(first, ChargeStatus.PROCESSING) < version(first, ChargeStatus.FAILED)
+
+
+_STRIPE_STATUS = {
+    ChargeStatus.SUCCEEDED: "succeeded",
+    ChargeStatus.PROCESSING: "processing",
+    ChargeStatus.REQUIRES_ACTION: "requires_action",
+    ChargeStatus.FAILED: "requires_payment_method",
+    ChargeStatus.CANCELED: "canceled",
+}
