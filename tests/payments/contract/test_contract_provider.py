@@ -6,6 +6,8 @@ asserted (path, method, Idempotency-Key, the whole form/JSON body); the sandbox 
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,7 +27,7 @@ from gateway.payments.port import (
     RefundRequest,
     RefundStatus,
 )
-from tests.payments.contract.harness import Behaviour, Harness
+from tests.payments.contract.harness import Behaviour, Harness, recordings_of
 
 # stripe 16's httpx client posts its form as `data=<str>`, which httpx 0.28 deprecates; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
@@ -264,3 +266,21 @@ async def test_webhook_events_translate_to_the_port_vocabulary(harness: Harness)
             assert event.refund is not None, case.name
         if event.type.value.startswith("payment_method."):
             assert event.method is not None, case.name
+
+
+PAN = re.compile(r"\b\d{13,19}\b")
+
+
+@pytest.mark.parametrize("provider", ["stripe", "mollie"])
+def test_tiergate_never_sends_a_card_number_or_a_cvc(provider: str) -> None:
+    """Tokens only: no recorded request Tiergate makes carries a card number, a CVC or an IBAN field."""
+    requests = [
+        interaction["request"]
+        for path in recordings_of(provider)
+        for interaction in json.loads(path.read_text())["interactions"]
+    ]
+    assert len(requests) > 10
+    for request in requests:
+        sent = json.dumps([request.get("form"), request.get("json"), request.get("query")])
+        assert not PAN.search(sent), request
+        assert not re.search(r"cvc|cvv|card\[number\]|\"number\"|iban", sent, re.IGNORECASE), request
