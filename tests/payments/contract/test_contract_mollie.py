@@ -205,3 +205,11 @@ async def test_the_chargeback_outranks_the_paid_state_it_reverses() -> None:
     assert charge_result(before).status is ChargeStatus.SUCCEEDED
     assert event.payment.version > charge_result(before).version
     assert event.occurred_at.isoformat() == "2025-12-09T12:00:00+00:00"
+
+
+async def test_reading_an_unknown_method_is_payment_method_not_found() -> None:
+    harness = MollieHarness()
+    async with harness.scenario("method_not_found"):
+        with pytest.raises(ProviderRejected) as refused:
+            await harness.provider.get_method("cst_8wmqcHMN4U:mdt_N0SuchMndt")
+    assert refused.value.code == "payment_method_not_found"

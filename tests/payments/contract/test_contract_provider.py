@@ -215,6 +215,14 @@ async def test_detach_method(harness: Harness) -> None:
         await harness.provider.detach_method(await harness.method("ok"))
 
 
+async def test_an_unknown_method_cannot_be_read(harness: Harness) -> None:
+    """Refused, not unavailable. (The code differs today: Stripe and Mollie say
+    `payment_method_not_found`, the sandbox's 404 `resource_missing`; see the provider-specific tests.)"""
+    async with harness.scenario("method_not_found"):
+        with pytest.raises(ProviderRejected):
+            await harness.provider.get_method(await harness.method("unknown"))
+
+
 async def test_charging_an_unknown_method_is_rejected(harness: Harness) -> None:
     async with harness.scenario("charge_unknown_method"):
         with pytest.raises(ProviderRejected) as refused:

@@ -209,3 +209,11 @@ _STRIPE_STATUS = {
     ChargeStatus.FAILED: "requires_payment_method",
     ChargeStatus.CANCELED: "canceled",
 }
+
+
+async def test_reading_an_unknown_method_is_payment_method_not_found() -> None:
+    harness = StripeHarness()
+    async with harness.scenario("method_not_found"):
+        with pytest.raises(ProviderRejected) as refused:
+            await harness.provider.get_method("pm_1NoSuchMethod000000000")
+    assert refused.value.code == "payment_method_not_found"
