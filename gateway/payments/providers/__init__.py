@@ -1,1 +1,1 @@
-"""Payment-provider adapters: each implements `gateway.payments.port.PaymentProvider`."""
+"""Payment provider adapters (one per `ProviderKind`) and the registry that builds them from accounts."""
