@@ -117,6 +117,13 @@ def server_command(kind: str, target: str, factory: bool, port: int, workers: in
 
 def start_server(kind: str, app: str, workers: int, env: dict[str, str], tmp: Path) -> Server:
     target, factory = ("gateway.app:create_app", True) if app == "tiergate" else ("_bare_app:app", False)
+    return serve(kind, target, factory, workers, env, tmp, app)
+
+
+def serve(
+    kind: str, target: str, factory: bool, workers: int, env: dict[str, str], tmp: Path, app: str = "app"
+) -> Server:
+    """Serve the ASGI `target` (module:attribute, from benchmarks/) with `kind`; waits for /health."""
     port = free_port()
     log = tmp / f"{kind}-{app}-{workers}.log"
     process = subprocess.Popen(
@@ -388,6 +395,21 @@ def misses(rows: list[Row]) -> list[str]:
     return out
 
 
+def server_env(tmp: Path, url: str) -> dict[str, str]:
+    """The environment every served Tiergate gets: the seeded database, no migrations, no scheduler."""
+    config = tmp / "config.toml"
+    config.write_text("[tiergate]\n")
+    return {
+        **os.environ,
+        "TIERGATE_CONFIG": str(config),
+        "TIERGATE_DATABASE_URL": url,
+        "TIERGATE_MIGRATE_ON_START": "false",
+        "TIERGATE_SCHEDULER_ENABLED": "false",
+        "TIERGATE_LOG_LEVEL": "WARNING",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured row")
@@ -420,17 +442,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-http-check-") as directory:
         tmp = Path(directory)
         url, customers = prepare_database(tmp / "bench.sqlite3")
-        config = tmp / "config.toml"
-        config.write_text("[tiergate]\n")
-        env = {
-            **os.environ,
-            "TIERGATE_CONFIG": str(config),
-            "TIERGATE_DATABASE_URL": url,
-            "TIERGATE_MIGRATE_ON_START": "false",
-            "TIERGATE_SCHEDULER_ENABLED": "false",
-            "TIERGATE_LOG_LEVEL": "WARNING",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        }
+        env = server_env(tmp, url)
         for kind in servers:
             for workers in (int(w) for w in args.workers.split(",")):
                 try:
