@@ -70,6 +70,27 @@ def _need_consume_scope(principal: Principal, consume: bool) -> None:
         )
 
 
+async def decide_check(principal: Principal, data: s.CheckRequest, deciding: CheckService) -> s.CheckResponse:
+    """`POST /v1/check` once the key is admitted and the body decoded (also the lean route's)."""
+    _scope(principal, data.customer)
+    _need_consume_scope(principal, data.consume)
+    return _out(await _decide(deciding, data))
+
+
+async def decide_batch(
+    principal: Principal, data: s.BatchCheckRequest, deciding: CheckService
+) -> s.BatchCheckResponse:
+    """`POST /v1/check/batch` once the key is admitted and the body decoded (also the lean route's)."""
+    # Every item is authorised before any is decided: a refused item must not leave the quota that
+    # earlier items consumed behind (a 4xx changes nothing).
+    for item in data.checks:
+        _scope(principal, item.customer)
+        _need_consume_scope(principal, item.consume)
+    pinned = deciding.pinned()
+    results = [_out(await _decide(pinned, item)) for item in data.checks]
+    return s.BatchCheckResponse(results, pinned.view().version)
+
+
 class CheckController(Controller):
     path = "/check"
     tags = ["decisions"]
@@ -88,9 +109,7 @@ class CheckController(Controller):
         deciding: NamedDependency[CheckService],
         principal: NamedDependency[Principal],
     ) -> s.CheckResponse:
-        _scope(principal, data.customer)
-        _need_consume_scope(principal, data.consume)
-        return _out(await _decide(deciding, data))
+        return await decide_check(principal, data, deciding)
 
     @post(
         "/batch",
@@ -110,14 +129,7 @@ class CheckController(Controller):
         deciding: NamedDependency[CheckService],
         principal: NamedDependency[Principal],
     ) -> s.BatchCheckResponse:
-        # Every item is authorised before any is decided: a refused item must not leave the quota that
-        # earlier items consumed behind (a 4xx changes nothing).
-        for item in data.checks:
-            _scope(principal, item.customer)
-            _need_consume_scope(principal, item.consume)
-        pinned = deciding.pinned()
-        results = [_out(await _decide(pinned, item)) for item in data.checks]
-        return s.BatchCheckResponse(results, pinned.view().version)
+        return await decide_batch(principal, data, deciding)
 
     @post(
         "/release",
