@@ -45,8 +45,13 @@ def _scope(principal: Principal, customer: FromPath[str]) -> None:
         raise NotFound(f"no customer {customer!r}", code="customer_not_found")
 
 
-def _out(result: CheckResult) -> s.CheckResponse:
-    return s.CheckResponse(**{f: getattr(result, f) for f in s.CheckResponse.__struct_fields__})
+def _out(r: CheckResult) -> s.CheckResponse:
+    # Positional, field for field (a batch converts up to 1000; a dict of names cost a quarter of its
+    # time). `tests/entitlements/test_lean_routes.py` checks that both types keep the same fields in order.
+    return s.CheckResponse(
+        r.allowed, r.reason, r.customer, r.index_version, r.user, r.plan, r.role, r.feature, r.limit, r.used,
+        r.remaining, r.resets_at, r.stale, r.inactive_since,
+    )  # fmt: skip
 
 
 async def _decide(deciding: CheckService, request: s.CheckRequest) -> CheckResult:
@@ -87,7 +92,14 @@ async def decide_batch(
         _scope(principal, item.customer)
         _need_consume_scope(principal, item.consume)
     pinned = deciding.pinned()
-    results = [_out(await _decide(pinned, item)) for item in data.checks]
+    check = pinned.check
+    results = [
+        _out(await check(
+            customer=i.customer, user=i.user, resource=i.resource, action=i.action, feature=i.feature,
+            quantity=i.quantity, consume=i.consume,
+        ))
+        for i in data.checks
+    ]  # fmt: skip
     return s.BatchCheckResponse(results, pinned.view().version)
 
 
