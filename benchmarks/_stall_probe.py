@@ -10,6 +10,9 @@ Probes (all with `time.perf_counter()` timestamps, one clock for the requests an
   blocked by something synchronous.
 
     uvicorn --app-dir benchmarks --factory _stall_probe:create_app
+
+`TIERGATE_PROBE_PLAIN=1` builds the app without freezing the heap; with `TIERGATE_LEAN_DECISIONS=false`
+too, the checks go through the full stack: the "before" of `profile_check_stalls.py --before`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from typing import Any
 
 from litestar import Litestar
 
-from gateway.app import create_app as create_tiergate
+from gateway.app import create_app as create_plain
+from gateway.app import create_served_app
 from gateway.entitlements.engine import Engine
 from gateway.identity.revocation import RevocationList
 from gateway.identity.service import ApiKeyService
@@ -78,7 +82,9 @@ async def _watch_loop() -> None:
 
 def create_app() -> Any:
     _patch()
-    app: Litestar = create_tiergate()
+    # As `tiergate serve` builds it (heap frozen after start-up), or `TIERGATE_PROBE_PLAIN=1`: without.
+    plain = os.environ.get("TIERGATE_PROBE_PLAIN") == "1"
+    app: Litestar = create_plain() if plain else create_served_app()
     out = os.environ.get("TIERGATE_PROBE_OUT", "/tmp/tiergate-probe.json")
     watcher: list[asyncio.Task[None]] = []
 

@@ -112,6 +112,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--what", default="/v1/check permission,/v1/authz/forward")
+    parser.add_argument(
+        "--before", action="store_true", help="full stack, heap not frozen (the key-cache fix stays in)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
@@ -120,6 +123,8 @@ def main() -> int:
         tmp = Path(directory)
         url, customers = prepare_database(tmp / "bench.sqlite3")
         env = server_env(tmp, url)
+        if args.before:
+            env.update(TIERGATE_PROBE_PLAIN="1", TIERGATE_LEAN_DECISIONS="false")
         for case_name in args.what.split(","):
             out = tmp / "probe.json"
             env["TIERGATE_PROBE_OUT"] = str(out)
