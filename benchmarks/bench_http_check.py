@@ -3,13 +3,15 @@
 Targets (per server configuration, measured in the same run on the same machine):
   * /v1/check (permission, feature) and /v1/authz/forward: ≥ 0.8 × the bare endpoint's requests/s and
     p99 ≤ 1.5 × the bare endpoint's p99;
-  * /v1/check/batch (100 checks per request): ≥ 100k decisions/s.
+  * /v1/check/batch (100 checks per request): ≥ 200k decisions/s on one worker.
 
 Setup: a seeded SQLite file in a temp dir (demo catalog + customers, Globex Corp on enterprise so metered
-quotas never run out), Tiergate served by uvicorn as a separate process (`gateway.app:create_app`,
-factory), the bare app (`benchmarks/_bare_app.py`) served the same way; load from `wrk -t2 -c32 -d10s
---latency` with keep-alive. Each server is measured alone (wrk and the server share the machine's cores).
-Granian is used too when it is installed (it is not installed by this script).
+quotas never run out), Tiergate served as `tiergate serve` builds it (`gateway.app:create_served_app`,
+factory: the lean decision routes, the heap frozen after start-up) by granian and by uvicorn as separate
+processes, the bare app (`benchmarks/_bare_app.py`) served the same way by the same server (uvloop where
+installed); load from `wrk -t2 -c32 -d10s --latency` with keep-alive. Each Tiergate row is compared with
+a bare run just before it (on a shared machine, load drifts over a minute).
+`--full-stack` adds the same rows with `lean_decisions = false` (every check through Litestar's stack).
 
     apt-get install wrk
     .venv/bin/python benchmarks/bench_http_check.py [--duration 10] [--connections 32] [--workers 1,2]
@@ -43,7 +45,7 @@ KEY = "tg_sk_bench_http_check_0123456789abcdef"
 BATCH = 100
 TARGET_THROUGHPUT_RATIO = 0.8
 TARGET_P99_RATIO = 1.5
-TARGET_BATCH_DECISIONS = 100_000
+TARGET_BATCH_DECISIONS = 200_000
 CUSTOMER_NAME = "Globex Corp"  # enterprise: api_calls unlimited, every feature granted
 
 
@@ -116,7 +118,16 @@ def server_command(kind: str, target: str, factory: bool, port: int, workers: in
 
 
 def start_server(kind: str, app: str, workers: int, env: dict[str, str], tmp: Path) -> Server:
-    target, factory = ("gateway.app:create_app", True) if app == "tiergate" else ("_bare_app:app", False)
+    target, factory = (
+        ("gateway.app:create_served_app", True) if app.startswith("tiergate") else ("_bare_app:app", False)
+    )
+    return serve(kind, target, factory, workers, env, tmp, app)
+
+
+def serve(
+    kind: str, target: str, factory: bool, workers: int, env: dict[str, str], tmp: Path, app: str = "app"
+) -> Server:
+    """Serve the ASGI `target` (module:attribute, from benchmarks/) with `kind`; waits for /health."""
     port = free_port()
     log = tmp / f"{kind}-{app}-{workers}.log"
     process = subprocess.Popen(
@@ -298,15 +309,17 @@ def measure(
     customers: dict[str, str],
     args: argparse.Namespace,
     tmp: Path,
+    lean: bool = True,
 ) -> list[Row]:
-    config = f"{kind} ×{workers}"
+    config = f"{kind} ×{workers}" + ("" if lean else " full stack")
     print(f"\n== {config} ==", flush=True)
     bare_case = Case("bare GET /bare", "GET", "/bare", {})
     # Both servers stay up (the idle one costs nothing) and a bare run precedes every Tiergate row, which
     # is compared with that adjacent run: on a shared machine, load drifts over a minute.
     bare_server = start_server(kind, "bare", workers, env, tmp)
     try:
-        server = start_server(kind, "tiergate", workers, env, tmp)
+        tiergate_env = env if lean else {**env, "TIERGATE_LEAN_DECISIONS": "false"}
+        server = start_server(kind, "tiergate", workers, tiergate_env, tmp)
     except BaseException:
         bare_server.stop()
         raise
@@ -388,14 +401,32 @@ def misses(rows: list[Row]) -> list[str]:
     return out
 
 
+def server_env(tmp: Path, url: str) -> dict[str, str]:
+    """The environment every served Tiergate gets: the seeded database, no migrations, no scheduler."""
+    config = tmp / "config.toml"
+    config.write_text("[tiergate]\n")
+    return {
+        **os.environ,
+        "TIERGATE_CONFIG": str(config),
+        "TIERGATE_DATABASE_URL": url,
+        "TIERGATE_MIGRATE_ON_START": "false",
+        "TIERGATE_SCHEDULER_ENABLED": "false",
+        "TIERGATE_LOG_LEVEL": "WARNING",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured row")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of load before each row")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts to try")
-    parser.add_argument("--servers", default="uvicorn,granian", help="tried when installed")
+    parser.add_argument("--workers", default="1", help="comma-separated worker counts to try")
+    parser.add_argument("--servers", default="granian,uvicorn", help="tried when installed")
+    parser.add_argument(
+        "--full-stack", action="store_true", help="also measure with lean_decisions = false (before/after)"
+    )
     args = parser.parse_args()
 
     if shutil.which("wrk") is None:
@@ -420,23 +451,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-http-check-") as directory:
         tmp = Path(directory)
         url, customers = prepare_database(tmp / "bench.sqlite3")
-        config = tmp / "config.toml"
-        config.write_text("[tiergate]\n")
-        env = {
-            **os.environ,
-            "TIERGATE_CONFIG": str(config),
-            "TIERGATE_DATABASE_URL": url,
-            "TIERGATE_MIGRATE_ON_START": "false",
-            "TIERGATE_SCHEDULER_ENABLED": "false",
-            "TIERGATE_LOG_LEVEL": "WARNING",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        }
+        env = server_env(tmp, url)
         for kind in servers:
             for workers in (int(w) for w in args.workers.split(",")):
-                try:
-                    rows += measure(kind, workers, env, customers, args, tmp)
-                except (RuntimeError, subprocess.CalledProcessError) as exc:
-                    print(f"{kind} ×{workers}: not measured: {exc}", file=sys.stderr)
+                for lean in (True, False) if args.full_stack else (True,):
+                    try:
+                        rows += measure(kind, workers, env, customers, args, tmp, lean)
+                    except (RuntimeError, subprocess.CalledProcessError) as exc:
+                        print(f"{kind} ×{workers}: not measured: {exc}", file=sys.stderr)
 
     if not rows:
         return 1

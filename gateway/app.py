@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import os
+import socket
+import stat
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Request, Router
@@ -35,6 +40,7 @@ from gateway.entitlements.forward import FORWARD_ROUTER
 from gateway.entitlements.http import CONTROLLERS as ENTITLEMENTS
 from gateway.entitlements.http import jwks, provide_member_admission
 from gateway.entitlements.index import DecisionIndex
+from gateway.entitlements.lean import install as install_lean_decisions
 from gateway.entitlements.loader import what_if_assignments
 from gateway.entitlements.ofrep import OFREP_CONTROLLERS
 from gateway.entitlements.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
@@ -363,4 +369,57 @@ def create_app(
     )
     # Each operation's access (from the matrix) and the Idempotency-Key header, in the OpenAPI document.
     document_operations(app)
+    if settings.lean_decisions:
+        # The per-request decisions ahead of the general stack: same guard, same decisions (lean.py).
+        install_lean_decisions(app)
+    return app
+
+
+def freeze_heap() -> None:
+    """After start-up, move everything alive into the collector's permanent generation.
+
+    What start-up loaded (the app, its OpenAPI document, the decision index: ~300k tracked objects) lives
+    as long as the process. Left to the collector, every full collection walks all of it, 350-650 ms with
+    the event loop stopped, every few seconds under load: that was the check path's 150-200 ms p99
+    (`benchmarks/profile_check_stalls.py`). Frozen, it is skipped; garbage made later is still collected.
+    Collected first, so start-up's own garbage is not frozen with it."""
+    gc.collect()
+    gc.freeze()
+
+
+def nodelay_on_listeners() -> int:
+    """TCP_NODELAY on every listening TCP socket of this process; returns how many.
+
+    Linux hands a listener's TCP_NODELAY to each connection it accepts, so a response written in two
+    parts (headers, body) never waits for the client's delayed ACK (Nagle: up to 40 ms). asyncio/uvloop
+    (uvicorn) set it per connection and granian on its listener already; this makes it hold whatever the
+    server does. Linux only (it reads /proc/self/fd); elsewhere it does nothing."""
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        return 0
+    done = 0
+    for entry in fds.iterdir():
+        try:
+            fd = int(entry.name)
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            with socket.socket(fileno=os.dup(fd)) as sock:  # a duplicate: closing it leaves the original
+                if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
+                    continue
+                if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                    continue
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                done += 1
+        except (OSError, ValueError):
+            continue  # closed meanwhile, or not a socket we may touch
+    return done
+
+
+def create_served_app() -> Litestar:
+    """The app as `tiergate serve` runs it in each worker: `create_app`, then after start-up TCP_NODELAY
+    on the worker's listening sockets and the heap frozen (not in `create_app`: a test process builds
+    hundreds of apps, and freezing each would keep the garbage of the ones before)."""
+    app = create_app()
+    app.on_startup.append(nodelay_on_listeners)
+    app.on_startup.append(freeze_heap)
     return app

@@ -1,4 +1,5 @@
-"""The `tiergate` command: serve, worker, migrate, seed-demo, demo (seed + serve), sandbox."""
+"""The `tiergate` command: serve (granian or uvicorn), worker, migrate, seed-demo, demo (seed + serve),
+sandbox."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import os
 
 import click
 
-from gateway.config import load_settings
+from gateway.config import Settings, load_settings
 from gateway.db.session import Database
 from gateway.kernel.clock import SystemClock
-from gateway.logs import configure_logging
+from gateway.logs import FORMAT, configure_logging
 
 
 def _db() -> Database:
@@ -67,16 +68,25 @@ def seed_demo_command() -> None:
     asyncio.run(_seed(db, load_settings().bootstrap_api_key or None))
 
 
+SERVERS = ("granian", "uvicorn")
+# What each worker process builds: the app, with its heap frozen after start-up (gateway/app.py).
+APP_FACTORY = "gateway.app:create_served_app"
+
+
 @main.command()
 @click.option("--host", default=None, help="Listen address (default: config `host`).")
 @click.option("--port", default=None, type=int, help="Port (default: config `port`).")
 @click.option("--workers", default=1, show_default=True, help="Worker processes.")
 @click.option("--demo", is_flag=True, help="Seed the demo catalog first (idempotent).")
-def serve(host: str | None, port: int | None, workers: int, demo: bool) -> None:
+@click.option(
+    "--server",
+    type=click.Choice(SERVERS),
+    default=None,
+    help="HTTP server (default: config `server`, granian).",
+)
+def serve(host: str | None, port: int | None, workers: int, demo: bool, server: str | None) -> None:
     """Run the HTTP service."""
-    import uvicorn
-
-    # The app (built by uvicorn's factory, in each worker) reads its settings from the environment: the
+    # The app (built by the server's factory, in each worker) reads its settings from the environment: the
     # address given here is the one it serves on, and what it derives its token issuer and SSO redirect
     # URI from (unless token_issuer / sso_public_url are configured).
     if host is not None:
@@ -84,12 +94,25 @@ def serve(host: str | None, port: int | None, workers: int, demo: bool) -> None:
     if port is not None:
         os.environ["TIERGATE_PORT"] = str(port)
     settings = load_settings()
+    kind = server or settings.server
+    if kind not in SERVERS:
+        raise click.BadParameter(f"{kind!r}: one of {', '.join(SERVERS)}", param_hint="server (config)")
     if demo:
         key = settings.bootstrap_api_key or "tg_sk_demo_local_only"
         os.environ["TIERGATE_BOOTSTRAP_API_KEY"] = key
         asyncio.run(_seed(_db(), key))
+    if kind == "uvicorn":
+        _serve_uvicorn(settings, workers)
+    else:
+        _serve_granian(settings, workers)
+
+
+def _serve_uvicorn(settings: Settings, workers: int) -> None:
+    import uvicorn
+
+    # TCP_NODELAY: asyncio and uvloop set it on every connection they accept.
     uvicorn.run(
-        "gateway.app:create_app",
+        APP_FACTORY,
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -98,6 +121,32 @@ def serve(host: str | None, port: int | None, workers: int, demo: bool) -> None:
         # uvicorn's own loggers propagate to the root logger: one format (gateway/logs.py).
         log_config=None,
     )
+
+
+def _serve_granian(settings: Settings, workers: int) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+    from granian.log import LogLevels
+
+    Granian(
+        APP_FACTORY,
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        # uvloop where installed (granian's `auto`), else asyncio. TCP_NODELAY: granian sets it on each
+        # worker's listening socket, and Linux hands it to every connection accepted there.
+        loop=Loops.auto,
+        log_level=LogLevels(settings.log_level.lower()),
+        log_access=False,
+        # Granian's own lines in Tiergate's one format (gateway/logs.py).
+        log_dictconfig={
+            "formatters": {"generic": {"()": "logging.Formatter", "fmt": FORMAT}},
+            "handlers": {"console": {"formatter": "generic", "class": "logging.StreamHandler"}},
+            "loggers": {"_granian": {"handlers": ["console"], "propagate": False}},
+        },
+    ).serve()
 
 
 @main.command()

@@ -33,6 +33,13 @@ class Settings:
     # (deeper is a 422; unbounded nesting crashed the decoder).
     request_max_body_bytes: int = 1_048_576
     request_max_json_depth: int = 32
+    # The per-request decisions (POST /v1/check, POST /v1/check/batch, GET /v1/authz/forward) answered by a
+    # lean ASGI route ahead of the general middleware stack (gateway/entitlements/lean.py); same guard,
+    # same decisions, same answers. Off: they go through the full stack like every other route.
+    lean_decisions: bool = True
+    # `tiergate serve`: "granian" (default; Rust HTTP, one event loop per worker, uvloop where installed)
+    # or "uvicorn".
+    server: str = "granian"
     # One test-clock advance moves the clock at most this many calendar months (bounds one request's work).
     test_clock_max_advance_months: int = 24
     # Decision engine: how often each replica looks for changes when nobody nudged it, and how old its

@@ -99,7 +99,9 @@ def test_serve_exports_its_address_for_the_app(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("TIERGATE_PORT", "8000")
     monkeypatch.setenv("TIERGATE_HOST", "127.0.0.1")
     monkeypatch.delenv("TIERGATE_TOKEN_ISSUER", raising=False)
-    result = CliRunner().invoke(cli.main, ["serve", "--port", "8811", "--host", "0.0.0.0"])
+    result = CliRunner().invoke(
+        cli.main, ["serve", "--port", "8811", "--host", "0.0.0.0", "--server", "uvicorn"]
+    )
     assert result.exit_code == 0, result.output
     assert (served["host"], served["port"]) == ("0.0.0.0", 8811)
     # One log format: uvicorn's loggers propagate to the root logger instead of printing their own.

@@ -22,8 +22,9 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from litestar import Request, Response, Router, route
@@ -110,12 +111,15 @@ def _table(state: State) -> RouteTable:
     return cached
 
 
-def _original(request: Request[Any, Any, Any]) -> tuple[str, str] | str:
+class HeaderLookup(Protocol):
+    def get(self, name: str, /) -> str | None: ...
+
+
+def _original(headers: HeaderLookup, scope: Mapping[str, Any]) -> tuple[str, str] | str:
     """(method, uri) of the request the proxy is asking about, or the reason it cannot be known.
 
     A pair must come from one proxy: nginx's subrequest is always a GET, so taking the URI from a header
     but the method from the subrequest itself would check a POST as a read."""
-    headers = request.headers
     for method_header, uri_header in (
         ("x-original-method", "x-original-uri"),
         ("x-forwarded-method", "x-forwarded-uri"),
@@ -127,10 +131,30 @@ def _original(request: Request[Any, Any, Any]) -> tuple[str, str] | str:
             return method.strip().upper(), uri.strip()
     # Envoy: the original method, and the original path appended to the prefix. The raw path keeps
     # percent-encoding, so the route table sees (and refuses) encoded slashes the way the app would.
-    raw = request.scope.get("raw_path") or request.scope["path"].encode()
+    raw = scope.get("raw_path") or scope["path"].encode()
     path = raw.decode("latin-1")[len(PREFIX) :] or "/"
-    query = request.scope.get("query_string", b"").decode("latin-1")
-    return request.method.upper(), path + ("?" + query if query else "")
+    query = scope.get("query_string", b"").decode("latin-1")
+    return str(scope["method"]).upper(), path + ("?" + query if query else "")
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardAnswer:
+    """What `/v1/authz/forward` answers: the status, the headers, and for a refusal its problem body (an
+    admitted request has an empty text/plain body). The Litestar route and the lean route
+    (`gateway.entitlements.lean`) both send exactly this."""
+
+    status: int
+    headers: dict[str, str]
+    denial: ForwardDenial | None = None
+
+    def response(self) -> Response[Any]:
+        if self.denial is None:
+            return Response(
+                content="", status_code=self.status, headers=self.headers, media_type="text/plain"
+            )
+        return Response(
+            self.denial, status_code=self.status, media_type=PROBLEM_MEDIA_TYPE, headers=self.headers
+        )
 
 
 def _deny(
@@ -140,7 +164,7 @@ def _deny(
     uri: str | None,
     result: CheckResult | None = None,
     headers: Mapping[str, str] | None = None,
-) -> Response[Any]:
+) -> ForwardAnswer:
     body = ForwardDenial(
         type=f"https://tiergate.dev/problems/{reason.replace('_', '-')}",
         title="Authentication required" if status == 401 else "Request refused",
@@ -160,7 +184,7 @@ def _deny(
     out = {"X-Auth-Reason": _clean(reason), **(headers or {})}
     if status == 401:
         out["WWW-Authenticate"] = WWW_AUTHENTICATE
-    return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=out)
+    return ForwardAnswer(status, out, body)
 
 
 class _VerifiedTokens:
@@ -193,8 +217,8 @@ class _VerifiedTokens:
         return claims
 
 
-def _bearer(request: Request[Any, Any, Any]) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+def _bearer(headers: HeaderLookup) -> str | None:
+    scheme, _, token = (headers.get("authorization") or "").strip().partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
 
@@ -292,7 +316,7 @@ async def _decide(
     cache_control=None,
 )
 async def forward_auth(request: Request[Any, Any, State], state: State) -> Response[str]:
-    return await _forward(request, state)
+    return (await forward_decision(request.headers, request.scope, state)).response()
 
 
 # Envoy appends the original path to the prefix. Same handler, left out of the OpenAPI document: a
@@ -306,17 +330,19 @@ async def forward_auth(request: Request[Any, Any, State], state: State) -> Respo
     include_in_schema=False,
 )
 async def forward_auth_envoy(request: Request[Any, Any, State], state: State) -> Response[str]:
-    return await _forward(request, state)
+    return (await forward_decision(request.headers, request.scope, state)).response()
 
 
-async def _forward(request: Request[Any, Any, State], state: State) -> Response[str]:
+async def forward_decision(headers: HeaderLookup, scope: Mapping[str, Any], state: State) -> ForwardAnswer:
+    """The answer to one forward-auth request, from its headers (first value of each, lower-case names)
+    and its ASGI scope (method, path, raw path, query string)."""
     engine: Engine = state.engine
-    original = _original(request)
+    original = _original(headers, scope)
     if isinstance(original, str):
         return _deny(403, original, "the proxy sent only half of the original request", None)
     method, uri = original
     uri_for_body = uri[:2048]
-    token = _bearer(request)
+    token = _bearer(headers)
     if token is None:
         return _deny(401, "missing_token", "send the end user's access token as a Bearer token", uri_for_body)
     signer: TokenSigner = state.signer
@@ -355,14 +381,14 @@ async def _forward(request: Request[Any, Any, State], state: State) -> Response[
         return _deny(403, outcome.reason, f"{method} refused: {outcome.reason}", uri_for_body, outcome)
 
     roles = checks.view().roles_of(user, tenant).active
-    headers = {
+    identity = {
         "X-Auth-User": _clean(user),
         "X-Auth-Tenant": _clean(tenant),
         "X-Auth-Roles": ",".join(_clean(r) for r in roles),
         "X-Auth-Plan": _clean(outcome.plan or ""),
         "X-Auth-Index-Version": str(outcome.index_version),
     }
-    return Response(content="", status_code=200, headers=headers, media_type="text/plain")
+    return ForwardAnswer(200, identity)
 
 
 # Mounted by the app beside (not inside) the API-key-guarded /v1 router.

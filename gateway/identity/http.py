@@ -71,15 +71,21 @@ def key_cache_of(state: State) -> KeyCache:
     return cache
 
 
+async def _read_key(secret: str, db: Database, clock: Clock) -> Principal:
+    async with db.unit_of_work() as session:
+        return await ApiKeyService(session, clock).authenticate(secret)
+
+
 async def _principal_for(secret: str, db: Database, clock: Clock, cache: KeyCache) -> Principal:
     digest = hash_secret(secret)
     hit = cache.fresh(digest)
     if hit is not None:
+        if cache.refresh_due(digest):
+            cache.refresh(digest, lambda: _read_key(secret, db, clock))
         return hit
-    generation = cache.generation  # before the read: an invalidation meanwhile voids this fill
     try:
-        async with db.unit_of_work() as session:
-            principal = await ApiKeyService(session, clock).authenticate(secret)
+        # Concurrent misses of one key share one read (key_cache.py: the refill stall under load).
+        return await cache.fill(digest, lambda: _read_key(secret, db, clock))
     except DATABASE_UNREACHABLE as exc:
         known = cache.stale(digest)
         if known is not None:
@@ -91,8 +97,6 @@ async def _principal_for(secret: str, db: Database, clock: Clock, cache: KeyCach
             "the database is unreachable and this API key is not known to this replica; retry shortly",
             retry_after_seconds=int(KEY_CACHE_SECONDS),
         ) from None
-    cache.store(digest, principal, generation)
-    return principal
 
 
 async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
@@ -110,19 +114,38 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
         # A mounted app (the embedded sandbox provider) is one row, `* <mount path>`: Litestar gives a
         # mount no template of its own, and what lies below it is the mounted app's business.
         path = next(iter(handler.paths))
+    principal = await admit(
+        method,
+        path,
+        connection.headers.get("authorization", ""),
+        connection.app.state,
+        automatic_options=_automatic_options(handler),
+    )
+    if principal is not None:
+        connection.scope["state"]["principal"] = principal
+        set_request_actor(connection, f"key:{principal.key_id}")
+
+
+async def admit(
+    method: str, path: str, authorization: str, state: State, *, automatic_options: bool = False
+) -> Principal | None:
+    """The guard's decision for one operation (`method` + the path as the matrix spells it): the API key
+    that may call it, or None when an API key is not its credential; raises the refusal (401, 403, 503).
+
+    `authorize` calls it for every route; the lean decision routes (`gateway.entitlements.lean`) call it
+    for theirs, so both refuse and admit exactly alike."""
     access = access_for(method, path)
     if access is None:
-        if not _automatic_options(handler):
+        if not automatic_options:
             raise not_in_matrix(method, path)
         access = AUTOMATIC_OPTIONS
     if not access.by_api_key:
-        return
-    principal = await _authenticate(connection)
-    connection.scope["state"]["principal"] = principal
-    set_request_actor(connection, f"key:{principal.key_id}")
+        return None
+    principal = await _authenticate(authorization, state)
     refused = refusal(access, principal)
     if refused is not None:
         raise refused
+    return principal
 
 
 def _automatic_options(handler: BaseRouteHandler) -> bool:
@@ -135,12 +158,10 @@ def _automatic_options(handler: BaseRouteHandler) -> bool:
     )
 
 
-async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
-    header = connection.headers.get("authorization", "")
+async def _authenticate(header: str, state: State) -> Principal:
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthenticated("send an API key as `Authorization: Bearer <key>`")
-    state = connection.app.state
     return await _principal_for(secret.strip(), state.db, state.clock, key_cache_of(state))
 
 

@@ -8,6 +8,14 @@ key back in.
   into the cache after the invalidation ran (its own answer is the one that read the old state).
 * **Invalidation runs after commit** (`gateway.db.session.after_commit`): dropping an entry while the
   revoking transaction is still open lets a request in between read the still-active row and cache it.
+* **One read per key at a time** (`fill`): when an entry expires under load, every request in flight
+  misses at once; they all await the same database read instead of sending one each (32 connections
+  made 32 concurrent reads every `ttl_seconds`, a 100-300 ms stall: `benchmarks/profile_check_stalls.py`).
+  A fill is shared only within one generation: a request that arrives after an invalidation starts its
+  own read, so it cannot be handed a result read before the revocation.
+* **Refresh ahead**: a hit older than `REFRESH_AT` of the TTL starts that read in the background (once)
+  and is answered from the cache, so a key in steady use never expires under its callers. An entry is
+  still never served past `ttl_seconds` from its fill.
 * **Stale** entries (up to `max_stale_seconds`, the decision index's staleness bound) are kept for a
   database outage only: a known key keeps working while the database is unreachable, an unknown one is
   refused with 503 (`identity/http.py`).
@@ -19,8 +27,10 @@ is dropped on this replica at once and on the others within `ttl_seconds`.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -28,6 +38,8 @@ from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock
 
 MAX_ENTRIES = 10_000
+REFRESH_AT = 0.8  # of the TTL: a hit this old starts a background refresh
+log = logging.getLogger("tiergate.identity")
 _all_caches: weakref.WeakSet[KeyCache] = weakref.WeakSet()
 
 
@@ -44,6 +56,8 @@ class KeyCache:
         self.max_stale = timedelta(seconds=max(ttl_seconds, max_stale_seconds))
         self._entries: dict[str, _Entry] = {}
         self._generation = 0
+        # Reads in flight, by (digest, generation): concurrent misses of one key share one read.
+        self._fills: dict[tuple[str, int], asyncio.Task[Principal]] = {}
         _all_caches.add(self)
 
     @property
@@ -63,6 +77,43 @@ class KeyCache:
     def stale(self, digest: str) -> Principal | None:
         """A known key's last answer, within the outage bound; only when the database cannot answer."""
         return self._younger_than(digest, self.max_stale)
+
+    def refresh_due(self, digest: str) -> bool:
+        """A fresh entry old enough to be re-read in the background (see `refresh`)."""
+        entry = self._entries.get(digest)
+        return entry is not None and self.clock.now() - entry.filled_at >= self.ttl * REFRESH_AT
+
+    def fill(self, digest: str, read: Callable[[], Awaitable[Principal]]) -> Awaitable[Principal]:
+        """The key's principal from `read` (the database), stored unless invalidated meanwhile; a fill of
+        the same key already running in this generation is joined instead of starting another."""
+        # Shielded: a caller that goes away (client disconnect) must not cancel the read others await.
+        return asyncio.shield(self._start(digest, read))
+
+    def refresh(self, digest: str, read: Callable[[], Awaitable[Principal]]) -> None:
+        """Start (or join) a fill in the background; its failure is left to the next miss to see."""
+        self._start(digest, read)
+
+    def _start(self, digest: str, read: Callable[[], Awaitable[Principal]]) -> asyncio.Task[Principal]:
+        generation = self._generation  # before the read: an invalidation meanwhile voids this fill
+        key = (digest, generation)
+        task = self._fills.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._read_and_store(digest, read, generation))
+            self._fills[key] = task
+            task.add_done_callback(lambda done: self._finished(key, done))
+        return task
+
+    async def _read_and_store(
+        self, digest: str, read: Callable[[], Awaitable[Principal]], generation: int
+    ) -> Principal:
+        principal = await read()
+        self.store(digest, principal, generation)
+        return principal
+
+    def _finished(self, key: tuple[str, int], task: asyncio.Task[Principal]) -> None:
+        self._fills.pop(key, None)
+        if not task.cancelled() and task.exception() is not None:  # retrieved: a refresh nobody awaited
+            log.debug("API key read failed: %r", task.exception())
 
     def store(self, digest: str, principal: Principal, generation: int) -> bool:
         """Cache a fill unless an invalidation happened since it began (then the fill may be stale)."""

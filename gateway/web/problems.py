@@ -34,8 +34,8 @@ class Problem(msgspec.Struct, kw_only=True):
     errors: list[dict[str, Any]] | None = None
 
 
-def _problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
-    body: dict[str, Any] = {
+def problem_body(status: int, code: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {
         "type": f"https://tiergate.dev/problems/{code.replace('_', '-')}",
         "title": title,
         "status": status,
@@ -43,14 +43,24 @@ def _problem(status: int, code: str, title: str, detail: str, **extra: Any) -> R
         "detail": detail,
         **{k: v for k, v in extra.items() if v is not None},
     }
+
+
+def _problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
+    body = problem_body(status, code, title, detail, **extra)
     headers = {"WWW-Authenticate": 'Bearer realm="tiergate"'} if status == 401 else None
     return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
-def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> Response[dict[str, Any]]:
-    body = exc.to_problem(instance=request.url.path)
+def domain_problem(exc: DomainError, instance: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The problem body and headers of a domain error (the lean decision routes send the same)."""
+    body = exc.to_problem(instance=instance)
     headers = {"WWW-Authenticate": 'Bearer realm="tiergate"'} if exc.status == 401 else {}
     headers.update(getattr(exc, "headers", None) or {})  # e.g. Retry-After on a 503
+    return body, headers
+
+
+def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> Response[dict[str, Any]]:
+    body, headers = domain_problem(exc, request.url.path)
     return Response(body, status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers or None)
 
 
@@ -110,13 +120,17 @@ def integrity_error_handler(request: Request[Any, Any, Any], exc: IntegrityError
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _problem(
-        HTTP_500_INTERNAL_SERVER_ERROR,
-        "internal_error",
-        "Internal server error",
-        "an unexpected error occurred; it has been logged",
-        instance=request.url.path,
-    )
+    return _problem(HTTP_500_INTERNAL_SERVER_ERROR, **internal_problem(request.url.path))
+
+
+def internal_problem(instance: str) -> dict[str, Any]:
+    """What a 500 says (a bug; the exception is logged, never shown)."""
+    return {
+        "code": "internal_error",
+        "title": "Internal server error",
+        "detail": "an unexpected error occurred; it has been logged",
+        "instance": instance,
+    }
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
