@@ -47,10 +47,13 @@ from gateway.identity.service import ApiKeyService
 from gateway.identity.sessions import MemorySessionStore, RedisSessionStore, SessionStore
 from gateway.identity.tokens import KeyService
 from gateway.kernel.clock import Clock, SystemClock
-from gateway.logs import FORMAT, quiet_libraries
+from gateway.logs import configure_structlog, litestar_formatters, quiet_libraries, resolve_format
 from gateway.metrics.http import CONTROLLERS as METRICS
 from gateway.notifications.http import CONTROLLERS as WEBHOOKS
 from gateway.notifications.service import seal_endpoint_secrets
+from gateway.observability.http import METRICS_HANDLERS, metrics_listener
+from gateway.observability.metrics import DatabaseGauges, EngineExporter
+from gateway.observability.requests import observe_requests
 from gateway.provisioning.hooks import discover_hooks
 from gateway.provisioning.http import CONTROLLERS as PRIVACY
 from gateway.provisioning.http import provide_member_directory
@@ -133,8 +136,10 @@ def create_app(
 ) -> Litestar:
     settings = settings or load_settings()
     quiet_libraries(settings.log_level)
+    configure_structlog()
     clock = clock or SystemClock()
     database = db or Database(settings.database_url)
+    log_format = resolve_format(settings.log_format, str(database.url))
     # Refuses to start (SecretKeyMissing) on a shared database without TIERGATE_SECRET_KEY.
     secret_box = box_for(settings, embedded=is_sqlite(database.url))
     redis_client, quotas = _redis_and_quotas(settings)
@@ -193,6 +198,9 @@ def create_app(
         max_stale_seconds=settings.entitlements_max_staleness_seconds,
     )
     state.key_cache = key_cache
+    # Prometheus (gateway/observability): the engine's counters and state, the database-derived gauges.
+    state.metrics_exporter = EngineExporter(engine)
+    state.metrics_db = DatabaseGauges(database, clock, settings.health_check_timeout_seconds)
     revocations.on_tenant_revoked.append(key_cache.forget_tenant)
 
     @contextlib.asynccontextmanager
@@ -211,6 +219,8 @@ def create_app(
             await keys.ensure_key()
             app.state.signer = await keys.signer(settings.issuer)
         await engine.rebuild()
+        # Each worker's index gauges follow its own catch-ups (multiprocess: scraped from any worker).
+        engine.on_synced.append(state.metrics_exporter)
         tasks = [asyncio.create_task(engine.run()), asyncio.create_task(notifier.listen())]
         try:
             await revocations.load()
@@ -241,7 +251,12 @@ def create_app(
                 )
             )
         try:
-            yield
+            async with contextlib.AsyncExitStack() as stack:
+                if settings.metrics_port:
+                    await stack.enter_async_context(
+                        metrics_listener(app.state, settings.metrics_host, settings.metrics_port)
+                    )
+                yield
         finally:
             for task in tasks:
                 task.cancel()
@@ -283,7 +298,15 @@ def create_app(
     docs_assets = docs_assets_router()
     app = Litestar(
         route_handlers=[
-            v1, ofrep, FORWARD_ROUTER, *HEALTH_HANDLERS, jwks, *SSO_BROWSER, SCIM_ROUTER, docs_assets
+            v1,
+            ofrep,
+            FORWARD_ROUTER,
+            *HEALTH_HANDLERS,
+            *METRICS_HANDLERS,
+            jwks,
+            *SSO_BROWSER,
+            SCIM_ROUTER,
+            docs_assets,
         ],
         # One guard for every route: the permission matrix (gateway/web/permissions.py) says who may call
         # each operation, and it authenticates API keys where they are the credential.
@@ -310,7 +333,8 @@ def create_app(
             "member_admission": Provide(provide_member_admission, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[IdempotencyMiddleware],
+        # Outermost: the request id (X-Request-ID, in every log line) and the latency histogram per route.
+        middleware=[observe_requests, IdempotencyMiddleware],
         # Documents the length limits nested in lists and dicts, which Litestar's own schema drops.
         plugins=[ConstrainedStructSchemaPlugin()],
         lifespan=[lifespan],
@@ -337,7 +361,8 @@ def create_app(
         ),
         debug=settings.debug,
         logging_config=LoggingConfig(
-            formatters={"standard": {"format": FORMAT}},
+            # One format for the app, the server and alembic (gateway/logs.py), with the request id.
+            formatters=litestar_formatters(log_format),
             root={"handlers": ["queue_listener"], "level": settings.log_level.upper()},
         ),
     )

@@ -10,7 +10,7 @@ import click
 from gateway.config import load_settings
 from gateway.db.session import Database
 from gateway.kernel.clock import SystemClock
-from gateway.logs import configure_logging
+from gateway.logs import configure_logging, resolve_format
 
 
 def _db() -> Database:
@@ -49,7 +49,8 @@ async def _seed(db: Database, api_key: str | None) -> None:
 @click.version_option(package_name="tiergate", prog_name="tiergate", message="%(prog)s %(version)s")
 def main() -> None:
     """Tiergate: entitlements, access control and subscription billing."""
-    configure_logging(load_settings().log_level)
+    settings = load_settings()
+    configure_logging(settings.log_level, resolve_format(settings.log_format, settings.database_url))
 
 
 @main.command()

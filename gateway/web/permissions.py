@@ -266,6 +266,8 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /health":                                                  (ANYONE, None),
     "GET /health/live":                                             (ANYONE, None),
     "GET /health/ready":                                            (ANYONE, None),
+    # -- operations: Prometheus scrapes with a platform key (or metrics_port, off the service port) -------
+    "GET /metrics":                                                 (PLATFORM, "operations:read"),
     "GET /docs":                                                    (ANYONE, None),
     "GET /docs/openapi.json":                                       (ANYONE, None),
     "GET /docs/scalar":                                             (ANYONE, None),

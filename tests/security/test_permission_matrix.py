@@ -251,9 +251,7 @@ async def build_side(api: Api, name: str, shared: dict[str, str]) -> tuple[Side,
     side.ids["subscription"] = subscription["id"]
     side.ids["addon"] = subscription["addons"][0]["id"]
     # Enterprise (SSO) from now on; the add-on stays on the subscription's record.
-    await api.post(
-        f"/v1/subscriptions/{side['subscription']}/plan_change", {"price": "enterprise_monthly"}
-    )
+    await api.post(f"/v1/subscriptions/{side['subscription']}/plan_change", {"price": "enterprise_monthly"})
     member = await api.post(f"/v1/customers/{c}/members", {"email": f"owner@{name}.example", "role": "owner"})
     side.ids["member"], side.ids["user"] = member["id"], member["user"]
     invoices = await api.get("/v1/invoices", params={"customer": c})
