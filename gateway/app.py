@@ -51,6 +51,7 @@ from gateway.logs import configure_structlog, litestar_formatters, quiet_librari
 from gateway.metrics.http import CONTROLLERS as METRICS
 from gateway.notifications.http import CONTROLLERS as WEBHOOKS
 from gateway.notifications.service import seal_endpoint_secrets
+from gateway.observability import tracing
 from gateway.observability.http import METRICS_HANDLERS, metrics_listener
 from gateway.observability.metrics import DatabaseGauges, EngineExporter
 from gateway.observability.requests import observe_requests
@@ -132,7 +133,11 @@ def _redis_and_quotas(settings: Settings) -> tuple[Any | None, QuotaStore]:
 
 
 def create_app(
-    settings: Settings | None = None, *, clock: Clock | None = None, db: Database | None = None
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    db: Database | None = None,
+    tracer_provider: Any | None = None,
 ) -> Litestar:
     settings = settings or load_settings()
     quiet_libraries(settings.log_level)
@@ -140,6 +145,17 @@ def create_app(
     clock = clock or SystemClock()
     database = db or Database(settings.database_url)
     log_format = resolve_format(settings.log_format, str(database.url))
+    # Documents the length limits nested in lists and dicts, which Litestar's own schema drops.
+    plugins: list[Any] = [ConstrainedStructSchemaPlugin()]
+    # Outermost: the request id (X-Request-ID, in every log line) and the latency histogram per route.
+    middleware: list[Any] = [observe_requests, IdempotencyMiddleware]
+    if settings.otel_enabled:
+        # Spans for requests, SQL, Redis and outbound HTTP; exporter from OTEL_* (gateway/observability).
+        provider = tracer_provider or tracing.tracer_provider_from_env()
+        tracing.instrument_libraries(provider)
+        tracing.instrument_engine(database.engine, provider)
+        plugins.append(tracing.request_plugin(provider))
+        middleware.insert(0, tracing.route_names)
     # Refuses to start (SecretKeyMissing) on a shared database without TIERGATE_SECRET_KEY.
     secret_box = box_for(settings, embedded=is_sqlite(database.url))
     redis_client, quotas = _redis_and_quotas(settings)
@@ -333,10 +349,8 @@ def create_app(
             "member_admission": Provide(provide_member_admission, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        # Outermost: the request id (X-Request-ID, in every log line) and the latency histogram per route.
-        middleware=[observe_requests, IdempotencyMiddleware],
-        # Documents the length limits nested in lists and dicts, which Litestar's own schema drops.
-        plugins=[ConstrainedStructSchemaPlugin()],
+        middleware=middleware,
+        plugins=plugins,
         lifespan=[lifespan],
         state=state,
         cors_config=CORSConfig(allow_origins=[]),

@@ -62,7 +62,9 @@ def formatter(fmt: str = "console") -> logging.Formatter:
     if fmt == "json":
         tail: list[Any] = [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
     else:
-        tail = [structlog.dev.ConsoleRenderer(colors=False)]
+        tail = [
+            structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
+        ]
     renderer: logging.Formatter = structlog.stdlib.ProcessorFormatter(
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
