@@ -81,7 +81,10 @@ async def main(n: int) -> int:
     rows = [("bare route (baseline)", base), ("bare route + observe_requests", with_mw)]
     print(f"{'app':34} {'p50 µs':>8} {'p99 µs':>8} {'ratio p50':>10}")
     for name, values in rows:
-        print(f"{name:34} {pct(values, 0.5):8.1f} {pct(values, 0.99):8.1f} {pct(values, 0.5) / pct(base, 0.5):10.2f}")
+        print(
+            f"{name:34} {pct(values, 0.5):8.1f} {pct(values, 0.99):8.1f}"
+            f" {pct(values, 0.5) / pct(base, 0.5):10.2f}"
+        )
     added = pct(with_mw, 0.5) - pct(base, 0.5)
     print(f"added per request: {added:.1f} µs p50 (target <= {TARGET_ADDED_P50_US:g} µs)")
     return 0 if added <= TARGET_ADDED_P50_US else 1

@@ -58,7 +58,7 @@ from gateway.observability.requests import observe_requests
 from gateway.provisioning.hooks import discover_hooks
 from gateway.provisioning.http import CONTROLLERS as PRIVACY
 from gateway.provisioning.http import provide_member_directory
-from gateway.provisioning.jobs import BackgroundRelay, Wiring
+from gateway.provisioning.jobs import Wiring
 from gateway.scim.http import CONTROLLERS as SCIM_TOKENS
 from gateway.scim.http import SCIM_ROUTER
 from gateway.security.secretbox import SecretBox, box_for
@@ -78,7 +78,8 @@ from gateway.web.openapi import docs_assets_router, document_operations, render_
 from gateway.web.openapi_constraints import ConstrainedStructSchemaPlugin
 from gateway.web.problems import EXCEPTION_HANDLERS
 from gateway.web.strict import reject_unknown_query_params
-from gateway.worker.scheduler import run_scheduler
+from gateway.worker.dashboard import dashboard_router
+from gateway.worker.jobs import InProcessJobs, SaqJobs, job_context, saq_queue
 
 log = logging.getLogger("tiergate")
 
@@ -185,6 +186,8 @@ def create_app(
         jwks_ttl_seconds=settings.sso_metadata_cache_seconds,
     )
     billing_config = BillingConfig.from_settings(settings)
+    # The production job queue (Redis): /metrics reads its depth, operators see it at /saq.
+    job_queue = saq_queue(settings.redis_url, settings.redis_timeout_seconds) if settings.redis_url else None
     state = State(
         {
             "db": database,
@@ -250,22 +253,19 @@ def create_app(
             hooks=discover_hooks(clock, sessions=state.get("sessions")),
             on_keys_disabled=key_cache.forget_keys,
         )
-        app.state.relay = BackgroundRelay(database, clock, wiring, settings.relay_interval_seconds)
+        # Background jobs from the one registry (gateway/worker/jobs.py): in process here where enabled
+        # (embedded); in production a `tiergate worker` runs them on saq and these settings are off.
+        jobs = InProcessJobs(
+            job_context(database, clock, settings, wiring),
+            relay=settings.relay_enabled,
+            billing=settings.scheduler_enabled,
+        )
+        app.state.relay = jobs
+        app.state.jobs = SaqJobs(job_queue) if job_queue is not None else jobs
         if settings.relay_enabled:
-            engine.on_synced.append(app.state.relay.nudge)
-            tasks.append(asyncio.create_task(app.state.relay.run()))
-        if settings.scheduler_enabled:
-            tasks.append(
-                asyncio.create_task(
-                    run_scheduler(
-                        database,
-                        clock,
-                        settings.scheduler_interval_seconds,
-                        billing_config,
-                        batch_size=settings.billing_run_batch_size,
-                    )
-                )
-            )
+            engine.on_synced.append(jobs.nudge)
+        if settings.relay_enabled or settings.scheduler_enabled:
+            tasks.append(asyncio.create_task(jobs.run()))
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if settings.metrics_port:
@@ -281,6 +281,8 @@ def create_app(
                     await task
             if redis_client is not None:
                 await redis_client.aclose()
+            if job_queue is not None:
+                await job_queue.disconnect()
             if isinstance(quotas, GuardedQuotaStore) and isinstance(quotas.inner, RedisQuotaStore):
                 await quotas.inner.aclose()
             if db is None:
@@ -323,6 +325,7 @@ def create_app(
             *SSO_BROWSER,
             SCIM_ROUTER,
             docs_assets,
+            dashboard_router(job_queue),
         ],
         # One guard for every route: the permission matrix (gateway/web/permissions.py) says who may call
         # each operation, and it authenticates API keys where they are the credential.

@@ -268,6 +268,18 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /health/ready":                                            (ANYONE, None),
     # -- operations: Prometheus scrapes with a platform key (or metrics_port, off the service port) -------
     "GET /metrics":                                                 (PLATFORM, "operations:read"),
+    # saq's job dashboard (gateway/worker/dashboard.py): looking is read, retrying or aborting a job write
+    "GET /saq":                                                     (PLATFORM, "operations:read"),
+    "GET /saq/health":                                              (PLATFORM, "operations:read"),
+    "GET /saq/queues/{queue_id}":                                   (PLATFORM, "operations:read"),
+    "GET /saq/queues/{queue_id}/jobs/{job_id}":                     (PLATFORM, "operations:read"),
+    "GET /saq/api/queues":                                          (PLATFORM, "operations:read"),
+    "GET /saq/api/queues/{queue_id}":                               (PLATFORM, "operations:read"),
+    "GET /saq/api/queues/{queue_id}/jobs/{job_id}":                 (PLATFORM, "operations:read"),
+    "POST /saq/api/queues/{queue_id}/jobs/{job_id}/retry":          (PLATFORM, "operations:write"),
+    "POST /saq/api/queues/{queue_id}/jobs/{job_id}/abort":          (PLATFORM, "operations:write"),
+    "GET /saq/static/{file_path}":                                  (ANYONE, None),
+    "HEAD /saq/static/{file_path}":                                 (ANYONE, None),
     "GET /docs":                                                    (ANYONE, None),
     "GET /docs/openapi.json":                                       (ANYONE, None),
     "GET /docs/scalar":                                             (ANYONE, None),

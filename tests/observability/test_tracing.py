@@ -79,8 +79,7 @@ async def test_requests_sql_redis_and_outbound_http_have_spans(
     sql = [
         s
         for s in finished
-        if (s.attributes
-        and "db.statement" in s.attributes)
+        if (s.attributes and "db.statement" in s.attributes)
         or (s.attributes or {}).get("db.system") in ("sqlite", "postgresql")
     ]
     assert sql, names
