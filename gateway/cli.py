@@ -98,6 +98,8 @@ def serve(host: str | None, port: int | None, workers: int, demo: bool) -> None:
         key = settings.bootstrap_api_key or "tg_sk_demo_local_only"
         os.environ["TIERGATE_BOOTSTRAP_API_KEY"] = key
         asyncio.run(_seed(_db(), key))
+    if workers > 1:
+        _metrics_across_workers()
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,
@@ -108,6 +110,22 @@ def serve(host: str | None, port: int | None, workers: int, demo: bool) -> None:
         # uvicorn's own loggers propagate to the root logger: one format (gateway/logs.py).
         log_config=None,
     )
+
+
+def _metrics_across_workers() -> None:
+    """Several worker processes answer /metrics in turn: prometheus-client's multiprocess mode makes each
+    of them answer for all (gateway/observability/metrics.py). The directory must be empty at start (old
+    files would count dead processes), so a given one is emptied and a missing one is created."""
+    import tempfile
+
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        directory = Path(given)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tiergate-metrics-")
 
 
 @main.command()
