@@ -282,7 +282,9 @@ def create_app(
             if redis_client is not None:
                 await redis_client.aclose()
             if job_queue is not None:
-                await job_queue.disconnect()
+                # Closing the queue's pool must not fail a shutdown while Redis is down.
+                with contextlib.suppress(Exception):
+                    await job_queue.disconnect()
             if isinstance(quotas, GuardedQuotaStore) and isinstance(quotas.inner, RedisQuotaStore):
                 await quotas.inner.aclose()
             if db is None:
