@@ -23,6 +23,7 @@ from contextvars import ContextVar
 from typing import Any
 
 import structlog
+import structlog.tracebacks
 
 # The id of the request being served (gateway.observability.requests sets it).
 REQUEST_ID: ContextVar[str | None] = ContextVar("tiergate_request_id", default=None)
@@ -60,7 +61,12 @@ def resolve_format(log_format: str, database_url: str = "") -> str:
 def formatter(fmt: str = "console") -> logging.Formatter:
     """The formatter for the root handler (also built by name from Litestar's dictConfig: `"()"`)."""
     if fmt == "json":
-        tail: list[Any] = [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        # Tracebacks as data, without frame locals (they would carry secrets and request bodies into logs).
+        no_locals = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        tail: list[Any] = [
+            structlog.processors.ExceptionRenderer(no_locals),
+            structlog.processors.JSONRenderer(),
+        ]
     else:
         tail = [
             structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)

@@ -95,6 +95,7 @@ def test_console_lines_are_for_people_and_exceptions_keep_their_traceback() -> N
         )
     event = json.loads(formatter("json").format(failed))
     assert event["exception"][0]["exc_type"] == "ValueError"
+    assert all("locals" not in frame for frame in event["exception"][0]["frames"])  # no secrets leak
 
 
 def test_auto_is_console_embedded_and_json_on_postgres() -> None:
