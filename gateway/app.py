@@ -54,14 +54,18 @@ from gateway.identity.service import ApiKeyService
 from gateway.identity.sessions import MemorySessionStore, RedisSessionStore, SessionStore
 from gateway.identity.tokens import KeyService
 from gateway.kernel.clock import Clock, SystemClock
-from gateway.logs import FORMAT, quiet_libraries
+from gateway.logs import configure_structlog, litestar_formatters, quiet_libraries, resolve_format
 from gateway.metrics.http import CONTROLLERS as METRICS
 from gateway.notifications.http import CONTROLLERS as WEBHOOKS
 from gateway.notifications.service import seal_endpoint_secrets
+from gateway.observability import tracing
+from gateway.observability.http import METRICS_HANDLERS, metrics_listener
+from gateway.observability.metrics import DatabaseGauges, EngineExporter
+from gateway.observability.requests import observe_requests
 from gateway.provisioning.hooks import discover_hooks
 from gateway.provisioning.http import CONTROLLERS as PRIVACY
 from gateway.provisioning.http import provide_member_directory
-from gateway.provisioning.jobs import BackgroundRelay, Wiring
+from gateway.provisioning.jobs import Wiring
 from gateway.sandbox import create_sandbox_app, sandbox_mount
 from gateway.scim.http import CONTROLLERS as SCIM_TOKENS
 from gateway.scim.http import SCIM_ROUTER
@@ -82,7 +86,8 @@ from gateway.web.openapi import docs_assets_router, document_operations, render_
 from gateway.web.openapi_constraints import ConstrainedStructSchemaPlugin
 from gateway.web.problems import EXCEPTION_HANDLERS
 from gateway.web.strict import reject_unknown_query_params
-from gateway.worker.scheduler import run_scheduler
+from gateway.worker.dashboard import dashboard_router
+from gateway.worker.jobs import InProcessJobs, SaqJobs, job_context, saq_queue
 
 log = logging.getLogger("tiergate")
 
@@ -137,12 +142,29 @@ def _redis_and_quotas(settings: Settings) -> tuple[Any | None, QuotaStore]:
 
 
 def create_app(
-    settings: Settings | None = None, *, clock: Clock | None = None, db: Database | None = None
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    db: Database | None = None,
+    tracer_provider: Any | None = None,
 ) -> Litestar:
     settings = settings or load_settings()
     quiet_libraries(settings.log_level)
+    configure_structlog()
     clock = clock or SystemClock()
     database = db or Database(settings.database_url)
+    log_format = resolve_format(settings.log_format, str(database.url))
+    # Documents the length limits nested in lists and dicts, which Litestar's own schema drops.
+    plugins: list[Any] = [ConstrainedStructSchemaPlugin()]
+    # Outermost: the request id (X-Request-ID, in every log line) and the latency histogram per route.
+    middleware: list[Any] = [observe_requests, IdempotencyMiddleware]
+    if settings.otel_enabled:
+        # Spans for requests, SQL, Redis and outbound HTTP; exporter from OTEL_* (gateway/observability).
+        provider = tracer_provider or tracing.tracer_provider_from_env()
+        tracing.instrument_libraries(provider)
+        tracing.instrument_engine(database.engine, provider)
+        plugins.append(tracing.request_plugin(provider))
+        middleware.insert(0, tracing.route_names)
     # Refuses to start (SecretKeyMissing) on a shared database without TIERGATE_SECRET_KEY.
     secret_box = box_for(settings, embedded=is_sqlite(database.url))
     redis_client, quotas = _redis_and_quotas(settings)
@@ -172,6 +194,8 @@ def create_app(
         jwks_ttl_seconds=settings.sso_metadata_cache_seconds,
     )
     billing_config = BillingConfig.from_settings(settings)
+    # The production job queue (Redis): /metrics reads its depth, operators see it at /saq.
+    job_queue = saq_queue(settings.redis_url, settings.redis_timeout_seconds) if settings.redis_url else None
     state = State(
         {
             "db": database,
@@ -201,6 +225,9 @@ def create_app(
         max_stale_seconds=settings.entitlements_max_staleness_seconds,
     )
     state.key_cache = key_cache
+    # Prometheus (gateway/observability): the engine's counters and state, the database-derived gauges.
+    state.metrics_exporter = EngineExporter(engine)
+    state.metrics_db = DatabaseGauges(database, clock, settings.health_check_timeout_seconds)
     revocations.on_tenant_revoked.append(key_cache.forget_tenant)
 
     @contextlib.asynccontextmanager
@@ -219,6 +246,8 @@ def create_app(
             await keys.ensure_key()
             app.state.signer = await keys.signer(settings.issuer)
         await engine.rebuild()
+        # Each worker's index gauges follow its own catch-ups (multiprocess: scraped from any worker).
+        engine.on_synced.append(state.metrics_exporter)
         tasks = [asyncio.create_task(engine.run()), asyncio.create_task(notifier.listen())]
         try:
             await revocations.load()
@@ -232,24 +261,26 @@ def create_app(
             hooks=discover_hooks(clock, sessions=state.get("sessions")),
             on_keys_disabled=key_cache.forget_keys,
         )
-        app.state.relay = BackgroundRelay(database, clock, wiring, settings.relay_interval_seconds)
+        # Background jobs from the one registry (gateway/worker/jobs.py): in process here where enabled
+        # (embedded); in production a `tiergate worker` runs them on saq and these settings are off.
+        jobs = InProcessJobs(
+            job_context(database, clock, settings, wiring),
+            relay=settings.relay_enabled,
+            billing=settings.scheduler_enabled,
+        )
+        app.state.relay = jobs
+        app.state.jobs = SaqJobs(job_queue) if job_queue is not None else jobs
         if settings.relay_enabled:
-            engine.on_synced.append(app.state.relay.nudge)
-            tasks.append(asyncio.create_task(app.state.relay.run()))
-        if settings.scheduler_enabled:
-            tasks.append(
-                asyncio.create_task(
-                    run_scheduler(
-                        database,
-                        clock,
-                        settings.scheduler_interval_seconds,
-                        billing_config,
-                        batch_size=settings.billing_run_batch_size,
-                    )
-                )
-            )
+            engine.on_synced.append(jobs.nudge)
+        if settings.relay_enabled or settings.scheduler_enabled:
+            tasks.append(asyncio.create_task(jobs.run()))
         try:
-            yield
+            async with contextlib.AsyncExitStack() as stack:
+                if settings.metrics_port:
+                    await stack.enter_async_context(
+                        metrics_listener(app.state, settings.metrics_host, settings.metrics_port)
+                    )
+                yield
         finally:
             for task in tasks:
                 task.cancel()
@@ -258,6 +289,10 @@ def create_app(
                     await task
             if redis_client is not None:
                 await redis_client.aclose()
+            if job_queue is not None:
+                # Closing the queue's pool must not fail a shutdown while Redis is down.
+                with contextlib.suppress(Exception):
+                    await job_queue.disconnect()
             if isinstance(quotas, GuardedQuotaStore) and isinstance(quotas.inner, RedisQuotaStore):
                 await quotas.inner.aclose()
             if db is None:
@@ -305,11 +340,13 @@ def create_app(
             ofrep,
             FORWARD_ROUTER,
             *HEALTH_HANDLERS,
+            *METRICS_HANDLERS,
             jwks,
             *SSO_BROWSER,
             SCIM_ROUTER,
             docs_assets,
             *mounted,
+            dashboard_router(job_queue),
         ],
         # One guard for every route: the permission matrix (gateway/web/permissions.py) says who may call
         # each operation, and it authenticates API keys where they are the credential.
@@ -336,9 +373,8 @@ def create_app(
             "member_admission": Provide(provide_member_admission, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[IdempotencyMiddleware],
-        # Documents the length limits nested in lists and dicts, which Litestar's own schema drops.
-        plugins=[ConstrainedStructSchemaPlugin()],
+        middleware=middleware,
+        plugins=plugins,
         lifespan=lifespans,
         state=state,
         cors_config=CORSConfig(allow_origins=[]),
@@ -363,7 +399,8 @@ def create_app(
         ),
         debug=settings.debug,
         logging_config=LoggingConfig(
-            formatters={"standard": {"format": FORMAT}},
+            # One format for the app, the server and alembic (gateway/logs.py), with the request id.
+            formatters=litestar_formatters(log_format),
             root={"handlers": ["queue_listener"], "level": settings.log_level.upper()},
         ),
     )

@@ -1,17 +1,23 @@
-"""The `tiergate` command: serve (granian or uvicorn), worker, migrate, seed-demo, demo (seed + serve),
-sandbox."""
+"""The `tiergate` command: serve (granian or uvicorn), worker, migrate, seed-demo, billing-run, sandbox, and
+operators' admin commands (create-api-key, customers, publish-policy, replay-events). Long work prints its
+progress."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import click
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import Settings, load_settings
 from gateway.db.session import Database
 from gateway.kernel.clock import SystemClock
-from gateway.logs import FORMAT, configure_logging
+from gateway.kernel.errors import DomainError
+from gateway.logs import configure_logging, resolve_format
 
 
 def _db() -> Database:
@@ -21,7 +27,9 @@ def _db() -> Database:
 async def _migrate(db: Database) -> None:
     from gateway.db.migrate import upgrade_head
 
+    click.echo("migrating: alembic upgrade head ...", err=True)
     await upgrade_head(db)
+    click.echo("migrating: done", err=True)
 
 
 async def _seed(db: Database, api_key: str | None) -> None:
@@ -29,6 +37,7 @@ async def _seed(db: Database, api_key: str | None) -> None:
     from gateway.demo import seed_demo
 
     await _migrate(db)
+    click.echo("seeding: catalog, tax rates, demo customers and subscriptions ...", err=True)
     async with db.unit_of_work() as session:
         result = await seed_demo(
             session, SystemClock(), api_key=api_key, config=BillingConfig.from_settings(load_settings())
@@ -50,7 +59,8 @@ async def _seed(db: Database, api_key: str | None) -> None:
 @click.version_option(package_name="tiergate", prog_name="tiergate", message="%(prog)s %(version)s")
 def main() -> None:
     """Tiergate: entitlements, access control and subscription billing."""
-    configure_logging(load_settings().log_level)
+    settings = load_settings()
+    configure_logging(settings.log_level, resolve_format(settings.log_format, settings.database_url))
 
 
 @main.command()
@@ -101,6 +111,8 @@ def serve(host: str | None, port: int | None, workers: int, demo: bool, server: 
         key = settings.bootstrap_api_key or "tg_sk_demo_local_only"
         os.environ["TIERGATE_BOOTSTRAP_API_KEY"] = key
         asyncio.run(_seed(_db(), key))
+    if workers > 1:
+        _metrics_across_workers()
     if kind == "uvicorn":
         _serve_uvicorn(settings, workers)
     else:
@@ -142,7 +154,12 @@ def _serve_granian(settings: Settings, workers: int) -> None:
         log_access=False,
         # Granian's own lines in Tiergate's one format (gateway/logs.py).
         log_dictconfig={
-            "formatters": {"generic": {"()": "logging.Formatter", "fmt": FORMAT}},
+            "formatters": {
+                "generic": {
+                    "()": "gateway.logs.formatter",
+                    "fmt": resolve_format(settings.log_format, settings.database_url),
+                }
+            },
             "handlers": {"console": {"formatter": "generic", "class": "logging.StreamHandler"}},
             "loggers": {"_granian": {"handlers": ["console"], "propagate": False}},
         },
@@ -176,6 +193,22 @@ def sandbox(host: str, port: int, store: str | None, public_url: str) -> None:
     )
     click.echo(f"sandbox payment provider on http://{host}:{port} (store: {store or 'default'})")
     uvicorn.run(app, host=host, port=port, log_level=load_settings().log_level.lower(), log_config=None)
+
+
+def _metrics_across_workers() -> None:
+    """Several worker processes answer /metrics in turn: prometheus-client's multiprocess mode makes each
+    of them answer for all (gateway/observability/metrics.py). The directory must be empty at start (old
+    files would count dead processes), so a given one is emptied and a missing one is created."""
+    import tempfile
+
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        directory = Path(given)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tiergate-metrics-")
 
 
 @main.command()
@@ -212,6 +245,9 @@ def billing_run_command() -> None:
 
     settings = load_settings()
 
+    def progress(subscriptions: int, steps: int) -> None:
+        click.echo(f"billing run: {subscriptions} subscriptions, {steps} steps so far", err=True)
+
     async def once() -> None:
         db = _db()
         try:
@@ -220,6 +256,7 @@ def billing_run_command() -> None:
                 SystemClock(),
                 BillingConfig.from_settings(settings),
                 batch_size=settings.billing_run_batch_size,
+                on_batch=progress,
             )
         finally:
             await db.dispose()
@@ -229,6 +266,100 @@ def billing_run_command() -> None:
         )
 
     asyncio.run(once())
+
+
+def _run(work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
+    """One unit of work on the configured database, then close it."""
+
+    async def go() -> Any:
+        db = _db()
+        try:
+            async with db.unit_of_work(actor="system:cli") as session:
+                return await work(session)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(go())
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command("create-api-key")
+@click.option("--name", required=True, help="What the key is for (shown in listings).")
+@click.option("--scope", "scopes", multiple=True, default=("*",), show_default=True, help="Repeatable.")
+@click.option("--customer", default=None, help="Bind the key to one tenant (a tenant key).")
+def create_api_key(name: str, scopes: tuple[str, ...], customer: str | None) -> None:
+    """Create an API key and print its secret (shown once, never stored)."""
+    from gateway.identity.service import ApiKeyService
+
+    async def work(session: AsyncSession) -> tuple[Any, str]:
+        return await ApiKeyService(session, SystemClock()).create(
+            name=name, scopes=list(scopes), tenant_id=customer
+        )
+
+    key, secret = _run(work)
+    click.echo(f"{key.id}  {key.name}  scopes={','.join(key.scopes)}  tenant={key.tenant_id or '-'}")
+    click.echo(f"secret (shown once): {secret}")
+
+
+@main.command("customers")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--email", default=None, help="Only the customer with this e-mail address.")
+def list_customers(limit: int, email: str | None) -> None:
+    """List customers (newest first is not promised: the API's order, by id)."""
+    from gateway.customers.repository import CustomerRepository
+    from gateway.customers.service import CustomerService
+
+    async def work(session: AsyncSession) -> list[tuple[str, str, str, str]]:
+        service = CustomerService(CustomerRepository(session), SystemClock())
+        page = await service.list(after=None, limit=limit, scope=None, email=email)
+        return [(c.id, c.name, c.email or "-", c.currency or "-") for c in page.items]
+
+    rows = _run(work)
+    for row in rows:
+        click.echo("  ".join(row))
+    click.echo(f"{len(rows)} customers", err=True)
+
+
+@main.command("publish-policy")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--note", default=None, help="Why (kept with the version).")
+def publish_policy(path: Path, note: str | None) -> None:
+    """Publish a Casbin policy file (the format of policies/demo_policy.csv) as the next version. Every
+    replica picks it up through the change stream."""
+    from gateway.authz.domain import parse_policy
+    from gateway.authz.service import PolicyService
+
+    text = path.read_text()
+
+    async def work(session: AsyncSession) -> Any:
+        snapshot = parse_policy(text, 0)
+        return await PolicyService(session, SystemClock()).publish(
+            snapshot.rules, note=note or f"from {path.name}", author="cli"
+        )
+
+    info = _run(work)
+    click.echo(f"policy version {info.version} published: +{len(info.added)} -{len(info.removed)}")
+
+
+@main.command("replay-events")
+@click.option("--consumer", required=True, help="provisioning, metrics, audit or webhooks.")
+@click.option("--from-seq", required=True, type=click.IntRange(min=1), help="First outbox seq to replay.")
+@click.option("--yes", is_flag=True, help="Do it (without: say what would be replayed).")
+def replay_events(consumer: str, from_seq: int, yes: bool) -> None:
+    """Hand a relay consumer every outbox event from --from-seq again (its handlers are idempotent by
+    event id: what was applied stays applied, what was lost or fixed since is applied now)."""
+    from gateway.worker.replay import rewind_consumer
+
+    async def work(session: AsyncSession) -> int:
+        return await rewind_consumer(session, consumer, from_seq, apply=yes)
+
+    count = _run(work)
+    if yes:
+        click.echo(f"{consumer}: {count} events from seq {from_seq} will be handed over again by the relay")
+    else:
+        click.echo(f"{consumer}: would replay {count} events from seq {from_seq} (add --yes)")
 
 
 if __name__ == "__main__":

@@ -141,6 +141,14 @@ class Settings:
     # database refuses to start without secret_key.
     secret_key_file: str = "var/secret.key"
     log_level: str = "INFO"
+    # "json" | "console" | "auto" (console embedded, json with PostgreSQL): gateway/logs.py.
+    log_format: str = "auto"
+    # Prometheus: /metrics needs a platform key with `operations:read`; metrics_port > 0 also serves it
+    # without a credential on metrics_host (a private network's scraper).
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    # OpenTelemetry tracing; the exporter comes from the standard OTEL_* environment variables.
+    otel_enabled: bool = False
     debug: bool = False
 
     @property

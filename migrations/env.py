@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -10,9 +11,15 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.all_models import Base
 from gateway.config import load_settings
+from gateway.logs import configure_logging, resolve_format
 
 config = context.config
 target_metadata = Base.metadata
+
+if config.attributes.get("connection") is None and not logging.getLogger().handlers:
+    # The `alembic` command on its own: the same log format as the service (gateway/logs.py).
+    _settings = load_settings()
+    configure_logging(_settings.log_level, resolve_format(_settings.log_format, _settings.database_url))
 
 
 def _url() -> str:

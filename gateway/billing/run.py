@@ -15,6 +15,7 @@ production) and `tiergate billing-run` (once, by hand).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -39,6 +40,7 @@ async def billing_run(
     batch_size: int = 200,
     at: datetime | None = None,
     max_batches: int | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> RunResult:
     """Apply every wall-clock subscription step due by `at` (default: now). Test-clock subscriptions
     move only when their clock is advanced."""
@@ -54,4 +56,6 @@ async def billing_run(
         subscriptions += claimed
         steps += applied
         batches += 1
+        if on_batch is not None:  # progress: (subscriptions so far, steps so far)
+            on_batch(subscriptions, steps)
     return RunResult(subscriptions, steps, batches, time.perf_counter() - started)

@@ -225,3 +225,8 @@ class OutboxTail:
         if batch.complete and batch.measured > self.horizon:
             self.horizon = batch.measured
             self.seen = {seq: k for seq, k in self.seen.items() if k >= self.horizon}
+
+
+def horizon_watches() -> dict[str, HorizonWatch]:
+    """This process's watches by reader name (for /metrics)."""
+    return dict(_WATCHES)

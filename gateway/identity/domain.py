@@ -30,6 +30,7 @@ RESOURCES = (
     "audit",
     "privacy",
     "metrics",  # MRR, churn, retention, LTV (platform keys)
+    "operations",  # /metrics for Prometheus (read), the job queue's dashboard (write)
 )
 ACTIONS = ("read", "write")
 ALL_SCOPES = frozenset(f"{r}:{a}" for r in RESOURCES for a in ACTIONS)

@@ -1,0 +1,261 @@
+"""The job registry: every background job of Tiergate, once, and the two ways it runs.
+
+job              what                                          saq (production)  in process (embedded)
+relay            outbox -> provisioning, metrics, audit, hooks  every second      every relay pass
+webhooks         one attempt at each due webhook delivery       every 5 seconds   every relay pass
+past_due_sweep   revoke access past `past_due_grace_days`       every minute      every relay pass
+retention_purge  erase deprovisioned tenants past retention     hourly (:07)      every relay pass
+billing_run      renewals, trial ends, changes, their invoices  every minute      scheduler_interval
+
+- **Production** (`tiergate worker` with `redis_url`): one saq Worker on the `tiergate` queue with every job
+  as a function and a cron job. saq enqueues a cron job under a unique key per scheduled time, so N
+  workers run each tick once; each job is also safe to run twice at once (relay: row locks per consumer;
+  billing run: `SKIP LOCKED` batches and one invoice per period; webhooks: a delivery row is claimed).
+  Operators see the queue in saq's dashboard at `/saq` (platform key, `operations:*` scopes).
+- **Embedded** (no Redis; saq does not run without it): `InProcessJobs` inside `tiergate serve` or
+  `tiergate worker` runs the same functions: the relay family in one pass (relay, sweep, purge, relay
+  again for what they wrote, webhooks), nudged after every committed write and at least every
+  `relay_interval_seconds`; the billing run on its own interval. `tick()` runs one pass (tests).
+
+Every run is counted (`tiergate_job_runs_total{job,outcome}`, `tiergate_job_duration_seconds`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.billing.run import billing_run
+from gateway.billing.wiring import BillingConfig
+from gateway.config import Settings
+from gateway.db.session import Database
+from gateway.kernel.clock import Clock
+from gateway.kernel.waiting import wait_for_nudge
+from gateway.observability.metrics import (
+    BILLING_ACTIVE,
+    BILLING_LAST_DONE,
+    JOB_RUNS,
+    JOB_SECONDS,
+    BillingProgress,
+)
+from gateway.provisioning.jobs import Wiring, deliver_webhooks, relay_once
+from gateway.provisioning.service import purge_expired, sweep_past_due
+
+log = logging.getLogger("tiergate.jobs")
+
+QUEUE_NAME = "tiergate"
+
+
+@dataclass
+class JobContext:
+    """What every job needs; built once per process (app lifespan or worker start)."""
+
+    db: Database
+    clock: Clock
+    settings: Settings
+    wiring: Wiring
+    billing: BillingConfig
+
+
+JobFunction = Callable[[JobContext], Awaitable[int]]
+
+
+async def relay_job(ctx: JobContext) -> int:
+    return await relay_once(ctx.db, ctx.clock, ctx.wiring)
+
+
+async def webhooks_job(ctx: JobContext) -> int:
+    return await deliver_webhooks(ctx.db, ctx.clock, ctx.wiring)
+
+
+async def past_due_sweep_job(ctx: JobContext) -> int:
+    w = ctx.wiring
+    return await sweep_past_due(ctx.db, ctx.clock, w.provisioning, w.hooks, w.on_keys_disabled)
+
+
+async def retention_purge_job(ctx: JobContext) -> int:
+    return await purge_expired(ctx.db, ctx.clock, ctx.wiring.provisioning, ctx.wiring.hooks)
+
+
+async def billing_run_job(ctx: JobContext, on_batch: Callable[[int, int], None] | None = None) -> int:
+    progress = BillingProgress()
+
+    def report(subscriptions: int, steps: int) -> None:
+        progress(subscriptions, steps)
+        if on_batch is not None:
+            on_batch(subscriptions, steps)
+
+    BILLING_ACTIVE.inc()
+    try:
+        result = await billing_run(
+            ctx.db, ctx.clock, ctx.billing, batch_size=ctx.settings.billing_run_batch_size, on_batch=report
+        )
+    finally:
+        BILLING_ACTIVE.dec()
+    BILLING_LAST_DONE.set(time.time())
+    if result.steps:
+        log.info(
+            "billing run: %d steps on %d subscriptions in %.2fs",
+            result.steps,
+            result.subscriptions,
+            result.seconds,
+        )
+    return result.steps
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    run: JobFunction
+    cron: str  # saq's schedule (croniter; a sixth field is seconds)
+    family: str  # "relay" (runs where relay_enabled) or "billing" (where scheduler_enabled)
+    timeout_seconds: int = 300
+
+
+JOBS: tuple[JobSpec, ...] = (
+    JobSpec("relay", relay_job, "* * * * * *", "relay"),
+    JobSpec("past_due_sweep", past_due_sweep_job, "* * * * *", "relay"),
+    JobSpec("retention_purge", retention_purge_job, "7 * * * *", "relay"),
+    JobSpec("webhooks", webhooks_job, "* * * * * */5", "relay"),
+    JobSpec("billing_run", billing_run_job, "* * * * *", "billing", timeout_seconds=3600),
+)
+BY_NAME = {spec.name: spec for spec in JOBS}
+
+
+async def run_job(spec: JobSpec, ctx: JobContext) -> int:
+    """One run of a job, counted and timed (both runners call this)."""
+    started = time.perf_counter()
+    try:
+        done = await spec.run(ctx)
+    except asyncio.CancelledError:
+        JOB_RUNS.labels(spec.name, "cancelled").inc()
+        raise
+    except Exception:
+        JOB_RUNS.labels(spec.name, "failed").inc()
+        raise
+    finally:
+        JOB_SECONDS.labels(spec.name).observe(time.perf_counter() - started)
+    JOB_RUNS.labels(spec.name, "ok").inc()
+    return done
+
+
+def job_context(db: Database, clock: Clock, settings: Settings, wiring: Wiring) -> JobContext:
+    return JobContext(db, clock, settings, wiring, BillingConfig.from_settings(settings))
+
+
+# -- embedded: in-process ------------------------------------------------------------------------------
+@dataclass
+class InProcessJobs:
+    """The registry's jobs inside this process (no Redis). Also what health and tests read as the relay:
+    `tick()`, `nudge()`, `started_at`, `last_ok_at` (time.monotonic() of the last good relay pass)."""
+
+    ctx: JobContext
+    relay: bool = True
+    billing: bool = True
+    started_at: float | None = None
+    last_ok_at: float | None = None
+    _nudged: asyncio.Event = field(default_factory=asyncio.Event)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def nudge(self, *_: object) -> None:
+        self._nudged.set()
+
+    async def tick(self) -> int:
+        """One relay pass: relay, sweep, purge, relay again (their events), webhook attempts."""
+        async with self._lock:
+            done = await run_job(BY_NAME["relay"], self.ctx)
+            revoked = await run_job(BY_NAME["past_due_sweep"], self.ctx)
+            revoked += await run_job(BY_NAME["retention_purge"], self.ctx)
+            if revoked:
+                done += await run_job(BY_NAME["relay"], self.ctx)
+            done += revoked + await run_job(BY_NAME["webhooks"], self.ctx)
+        self.last_ok_at = time.monotonic()
+        return done
+
+    async def _relay_loop(self) -> None:
+        interval = self.ctx.settings.relay_interval_seconds
+        while True:
+            await wait_for_nudge(self._nudged, interval)
+            self._nudged.clear()
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failed pass must not stop the relay; the next pass retries
+                log.exception("relay pass failed")
+                await asyncio.sleep(interval)
+
+    async def _billing_loop(self) -> None:
+        while True:
+            try:
+                await run_job(BY_NAME["billing_run"], self.ctx)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failed pass must not stop the scheduler; the next pass retries
+                log.exception("billing run failed")
+            await asyncio.sleep(self.ctx.settings.scheduler_interval_seconds)
+
+    async def run(self) -> None:
+        self.started_at = time.monotonic()
+        loops = []
+        if self.relay:
+            loops.append(self._relay_loop())
+        if self.billing:
+            loops.append(self._billing_loop())
+        if loops:
+            await asyncio.gather(*loops)
+
+    async def queue_depths(self) -> dict[str, int]:
+        return {}
+
+
+# -- production: saq -----------------------------------------------------------------------------------
+def saq_functions(ctx: JobContext, specs: tuple[JobSpec, ...] = JOBS) -> list[Any]:
+    """The registry's jobs as saq functions (named after the job), closing over the context."""
+
+    def as_saq(spec: JobSpec) -> Any:
+        async def function(_: Any) -> int:
+            return await run_job(spec, ctx)
+
+        function.__name__ = function.__qualname__ = spec.name
+        return function
+
+    return [as_saq(spec) for spec in specs]
+
+
+def saq_worker(
+    queue: Any, ctx: JobContext, *, specs: tuple[JobSpec, ...] = JOBS, concurrency: int = 4
+) -> Any:
+    from saq import CronJob, Worker
+
+    functions = saq_functions(ctx, specs)
+    crons = [
+        CronJob(function, cron=spec.cron, unique=True, timeout=spec.timeout_seconds)
+        for spec, function in zip(specs, functions, strict=True)
+    ]
+    return Worker(queue, functions=functions, cron_jobs=crons, concurrency=concurrency, dequeue_timeout=1.0)
+
+
+def saq_queue(redis_url: str, timeout_seconds: float) -> Any:
+    from saq.queue.redis import RedisQueue
+
+    from gateway.db.redis import redis_client
+
+    # saq blocks on BLMOVE and pub/sub by design: a connect timeout and TCP keepalive, no read timeout;
+    # its dequeue wakes every second, so a shutdown is never held by a blocked read.
+    client = redis_client(redis_url, timeout_seconds=timeout_seconds, read_timeout=False)
+    return RedisQueue(client, name=QUEUE_NAME)
+
+
+@dataclass
+class SaqJobs:
+    """The serving app's view of the production queue: its depth for /metrics, the dashboard's queues."""
+
+    queue: Any
+
+    async def queue_depths(self) -> dict[str, int]:
+        return {self.queue.name: int(await self.queue.count("queued"))}

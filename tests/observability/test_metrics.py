@@ -1,0 +1,128 @@
+"""Prometheus /metrics: who may scrape it, and that each family says what happened."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import socket
+from typing import Any
+
+import httpx
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from gateway.config import Settings
+from tests.conftest import Api
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample (labels matched exactly where given), or fail naming what is there."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head = line.rsplit(" ", 1)[0]
+        found = dict(re.findall(r'(\w+)="([^"]*)"', head))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(
+        f"no sample {name} {labels} in:\n"
+        + "\n".join(line for line in text.splitlines() if line.startswith(name))
+    )
+
+
+def sample_or_zero(text: str, name: str, **labels: str) -> float:
+    try:
+        return sample(text, name, **labels)
+    except AssertionError:
+        return 0.0
+
+
+async def scrape(api: Api) -> str:
+    response = await api.client.get("/metrics", headers=api._headers(None))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return response.text
+
+
+async def test_metrics_need_a_platform_key_with_the_operations_scope(api: Api) -> None:
+    assert (await api.client.get("/metrics")).status_code == 401
+    narrow = await api.post("/v1/api_keys", {"name": "prom", "scopes": ["operations:read"]})
+    other = await api.post("/v1/api_keys", {"name": "other", "scopes": ["metrics:read"]})
+    missing = await api.client.get("/metrics", headers={"Authorization": f"Bearer {other['secret']}"})
+    assert missing.status_code == 403
+    assert missing.json()["code"] == "missing_scope"
+    assert (
+        await api.client.get("/metrics", headers={"Authorization": f"Bearer {narrow['secret']}"})
+    ).status_code == 200
+
+
+async def test_a_tenant_key_may_not_scrape(api: Api) -> None:
+    customer = await api.post("/v1/customers", {"name": "T", "currency": "USD"})
+    key = await api.post("/v1/api_keys", {"name": "t", "scopes": ["*"], "customer": customer["id"]})
+    response = await api.client.get("/metrics", headers={"Authorization": f"Bearer {key['secret']}"})
+    assert response.status_code == 403
+    assert response.json()["code"] == "platform_key_required"
+
+
+async def test_latency_by_route_template_decisions_by_reason_and_index_state(api: Api, demo: Any) -> None:
+    customer = await api.post("/v1/customers", {"name": "Acme", "currency": "USD"})
+    await api.post("/v1/subscriptions", {"customer": customer["id"], "price": "basic_monthly"})
+    before = await scrape(api)
+    route = "/v1/customers/{customer_id}"
+    seen = sample_or_zero(
+        before, "tiergate_http_request_duration_seconds_count", method="GET", route=route, status="200"
+    )
+    for _ in range(3):
+        await api.get(f"/v1/customers/{customer['id']}")
+    await api.get("/v1/customers/cus_missing", expect=404)
+    answers = [
+        await api.post("/v1/check", {"customer": customer["id"], "feature": "reporting_advanced"}, expect=200)
+        for _ in range(2)
+    ]
+    reason = answers[0]["reason"]
+    assert {a["reason"] for a in answers} == {reason}
+    counted = sample_or_zero(before, "tiergate_decisions_total", kind="feature", reason=reason)
+    text = await scrape(api)
+    assert (
+        sample(text, "tiergate_http_request_duration_seconds_count", method="GET", route=route, status="200")
+        == seen + 3
+    )
+    assert (
+        sample(text, "tiergate_http_request_duration_seconds_count", method="GET", route=route, status="404")
+        >= 1
+    )
+    assert sample(text, "tiergate_decisions_total", kind="feature", reason=reason) == counted + 2
+    assert sample(text, "tiergate_index_version") >= 1
+    assert sample(text, "tiergate_index_stale") == 0
+    assert sample(text, "tiergate_index_staleness_seconds") >= 0
+    assert sample(text, "tiergate_webhook_deliveries", status="pending") == 0
+
+
+async def test_every_response_carries_a_request_id_and_keeps_a_plain_incoming_one(api: Api) -> None:
+    response = await api.client.get("/health/live", headers={"X-Request-ID": "edge-42.a"})
+    assert response.headers["x-request-id"] == "edge-42.a"
+    odd = await api.client.get("/health/live", headers={"X-Request-ID": "a b\u00e9".encode("latin-1")})
+    assert re.fullmatch(r"[0-9a-f]{24}", odd.headers["x-request-id"])
+    fresh = await api.client.get("/health/live")
+    assert re.fullmatch(r"[0-9a-f]{24}", fresh.headers["x-request-id"])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, metrics_port=free_port())
+
+
+async def test_the_metrics_port_serves_without_a_credential(app: Litestar, settings: Settings) -> None:
+    async with AsyncTestClient(app), httpx.AsyncClient() as client:
+        response = await client.get(f"http://127.0.0.1:{settings.metrics_port}/metrics")
+        other = await client.get(f"http://127.0.0.1:{settings.metrics_port}/v1/customers")
+    assert response.status_code == 200
+    assert "tiergate_index_version" in response.text
+    assert other.status_code == 404

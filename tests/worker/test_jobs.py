@@ -1,0 +1,106 @@
+"""The job registry: the same job functions on saq (real Redis) and in process (no Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from pathlib import Path
+
+import pytest
+from croniter import croniter
+from saq.queue.redis import RedisQueue
+
+from gateway.all_models import Base
+from gateway.config import Settings
+from gateway.db.outbox import OutboxEvent
+from gateway.db.session import Database
+from gateway.demo import seed_demo
+from gateway.kernel.clock import SystemClock
+from gateway.notifications.relay import OutboxConsumer
+from gateway.observability.metrics import JOB_RUNS
+from gateway.provisioning.jobs import Wiring
+from gateway.worker.jobs import JOBS, InProcessJobs, job_context, saq_worker
+from tests.conftest import IN_CI, REDIS_URL, TEST_SECRET_KEY
+
+
+async def seeded(tmp_path: Path) -> Database:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'jobs.sqlite3'}")
+    async with db.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    async with db.unit_of_work() as session:
+        await seed_demo(session, SystemClock())
+    return db
+
+
+def context(db: Database) -> object:
+    settings = Settings(database_url=str(db.url), secret_key=TEST_SECRET_KEY)
+    return job_context(db, SystemClock(), settings, Wiring.from_settings(settings))
+
+
+async def consumer_positions(db: Database) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    async with db.unit_of_work() as session:
+        rows = (await session.execute(select(OutboxConsumer.name, OutboxConsumer.last_seq))).all()
+        top = await session.scalar(select(func.max(OutboxEvent.seq)))
+    return {"top": int(top or 0), **{name: int(seq) for name, seq in rows}}
+
+
+def runs(job: str, outcome: str = "ok") -> float:
+    return JOB_RUNS.labels(job, outcome)._value.get()
+
+
+def test_one_registry_names_every_job_once_with_a_valid_schedule() -> None:
+    names = [spec.name for spec in JOBS]
+    assert names == ["relay", "past_due_sweep", "retention_purge", "webhooks", "billing_run"]
+    assert all(croniter.is_valid(spec.cron) for spec in JOBS)
+
+
+@pytest.mark.skipif(not REDIS_URL and not IN_CI, reason="needs Redis (always run in CI)")
+async def test_the_jobs_run_on_saq_over_real_redis(tmp_path: Path) -> None:
+    db = await seeded(tmp_path)
+    queue = RedisQueue.from_url(REDIS_URL, name=f"tiergate-test-{uuid.uuid4().hex[:8]}")
+    worker = saq_worker(queue, context(db))  # type: ignore[arg-type]
+    assert sorted(job.function.__name__ for job in worker.cron_jobs) == sorted(s.name for s in JOBS)
+    assert all(job.unique for job in worker.cron_jobs)
+    before = runs("relay")
+    running = asyncio.create_task(worker.start())
+    try:
+        handled = await queue.apply("relay", timeout=60)
+        assert handled > 0  # the demo's subscription events reached provisioning, metrics, audit, webhooks
+        positions = await consumer_positions(db)
+        assert {positions[c] for c in ("provisioning", "metrics", "audit", "webhooks")} == {positions["top"]}
+        assert await queue.apply("relay", timeout=60) == 0  # nothing is handled twice
+        assert await queue.apply("webhooks", timeout=60) == 0  # the demo subscribes no endpoint
+        assert await queue.apply("past_due_sweep", timeout=60) == 0
+        assert await queue.apply("retention_purge", timeout=60) == 0
+        assert await queue.apply("billing_run", timeout=60) == 0  # nothing is due on the wall clock yet
+        assert runs("relay") >= before + 2  # (and the cron ticks meanwhile)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await worker.stop()
+        await queue.disconnect()
+        await db.dispose()
+
+
+async def test_without_redis_the_same_jobs_run_in_process(tmp_path: Path) -> None:
+    db = await seeded(tmp_path)
+    jobs = InProcessJobs(context(db), relay=True, billing=True)  # type: ignore[arg-type]
+    before = runs("billing_run")
+    running = asyncio.create_task(jobs.run())
+    try:
+        for _ in range(200):
+            positions = await consumer_positions(db)
+            if positions.get("provisioning") == positions["top"] and jobs.last_ok_at is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert positions.get("provisioning") == positions["top"]
+        assert runs("billing_run") >= before + 1
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await db.dispose()
