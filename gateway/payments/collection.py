@@ -247,3 +247,43 @@ def charge_request_of(
         at=payment.created_at,
         clock_ref=payment.test_clock_id,
     )
+
+
+async def collect_due(collector: Collector, *, limit: int = 100) -> int:
+    """First attempts: open invoices to be charged automatically that have no payment yet, of customers
+    with an active payment method. Runs after commits (the relay's tick: after every write in embedded
+    mode, every interval in the worker), so finalising an invoice charges it within moments, never
+    inside the finalising transaction. A claim that meets a second collector fails on the invoice's row
+    lock and the unique (invoice, attempt): one attempt each."""
+    from sqlalchemy import exists, select
+
+    from gateway.billing.models import Invoice
+    from gateway.payments.models import PaymentMethod
+
+    async with collector.db.unit_of_work() as session:
+        query = (
+            select(Invoice.id)
+            .where(
+                Invoice.status == "open",
+                Invoice.amount_remaining > 0,
+                Invoice.auto_advance.is_(True),
+                ~exists().where(Payment.invoice_id == Invoice.id),
+                exists().where(
+                    PaymentMethod.tenant_id == Invoice.tenant_id, PaymentMethod.status == "active"
+                ),
+            )
+            .order_by(Invoice.id)
+            .limit(limit)
+        )
+        method_column = Invoice.__table__.c.get("collection_method")
+        if method_column is not None:  # invoices that say how they are collected (send_invoice waits)
+            query = query.where(method_column == "charge_automatically")
+        due = list((await session.scalars(query)).all())
+    done = 0
+    for invoice_id in due:
+        try:
+            if await collector.collect(invoice_id, require_method=False) is not None:
+                done += 1
+        except Conflict:
+            continue  # paid, voided or claimed meanwhile; or refused (the payment row says why)
+    return done

@@ -29,6 +29,7 @@ from gateway.kernel.waiting import wait_for_nudge
 from gateway.metrics.recorder import MetricsRecorder
 from gateway.metrics.recorder import wants as metrics_wants
 from gateway.notifications import Consumer, DeliveryPolicy, Relay, WebhookSender, enqueue_handler, wants_event
+from gateway.payments.collection import Collector, collect_due
 from gateway.payments.providers.registry import ProviderRegistry
 from gateway.payments.service import PaymentSettings
 from gateway.payments.webhooks import consumer_handler as payments_handler
@@ -137,15 +138,27 @@ async def deliver_webhooks(db: Database, clock: Clock, wiring: Wiring | None = N
 
 
 async def tick(db: Database, clock: Clock, wiring: Wiring | None = None) -> int:
-    """Everything once: relay, past-due sweep, retention purge, relay again (their events), webhook
-    attempts."""
+    """Everything once: relay, past-due sweep, retention purge, relay again (their events), first
+    payment attempts of invoices charged automatically (outside any transaction), webhook attempts."""
     wiring = wiring or default_wiring(clock)
     done = await relay_once(db, clock, wiring)
     revoked = await sweep_past_due(db, clock, wiring.provisioning, wiring.hooks, wiring.on_keys_disabled)
     revoked += await purge_expired(db, clock, wiring.provisioning, wiring.hooks)
     if revoked:
         done += await relay_once(db, clock, wiring)
-    return done + revoked + await deliver_webhooks(db, clock, wiring)
+    collected = await collect_due(
+        Collector(
+            db,
+            clock,
+            ProviderRegistry(wiring.secrets, timeout_seconds=wiring.payments.provider_timeout_seconds),
+            wiring.billing,
+            wiring.payments,
+            actor="system:collection",
+        )
+    )
+    if collected:
+        done += await relay_once(db, clock, wiring)
+    return done + revoked + collected + await deliver_webhooks(db, clock, wiring)
 
 
 class BackgroundRelay:

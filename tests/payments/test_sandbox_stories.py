@@ -76,14 +76,17 @@ class World:
     async def methods(self, customer: str) -> list[dict[str, Any]]:
         return list((await self.api.get(f"/v1/customers/{customer}/payment_methods"))["data"])
 
-    async def invoice(self, customer: str, amount: int) -> dict[str, Any]:
+    async def invoice(self, customer: str, amount: int, *, auto: bool = True) -> dict[str, Any]:
+        """An open invoice; `auto`: charged automatically once finalised, else left to `/pay`."""
         await self.api.post(
             "/v1/invoice_items",
             {"customer": customer, "amount": amount, "currency": "EUR", "description": "Plan"},
         )
         invoice: dict[str, Any] = await self.api.post(
-            "/v1/invoices", {"customer": customer, "auto_advance": True}
+            "/v1/invoices", {"customer": customer, "auto_advance": auto}
         )
+        if not auto:
+            invoice = await self.api.post(f"/v1/invoices/{invoice['id']}/finalize", expect=200)
         return invoice
 
     async def payments(self, invoice: str) -> list[dict[str, Any]]:
@@ -162,18 +165,23 @@ async def test_a_good_card_pays_and_a_short_card_is_declined_with_its_code(world
     method = await world.method(good, "card_ok")
     assert (method["type"], method["brand"], method["is_default"]) == ("card", method["brand"], True)
     assert method["last4"] and len(method["last4"]) == 4
+    # Finalised with a card on file: charged at once, after the finalising transaction committed.
     invoice = await world.invoice(good, 4_900)
-    paid = await world.api.post(f"/v1/invoices/{invoice['id']}/pay", {}, expect=200)
-    assert (paid["status"], paid["amount_paid"]) == ("paid", 4_900)
+    paid = await eventually(
+        lambda: world.api.get(f"/v1/invoices/{invoice['id']}"), lambda i: i["status"] == "paid"
+    )
+    assert (paid["amount_paid"], paid["amount_remaining"]) == (4_900, 0)
     [payment] = await world.payments(invoice["id"])
     assert (payment["status"], payment["amount"], payment["attempt"]) == ("succeeded", 4_900, 1)
 
     short = await world.customer("Short")
     await world.method(short, "card_insufficient_funds")
     invoice = await world.invoice(short, 1_250)
-    after = await world.api.post(f"/v1/invoices/{invoice['id']}/pay", {}, expect=200)
+    [failed] = await eventually(
+        lambda: world.payments(invoice["id"]), lambda rows: [r["status"] for r in rows] == ["failed"]
+    )
+    after = await world.api.get(f"/v1/invoices/{invoice['id']}")
     assert (after["status"], after["amount_remaining"]) == ("open", 1_250)
-    [failed] = await world.payments(invoice["id"])
     assert (failed["status"], failed["decline_code"], failed["hard_decline"]) == (
         "failed",
         "insufficient_funds",
@@ -186,7 +194,7 @@ async def test_3ds_gives_an_action_url_then_webhooks_dedupe_and_an_older_version
 ) -> None:
     customer = await world.customer()
     await world.method(customer, "card_3ds")
-    invoice = await world.invoice(customer, 3_000)
+    invoice = await world.invoice(customer, 3_000, auto=False)
     await world.api.post(
         f"/v1/invoices/{invoice['id']}/pay",
         {"off_session": False, "return_url": "https://shop.example/paid"},
@@ -257,7 +265,7 @@ async def test_3ds_gives_an_action_url_then_webhooks_dedupe_and_an_older_version
 async def test_refund_half_a_payment_with_its_credit_note(world: World) -> None:
     customer = await world.customer()
     await world.method(customer, "card_ok")
-    invoice = await world.invoice(customer, 9_999)
+    invoice = await world.invoice(customer, 9_999, auto=False)
     await world.api.post(f"/v1/invoices/{invoice['id']}/pay", {}, expect=200)
     [payment] = await world.payments(invoice["id"])
     refund = await world.api.post(
@@ -290,7 +298,7 @@ async def provider_id(world: World, payment_id: str) -> str:
 async def test_reconciliation_settles_a_timed_out_charge_exactly_once(world: World) -> None:
     customer = await world.customer()
     await world.method(customer, "card_timeout")
-    invoice = await world.invoice(customer, 7_700)
+    invoice = await world.invoice(customer, 7_700, auto=False)
     await world.api.post(f"/v1/invoices/{invoice['id']}/pay", {}, expect=200)
     [payment] = await world.payments(invoice["id"])
     assert payment["status"] == "unknown"
@@ -319,7 +327,7 @@ async def test_no_card_number_or_cvc_anywhere_after_a_story(
     caplog.set_level(logging.DEBUG)
     customer = await world.customer()
     await world.method(customer, "card_ok")
-    invoice = await world.invoice(customer, 1_000)
+    invoice = await world.invoice(customer, 1_000, auto=False)
     await world.api.post(f"/v1/invoices/{invoice['id']}/pay", {}, expect=200)
     [payment] = await world.payments(invoice["id"])
     await world.api.post(f"/v1/payments/{payment['id']}/refund", {"amount": 500})
