@@ -62,6 +62,9 @@ from gateway.observability import tracing
 from gateway.observability.http import METRICS_HANDLERS, metrics_listener
 from gateway.observability.metrics import DatabaseGauges, EngineExporter
 from gateway.observability.requests import observe_requests
+from gateway.payments.http import CONTROLLERS as PAYMENTS
+from gateway.payments.runtime import PaymentsRuntime, run_reconciler
+from gateway.payments.service import PaymentSettings
 from gateway.provisioning.hooks import discover_hooks
 from gateway.provisioning.http import CONTROLLERS as PRIVACY
 from gateway.provisioning.http import provide_member_directory
@@ -210,6 +213,13 @@ def create_app(
     state.secret_box = secret_box
     state.sso_pending = sso_pending
     state.sso_oidc = sso_oidc
+    # Payments: provider adapters from accounts (credentials opened with the secret box); test clocks move
+    # the providers' clocks too (a hook: subscriptions does not import payments).
+    payments = PaymentsRuntime(
+        database, clock, secret_box, billing_config, PaymentSettings.from_settings(settings)
+    )
+    state.payments = payments
+    state.clock_advance_hooks = [payments.clock_hook()]
     # Accounts follow the subscription: each replica's in-memory token revocation list, and the relay.
     revocations = RevocationList(
         database,
@@ -274,6 +284,11 @@ def create_app(
             engine.on_synced.append(jobs.nudge)
         if settings.relay_enabled or settings.scheduler_enabled:
             tasks.append(asyncio.create_task(jobs.run()))
+        if settings.scheduler_enabled:
+            # Payments left processing or unknown (a crash, a timeout) are asked about again.
+            tasks.append(
+                asyncio.create_task(run_reconciler(payments, settings.payment_reconcile_interval_seconds))
+            )
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if settings.metrics_port:
@@ -303,6 +318,7 @@ def create_app(
         *CUSTOMERS,
         *SUBSCRIPTIONS,
         *BILLING,
+        *PAYMENTS,
         EventController,
         *IDENTITY,
         *SSO,

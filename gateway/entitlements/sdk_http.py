@@ -123,6 +123,7 @@ async def _stream(
 
 @get(
     "/changes",
+    media_type="text/event-stream",
     opt={"scope": "entitlements:read"},
     tags=["decisions"],
     responses=ERROR_RESPONSES,

@@ -3,6 +3,7 @@
 job              what                                          saq (production)  in process (embedded)
 relay            outbox -> provisioning, metrics, audit, hooks  every second      every relay pass
 webhooks         one attempt at each due webhook delivery       every 5 seconds   every relay pass
+collection       first payment attempts of finalised invoices   every 2 seconds   every relay pass
 past_due_sweep   revoke access past `past_due_grace_days`       every minute      every relay pass
 retention_purge  erase deprovisioned tenants past retention     hourly (:07)      every relay pass
 billing_run      renewals, trial ends, changes, their invoices  every minute      scheduler_interval
@@ -42,6 +43,8 @@ from gateway.observability.metrics import (
     JOB_SECONDS,
     BillingProgress,
 )
+from gateway.payments.collection import Collector, collect_due
+from gateway.payments.providers.registry import ProviderRegistry
 from gateway.provisioning.jobs import Wiring, deliver_webhooks, relay_once
 from gateway.provisioning.service import purge_expired, sweep_past_due
 
@@ -70,6 +73,16 @@ async def relay_job(ctx: JobContext) -> int:
 
 async def webhooks_job(ctx: JobContext) -> int:
     return await deliver_webhooks(ctx.db, ctx.clock, ctx.wiring)
+
+
+async def collection_job(ctx: JobContext) -> int:
+    """First payment attempts of finalised invoices charged automatically, outside any transaction
+    (gateway/payments/collection.py): a finalised invoice with a card on file is paid within moments."""
+    w = ctx.wiring
+    registry = ProviderRegistry(w.secrets, timeout_seconds=w.payments.provider_timeout_seconds)
+    return await collect_due(
+        Collector(ctx.db, ctx.clock, registry, w.billing, w.payments, actor="system:collection")
+    )
 
 
 async def past_due_sweep_job(ctx: JobContext) -> int:
@@ -121,6 +134,7 @@ JOBS: tuple[JobSpec, ...] = (
     JobSpec("past_due_sweep", past_due_sweep_job, "* * * * *", "relay"),
     JobSpec("retention_purge", retention_purge_job, "7 * * * *", "relay"),
     JobSpec("webhooks", webhooks_job, "* * * * * */5", "relay"),
+    JobSpec("collection", collection_job, "* * * * * */2", "relay"),
     JobSpec("billing_run", billing_run_job, "* * * * *", "billing", timeout_seconds=3600),
 )
 BY_NAME = {spec.name: spec for spec in JOBS}
@@ -165,14 +179,18 @@ class InProcessJobs:
         self._nudged.set()
 
     async def tick(self) -> int:
-        """One relay pass: relay, sweep, purge, relay again (their events), webhook attempts."""
+        """One relay pass: relay, sweep, purge, relay again (their events), first payment attempts (and
+        the relay for theirs), webhook attempts."""
         async with self._lock:
             done = await run_job(BY_NAME["relay"], self.ctx)
             revoked = await run_job(BY_NAME["past_due_sweep"], self.ctx)
             revoked += await run_job(BY_NAME["retention_purge"], self.ctx)
             if revoked:
                 done += await run_job(BY_NAME["relay"], self.ctx)
-            done += revoked + await run_job(BY_NAME["webhooks"], self.ctx)
+            collected = await run_job(BY_NAME["collection"], self.ctx)
+            if collected:
+                done += await run_job(BY_NAME["relay"], self.ctx)  # the payments' events
+            done += revoked + collected + await run_job(BY_NAME["webhooks"], self.ctx)
         self.last_ok_at = time.monotonic()
         return done
 

@@ -7,16 +7,32 @@ Set `relay_enabled = false` and `scheduler_enabled = false` on the `serve` repli
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+from gateway.billing.wiring import BillingConfig
 from gateway.config import Settings
 from gateway.db.session import Database
-from gateway.kernel.clock import SystemClock
+from gateway.kernel.clock import Clock, SystemClock
+from gateway.payments.runtime import PaymentsRuntime, run_reconciler
+from gateway.payments.service import PaymentSettings
 from gateway.provisioning.hooks import discover_hooks
 from gateway.provisioning.jobs import Wiring
+from gateway.security.secretbox import box_for
 from gateway.worker.jobs import InProcessJobs, job_context, saq_queue, saq_worker
 
 log = logging.getLogger("tiergate.scheduler")
+
+
+def payments_runtime(db: Database, clock: Clock, settings: Settings) -> PaymentsRuntime:
+    """Reconciliation of payments left processing/unknown runs beside the registry's jobs."""
+    return PaymentsRuntime(
+        db,
+        clock,
+        box_for(settings),
+        BillingConfig.from_settings(settings),
+        PaymentSettings.from_settings(settings),
+    )
 
 
 def worker_wiring(settings: Settings, clock: SystemClock) -> Wiring:
@@ -35,6 +51,11 @@ async def run_worker(settings: Settings) -> None:
     db = Database(settings.database_url)
     clock = SystemClock()
     ctx = job_context(db, clock, settings, worker_wiring(settings, clock))
+    # Payments left processing or unknown (a crash between the provider's answer and the commit, a
+    # timeout) are asked about again with the same idempotency key.
+    reconciler = asyncio.create_task(
+        run_reconciler(payments_runtime(db, clock, settings), settings.payment_reconcile_interval_seconds)
+    )
     try:
         if settings.redis_url:
             queue = saq_queue(settings.redis_url, settings.redis_timeout_seconds)
@@ -44,4 +65,5 @@ async def run_worker(settings: Settings) -> None:
             log.info("worker: no redis_url, running the jobs in process")
             await InProcessJobs(ctx).run()
     finally:
+        reconciler.cancel()
         await db.dispose()
