@@ -66,6 +66,7 @@ from gateway.sso.service import seal_client_secrets
 from gateway.subscriptions.hooks import SubscriptionListener
 from gateway.subscriptions.http import CONTROLLERS as SUBSCRIPTIONS
 from gateway.subscriptions.http import EventController
+from gateway.subscriptions.ports import PaymentMethodLookup
 from gateway.taxes.http import CONTROLLERS as TAXES
 from gateway.web.bodies import check_request
 from gateway.web.deps import COMMON_DEPENDENCIES
@@ -115,6 +116,12 @@ def provide_subscription_listeners(
 ) -> list[SubscriptionListener]:
     services = billing_services(session, clock, billing_config)
     return [services.billing]
+
+
+def provide_payment_method_lookup(
+    session: NamedDependency[AsyncSession], billing_config: NamedDependency[BillingConfig]
+) -> PaymentMethodLookup:
+    return billing_config.payment_methods(session)
 
 
 def _redis_and_quotas(settings: Settings) -> tuple[Any | None, QuotaStore]:
@@ -283,7 +290,14 @@ def create_app(
     docs_assets = docs_assets_router()
     app = Litestar(
         route_handlers=[
-            v1, ofrep, FORWARD_ROUTER, *HEALTH_HANDLERS, jwks, *SSO_BROWSER, SCIM_ROUTER, docs_assets
+            v1,
+            ofrep,
+            FORWARD_ROUTER,
+            *HEALTH_HANDLERS,
+            jwks,
+            *SSO_BROWSER,
+            SCIM_ROUTER,
+            docs_assets,
         ],
         # One guard for every route: the permission matrix (gateway/web/permissions.py) says who may call
         # each operation, and it authenticates API keys where they are the credential.
@@ -304,6 +318,8 @@ def create_app(
             # Subscriptions are billed: every subscription service a request builds carries billing.
             "subscription_listeners": Provide(provide_subscription_listeners, sync_to_thread=False),
             "billing_config": Provide(lambda: billing_config, sync_to_thread=False),
+            # Trial ends ask whether the customer can be charged (subscriptions.ports).
+            "payment_method_lookup": Provide(provide_payment_method_lookup, sync_to_thread=False),
             # Invites (identity) reach customers and the tier through this adapter (layers).
             "member_directory": Provide(provide_member_directory, sync_to_thread=False),
             # Members added or given a role over REST go through the one seat and role check.
