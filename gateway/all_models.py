@@ -13,6 +13,7 @@ from gateway.identity import revocation as revocation_models
 from gateway.metrics import models as metrics_models
 from gateway.notifications import models as notification_models
 from gateway.notifications import relay as relay_models
+from gateway.payments import models as payment_models
 from gateway.provisioning import models as provisioning_models
 from gateway.scim import models as scim_models
 from gateway.sso import models as sso_models
@@ -32,6 +33,7 @@ __all__ = [
     "metrics_models",
     "notification_models",
     "outbox",
+    "payment_models",
     "provisioning_models",
     "relay_models",
     "revocation_models",

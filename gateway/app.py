@@ -51,6 +51,9 @@ from gateway.logs import FORMAT, quiet_libraries
 from gateway.metrics.http import CONTROLLERS as METRICS
 from gateway.notifications.http import CONTROLLERS as WEBHOOKS
 from gateway.notifications.service import seal_endpoint_secrets
+from gateway.payments.http import CONTROLLERS as PAYMENTS
+from gateway.payments.runtime import PaymentsRuntime, run_reconciler
+from gateway.payments.service import PaymentSettings
 from gateway.provisioning.hooks import discover_hooks
 from gateway.provisioning.http import CONTROLLERS as PRIVACY
 from gateway.provisioning.http import provide_member_directory
@@ -185,6 +188,13 @@ def create_app(
     state.secret_box = secret_box
     state.sso_pending = sso_pending
     state.sso_oidc = sso_oidc
+    # Payments: provider adapters from accounts (credentials opened with the secret box); test clocks move
+    # the providers' clocks too (a hook: subscriptions does not import payments).
+    payments = PaymentsRuntime(
+        database, clock, secret_box, billing_config, PaymentSettings.from_settings(settings)
+    )
+    state.payments = payments
+    state.clock_advance_hooks = [payments.clock_hook()]
     # Accounts follow the subscription: each replica's in-memory token revocation list, and the relay.
     revocations = RevocationList(
         database,
@@ -247,6 +257,9 @@ def create_app(
                     )
                 )
             )
+            tasks.append(
+                asyncio.create_task(run_reconciler(payments, settings.payment_reconcile_interval_seconds))
+            )
         try:
             yield
         finally:
@@ -267,6 +280,7 @@ def create_app(
         *CUSTOMERS,
         *SUBSCRIPTIONS,
         *BILLING,
+        *PAYMENTS,
         EventController,
         *IDENTITY,
         *SSO,

@@ -114,6 +114,13 @@ class Settings:
     webhook_backoff_seconds: float = 30.0
     webhook_max_backoff_seconds: float = 21600.0
     webhook_timeout_seconds: float = 10.0
+    # Payments: how long a provider call may take (then the outcome is `unknown`), how long a payment may
+    # stay processing/unknown before reconciliation asks the provider, how often that job runs, and where
+    # a 3-D Secure page sends the customer back when the caller gave no return_url.
+    payment_provider_timeout_seconds: float = 10.0
+    payment_reconcile_after_seconds: float = 300.0
+    payment_reconcile_interval_seconds: float = 60.0
+    payment_return_url: str = "http://127.0.0.1:8000/"
     # Outbound requests to user-given URLs (webhooks; gateway/security/outbound.py): http:// targets, and
     # loopback/private/link-local/reserved addresses, are refused unless these allow them (tests, dev).
     webhook_allow_http: bool = False

@@ -188,23 +188,6 @@ class InvoiceController(Controller):
         return await _invoice_out(billing, invoice)
 
     @post(
-        "/{invoice_id:str}/pay",
-        opt=WRITE,
-        responses=ERROR_RESPONSES,
-        status_code=200,
-        summary="Record that the invoice was paid outside Tiergate",
-    )
-    async def pay(
-        self,
-        invoice_id: FromPath[str],
-        billing: NamedDependency[BillingServices],
-        principal: NamedDependency[Principal],
-    ) -> s.Invoice:
-        invoice = await billing.invoices.get(invoice_id, scope=principal.tenant_id, for_update=True)
-        await billing.invoices.pay(invoice, await _now(billing, invoice.test_clock_id))
-        return await _invoice_out(billing, invoice)
-
-    @post(
         "/{invoice_id:str}/void",
         opt=WRITE,
         responses=ERROR_RESPONSES,

@@ -35,6 +35,8 @@ class Customer(Base):
     # Customers on a test clock live on that clock's time (subscriptions domain owns the table).
     test_clock_id: Mapped[str | None] = mapped_column(ForeignKey("test_clocks.id"), index=True)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    # The payment provider account that collects from this customer (payments domain); NULL = the default.
+    payment_provider_account_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit.service import audited
 from gateway.audit.service import handle_event as audit_event
+from gateway.billing.wiring import BillingConfig
 from gateway.config import Settings
 from gateway.db.outbox import OutboxEvent
 from gateway.db.session import Database
@@ -28,6 +29,10 @@ from gateway.kernel.waiting import wait_for_nudge
 from gateway.metrics.recorder import MetricsRecorder
 from gateway.metrics.recorder import wants as metrics_wants
 from gateway.notifications import Consumer, DeliveryPolicy, Relay, WebhookSender, enqueue_handler, wants_event
+from gateway.payments.providers.registry import ProviderRegistry
+from gateway.payments.service import PaymentSettings
+from gateway.payments.webhooks import consumer_handler as payments_handler
+from gateway.payments.webhooks import wants as payments_wants
 from gateway.provisioning.hooks import AccessHook, discover_hooks
 from gateway.provisioning.service import Provisioner, ProvisioningSettings, purge_expired, sweep_past_due
 from gateway.security.outbound import OutboundPolicy
@@ -47,6 +52,9 @@ class Wiring:
     hooks: Sequence[AccessHook] = ()
     on_keys_disabled: Callable[[list[str]], None] | None = None
     horizon_warn_seconds: float = DEFAULT_WARN_AFTER_SECONDS
+    # Payments: provider webhooks applied by the `payments` consumer (invoices paid, methods attached).
+    billing: BillingConfig = field(default_factory=BillingConfig)
+    payments: PaymentSettings = field(default_factory=PaymentSettings)
 
     @classmethod
     def from_settings(cls, settings: Settings, **kw: object) -> Wiring:
@@ -64,6 +72,8 @@ class Wiring:
                 outbound=OutboundPolicy.for_webhooks(settings),
             ),
             horizon_warn_seconds=settings.outbox_horizon_warn_seconds,
+            billing=BillingConfig.from_settings(settings),
+            payments=PaymentSettings.from_settings(settings),
             **kw,  # type: ignore[arg-type]
         )
 
@@ -81,6 +91,16 @@ def consumers(clock: Clock, wiring: Wiring) -> list[Consumer]:
         Consumer("metrics", record_metrics, metrics_wants),
         Consumer("audit", audit_event, audited),
         Consumer("webhooks", enqueue_handler(clock), wants_event),
+        Consumer(
+            "payments",
+            payments_handler(
+                clock,
+                ProviderRegistry(wiring.secrets, timeout_seconds=wiring.payments.provider_timeout_seconds),
+                wiring.billing,
+                wiring.payments,
+            ),
+            payments_wants,
+        ),
     ]
 
 

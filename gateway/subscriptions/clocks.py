@@ -6,7 +6,10 @@ customers, in time order, each stamped with the clock time at which it happened.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.customers import CustomerService
 from gateway.customers.models import Customer
@@ -21,6 +24,13 @@ from gateway.subscriptions.hooks import ClockListener
 from gateway.subscriptions.models import TestClock
 from gateway.subscriptions.repository import SubscriptionRepository
 from gateway.subscriptions.service import SubscriptionService
+
+# Called at the start of every advance, before anything moves: `hook(session, clock_id, to)`. Domains above
+# subscriptions register one through the composition root (payments: the sandbox provider settles what
+# falls due on that clock, so asynchronous settlements and account-updater events follow the clock) without
+# subscriptions importing them. Before the advance's writes, so a provider's webhooks arriving meanwhile
+# never wait on this transaction (SQLite has one writer).
+ClockAdvanceHook = Callable[[AsyncSession, str, datetime], Awaitable[None]]
 
 
 class TestClockNotFound(NotFound):
@@ -51,8 +61,10 @@ class TestClockService:
         clock: Clock,
         *,
         max_advance_months: int = DEFAULT_MAX_ADVANCE_MONTHS,
+        advance_hooks: Sequence[ClockAdvanceHook] = (),
     ) -> None:
         self.repo = repository
+        self.advance_hooks = tuple(advance_hooks)
         self.max_advance_months = max_advance_months
         self.subscriptions = subscriptions
         self.customers = customers
@@ -111,6 +123,8 @@ class TestClockService:
                 field="frozen_time",
                 max_frozen_time=format_timestamp(furthest),
             )
+        for hook in self.advance_hooks:
+            await hook(self.repo.session, test_clock.id, target)
         # Walk step by step so each step sees the clock at its own time (a change made by a handler at
         # the trial end must see the trial-end time, not the target).
         steps = await self.subscriptions.advance_due(target, test_clock_id=test_clock.id)

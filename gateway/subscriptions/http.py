@@ -62,7 +62,12 @@ def provide_test_clocks(
 ) -> TestClockService:
     max_months = getattr(state.get("settings"), "test_clock_max_advance_months", DEFAULT_MAX_ADVANCE_MONTHS)
     return TestClockService(
-        SubscriptionRepository(session), subscriptions, customers, clock, max_advance_months=max_months
+        SubscriptionRepository(session),
+        subscriptions,
+        customers,
+        clock,
+        max_advance_months=max_months,
+        advance_hooks=state.get("clock_advance_hooks", ()),
     )
 
 

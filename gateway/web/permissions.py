@@ -181,6 +181,22 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /v1/invoices/{invoice_id}/pdf":                            (TENANT, "billing:read"),
     "POST /v1/invoices/{invoice_id}/finalize":                      (PLATFORM, "billing:write"),
     "POST /v1/invoices/{invoice_id}/pay":                           (PLATFORM, "billing:write"),
+    # -- payments: provider accounts and collecting money are the platform's; a tenant reads its own methods
+    #    and payments; providers post their webhooks (signature checked by the adapter)
+    "GET /v1/payment_provider_accounts":                            (PLATFORM, "payments:read"),
+    "POST /v1/payment_provider_accounts":                           (PLATFORM, "payments:write"),
+    "GET /v1/payment_provider_accounts/{account_id}":               (PLATFORM, "payments:read"),
+    "POST /v1/payment_providers/{account_id}/webhooks":             (ANYONE, None),
+    "GET /v1/customers/{customer_id}/payment_methods":              (TENANT, "payments:read"),
+    "GET /v1/customers/{customer_id}/payment_methods/{payment_method_id}": (PLATFORM, "payments:read"),
+    "PATCH /v1/customers/{customer_id}/payment_methods/{payment_method_id}": (PLATFORM, "payments:write"),
+    "DELETE /v1/customers/{customer_id}/payment_methods/{payment_method_id}": (PLATFORM, "payments:write"),
+    "POST /v1/customers/{customer_id}/payment_methods/{payment_method_id}/default":
+                                                                    (PLATFORM, "payments:write"),
+    "POST /v1/customers/{customer_id}/setup_sessions":              (PLATFORM, "payments:write"),
+    "GET /v1/payments":                                             (TENANT, "payments:read"),
+    "GET /v1/payments/{payment_id}":                                (PLATFORM, "payments:read"),
+    "POST /v1/payments/{payment_id}/refund":                        (PLATFORM, "payments:write"),
     "POST /v1/invoices/{invoice_id}/void":                          (PLATFORM, "billing:write"),
     "POST /v1/invoices/{invoice_id}/mark_uncollectible":            (PLATFORM, "billing:write"),
     "GET /v1/invoice_items":                                        (TENANT, "billing:read"),

@@ -2,7 +2,8 @@
 
 The job bodies are plain async functions over (db, clock, config): tests and `tiergate billing-run` call
 them directly. Beside the billing run, `tiergate worker` runs the outbox relay (provisioning, audit,
-outgoing webhooks, metrics, the past-due sweep, the retention purge): run it in the worker and set
+outgoing webhooks, metrics, payments' provider webhooks, the past-due sweep, the retention purge) and the
+payments reconciliation: run it in the worker and set
 `relay_enabled = false` on the `serve` replicas. Two schedulers run the billing run:
 - embedded (no Redis): `run_scheduler`, a loop inside `tiergate serve` or `tiergate worker`;
 - production (Redis): saq, a cron job every minute in `tiergate worker`, any number of replicas. saq's
@@ -21,8 +22,11 @@ from gateway.billing.wiring import BillingConfig
 from gateway.config import Settings
 from gateway.db.session import Database
 from gateway.kernel.clock import Clock, SystemClock
+from gateway.payments.runtime import PaymentsRuntime, run_reconciler
+from gateway.payments.service import PaymentSettings
 from gateway.provisioning.hooks import discover_hooks
 from gateway.provisioning.jobs import BackgroundRelay, Wiring
+from gateway.security.secretbox import box_for
 
 log = logging.getLogger("tiergate.scheduler")
 
@@ -55,6 +59,17 @@ async def run_scheduler(
         await asyncio.sleep(interval_seconds)
 
 
+def payments_runtime(db: Database, clock: Clock, settings: Settings) -> PaymentsRuntime:
+    """Reconciliation of payments left processing/unknown runs beside the billing run."""
+    return PaymentsRuntime(
+        db,
+        clock,
+        box_for(settings),
+        BillingConfig.from_settings(settings),
+        PaymentSettings.from_settings(settings),
+    )
+
+
 def relay_loop(db: Database, clock: Clock, settings: Settings) -> BackgroundRelay:
     """The outbox relay for a process that serves no HTTP: sessions live in Redis when configured."""
     sessions = None
@@ -73,6 +88,9 @@ async def run_worker(settings: Settings) -> None:
     db = Database(settings.database_url)
     clock = SystemClock()
     relay = asyncio.create_task(relay_loop(db, clock, settings).run())
+    reconciler = asyncio.create_task(
+        run_reconciler(payments_runtime(db, clock, settings), settings.payment_reconcile_interval_seconds)
+    )
     try:
         if settings.redis_url:
             await run_saq_worker(settings)
@@ -86,6 +104,7 @@ async def run_worker(settings: Settings) -> None:
             )
     finally:
         relay.cancel()
+        reconciler.cancel()
         await db.dispose()
 
 

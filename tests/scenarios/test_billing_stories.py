@@ -408,7 +408,7 @@ async def test_credit_notes_on_open_and_paid_invoices(api: Api, demo: Any) -> No
     too_much = await api.post("/v1/credit_notes", {"invoice": invoice["id"], "amount": 7001}, expect=409)
     assert too_much["code"] == "credit_exceeds_invoice"
 
-    await api.post(f"/v1/invoices/{invoice['id']}/pay", expect=200)
+    await api.post(f"/v1/invoices/{invoice['id']}/pay", {"paid_out_of_band": True}, expect=200)
     after_pay = await api.post("/v1/credit_notes", {"invoice": invoice["id"], "amount": 2000})
     assert (after_pay["credit_to_invoice"], after_pay["credit_to_balance"]) == (0, 2000)
     assert (await api.get(f"/v1/customers/{customer}/balance"))["available"] == {"USD": 2000}
@@ -424,7 +424,7 @@ async def test_invoice_lifecycle_transitions_and_refusals(api: Api, demo: Any) -
     voided = await api.post(f"/v1/invoices/{invoice['id']}/void", expect=200)
     assert (voided["status"], voided["number"]) == ("void", invoice["number"])  # keeps its number
     assert (await api.get(f"/v1/customers/{customer}/balance"))["available"] == {"USD": 300}
-    again = await api.post(f"/v1/invoices/{invoice['id']}/pay", expect=409)
+    again = await api.post(f"/v1/invoices/{invoice['id']}/pay", {"paid_out_of_band": True}, expect=409)
     assert again["code"] == "invalid_transition"
 
     await api.post(
@@ -450,7 +450,7 @@ async def test_invoice_lifecycle_transitions_and_refusals(api: Api, demo: Any) -
     assert finalized["credit_applied"] == 300
     written_off = await api.post(f"/v1/invoices/{draft['id']}/mark_uncollectible", expect=200)
     assert written_off["status"] == "uncollectible"
-    paid = await api.post(f"/v1/invoices/{draft['id']}/pay", expect=200)
+    paid = await api.post(f"/v1/invoices/{draft['id']}/pay", {"paid_out_of_band": True}, expect=200)
     assert (paid["status"], paid["amount_paid"], paid["amount_remaining"]) == ("paid", 1200, 0)
     refused = await api.call("DELETE", f"/v1/invoices/{draft['id']}", expect=409)
     assert refused["code"] == "invoice_not_draft"

@@ -52,6 +52,10 @@ PARAMETER_IDS = {
     "feature": "feature",
     "rate_id": "tax_rate",
     "clock_id": "test_clock",
+    "account_id": "payment_provider_account",
+    # payments (platform-only below the list; the walk's tenant key is refused before any lookup)
+    "payment_method_id": "payment_method",
+    "payment_id": "payment",
     "version": "policy_version",
     "key": "flag",
 }
@@ -143,7 +147,16 @@ def body_for(operation: str, side: Side, n: int) -> Any:
         "POST /v1/subscriptions/{subscription_id}/usage": {"quantity": 1},
         "POST /v1/invoices": {"customer": c},
         "POST /v1/invoices/{invoice_id}/finalize": {},
-        "POST /v1/invoices/{invoice_id}/pay": {},
+        "POST /v1/invoices/{invoice_id}/pay": {"paid_out_of_band": True},
+        "POST /v1/payment_provider_accounts": {
+            "kind": "sandbox",
+            "name": f"Sandbox {n}",
+            "credentials": {"base_url": "http://127.0.0.1:9/", "api_key": "k", "webhook_secret": "s"},
+        },
+        "PATCH /v1/customers/{customer_id}/payment_methods/{payment_method_id}": {"priority": 0},
+        "POST /v1/customers/{customer_id}/payment_methods/{payment_method_id}/default": {},
+        "POST /v1/customers/{customer_id}/setup_sessions": {"return_url": "https://example.com/back"},
+        "POST /v1/payments/{payment_id}/refund": {"amount": 100},
         "POST /v1/invoices/{invoice_id}/void": {},
         "POST /v1/invoices/{invoice_id}/mark_uncollectible": {},
         "POST /v1/invoice_items": {"customer": c, "amount": -100_000, "currency": "USD", "description": "x"},
@@ -305,6 +318,9 @@ async def shared_ids(api: Api) -> dict[str, str]:
         "test_clock": clock["id"],
         "policy_version": "1",
         "flag": "reporting_advanced",
+        "payment_provider_account": "ppa_none",
+        "payment_method": "pm_none",
+        "payment": "pay_none",
     }
 
 
@@ -318,6 +334,13 @@ async def other_credential(tenant: Api, method: str, path: str, access: Access) 
     """An operation whose credential is not an API key: a tenant key gets nothing more than anyone."""
     # What nginx sends to forward auth: the original request (the API key is no end user's token).
     headers = {**tenant._headers(None), "X-Original-Method": "GET", "X-Original-URI": "/api/projects"}
+    if path == "/v1/payment_providers/{account_id}/webhooks":
+        # A provider's webhook: an API key proves nothing here; an unknown account is a 404.
+        response = await tenant.client.request(
+            method, fill(path, Side("x", {"payment_provider_account": "ppa_none"})), headers=headers
+        )
+        assert response.status_code == 404, f"{method} {path}: {response.status_code}"
+        return
     response = await tenant.client.request(method, path, headers=headers)
     if Caller.ANYONE in access.callers:
         assert response.status_code == 200, f"{method} {path}: {response.status_code}"

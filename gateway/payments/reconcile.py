@@ -1,0 +1,95 @@
+"""Reconciliation: the way back after a crash or a provider that did not answer.
+
+Payments left `processing` or `unknown` past `reconcile_after` (wall clock) are asked about: by the
+provider's payment id when the answer once came, else by re-sending the very same charge under the same
+idempotency key (the provider dedupes it: it returns the first charge, or makes the one that never
+reached it). The answer is applied under the payment's row lock through the transition table, so two
+reconcilers (or a reconciler and a late webhook) settle a payment once. Provider calls happen outside any
+transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from gateway.billing.wiring import BillingConfig
+from gateway.db.session import Database
+from gateway.kernel.clock import Clock
+from gateway.payments.collection import charge_request_of
+from gateway.payments.domain import UNSETTLED, PaymentStatus
+from gateway.payments.port import ChargeResult, ProviderRejected, ProviderUnavailable
+from gateway.payments.providers.registry import ProviderRegistry
+from gateway.payments.service import PaymentService, PaymentSettings
+
+log = logging.getLogger("tiergate.payments.reconcile")
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileResult:
+    looked_at: int = 0
+    settled: int = 0
+    still_open: int = 0
+
+
+async def reconcile_payments(
+    db: Database,
+    clock: Clock,
+    registry: ProviderRegistry,
+    billing_config: BillingConfig | None = None,
+    settings: PaymentSettings | None = None,
+    *,
+    limit: int = 200,
+) -> ReconcileResult:
+    settings = settings or PaymentSettings()
+    actor = "system:reconcile"
+    async with db.unit_of_work(actor=actor) as session:
+        repo = PaymentService(session, clock, registry, billing_config, settings).repo
+        due = list(await repo.due_for_reconciliation([s.value for s in UNSETTLED], clock.now(), limit))
+    settled = still = 0
+    for payment_id in due:
+        async with db.unit_of_work(actor=actor) as session:
+            core = PaymentService(session, clock, registry, billing_config, settings)
+            payment = await core.repo.get_payment(payment_id, scope=None)
+            if payment is None or PaymentStatus(payment.status) not in UNSETTLED:
+                continue
+            account = await core.get_account(payment.account_id)
+            provider = core.provider(account)
+            provider_payment_id = payment.provider_payment_id
+            request = None
+            if provider_payment_id is None:
+                method = await core.repo.get_method(payment.method_id or "", scope=None)
+                mapping = await core.repo.provider_customer(payment.tenant_id, account.id)
+                if method is None or mapping is None:
+                    log.warning("payment %s cannot be re-sent: method or customer gone", payment.id)
+                    continue
+                request = charge_request_of(
+                    payment, mapping.provider_customer_id, method.provider_method_id, settings.return_url
+                )
+        result: ChargeResult | None = None
+        try:
+            if provider_payment_id is not None:
+                result = await provider.retrieve_payment(provider_payment_id)
+            else:
+                assert request is not None
+                result = await provider.charge(request)
+        except ProviderUnavailable:
+            result = None
+        except ProviderRejected as exc:
+            log.warning("payment %s: the provider refused the re-sent charge: %s", payment_id, exc.code)
+            result = None
+        async with db.unit_of_work(actor=actor) as session:
+            core = PaymentService(session, clock, registry, billing_config, settings)
+            payment = await core.repo.get_payment(payment_id, scope=None, for_update=True)
+            if payment is None or PaymentStatus(payment.status) not in UNSETTLED:
+                continue
+            if result is not None:
+                await core.apply(payment, result, source="reconcile")
+            if PaymentStatus(payment.status) in UNSETTLED:
+                payment.reconcile_after = clock.now() + timedelta(seconds=settings.reconcile_after_seconds)
+                still += 1
+            else:
+                settled += 1
+            await core.repo.flush()
+    return ReconcileResult(len(due), settled, still)
