@@ -52,6 +52,7 @@ from gateway.metrics.http import CONTROLLERS as METRICS
 from gateway.notifications.http import CONTROLLERS as WEBHOOKS
 from gateway.notifications.service import seal_endpoint_secrets
 from gateway.payments.http import CONTROLLERS as PAYMENTS
+from gateway.payments.lookup import billing_config as payments_billing_config
 from gateway.payments.runtime import PaymentsRuntime, run_reconciler
 from gateway.payments.service import PaymentSettings
 from gateway.provisioning.hooks import discover_hooks
@@ -173,7 +174,7 @@ def create_app(
         discovery_ttl_seconds=settings.sso_metadata_cache_seconds,
         jwks_ttl_seconds=settings.sso_metadata_cache_seconds,
     )
-    billing_config = BillingConfig.from_settings(settings)
+    billing_config = payments_billing_config(settings)
     state = State(
         {
             "db": database,

@@ -22,6 +22,7 @@ from gateway.billing.wiring import BillingConfig
 from gateway.config import Settings
 from gateway.db.session import Database
 from gateway.kernel.clock import Clock, SystemClock
+from gateway.payments.lookup import billing_config as payments_billing_config
 from gateway.payments.runtime import PaymentsRuntime, run_reconciler
 from gateway.payments.service import PaymentSettings
 from gateway.provisioning.hooks import discover_hooks
@@ -65,7 +66,7 @@ def payments_runtime(db: Database, clock: Clock, settings: Settings) -> Payments
         db,
         clock,
         box_for(settings),
-        BillingConfig.from_settings(settings),
+        payments_billing_config(settings),
         PaymentSettings.from_settings(settings),
     )
 
@@ -99,7 +100,7 @@ async def run_worker(settings: Settings) -> None:
                 db,
                 clock,
                 settings.scheduler_interval_seconds,
-                BillingConfig.from_settings(settings),
+                payments_billing_config(settings),
                 batch_size=settings.billing_run_batch_size,
             )
     finally:
@@ -117,7 +118,7 @@ async def run_saq_worker(settings: Settings) -> None:
 
     db = Database(settings.database_url)
     clock = SystemClock()
-    config = BillingConfig.from_settings(settings)
+    config = payments_billing_config(settings)
 
     async def billing_run_job(ctx: Context) -> dict[str, Any]:
         result = await billing_run(db, clock, config, batch_size=settings.billing_run_batch_size)

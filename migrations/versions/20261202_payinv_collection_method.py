@@ -6,7 +6,7 @@ invoices; on invoices also the ISO 11649 payment reference, the frozen bank-tran
 code treated them.
 
 Revision ID: payinv_2026_12
-Revises: stream_2026_12
+Revises: paycore_2026_12 (chained after merging h-pay-core; stream_2026_12 alone)
 Create Date: 2026-12-02 12:30:00
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "payinv_2026_12"
-down_revision: str | None = "stream_2026_12"
+down_revision: str | None = "paycore_2026_12"  # stream_2026_12 before merging h-pay-core
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
