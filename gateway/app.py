@@ -59,6 +59,7 @@ from gateway.provisioning.hooks import discover_hooks
 from gateway.provisioning.http import CONTROLLERS as PRIVACY
 from gateway.provisioning.http import provide_member_directory
 from gateway.provisioning.jobs import BackgroundRelay, Wiring
+from gateway.sandbox import create_sandbox_app, sandbox_mount
 from gateway.scim.http import CONTROLLERS as SCIM_TOKENS
 from gateway.scim.http import SCIM_ROUTER
 from gateway.security.secretbox import SecretBox, box_for
@@ -303,6 +304,15 @@ def create_app(
     # OFREP clients authenticate with the same API keys; its paths are fixed by the protocol.
     ofrep = Router(path="/", route_handlers=OFREP_CONTROLLERS)
     docs_assets = docs_assets_router()
+    # The sandbox payment provider, served under /sandbox (embedded mode): another service sharing the
+    # process, with its own keys, errors and idempotency; its background ticker runs in our lifespan.
+    mounted: list[Any] = []
+    lifespans: list[Any] = [lifespan]
+    if settings.payments_sandbox_mount:
+        sandbox_app = create_sandbox_app(settings.payments_sandbox_store, clock=clock)
+        mounted.append(sandbox_mount(sandbox_app))
+        lifespans.append(lambda _: sandbox_app.lifespan())
+        state.sandbox_app = sandbox_app
     app = Litestar(
         route_handlers=[
             v1,
@@ -313,6 +323,7 @@ def create_app(
             *SSO_BROWSER,
             SCIM_ROUTER,
             docs_assets,
+            *mounted,
         ],
         # One guard for every route: the permission matrix (gateway/web/permissions.py) says who may call
         # each operation, and it authenticates API keys where they are the credential.
@@ -344,7 +355,7 @@ def create_app(
         middleware=[IdempotencyMiddleware],
         # Documents the length limits nested in lists and dicts, which Litestar's own schema drops.
         plugins=[ConstrainedStructSchemaPlugin()],
-        lifespan=[lifespan],
+        lifespan=lifespans,
         state=state,
         cors_config=CORSConfig(allow_origins=[]),
         openapi_config=OpenAPIConfig(

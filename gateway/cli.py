@@ -1,4 +1,4 @@
-"""The `tiergate` command: serve, worker, migrate, seed-demo, demo (seed + serve)."""
+"""The `tiergate` command: serve, worker, migrate, seed-demo, demo (seed + serve), sandbox."""
 
 from __future__ import annotations
 
@@ -98,6 +98,35 @@ def serve(host: str | None, port: int | None, workers: int, demo: bool) -> None:
         # uvicorn's own loggers propagate to the root logger: one format (gateway/logs.py).
         log_config=None,
     )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Listen address.")
+@click.option("--port", default=8010, show_default=True, type=int, help="Port.")
+@click.option(
+    "--store",
+    default=None,
+    help="SQLite file the sandbox keeps its accounts and charges in (default: config "
+    "`payments_sandbox_store`); ':memory:' keeps nothing.",
+)
+@click.option(
+    "--public-url", default="", help="Where browsers reach it (hosted pages' links); default: as asked."
+)
+def sandbox(host: str, port: int, store: str | None, public_url: str) -> None:
+    """Run the sandbox payment provider alone (test cards, 3-D Secure page, SEPA, webhooks).
+
+    Tiergate talks to it over HTTP like to any provider: give a provider account of kind `sandbox` the
+    credentials {"base_url": "http://HOST:PORT", "api_key": ..., "webhook_secret": ...} that
+    `POST /v1/accounts` on it returns."""
+    import uvicorn
+
+    from gateway.sandbox import SandboxConfig, create_sandbox_app
+
+    app = create_sandbox_app(
+        store or load_settings().payments_sandbox_store, config=SandboxConfig(public_url=public_url)
+    )
+    click.echo(f"sandbox payment provider on http://{host}:{port} (store: {store or 'default'})")
+    uvicorn.run(app, host=host, port=port, log_level=load_settings().log_level.lower(), log_config=None)
 
 
 @main.command()

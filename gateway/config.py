@@ -125,6 +125,11 @@ class Settings:
     # loopback/private/link-local/reserved addresses, are refused unless these allow them (tests, dev).
     webhook_allow_http: bool = False
     webhook_allow_private_targets: bool = False
+    # The sandbox payment provider (gateway/sandbox): served under /sandbox of this app (the embedded
+    # default; a separate `tiergate sandbox` process is the other way), keeping its data in this SQLite
+    # file (":memory:" forgets it at exit).
+    payments_sandbox_mount: bool = True
+    payments_sandbox_store: str = "var/sandbox.sqlite3"
     # Lifetime of a member invitation link.
     invite_ttl_hours: int = 72
     # SCIM: IdP groups whose displayName is not a role name, mapped to a role ("Engineering=editor");

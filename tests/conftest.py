@@ -115,6 +115,8 @@ def settings() -> Settings:
         migrate_on_start=False,
         scheduler_enabled=False,
         bootstrap_api_key=ADMIN_KEY,
+        # The mounted sandbox provider keeps nothing between tests.
+        payments_sandbox_store=":memory:",
     )
 
 

@@ -20,6 +20,7 @@ from litestar import Controller, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.handlers.asgi_handlers import ASGIRouteHandler
 from litestar.handlers.base import BaseRouteHandler
 from litestar.handlers.http_handlers import HTTPRouteHandler
 from litestar.params import FromPath, JSONBody
@@ -105,6 +106,10 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     tenant key names is the services' (`scope=principal.tenant_id`, 404 across tenants)."""
     method: str = connection.scope.get("method", "WEBSOCKET")  # type: ignore[assignment]
     path = connection.scope["path_template"]
+    if isinstance(handler, ASGIRouteHandler) and handler.is_mount:
+        # A mounted app (the embedded sandbox provider) is one row, `* <mount path>`: Litestar gives a
+        # mount no template of its own, and what lies below it is the mounted app's business.
+        path = next(iter(handler.paths))
     access = access_for(method, path)
     if access is None:
         if not _automatic_options(handler):

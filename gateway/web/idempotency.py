@@ -104,7 +104,9 @@ class IdempotencyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not replays(scope["method"], scope["path"]):
+        # A mounted app (the embedded sandbox provider) is another service with idempotency of its own.
+        mounted = getattr(scope.get("route_handler"), "is_mount", False)
+        if scope["type"] != "http" or mounted or not replays(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])

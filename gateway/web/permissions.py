@@ -290,6 +290,10 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /docs/oauth2-redirect.html":                               (ANYONE, None),
     "GET /docs/{path}":                                             (ANYONE, None),
     "GET /docs/assets/{file_path}":                                 (ANYONE, None),
+    # -- the sandbox payment provider mounted in embedded mode (gateway/sandbox/README.md): another service
+    #    sharing the process, outside the OpenAPI document. It authenticates its API callers with its own
+    #    account keys; its hosted pages (setup, 3-D Secure) are for the paying customer's browser.
+    "* /sandbox":                                                   (ANYONE, None),
     "HEAD /docs/assets/{file_path}":                                (ANYONE, None),
 }
 # fmt: on

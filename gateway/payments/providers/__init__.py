@@ -1,1 +1,2 @@
-"""Payment provider adapters (one per `ProviderKind`) and the registry that builds them from accounts."""
+"""Payment-provider adapters (each implements `gateway.payments.port.PaymentProvider`) and the registry
+that builds them from provider accounts."""
