@@ -28,6 +28,7 @@ from gateway.payments.models import Payment
 from gateway.payments.port import ChargeRequest, ChargeResult, ProviderRejected, ProviderUnavailable
 from gateway.payments.providers.registry import ProviderRegistry
 from gateway.payments.service import PaymentService, PaymentSettings
+from gateway.payments.webhooks import replay_unmatched
 
 IN_FLIGHT = {PaymentStatus.PROCESSING, PaymentStatus.UNKNOWN, PaymentStatus.REQUIRES_ACTION}
 
@@ -116,6 +117,7 @@ class Collector:
                 await self._unknown(core, payment)
             else:
                 await core.apply(payment, result, source="charge")
+                await replay_unmatched(core, payment.account_id, result.provider_payment_id)
         if rejected is not None:
             raise Conflict(str(rejected), code=rejected.code, payment=payment.id)
         return payment

@@ -129,12 +129,18 @@ class ProviderEventRecord(Base):
     account_id: Mapped[str] = mapped_column(ForeignKey("payment_provider_accounts.id"))
     provider_event_id: Mapped[str] = mapped_column(String(200))
     type: Mapped[str] = mapped_column(String(40))
+    # The provider object it is about (payment, refund or method id): an event that arrives before the
+    # charge's own answer is committed is `unmatched`, and applied again once the payment knows its id.
+    object_id: Mapped[str | None] = mapped_column(String(200))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     received_at: Mapped[datetime]
     processed_at: Mapped[datetime | None]
     outcome: Mapped[str | None] = mapped_column(String(40))
 
-    __table_args__ = (UniqueConstraint("account_id", "provider_event_id"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "provider_event_id"),
+        Index("ix_provider_events_object", "account_id", "object_id"),
+    )
 
 
 class SetupSessionRecord(Base):

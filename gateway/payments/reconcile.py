@@ -22,6 +22,7 @@ from gateway.payments.domain import UNSETTLED, PaymentStatus
 from gateway.payments.port import ChargeResult, ProviderRejected, ProviderUnavailable
 from gateway.payments.providers.registry import ProviderRegistry
 from gateway.payments.service import PaymentService, PaymentSettings
+from gateway.payments.webhooks import replay_unmatched
 
 log = logging.getLogger("tiergate.payments.reconcile")
 
@@ -86,6 +87,7 @@ async def reconcile_payments(
                 continue
             if result is not None:
                 await core.apply(payment, result, source="reconcile")
+                await replay_unmatched(core, payment.account_id, result.provider_payment_id)
             if PaymentStatus(payment.status) in UNSETTLED:
                 payment.reconcile_after = clock.now() + timedelta(seconds=settings.reconcile_after_seconds)
                 still += 1

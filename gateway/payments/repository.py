@@ -182,6 +182,18 @@ class PaymentsRepository:
         )
         return (await self.session.scalars(query)).first()
 
+    async def unmatched_events(self, account_id: str, object_id: str) -> Sequence[ProviderEventRecord]:
+        query = (
+            select(ProviderEventRecord)
+            .where(
+                ProviderEventRecord.account_id == account_id,
+                ProviderEventRecord.object_id == object_id,
+                ProviderEventRecord.outcome == "unmatched",
+            )
+            .order_by(ProviderEventRecord.received_at, ProviderEventRecord.id)
+        )
+        return (await self.session.scalars(query)).all()
+
     async def get_provider_event(self, record_id: str) -> ProviderEventRecord | None:
         return await self.session.get(ProviderEventRecord, record_id)
 

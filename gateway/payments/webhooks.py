@@ -152,6 +152,7 @@ async def receive(
                 account_id=account_id,
                 provider_event_id=event.provider_event_id,
                 type=event.type.value,
+                object_id=_object_id(event),
                 payload=event_payload(event),
                 received_at=clock.now(),
                 processed_at=None,
@@ -180,6 +181,16 @@ async def receive(
             return stored, False
 
 
+def _object_id(event: ProviderEvent) -> str | None:
+    if event.payment is not None:
+        return event.payment.provider_payment_id
+    if event.refund is not None:
+        return event.refund.provider_refund_id
+    if event.method is not None:
+        return event.method.provider_method_id
+    return None
+
+
 # -- applying (the `payments` outbox consumer) ------------------------------------------------------------
 def wants(event_type: str) -> bool:
     return event_type == RECEIVED
@@ -200,7 +211,7 @@ def consumer_handler(
 
 async def apply_received(core: PaymentService, record_id: str) -> str:
     record = await core.repo.get_provider_event(record_id)
-    if record is None or record.processed_at is not None:
+    if record is None or (record.processed_at is not None and record.outcome != "unmatched"):
         return "done"
     event = event_of(record.payload)
     outcome = await _apply(core, record.account_id, event)
@@ -312,3 +323,13 @@ async def _method_event(core: PaymentService, account_id: str, event: ProviderEv
     else:
         return "ignored"
     return "applied"
+
+
+async def replay_unmatched(core: PaymentService, account_id: str, provider_payment_id: str) -> int:
+    """Events about this provider payment that arrived before Tiergate knew its id (the webhook beat the
+    charge's answer, or the answer never came): apply them now, oldest first. Versions keep it safe."""
+    done = 0
+    for record in await core.repo.unmatched_events(account_id, provider_payment_id):
+        if await apply_received(core, record.id) != "unmatched":
+            done += 1
+    return done

@@ -38,6 +38,7 @@ def upgrade() -> None:
     sa.Column('account_id', sa.String(length=40), nullable=False),
     sa.Column('provider_event_id', sa.String(length=200), nullable=False),
     sa.Column('type', sa.String(length=40), nullable=False),
+    sa.Column('object_id', sa.String(length=200), nullable=True),
     sa.Column('payload', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('received_at', advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
     sa.Column('processed_at', advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=True),
@@ -46,6 +47,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_provider_events')),
     sa.UniqueConstraint('account_id', 'provider_event_id', name=op.f('uq_provider_events_account_id_provider_event_id'))
     )
+    op.create_index('ix_provider_events_object', 'provider_events', ['account_id', 'object_id'], unique=False)
     op.create_table('payment_methods',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('tenant_id', sa.String(length=40), nullable=False),
@@ -175,6 +177,7 @@ def downgrade() -> None:
     op.drop_table('payment_provider_customers')
     op.drop_index(op.f('ix_payment_methods_tenant_id'), table_name='payment_methods')
     op.drop_table('payment_methods')
+    op.drop_index('ix_provider_events_object', table_name='provider_events')
     op.drop_table('provider_events')
     op.drop_table('payment_provider_accounts')
     # ### end Alembic commands ###
