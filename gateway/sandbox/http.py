@@ -159,7 +159,14 @@ def _sandbox_error(_: Request[Any, Any, Any], exc: SandboxError) -> Response[dic
 
 
 def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
-    return _error(400, "invalid_request", str(exc.detail))
+    # Litestar lists what was wrong in `extra` ([{"message", "key", "source"}]): name it.
+    problems = exc.extra if isinstance(exc.extra, list) else []
+    reasons = "; ".join(
+        f"{p.get('key') or p.get('source') or 'body'}: {p.get('message')}"
+        for p in problems
+        if isinstance(p, dict)
+    )
+    return _error(400, "invalid_request", reasons or str(exc.detail))
 
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:

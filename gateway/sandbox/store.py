@@ -83,7 +83,10 @@ class Store:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         if path != ":memory:":
+            # WAL + synchronous=NORMAL: a killed process loses nothing committed; only a power cut
+            # may lose the last transactions (a sandbox, not a bank).
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._depth = 0
 

@@ -11,6 +11,7 @@ tell. Errors are translated at this edge:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -140,6 +141,24 @@ class SandboxProvider:
         self.timeout_seconds = timeout_seconds
         self._wall_time = wall_time  # replay window of webhook signatures (transport time, not domain)
         self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        """One keep-alive client per event loop: building a client costs more than a sandbox call, and
+        an adapter may outlive the loop it was first used in (connections belong to a loop)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop or self._client.is_closed:
+            self._client = httpx.AsyncClient(
+                base_url=self.base_url, timeout=self.timeout_seconds, transport=self._transport
+            )
+            self._client_loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._client_loop is asyncio.get_running_loop():
+            await self._client.aclose()
+        self._client = None
 
     def supports_currency(self, currency: str) -> bool:
         return currency.upper() in CURRENCIES
@@ -156,12 +175,8 @@ class SandboxProvider:
         headers = {"Authorization": f"Bearer {self._api_key}"}
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
-        # One client per call: adapters are built per provider account and may outlive an event loop.
         try:
-            async with httpx.AsyncClient(
-                base_url=self.base_url, timeout=self.timeout_seconds, transport=self._transport
-            ) as client:
-                response = await client.request(method, path, json=body, headers=headers)
+            response = await self._http().request(method, path, json=body, headers=headers)
         except httpx.HTTPError as exc:  # timeouts, refused connections, broken responses
             raise ProviderUnavailable(f"sandbox {method} {path}: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 500 or response.status_code == 429:
