@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -304,6 +305,8 @@ async def main_async(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
+    # A terminated benchmark still stops its sandbox process (the `finally` in main_async).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--subscriptions", type=int, default=10_000)
     parser.add_argument("--database-url", default=os.environ.get("TIERGATE_BENCH_DATABASE_URL", DEFAULT_URL))
