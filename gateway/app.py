@@ -63,6 +63,7 @@ from gateway.observability.http import METRICS_HANDLERS, metrics_listener
 from gateway.observability.metrics import DatabaseGauges, EngineExporter
 from gateway.observability.requests import observe_requests
 from gateway.payments.http import CONTROLLERS as PAYMENTS
+from gateway.payments.lookup import billing_config as payments_billing_config
 from gateway.payments.runtime import PaymentsRuntime, run_reconciler
 from gateway.payments.service import PaymentSettings
 from gateway.provisioning.hooks import discover_hooks
@@ -81,6 +82,7 @@ from gateway.sso.service import seal_client_secrets
 from gateway.subscriptions.hooks import SubscriptionListener
 from gateway.subscriptions.http import CONTROLLERS as SUBSCRIPTIONS
 from gateway.subscriptions.http import EventController
+from gateway.subscriptions.ports import PaymentMethodLookup
 from gateway.taxes.http import CONTROLLERS as TAXES
 from gateway.web.bodies import check_request
 from gateway.web.deps import COMMON_DEPENDENCIES
@@ -131,6 +133,12 @@ def provide_subscription_listeners(
 ) -> list[SubscriptionListener]:
     services = billing_services(session, clock, billing_config)
     return [services.billing]
+
+
+def provide_payment_method_lookup(
+    session: NamedDependency[AsyncSession], billing_config: NamedDependency[BillingConfig]
+) -> PaymentMethodLookup:
+    return billing_config.payment_methods(session)
 
 
 def _redis_and_quotas(settings: Settings) -> tuple[Any | None, QuotaStore]:
@@ -196,7 +204,8 @@ def create_app(
         discovery_ttl_seconds=settings.sso_metadata_cache_seconds,
         jwks_ttl_seconds=settings.sso_metadata_cache_seconds,
     )
-    billing_config = BillingConfig.from_settings(settings)
+    # Billing asks payments whether a customer has a usable method (trial end without one, rule 17).
+    billing_config = payments_billing_config(settings)
     # The production job queue (Redis): /metrics reads its depth, operators see it at /saq.
     job_queue = saq_queue(settings.redis_url, settings.redis_timeout_seconds) if settings.redis_url else None
     state = State(
@@ -383,6 +392,8 @@ def create_app(
             # Subscriptions are billed: every subscription service a request builds carries billing.
             "subscription_listeners": Provide(provide_subscription_listeners, sync_to_thread=False),
             "billing_config": Provide(lambda: billing_config, sync_to_thread=False),
+            # Trial ends ask whether the customer can be charged (subscriptions.ports).
+            "payment_method_lookup": Provide(provide_payment_method_lookup, sync_to_thread=False),
             # Invites (identity) reach customers and the tier through this adapter (layers).
             "member_directory": Provide(provide_member_directory, sync_to_thread=False),
             # Members added or given a role over REST go through the one seat and role check.

@@ -33,14 +33,14 @@ async def _migrate(db: Database) -> None:
 
 
 async def _seed(db: Database, api_key: str | None) -> None:
-    from gateway.billing.wiring import BillingConfig
     from gateway.demo import seed_demo
+    from gateway.payments.lookup import billing_config as payments_billing_config
 
     await _migrate(db)
     click.echo("seeding: catalog, tax rates, demo customers and subscriptions ...", err=True)
     async with db.unit_of_work() as session:
         result = await seed_demo(
-            session, SystemClock(), api_key=api_key, config=BillingConfig.from_settings(load_settings())
+            session, SystemClock(), api_key=api_key, config=payments_billing_config(load_settings())
         )
     await db.dispose()
     if not result.created:
@@ -241,7 +241,7 @@ def secret_key_command(key_id: str) -> None:
 def billing_run_command() -> None:
     """Renew and invoice every subscription due now, once, and print what was done."""
     from gateway.billing.run import billing_run
-    from gateway.billing.wiring import BillingConfig
+    from gateway.payments.lookup import billing_config as payments_billing_config
 
     settings = load_settings()
 
@@ -254,7 +254,7 @@ def billing_run_command() -> None:
             result = await billing_run(
                 db,
                 SystemClock(),
-                BillingConfig.from_settings(settings),
+                payments_billing_config(settings),
                 batch_size=settings.billing_run_batch_size,
                 on_batch=progress,
             )

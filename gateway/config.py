@@ -90,6 +90,14 @@ class Settings:
     issuer_vat_id: str = "IE6388047V"
     issuer_email: str = "billing@tiergate.example"
     invoice_number_prefix: str = "TG"
+    # Bank-transfer instructions printed on `send_invoice` invoices (with an ISO 11649 "RF" reference
+    # derived from the invoice number). Empty IBAN: the invoice shows the reference only.
+    issuer_iban: str = "IE29AIBK93115212345678"
+    issuer_bic: str = "AIBKIE2D"
+    issuer_bank_account_name: str = ""  # empty: issuer_name
+    # `send_invoice` collection: days from finalisation to the due date unless the subscription or the
+    # invoice says otherwise (0..365).
+    days_until_due: int = 30
     # Billing: where a mid-period change's proration goes unless the request or the plan's
     # `proration_behavior` says otherwise: create_prorations (pending, next invoice) | always_invoice |
     # none; and how it is shown: net (one line, rule 10's +$6.67) | itemized (credit + charge lines).

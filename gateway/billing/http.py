@@ -27,6 +27,7 @@ from gateway.kernel.clock import Clock
 from gateway.kernel.errors import Conflict, ValidationFailed
 from gateway.kernel.ids import new_id
 from gateway.kernel.money import Money
+from gateway.subscriptions.domain import CollectionMethod, collection_terms
 from gateway.subscriptions.service import AddonInput
 from gateway.web.deps import ListParams
 from gateway.web.problems import ERROR_RESPONSES
@@ -73,6 +74,9 @@ class InvoiceController(Controller):
         currency = (data.currency or customer.currency or "").upper()
         if not currency:
             raise ValidationFailed("the customer has no currency yet: say which", field="currency")
+        collection, days = collection_terms(
+            data.collection_method, data.days_until_due, default_method=CollectionMethod.CHARGE_AUTOMATICALLY
+        )
         at = await _now(billing, customer.test_clock_id)
         lines, items = await billing.invoices.pending_lines(customer, currency)
         if not lines:
@@ -87,6 +91,8 @@ class InvoiceController(Controller):
             description=data.description,
             auto_advance=data.auto_advance,
             metadata=data.metadata,
+            collection_method=collection,
+            days_until_due=days,
         )
         if data.auto_advance:
             await billing.invoices.finalize(invoice, customer, at)

@@ -52,6 +52,17 @@ class Invoice(Base):
     description: Mapped[str | None] = mapped_column(String(500))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     test_clock_id: Mapped[str | None] = mapped_column(String(40))
+    # charge_automatically (the default method is charged at finalisation; due at once) or send_invoice
+    # (due `days_until_due` days after finalisation, paid by transfer quoting `payment_reference`).
+    collection_method: Mapped[str] = mapped_column(
+        String(20), default="charge_automatically", server_default="charge_automatically"
+    )
+    days_until_due: Mapped[int | None] = mapped_column(Integer)
+    # ISO 11649 creditor reference ("RF…", from the number) and the bank details, frozen at finalisation.
+    payment_reference: Mapped[str | None] = mapped_column(String(40))
+    payment_instructions: Mapped[dict[str, Any] | None]
+    # When a send_invoice invoice became overdue (its due date): `invoice.overdue` is raised once, here.
+    overdue_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     finalized_at: Mapped[datetime | None]
     due_date: Mapped[datetime | None]
@@ -61,7 +72,11 @@ class Invoice(Base):
     updated_at: Mapped[datetime]
     version: Mapped[int] = mapped_column(Integer, default=1)
 
-    __table_args__ = (Index("ix_invoices_tenant_created", "tenant_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_invoices_tenant_created", "tenant_id", "created_at"),
+        # The overdue sweep: open send_invoice invoices by due date.
+        Index("ix_invoices_collection_due", "collection_method", "status", "due_date"),
+    )
 
 
 class InvoiceLine(Base):

@@ -118,6 +118,8 @@ class InvoiceDocument:
     notes: str | None = None
     footer: str | None = None
     invoice_id: str | None = None
+    # send_invoice: how to pay by transfer, as (label, value) rows (account, IBAN, BIC, reference).
+    payment_rows: Sequence[tuple[str, str]] = ()
 
     @property
     def display_number(self) -> str:
@@ -254,6 +256,7 @@ class InvoiceView:
     notes: str | None
     footer: str | None
     currency: str = field(default="")
+    payment_rows: list[tuple[str, str]] = field(default_factory=list)
 
 
 def invoice_view(doc: InvoiceDocument) -> InvoiceView:
@@ -322,6 +325,7 @@ def invoice_view(doc: InvoiceDocument) -> InvoiceView:
         notes=doc.notes,
         footer=doc.footer,
         currency=cur,
+        payment_rows=list(doc.payment_rows),
     )
 
 
@@ -469,6 +473,15 @@ def render_pdf(doc: InvoiceDocument) -> bytes:
         pdf.cell(label_w, 6, pdf_text(label), align="R")
         pdf.cell(value_w, 6, pdf_text(text), align="R", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
+
+    if v.payment_rows:
+        pdf.set_font("helvetica", "B", 9)
+        pdf.cell(0, 5, "Pay by bank transfer", new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("helvetica", size=9)
+        for label, text in v.payment_rows:
+            pdf.cell(width * 0.25, 4.8, pdf_text(label))
+            pdf.cell(width * 0.75, 4.8, pdf_text(text), new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(3)
 
     pdf.set_font("helvetica", size=8.5)
     for mention in v.legal_mentions:

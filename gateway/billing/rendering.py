@@ -7,7 +7,10 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
+from stdnum.iban import format as iban_format
+
 from gateway.billing.models import Invoice, InvoiceLine
+from gateway.billing.reference import formatted
 from gateway.billing.render import (
     DocumentLine,
     InvoiceDocument,
@@ -105,4 +108,19 @@ def document_of(
         legal_mentions=tuple(invoice.legal_mentions or ()),
         notes=invoice.description,
         invoice_id=invoice.id,
+        payment_rows=payment_rows(invoice),
     )
+
+
+def payment_rows(invoice: Invoice) -> tuple[tuple[str, str], ...]:
+    """A send_invoice invoice's transfer instructions as printed: the reference in groups of four."""
+    data = invoice.payment_instructions
+    if not data or not data.get("reference"):
+        return ()
+    rows = [
+        ("Account name", data.get("account_name")),
+        ("IBAN", iban_format(data["iban"]) if data.get("iban") else None),
+        ("BIC", data.get("bic")),
+        ("Reference", formatted(data["reference"])),
+    ]
+    return tuple((label, str(value)) for label, value in rows if value)

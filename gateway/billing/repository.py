@@ -73,6 +73,37 @@ class BillingRepository:
             query = query.with_for_update()
         return (await self.session.scalars(query)).first()
 
+    async def claim_overdue(
+        self, at: datetime, *, test_clock_id: str | None, limit: int
+    ) -> Sequence[Invoice]:
+        """Open send_invoice invoices due before `at` and not yet marked overdue, locked for this
+        transaction; rows another sweep holds are skipped (PostgreSQL). SQLite: its one writer lock,
+        taken first, so a second sweep waits and then sees the first one's marks."""
+        if self.session.get_bind().dialect.name == "sqlite":
+            await self.session.execute(
+                update(Invoice).where(Invoice.id.is_(None)).values(version=Invoice.version)
+            )
+        clock = (
+            Invoice.test_clock_id.is_(None)
+            if test_clock_id is None
+            else Invoice.test_clock_id == test_clock_id
+        )
+        query = (
+            select(Invoice)
+            .where(
+                Invoice.collection_method == "send_invoice",
+                Invoice.status == "open",
+                Invoice.due_date < at,
+                Invoice.overdue_at.is_(None),
+                clock,
+            )
+            .order_by(Invoice.due_date, Invoice.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.scalars(query)).all()
+
     async def invoice_by_period_key(self, key: str) -> Invoice | None:
         return (await self.session.scalars(select(Invoice).where(Invoice.period_key == key))).first()
 

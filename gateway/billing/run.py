@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway.billing.wiring import BillingConfig, billed_subscriptions
+from gateway.billing.wiring import BillingConfig, billed_subscriptions, billing_services
 from gateway.db.session import Database
 from gateway.kernel.clock import Clock
 
@@ -30,6 +30,7 @@ class RunResult:
     steps: int  # steps applied (renewals, trial ends, scheduled changes, cancellations)
     batches: int
     seconds: float
+    overdue: int = 0  # send_invoice invoices that became overdue (`invoice.overdue` raised)
 
 
 async def billing_run(
@@ -58,4 +59,21 @@ async def billing_run(
         batches += 1
         if on_batch is not None:  # progress: (subscriptions so far, steps so far)
             on_batch(subscriptions, steps)
-    return RunResult(subscriptions, steps, batches, time.perf_counter() - started)
+    overdue = await sweep_overdue(db, clock, config, at=at, batch_size=batch_size)
+    return RunResult(subscriptions, steps, batches, time.perf_counter() - started, overdue)
+
+
+async def sweep_overdue(
+    db: Database, clock: Clock, config: BillingConfig, *, at: datetime, batch_size: int = 200
+) -> int:
+    """Mark the wall-clock send_invoice invoices whose due date passed before `at` overdue, one
+    transaction per batch (claimed with SKIP LOCKED: two runs share the work, each invoice once)."""
+    marked = 0
+    while True:
+        async with db.unit_of_work(actor="system:billing_run") as session:
+            swept = await billing_services(session, clock, config).invoices.mark_overdue(
+                at, test_clock_id=None, limit=batch_size
+            )
+        if not swept:
+            return marked
+        marked += swept

@@ -67,6 +67,10 @@ class InvoiceCreate(Struct, forbid_unknown_fields=True):
     # Finalise at once (number, credit applied) instead of leaving a draft to add items to.
     auto_advance: bool = False
     metadata: Metadata | None = None
+    # How this invoice is paid (default charge_automatically); send_invoice: due `days_until_due` days
+    # after finalisation (default: the setting), with bank-transfer instructions and an RF reference.
+    collection_method: Literal["charge_automatically", "send_invoice"] | None = None
+    days_until_due: Annotated[int, Meta(ge=0, le=365)] | None = None
 
 
 class InvoiceItemCreate(Struct, forbid_unknown_fields=True):
@@ -189,6 +193,29 @@ class Tax(Struct):
     reverse_charge: bool
 
 
+class PaymentInstructions(Struct):
+    """How to pay a send_invoice invoice by bank transfer; `reference` is its ISO 11649 creditor
+    reference, for the payer to quote."""
+
+    type: Literal["bank_transfer"]
+    account_name: str
+    iban: str | None
+    bic: str | None
+    reference: str
+
+    @classmethod
+    def of(cls, data: dict[str, Any] | None) -> PaymentInstructions | None:
+        if not data:
+            return None
+        return cls(
+            "bank_transfer",
+            str(data.get("account_name") or ""),
+            data.get("iban"),
+            data.get("bic"),
+            str(data["reference"]),
+        )
+
+
 class Invoice(Struct):
     id: str
     object: Literal["invoice"]
@@ -225,6 +252,17 @@ class Invoice(Struct):
     voided_at: datetime | None
     marked_uncollectible_at: datetime | None
     version: int
+    collection_method: Annotated[
+        str, Meta(description="charge_automatically (due at finalisation) or send_invoice")
+    ] = "charge_automatically"
+    days_until_due: int | None = None
+    payment_reference: Annotated[
+        str | None, Meta(description="send_invoice: the ISO 11649 creditor reference (RF...) to quote")
+    ] = None
+    payment_instructions: PaymentInstructions | None = None
+    overdue_at: Annotated[
+        datetime | None, Meta(description="When the unpaid send_invoice invoice became overdue")
+    ] = None
 
     @classmethod
     def of(cls, row: InvoiceRow, lines: Sequence[InvoiceLineRow]) -> Invoice:
@@ -264,6 +302,11 @@ class Invoice(Struct):
             voided_at=row.voided_at,
             marked_uncollectible_at=row.marked_uncollectible_at,
             version=row.version,
+            collection_method=row.collection_method or "charge_automatically",
+            days_until_due=row.days_until_due,
+            payment_reference=row.payment_reference,
+            payment_instructions=PaymentInstructions.of(row.payment_instructions),
+            overdue_at=row.overdue_at,
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -35,6 +35,7 @@ from gateway.billing.models import (
     InvoiceItem,
     InvoiceLine,
 )
+from gateway.billing.reference import creditor_reference
 from gateway.billing.repository import BillingRepository
 from gateway.customers.models import Customer
 from gateway.db.outbox import record_event
@@ -44,6 +45,7 @@ from gateway.kernel.events import DomainEvent
 from gateway.kernel.ids import new_id
 from gateway.kernel.money import Money, normalize_currency
 from gateway.kernel.pagination import Page
+from gateway.subscriptions.domain import CollectionMethod
 
 MAX_AMOUNT = 100_000_000_000  # 1e11 minor units: far above any real invoice line, below BigInteger limits
 
@@ -83,6 +85,23 @@ class Issuer:
             "vat_id": self.vat_id,
             "email": self.email,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class BankAccount:
+    """Where a send_invoice invoice is paid by transfer (the issuer's account)."""
+
+    account_name: str
+    iban: str | None = None
+    bic: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionSettings:
+    """Defaults of `send_invoice` collection: the days until due and the account printed on it."""
+
+    days_until_due: int = 30
+    bank: BankAccount | None = None
 
 
 # How the invoice service learns a customer's tax treatment (the taxes domain, wired by the composition
@@ -127,10 +146,12 @@ class InvoiceService:
         *,
         issuer: Issuer,
         taxes: TaxResolver = no_tax,
+        collection: CollectionSettings | None = None,
     ) -> None:
         self.repo = repository
         self.issuer = issuer
         self.taxes = taxes
+        self.collection = collection or CollectionSettings()
         # In a billing-run batch, finalisations wait here so the batch takes its numbers in one
         # statement at its end (holding the sequence's row lock for milliseconds, not the whole batch).
         self._deferred: list[tuple[Invoice, Customer, datetime]] | None = None
@@ -210,7 +231,11 @@ class InvoiceService:
         description: str | None = None,
         auto_advance: bool = True,
         metadata: dict[str, Any] | None = None,
+        collection_method: CollectionMethod = CollectionMethod.CHARGE_AUTOMATICALLY,
+        days_until_due: int | None = None,
     ) -> Invoice:
+        """`days_until_due` (send_invoice only; validated by the caller through
+        `subscriptions.domain.collection_terms`): None takes the setting's default at finalisation."""
         currency = self.check_currency(customer, currency)
         totals = await self.price(customer, currency, lines, coupons)
         invoice = Invoice(
@@ -227,6 +252,8 @@ class InvoiceService:
             description=description,
             metadata_=metadata or {},
             test_clock_id=customer.test_clock_id,
+            collection_method=collection_method.value,
+            days_until_due=days_until_due,
             discounts=[coupon_snapshot(c) for c in coupons],
             created_at=at,
             updated_at=at,
@@ -326,7 +353,7 @@ class InvoiceService:
         invoice.customer_details = customer_details(customer)
         if customer.currency is None:
             customer.currency = invoice.currency
-        invoice.due_date = at
+        self._collection_terms(invoice, at)
         invoice.updated_at = at
         invoice.version += 1
 
@@ -347,6 +374,40 @@ class InvoiceService:
         if invoice.amount_remaining == 0:
             await self._mark_paid(invoice, at)
         return invoice
+
+    def _collection_terms(self, invoice: Invoice, at: datetime) -> None:
+        """An automatically charged invoice is due at once; a sent one `days_until_due` days later,
+        with the bank details and the structured reference the payer quotes, frozen from now on."""
+        if CollectionMethod(invoice.collection_method) is not CollectionMethod.SEND_INVOICE:
+            invoice.due_date = at
+            return
+        if invoice.days_until_due is None:
+            invoice.days_until_due = self.collection.days_until_due
+        invoice.due_date = at + timedelta(days=invoice.days_until_due)
+        assert invoice.number is not None  # numbered just before
+        invoice.payment_reference = creditor_reference(invoice.number)
+        bank = self.collection.bank
+        invoice.payment_instructions = {
+            "type": "bank_transfer",
+            "account_name": bank.account_name if bank else self.issuer.name,
+            "iban": bank.iban if bank else None,
+            "bic": bank.bic if bank else None,
+            "reference": invoice.payment_reference,
+        }
+
+    async def mark_overdue(self, at: datetime, *, test_clock_id: str | None, limit: int = 500) -> int:
+        """Raise `invoice.overdue` for every open send_invoice invoice whose due date passed before `at`
+        (wall-clock invoices, or one test clock's), once each: `overdue_at` is set in the same
+        transaction, and the rows are claimed (SKIP LOCKED) so two sweeps never take the same one.
+        The event happens at the due date, the instant the invoice became overdue. Returns how many."""
+        invoices = await self.repo.claim_overdue(at, test_clock_id=test_clock_id, limit=limit)
+        for invoice in invoices:
+            assert invoice.due_date is not None  # the query selects on it
+            invoice.overdue_at = invoice.due_date
+            invoice.version += 1
+            await self.repo.flush()
+            await self._event("invoice.overdue", invoice, invoice.due_date)
+        return len(invoices)
 
     async def _consume_credit(self, invoice: Invoice, at: datetime) -> None:
         rows = {g.id: g for g in await self.repo.grants(invoice.tenant_id, currency=invoice.currency)}
@@ -814,6 +875,9 @@ def invoice_snapshot(invoice: Invoice) -> dict[str, Any]:
         "amount_remaining": invoice.amount_remaining,
         "period_start": isoformat_or_none(invoice.period_start),
         "period_end": isoformat_or_none(invoice.period_end),
+        "collection_method": invoice.collection_method,
+        "due_date": isoformat_or_none(invoice.due_date),
+        "payment_reference": invoice.payment_reference,
         "version": invoice.version,
     }
 

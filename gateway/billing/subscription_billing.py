@@ -44,7 +44,7 @@ from gateway.customers.models import Customer
 from gateway.kernel.errors import Conflict, ValidationFailed
 from gateway.kernel.money import Money
 from gateway.kernel.periods import Interval, add_months, period_containing, period_end_after
-from gateway.subscriptions.domain import RUNNING_STATUSES, ProrationBehavior, Status
+from gateway.subscriptions.domain import RUNNING_STATUSES, CollectionMethod, ProrationBehavior, Status
 from gateway.subscriptions.models import Subscription, SubscriptionAddon
 
 # Which discounts apply to an invoice of `sub` for the period starting at `period_start`.
@@ -121,6 +121,14 @@ class SubscriptionBilling:
         await self.invoices.end_batch()
         self.repo.forget_prefetch()
         self._batch_customers = {}
+
+    async def on_clock_advanced(self, test_clock_id: str, to: datetime) -> int:
+        """A test clock moved to `to`: its customers' send_invoice invoices that fell due meanwhile
+        become overdue, each at its due instant (the wall clock's are swept by the billing run)."""
+        marked = 0
+        while swept := await self.invoices.mark_overdue(to, test_clock_id=test_clock_id):
+            marked += swept
+        return marked
 
     async def on_event(self, sub: Subscription, event_type: str, at: datetime, data: dict[str, Any]) -> None:
         handler = _HANDLERS.get(event_type)
@@ -458,6 +466,8 @@ class SubscriptionBilling:
             period=period,
             period_key=period_key,
             items=items,
+            collection_method=CollectionMethod(sub.collection_method),
+            days_until_due=sub.days_until_due,
         )
         return await self.invoices.finalize(invoice, customer, at)
 

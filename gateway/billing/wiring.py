@@ -7,6 +7,7 @@ invoicing it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.billing.discount_service import DiscountService
 from gateway.billing.domain import TaxTreatment
 from gateway.billing.repository import BillingRepository
-from gateway.billing.service import InvoiceService, Issuer
+from gateway.billing.service import BankAccount, CollectionSettings, InvoiceService, Issuer
 from gateway.billing.subscription_billing import BillingSettings, SubscriptionBilling
 from gateway.catalog import CatalogService, CouponService
 from gateway.catalog.repository import CatalogRepository
@@ -24,10 +25,16 @@ from gateway.customers.models import Customer
 from gateway.customers.repository import CustomerRepository
 from gateway.kernel.clock import Clock
 from gateway.subscriptions import SubscriptionService
+from gateway.subscriptions.domain import MAX_DAYS_UNTIL_DUE
+from gateway.subscriptions.ports import NO_PAYMENT_METHODS, PaymentMethodLookup
 from gateway.subscriptions.repository import SubscriptionRepository
 from gateway.taxes.domain import Issuer as TaxIssuer
 from gateway.taxes.domain import Rate, decide
 from gateway.taxes.service import TaxService, tax_party
+
+
+def no_payment_methods(_session: AsyncSession) -> PaymentMethodLookup:
+    return NO_PAYMENT_METHODS
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +42,10 @@ class BillingConfig:
     issuer: Issuer = field(default_factory=Issuer)
     tax_issuer: TaxIssuer | None = None
     settings: BillingSettings = field(default_factory=BillingSettings)
+    collection: CollectionSettings = field(default_factory=CollectionSettings)
+    # Answers "does this customer have a usable default payment method?" for one unit of work. The
+    # payments domain (above billing) provides the real one; the composition root passes it in.
+    payment_methods: Callable[[AsyncSession], PaymentMethodLookup] = no_payment_methods
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BillingConfig:
@@ -59,7 +70,23 @@ class BillingConfig:
                 proration_behavior=ProrationBehavior(settings.proration_behavior),
                 proration_mode=ProrationMode(settings.proration_mode),
             ),
+            collection=collection_settings(settings),
         )
+
+
+def collection_settings(settings: Settings) -> CollectionSettings:
+    """The send_invoice defaults; a malformed IBAN or an out-of-range default refuses to start."""
+    from stdnum import bic as stdnum_bic
+    from stdnum import iban as stdnum_iban
+
+    if not 0 <= settings.days_until_due <= MAX_DAYS_UNTIL_DUE:
+        raise ValueError(f"days_until_due must be between 0 and {MAX_DAYS_UNTIL_DUE}")
+    iban = stdnum_iban.validate(settings.issuer_iban) if settings.issuer_iban else None
+    bic = stdnum_bic.validate(settings.issuer_bic) if settings.issuer_bic else None
+    bank = BankAccount(
+        account_name=settings.issuer_bank_account_name or settings.issuer_name, iban=iban, bic=bic
+    )
+    return CollectionSettings(days_until_due=settings.days_until_due, bank=bank)
 
 
 class TaxResolver:
@@ -115,10 +142,19 @@ def billing_services(
     customers = customers or CustomerService(CustomerRepository(session), clock)
     repo = BillingRepository(session)
     invoices = InvoiceService(
-        repo, issuer=config.issuer, taxes=TaxResolver(TaxService(session, clock), config.tax_issuer)
+        repo,
+        issuer=config.issuer,
+        taxes=TaxResolver(TaxService(session, clock), config.tax_issuer),
+        collection=config.collection,
     )
     discounts = DiscountService(repo, CouponService(CatalogRepository(session), clock), catalog)
-    subscriptions = SubscriptionService(SubscriptionRepository(session), catalog, customers, clock)
+    subscriptions = SubscriptionService(
+        SubscriptionRepository(session),
+        catalog,
+        customers,
+        clock,
+        payment_methods=config.payment_methods(session),
+    )
     billing = SubscriptionBilling(
         invoices,
         catalog,

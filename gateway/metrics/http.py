@@ -19,6 +19,7 @@ from gateway.kernel.errors import ValidationFailed
 from gateway.kernel.money import normalize_currency
 from gateway.kernel.periods import add_months
 from gateway.metrics.domain import MovementView
+from gateway.metrics.payments import PaymentMetrics, PaymentScope
 from gateway.metrics.service import MetricsService, Scope
 from gateway.subscriptions.clocks import TestClockNotFound
 from gateway.subscriptions.repository import SubscriptionRepository
@@ -60,14 +61,18 @@ class MetricsController(Controller):
         "",
         opt={"scope": "metrics:read"},
         responses=ERROR_RESPONSES,
-        summary="A window's MRR, ARR, MRR movements, churn, NRR/GRR, ARPA, LTV and trial conversion",
+        summary="A window's MRR, ARR, MRR movements, churn, NRR/GRR, ARPA, LTV, trial conversion and "
+        "payment success",
         description="Amounts in minor units of `currency`; rates as decimal strings (0.2000 = 20 %), null "
         "when undefined (no base). The window is half-open, [start, end): a change at exactly `start` is "
         "in it, one at exactly `end` is in the next window (a calendar month owns its first instant); "
         "`mrr.start` and `mrr.end` are the MRR just before each. Default: the month up to now. "
         "`movements=net` (default) gives each customer's net change over the window; `movements=each` "
         "every change in it, as ChartMogul's MRR movements report (an upgrade and a downgrade back both "
-        "show). Revenue churn rates are computed from the movements chosen (`churn.computed_from`).",
+        "show). Revenue churn rates are computed from the movements chosen (`churn.computed_from`). "
+        "`payments`: of the invoices whose first payment attempt falls in the window, the share paid at "
+        "that attempt (`first_attempt_success_rate`) and paid at all so far (`final_success_rate`); the "
+        "window's failed attempts by decline code, and their amount (`failed_amount`).",
     )
     async def summary(
         self,
@@ -91,7 +96,10 @@ class MetricsController(Controller):
         since = parse_timestamp(start, "start") or add_months(until, -1)
         if since >= until:
             raise ValidationFailed("start must be before end", field="start")
-        return await MetricsService(session).summary(scope, since, until, MovementView(movements))
+        result = await MetricsService(session).summary(scope, since, until, MovementView(movements))
+        payment_scope = PaymentScope(scope.currency, scope.test_clock_id)
+        result["payments"] = await PaymentMetrics(session).summary(payment_scope, since, until)
+        return result
 
     @get(
         "/mrr",

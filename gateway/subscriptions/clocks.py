@@ -20,6 +20,7 @@ from gateway.kernel.events import DomainEvent
 from gateway.kernel.ids import new_id
 from gateway.kernel.pagination import Page
 from gateway.kernel.periods import add_months
+from gateway.subscriptions.hooks import ClockListener
 from gateway.subscriptions.models import TestClock
 from gateway.subscriptions.repository import SubscriptionRepository
 from gateway.subscriptions.service import SubscriptionService
@@ -127,6 +128,9 @@ class TestClockService:
         # Walk step by step so each step sees the clock at its own time (a change made by a handler at
         # the trial end must see the trial-end time, not the target).
         steps = await self.subscriptions.advance_due(target, test_clock_id=test_clock.id)
+        for listener in self.subscriptions.listeners:
+            if isinstance(listener, ClockListener):
+                await listener.on_clock_advanced(test_clock.id, target)
         test_clock.frozen_time = target
         await self.repo.flush()
         await self._event(test_clock, "test_clock.advanced", steps=steps)

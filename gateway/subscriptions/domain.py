@@ -15,7 +15,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
-from gateway.kernel.errors import InvalidTransition
+from gateway.kernel.errors import InvalidTransition, ValidationFailed
 
 
 class Status(StrEnum):
@@ -60,6 +60,41 @@ class TrialEndBehavior(StrEnum):
     CREATE_INVOICE = "create_invoice"  # convert; the invoice then goes through dunning (default)
     CANCEL = "cancel"  # the subscription expires
     PAUSE = "pause"  # the subscription pauses until resumed
+
+
+class CollectionMethod(StrEnum):
+    """How an invoice is paid: charged off-session at finalisation, or sent to be paid by transfer."""
+
+    CHARGE_AUTOMATICALLY = "charge_automatically"
+    SEND_INVOICE = "send_invoice"  # due `days_until_due` days after finalisation; overdue after that
+
+
+MAX_DAYS_UNTIL_DUE = 365
+
+
+class InvalidCollection(ValidationFailed):
+    code = "invalid_collection_method"
+
+
+def collection_terms(
+    method: str | None, days_until_due: int | None, *, default_method: CollectionMethod
+) -> tuple[CollectionMethod, int | None]:
+    """A (method, days) pair as given by a caller: `days_until_due` only with `send_invoice`, 0..365.
+    None days with `send_invoice` means "the setting's default" (resolved when the invoice is made)."""
+    try:
+        chosen = CollectionMethod(method) if method is not None else default_method
+    except ValueError:
+        raise InvalidCollection(f"unknown collection_method {method!r}", field="collection_method") from None
+    if days_until_due is not None:
+        if isinstance(days_until_due, bool) or not 0 <= days_until_due <= MAX_DAYS_UNTIL_DUE:
+            raise InvalidCollection(
+                f"days_until_due must be between 0 and {MAX_DAYS_UNTIL_DUE}", field="days_until_due"
+            )
+        if chosen is not CollectionMethod.SEND_INVOICE:
+            raise InvalidCollection(
+                "days_until_due applies only to collection_method send_invoice", field="days_until_due"
+            )
+    return chosen, days_until_due
 
 
 class ChangeTiming(StrEnum):

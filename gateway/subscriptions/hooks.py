@@ -28,3 +28,11 @@ class SubscriptionListener(Protocol):
 
     # The batch has moved; finish what was deferred (numbering, finalisation) before it commits.
     async def after_batch(self) -> None: ...
+
+
+@runtime_checkable
+class ClockListener(Protocol):
+    """A listener that also follows test clocks: after an advance has applied every subscription step,
+    it does what fell due on the clock's other objects (billing: overdue invoices)."""
+
+    async def on_clock_advanced(self, test_clock_id: str, to: datetime) -> int: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated
 
-from litestar import Controller, Response, delete, get, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
@@ -24,6 +24,7 @@ from gateway.subscriptions import schemas as s
 from gateway.subscriptions.clocks import DEFAULT_MAX_ADVANCE_MONTHS, TestClockService
 from gateway.subscriptions.hooks import SubscriptionListener
 from gateway.subscriptions.models import Subscription
+from gateway.subscriptions.ports import PaymentMethodLookup
 from gateway.subscriptions.repository import SubscriptionRepository
 from gateway.subscriptions.service import AddonInput, IfMatch, SubscriptionService
 from gateway.web.deps import ListParams
@@ -40,9 +41,15 @@ def provide_subscriptions(
     customers: NamedDependency[CustomerService],
     clock: NamedDependency[Clock],
     subscription_listeners: NamedDependency[Sequence[SubscriptionListener]],
+    payment_method_lookup: NamedDependency[PaymentMethodLookup],
 ) -> SubscriptionService:
     return SubscriptionService(
-        SubscriptionRepository(session), catalog, customers, clock, subscription_listeners
+        SubscriptionRepository(session),
+        catalog,
+        customers,
+        clock,
+        subscription_listeners,
+        payment_methods=payment_method_lookup,
     )
 
 
@@ -161,7 +168,33 @@ class SubscriptionController(Controller):
             coupon=data.coupon,
             promotion_code=data.promotion_code,
             allow_repeat_trial=data.allow_repeat_trial,
+            collection_method=data.collection_method,
+            days_until_due=data.days_until_due,
             scope=principal.tenant_id,
+        )
+        return await _out(subscriptions, row)
+
+    @patch(
+        "/{subscription_id:str}",
+        opt=WRITE,
+        responses=WRITE_RESPONSES,
+        summary="Update how the subscription's invoices are collected, and its trial-end behaviour",
+    )
+    async def update(
+        self,
+        subscription_id: FromPath[str],
+        data: JSONBody[s.SubscriptionUpdate],
+        subscriptions: NamedDependency[SubscriptionService],
+        principal: NamedDependency[Principal],
+        if_match: NamedDependency[IfMatch],
+    ) -> s.Subscription:
+        row = await subscriptions.update(
+            subscription_id,
+            collection_method=data.collection_method,
+            days_until_due=data.days_until_due,
+            trial_end_behavior=data.trial_end_behavior,
+            scope=principal.tenant_id,
+            if_match=if_match,
         )
         return await _out(subscriptions, row)
 

@@ -46,6 +46,12 @@ class Subscription(Base):
     trial_start: Mapped[datetime | None]
     trial_end: Mapped[datetime | None]
     trial_end_behavior: Mapped[str] = mapped_column(String(16))
+    # How its invoices are paid (charge_automatically | send_invoice) and, for send_invoice, the days from
+    # finalisation to the due date (NULL: the `days_until_due` setting).
+    collection_method: Mapped[str] = mapped_column(
+        String(20), default="charge_automatically", server_default="charge_automatically"
+    )
+    days_until_due: Mapped[int | None] = mapped_column(Integer)
     trial_will_end_notified_at: Mapped[datetime | None]
     activated_at: Mapped[datetime | None]
     past_due_at: Mapped[datetime | None]

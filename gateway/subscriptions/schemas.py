@@ -21,6 +21,17 @@ Quantity = Annotated[int, Meta(ge=1, le=1_000_000)]
 
 ProrationBehaviorIn = Literal["create_prorations", "always_invoice", "none"]
 Code = Annotated[str, Meta(min_length=1, max_length=100)]
+CollectionMethodIn = Annotated[
+    Literal["charge_automatically", "send_invoice"],
+    Meta(
+        description="charge_automatically: the default method is charged at finalisation; send_invoice: "
+        "the invoice is sent with bank-transfer instructions and falls due `days_until_due` days later"
+    ),
+]
+DaysUntilDue = Annotated[
+    int,
+    Meta(ge=0, le=365, description="send_invoice only: days from finalisation to the due date"),
+]
 
 
 class AddonIn(Struct, forbid_unknown_fields=True):
@@ -45,6 +56,17 @@ class SubscriptionCreate(Struct, forbid_unknown_fields=True):
     promotion_code: Code | None = None
     # An admin's override of "one trial per customer per product" (billing-rules rule 17).
     allow_repeat_trial: bool = False
+    collection_method: CollectionMethodIn | None = None  # default charge_automatically
+    days_until_due: DaysUntilDue | None = None  # default: the `days_until_due` setting
+
+
+class SubscriptionUpdate(Struct, forbid_unknown_fields=True):
+    """Fields left out stay as they are. Changing `collection_method` drops the old `days_until_due`
+    unless one is given; invoices already finalised keep their terms."""
+
+    collection_method: CollectionMethodIn | None = None
+    days_until_due: DaysUntilDue | None = None
+    trial_end_behavior: Literal["create_invoice", "cancel", "pause"] | None = None
 
 
 class PlanChange(Struct, forbid_unknown_fields=True):
@@ -119,6 +141,8 @@ class Subscription(Struct):
     trial_start: datetime | None
     trial_end: datetime | None
     trial_end_behavior: str
+    collection_method: str
+    days_until_due: int | None
     cancel_at_period_end: bool
     cancel_at: datetime | None
     canceled_at: datetime | None
@@ -159,6 +183,8 @@ class Subscription(Struct):
             row.trial_start,
             row.trial_end,
             row.trial_end_behavior,
+            row.collection_method,
+            row.days_until_due,
             row.cancel_at_period_end,
             row.cancel_at,
             row.canceled_at,

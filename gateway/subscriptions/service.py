@@ -30,11 +30,13 @@ from gateway.subscriptions.domain import (
     RUNNING_STATUSES,
     TERMINAL_STATUSES,
     ChangeTiming,
+    CollectionMethod,
     Due,
     ProrationBehavior,
     ResumeAnchor,
     Status,
     TrialEndBehavior,
+    collection_terms,
     is_upgrade,
     next_due,
     require,
@@ -42,6 +44,7 @@ from gateway.subscriptions.domain import (
 )
 from gateway.subscriptions.hooks import SubscriptionListener
 from gateway.subscriptions.models import Subscription, SubscriptionAddon
+from gateway.subscriptions.ports import NO_PAYMENT_METHODS, PaymentMethodLookup
 from gateway.subscriptions.repository import SubscriptionRepository
 
 MAX_QUANTITY = 1_000_000
@@ -75,12 +78,16 @@ class SubscriptionService:
         customers: CustomerService,
         clock: Clock,
         listeners: Sequence[SubscriptionListener] = (),
+        *,
+        payment_methods: PaymentMethodLookup = NO_PAYMENT_METHODS,
     ) -> None:
         self.repo = repository
         self.catalog = catalog
         self.customers = customers
         self.clock = clock
         self.listeners = tuple(listeners)
+        # Asked at trial end (rule 17); the payments domain answers, through the composition root.
+        self.payment_methods = payment_methods
 
     # -- time ------------------------------------------------------------------------------------
     async def now_for(self, test_clock_id: str | None) -> datetime:
@@ -166,6 +173,8 @@ class SubscriptionService:
         coupon: str | None = None,
         promotion_code: str | None = None,
         allow_repeat_trial: bool = False,
+        collection_method: str | None = None,
+        days_until_due: int | None = None,
         scope: str | None = None,
     ) -> Subscription:
         if coupon and promotion_code:
@@ -178,6 +187,9 @@ class SubscriptionService:
             raise ValidationFailed(
                 f"unknown trial_end_behavior {trial_end_behavior!r}", field="trial_end_behavior"
             ) from None
+        collection, due_days = collection_terms(
+            collection_method, days_until_due, default_method=CollectionMethod.CHARGE_AUTOMATICALLY
+        )
         price_row = await self.catalog.get_price(price)
         sub_currency = self._currency_for(customer, price_row, currency)
         price_row, plan = await self._base_price(price, sub_currency)
@@ -207,6 +219,8 @@ class SubscriptionService:
             alignment=align.value,
             started_at=now,
             trial_end_behavior=behavior.value,
+            collection_method=collection.value,
+            days_until_due=due_days,
             cancel_at_period_end=False,
             test_clock_id=customer.test_clock_id,
             metadata_=metadata or {},
@@ -421,6 +435,53 @@ class SubscriptionService:
         self._touch(sub, now)
         await self.repo.flush()
         await self._emit(sub, "subscription.plan_change_unscheduled", now)
+        return sub
+
+    async def update(
+        self,
+        subscription_id: str,
+        *,
+        collection_method: str | None = None,
+        days_until_due: int | None = None,
+        trial_end_behavior: str | None = None,
+        scope: str | None = None,
+        if_match: IfMatch = None,
+    ) -> Subscription:
+        """Change how future invoices are collected and what a trial end does without a payment method.
+        None leaves a field as it is; a new collection method drops the old `days_until_due` unless one
+        is given. Invoices already finalised keep their terms."""
+        sub, now = await self._load_live(subscription_id, scope, if_match)
+        require(sub, LIVE_STATUSES, "update")
+        method = collection_method or sub.collection_method
+        days = days_until_due
+        if days is None and collection_method in (None, sub.collection_method):
+            days = sub.days_until_due  # the method stays: so do its days
+        chosen, days = collection_terms(method, days, default_method=CollectionMethod.CHARGE_AUTOMATICALLY)
+        behavior = sub.trial_end_behavior
+        if trial_end_behavior is not None:
+            try:
+                behavior = TrialEndBehavior(trial_end_behavior).value
+            except ValueError:
+                raise ValidationFailed(
+                    f"unknown trial_end_behavior {trial_end_behavior!r}", field="trial_end_behavior"
+                ) from None
+        changed = {
+            name: value
+            for name, value in (
+                ("collection_method", chosen.value),
+                ("days_until_due", days),
+                ("trial_end_behavior", behavior),
+            )
+            if getattr(sub, name) != value
+        }
+        if not changed:
+            return sub
+        previous = {name: getattr(sub, name) for name in changed}
+        for name, value in changed.items():
+            setattr(sub, name, value)
+        self._touch(sub, now)
+        await self.repo.flush()
+        await self._emit(sub, "subscription.updated", now, previous=previous)
         return sub
 
     async def set_quantity(
@@ -713,16 +774,19 @@ class SubscriptionService:
             await self._end(sub, Status.CANCELED, at)
             return
         behavior = TrialEndBehavior(sub.trial_end_behavior)
-        # There are no payment methods yet (payments issue), so the "missing payment method" branch of
-        # rule 17 is the one that applies: cancel → expired, pause → paused, create_invoice → active.
-        if behavior is TrialEndBehavior.CANCEL:
-            await self._end(sub, Status.EXPIRED, at)
-            return
-        if behavior is TrialEndBehavior.PAUSE:
+        # Rule 17: a trial that would be charged automatically but has no usable payment method follows
+        # its `trial_end_behavior` (cancel → expired, pause → paused, create_invoice → active, the
+        # invoice then waits for a method or dunning). A send_invoice subscription needs no method.
+        if behavior is not TrialEndBehavior.CREATE_INVOICE and await self._missing_payment_method(sub):
+            if behavior is TrialEndBehavior.CANCEL:
+                await self._end(sub, Status.EXPIRED, at, reason="missing_payment_method")
+                return
             transition(sub, Status.PAUSED, at)
             self._touch(sub, at)
             await self.repo.flush()
-            await self._emit(sub, "subscription.trial_ended", at, outcome="paused")
+            await self._emit(
+                sub, "subscription.trial_ended", at, outcome="paused", reason="missing_payment_method"
+            )
             return
         transition(sub, Status.ACTIVE, at)
         previous = await self._apply_scheduled_change(sub)
@@ -733,6 +797,11 @@ class SubscriptionService:
         if previous is not None:
             await self._emit(sub, "subscription.plan_changed", at, previous=previous, scheduled=True)
         await self._emit(sub, "subscription.trial_ended", at, outcome="active")
+
+    async def _missing_payment_method(self, sub: Subscription) -> bool:
+        if CollectionMethod(sub.collection_method) is CollectionMethod.SEND_INVOICE:
+            return False
+        return not await self.payment_methods.has_usable_default(sub.tenant_id)
 
     async def _apply_scheduled_change(self, sub: Subscription) -> dict[str, Any] | None:
         """Switch to the scheduled price (at the plan's then-current version); returns what it was."""
@@ -816,5 +885,7 @@ def snapshot(sub: Subscription) -> dict[str, Any]:
         "current_period_end": iso(sub.current_period_end),
         "trial_end": iso(sub.trial_end),
         "cancel_at_period_end": sub.cancel_at_period_end,
+        "collection_method": sub.collection_method,
+        "days_until_due": sub.days_until_due,
         "version": sub.version,
     }

@@ -155,6 +155,7 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /v1/subscriptions":                                        (TENANT, "subscriptions:read"),
     "POST /v1/subscriptions":                                       (PLATFORM, "subscriptions:write"),
     "GET /v1/subscriptions/{subscription_id}":                      (TENANT, "subscriptions:read"),
+    "PATCH /v1/subscriptions/{subscription_id}":                    (PLATFORM, "subscriptions:write"),
     "POST /v1/subscriptions/{subscription_id}/addons":              (PLATFORM, "subscriptions:write"),
     "DELETE /v1/subscriptions/{subscription_id}/addons/{addon_id}": (PLATFORM, "subscriptions:write"),
     "POST /v1/subscriptions/{subscription_id}/cancel":              (PLATFORM, "subscriptions:write"),

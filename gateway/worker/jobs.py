@@ -44,6 +44,7 @@ from gateway.observability.metrics import (
     BillingProgress,
 )
 from gateway.payments.collection import Collector, collect_due
+from gateway.payments.lookup import billing_config as payments_billing_config
 from gateway.payments.providers.registry import ProviderRegistry
 from gateway.provisioning.jobs import Wiring, deliver_webhooks, relay_once
 from gateway.provisioning.service import purge_expired, sweep_past_due
@@ -158,7 +159,8 @@ async def run_job(spec: JobSpec, ctx: JobContext) -> int:
 
 
 def job_context(db: Database, clock: Clock, settings: Settings, wiring: Wiring) -> JobContext:
-    return JobContext(db, clock, settings, wiring, BillingConfig.from_settings(settings))
+    # Billing asks payments whether a customer has a usable method (trial end without one, rule 17).
+    return JobContext(db, clock, settings, wiring, payments_billing_config(settings))
 
 
 # -- embedded: in-process ------------------------------------------------------------------------------

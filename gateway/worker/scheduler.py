@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from gateway.billing.wiring import BillingConfig
 from gateway.config import Settings
 from gateway.db.session import Database
 from gateway.kernel.clock import Clock, SystemClock
+from gateway.payments.lookup import billing_config as payments_billing_config
 from gateway.payments.runtime import PaymentsRuntime, run_reconciler
 from gateway.payments.service import PaymentSettings
 from gateway.provisioning.hooks import discover_hooks
@@ -30,7 +30,7 @@ def payments_runtime(db: Database, clock: Clock, settings: Settings) -> Payments
         db,
         clock,
         box_for(settings),
-        BillingConfig.from_settings(settings),
+        payments_billing_config(settings),
         PaymentSettings.from_settings(settings),
     )
 

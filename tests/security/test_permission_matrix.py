@@ -134,6 +134,7 @@ def body_for(operation: str, side: Side, n: int) -> Any:
         "POST /v1/customers/{customer_id}/credit_grants": {"amount": 1_000_000, "currency": "USD"},
         "POST /v1/customers/{customer_id}/discounts": {"coupon": side["coupon"]},
         "POST /v1/subscriptions": {"customer": c, "price": "basic_monthly"},
+        "PATCH /v1/subscriptions/{subscription_id}": {"collection_method": "send_invoice"},
         "POST /v1/subscriptions/{subscription_id}/addons": {"price": "extra_seats_monthly"},
         "POST /v1/subscriptions/{subscription_id}/cancel": {"at_period_end": False},
         "POST /v1/subscriptions/{subscription_id}/undo_cancel": {},
