@@ -7,11 +7,13 @@ invoicing it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.billing.discount_service import DiscountService
+from gateway.billing.metered import MeteredPricing
 from gateway.billing.domain import TaxTreatment
 from gateway.billing.repository import BillingRepository
 from gateway.billing.service import InvoiceService, Issuer
@@ -23,6 +25,8 @@ from gateway.customers import CustomerService
 from gateway.customers.models import Customer
 from gateway.customers.repository import CustomerRepository
 from gateway.kernel.clock import Clock
+from gateway.metering.allowance_service import AllowanceService
+from gateway.metering.ports import MeterUsage, NoMeterUsage
 from gateway.subscriptions import SubscriptionService
 from gateway.subscriptions.repository import SubscriptionRepository
 from gateway.taxes.domain import Issuer as TaxIssuer
@@ -35,6 +39,8 @@ class BillingConfig:
     issuer: Issuer = field(default_factory=Issuer)
     tax_issuer: TaxIssuer | None = None
     settings: BillingSettings = field(default_factory=BillingSettings)
+    # The meters' usage for a unit of work (gateway.metering); none wired = nothing metered.
+    meters: Callable[[AsyncSession], MeterUsage] = field(default=lambda _session: NoMeterUsage())
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BillingConfig:
@@ -127,6 +133,9 @@ def billing_services(
         coupons_for=discounts.coupons_for,
         redeem=discounts.redeem_for_new_subscription,
         settings=config.settings,
+        metered=MeteredPricing(
+            catalog, config.meters(session), AllowanceService(session), subscriptions.addons
+        ),
     )
     subscriptions.listeners = (billing,)
     return BillingServices(invoices, discounts, billing, subscriptions, catalog, customers)
