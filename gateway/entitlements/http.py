@@ -164,17 +164,25 @@ class EntitlementsController(Controller):
         features = []
         for key, grant in sorted(tenant.features.items()):
             verdict = await view.check_feature(customer, key, quantity=1, consume=False)
+            balance = tenant.metered.get(key)
+            metered = grant.kind.value == "metered"
             features.append(
                 s.FeatureEntitlement(
                     feature=key,
                     kind=grant.kind.value,
                     enabled=access,
-                    limit=grant.limit,
+                    limit=grant.limit
+                    if balance is None or grant.limit is None
+                    else grant.limit + balance.credits,
                     unlimited=grant.kind.value != "boolean" and grant.limit is None,
                     soft=grant.soft,
                     used=verdict.used,
                     remaining=verdict.remaining,
                     resets_at=verdict.resets_at,
+                    included=grant.limit if metered else None,
+                    credits=(balance.credits if balance else 0) if metered else None,
+                    overage=verdict.overage if metered and verdict.used is not None else None,
+                    meter=balance.meter if balance else None,
                 )
             )
         body = s.Entitlements(

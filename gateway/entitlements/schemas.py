@@ -45,6 +45,8 @@ class CheckResponse(Struct, omit_defaults=False):
     # Set with reason `subscription_inactive`: when the subscription stopped granting access (ended,
     # paused, ...). `unknown_tenant` is only for a customer id that never subscribed.
     inactive_since: datetime | None = None
+    # Units used beyond a soft limit this period (billed as overage); null for boolean features.
+    overage: int | None = None
 
 
 class BatchCheckRequest(Struct, forbid_unknown_fields=True):
@@ -75,6 +77,12 @@ class FeatureEntitlement(Struct):
     used: int | None
     remaining: int | None
     resets_at: datetime | None
+    # Metered features: `limit` = `included` (the plan's grant) + `credits` (prepaid usage credits live
+    # this period); `used` = the meter's usage + check-time consumption; `overage` beyond a soft limit.
+    included: int | None = None
+    credits: int | None = None
+    overage: int | None = None
+    meter: str | None = None
 
 
 class Entitlements(Struct):
