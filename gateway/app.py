@@ -283,7 +283,14 @@ def create_app(
     docs_assets = docs_assets_router()
     app = Litestar(
         route_handlers=[
-            v1, ofrep, FORWARD_ROUTER, *HEALTH_HANDLERS, jwks, *SSO_BROWSER, SCIM_ROUTER, docs_assets
+            v1,
+            ofrep,
+            FORWARD_ROUTER,
+            *HEALTH_HANDLERS,
+            jwks,
+            *SSO_BROWSER,
+            SCIM_ROUTER,
+            docs_assets,
         ],
         # One guard for every route: the permission matrix (gateway/web/permissions.py) says who may call
         # each operation, and it authenticates API keys where they are the credential.

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.billing.discount_service import DiscountService
-from gateway.billing.metered import MeteredPricing
 from gateway.billing.domain import TaxTreatment
+from gateway.billing.metered import MeteredPricing
 from gateway.billing.repository import BillingRepository
 from gateway.billing.service import InvoiceService, Issuer
 from gateway.billing.subscription_billing import BillingSettings, SubscriptionBilling

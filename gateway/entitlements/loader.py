@@ -265,8 +265,6 @@ def _allowances(
         lots = live_at_close(inputs.credits.get((sub.tenant_id, key), ()), sub.current_period_end)
         credits = sum(lot.remaining for lot in lots)
         metered = inputs.periods.get((sub.id, key, sub.current_period_start), 0)
-        if meter is None and not credits and not metered:
-            continue
         allowances[key] = MeteredAllowance(meter, credits, metered, thresholds)
     return allowances
 

@@ -204,6 +204,11 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "POST /v1/tokens":                                              (TENANT, "tokens:write"),
     "POST /ofrep/v1/evaluate/flags":                                (TENANT, "entitlements:read"),
     "POST /ofrep/v1/evaluate/flags/{key}":                          (TENANT, "entitlements:read"),
+    # -- metered allowances: credits are sold (platform), a tenant reads its own; reconciliation -------------
+    "POST /v1/customers/{customer_id}/usage_credits":               (PLATFORM, "billing:write"),
+    "GET /v1/customers/{customer_id}/usage_credits":                (TENANT, "billing:read"),
+    "POST /v1/usage_reconciliation":                                (PLATFORM, "entitlements:write"),
+    "GET /v1/usage_reconciliation":                                 (TENANT, "entitlements:read"),
     # -- policies and metrics: platform only ----------------------------------------------------------------
     "GET /v1/policies":                                             (PLATFORM, "policies:read"),
     "POST /v1/policies/edits":                                      (PLATFORM, "policies:write"),

@@ -128,6 +128,8 @@ def body_for(operation: str, side: Side, n: int) -> Any:
         "PATCH /v1/sso/connections/{connection_id}": {"name": "Hacked"},
         "POST /v1/sso/connections/{connection_id}/verify_domain": {"domain": f"team{n}.{side.name}.example"},
         "POST /v1/customers/{customer_id}/credit_grants": {"amount": 1_000_000, "currency": "USD"},
+        "POST /v1/customers/{customer_id}/usage_credits": {"feature": "api_calls", "units": 100_000},
+        "POST /v1/usage_reconciliation": {"customer": c},
         "POST /v1/customers/{customer_id}/discounts": {"coupon": side["coupon"]},
         "POST /v1/subscriptions": {"customer": c, "price": "basic_monthly"},
         "POST /v1/subscriptions/{subscription_id}/addons": {"price": "extra_seats_monthly"},
@@ -251,9 +253,7 @@ async def build_side(api: Api, name: str, shared: dict[str, str]) -> tuple[Side,
     side.ids["subscription"] = subscription["id"]
     side.ids["addon"] = subscription["addons"][0]["id"]
     # Enterprise (SSO) from now on; the add-on stays on the subscription's record.
-    await api.post(
-        f"/v1/subscriptions/{side['subscription']}/plan_change", {"price": "enterprise_monthly"}
-    )
+    await api.post(f"/v1/subscriptions/{side['subscription']}/plan_change", {"price": "enterprise_monthly"})
     member = await api.post(f"/v1/customers/{c}/members", {"email": f"owner@{name}.example", "role": "owner"})
     side.ids["member"], side.ids["user"] = member["id"], member["user"]
     invoices = await api.get("/v1/invoices", params={"customer": c})
