@@ -10,6 +10,7 @@ from gateway.db.base import Base
 from gateway.identity import invites as invite_models
 from gateway.identity import models as identity_models
 from gateway.identity import revocation as revocation_models
+from gateway.metering import models as metering_models
 from gateway.metrics import models as metrics_models
 from gateway.notifications import models as notification_models
 from gateway.notifications import relay as relay_models
@@ -29,6 +30,7 @@ __all__ = [
     "idempotency",
     "identity_models",
     "invite_models",
+    "metering_models",
     "metrics_models",
     "notification_models",
     "outbox",
