@@ -12,6 +12,7 @@ from gateway.identity import invites as invite_models
 from gateway.identity import models as identity_models
 from gateway.identity import revocation as revocation_models
 from gateway.metering import allowance_models as metering_allowance_models
+from gateway.metering import models as metering_models
 from gateway.metrics import models as metrics_models
 from gateway.notifications import models as notification_models
 from gateway.notifications import relay as relay_models
@@ -33,6 +34,7 @@ __all__ = [
     "identity_models",
     "invite_models",
     "metering_allowance_models",
+    "metering_models",
     "metrics_models",
     "notification_models",
     "outbox",

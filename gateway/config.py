@@ -110,6 +110,13 @@ class Settings:
     # loopback/private/link-local/reserved addresses, are refused unless these allow them (tests, dev).
     webhook_allow_http: bool = False
     webhook_allow_private_targets: bool = False
+    # Usage metering: how long a received event's dedup key (tenant, source, id) is kept, how late and how
+    # far ahead of the customer's now (wall clock or test clock) an event's time may be, and how many
+    # monthly partitions of usage_events PostgreSQL keeps ready ahead of now.
+    metering_dedup_retention_days: int = 35
+    metering_late_grace_days: int = 35
+    metering_future_tolerance_seconds: int = 300
+    metering_partition_months_ahead: int = 2
     # Lifetime of a member invitation link.
     invite_ttl_hours: int = 72
     # SCIM: IdP groups whose displayName is not a role name, mapped to a role ("Engineering=editor");
