@@ -26,7 +26,8 @@ from gateway.customers.models import Customer
 from gateway.customers.repository import CustomerRepository
 from gateway.kernel.clock import Clock
 from gateway.metering.allowance_service import AllowanceService
-from gateway.metering.ports import MeterUsage, NoMeterUsage
+from gateway.metering.ports import MeterUsage
+from gateway.metering.usage_source import DatabaseMeterUsage
 from gateway.subscriptions import SubscriptionService
 from gateway.subscriptions.repository import SubscriptionRepository
 from gateway.taxes.domain import Issuer as TaxIssuer
@@ -40,7 +41,7 @@ class BillingConfig:
     tax_issuer: TaxIssuer | None = None
     settings: BillingSettings = field(default_factory=BillingSettings)
     # The meters' usage for a unit of work (gateway.metering); none wired = nothing metered.
-    meters: Callable[[AsyncSession], MeterUsage] = field(default=lambda _session: NoMeterUsage())
+    meters: Callable[[AsyncSession], MeterUsage] = field(default=DatabaseMeterUsage)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BillingConfig:

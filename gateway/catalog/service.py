@@ -151,7 +151,7 @@ class CatalogService:
             if alert_thresholds is not None:
                 raise ValidationFailed("only metered features have usage alerts", field="alert_thresholds")
         if meter is not None:
-            check_key(meter, "meter")
+            meter = await self._meter(meter)
         thresholds = validate_alert_thresholds(alert_thresholds)
         if await self.repo.get_feature(key) is not None:
             raise KeyAlreadyExists(f"a feature with key {key!r} exists already", field="key")
@@ -170,6 +170,13 @@ class CatalogService:
         await self.repo.flush()
         await self._event("feature.created", "feature", feature.id, {"key": key, "kind": kind})
         return feature
+
+    async def _meter(self, id_or_key: str) -> str:
+        """A meter named by id or key, stored by key (stable, readable); 422 when there is none."""
+        key = await self.repo.meter_key(id_or_key)
+        if key is None:
+            raise ValidationFailed(f"no meter {id_or_key!r}", field="meter", code="meter_not_found")
+        return key
 
     async def get_feature(self, id_or_key: str) -> Feature:
         feature = await self.repo.get_feature(id_or_key)
@@ -372,6 +379,8 @@ class CatalogService:
             metered_feature=metered_feature,
             alignment=alignment,
         )
+        if meter is not None:
+            meter = await self._meter(meter)
         if terms.metered_feature:
             feature = await self.repo.get_feature(terms.metered_feature)
             if feature is None or feature.kind != FeatureKind.METERED:

@@ -32,7 +32,7 @@ from gateway.kernel.errors import Forbidden, NotFound, ValidationFailed
 from gateway.metering.allowance_models import UsageCredit as UsageCreditRow
 from gateway.metering.allowance_models import UsagePeriod
 from gateway.metering.allowance_service import AllowanceService
-from gateway.metering.ports import NoMeterUsage
+from gateway.metering.usage_source import DatabaseMeterUsage
 from gateway.subscriptions.models import TestClock
 from gateway.web.problems import ERROR_RESPONSES
 from gateway.web.timestamps import parse_timestamp
@@ -333,7 +333,7 @@ class UsageReconciliationController(Controller):
         state: State,
         session: NamedDependency[AsyncSession],
     ) -> s.UsagePeriodList:
-        reconciler = UsageReconciler(state.engine, state.get("meters") or (lambda _s: NoMeterUsage()))
+        reconciler = UsageReconciler(state.engine, state.get("meters") or DatabaseMeterUsage)
         done = await reconciler.run(session, customer=data.customer)
         rows = await AllowanceService(session).drift_report(tenant_id=data.customer, limit=1000)
         alerts = [s.UsageAlertOut(r.customer, r.feature, list(r.alerts)) for r in done if r.alerts]
