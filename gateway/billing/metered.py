@@ -29,14 +29,14 @@ from sqlalchemy import select
 from gateway.billing.domain import DraftLine, LineKind
 from gateway.billing.metered_models import MeteredCharge
 from gateway.billing.models import Invoice
-from gateway.billing.rating import rate
+from gateway.billing.rating import RatedAmount, rate
 from gateway.catalog import CatalogService
 from gateway.catalog.domain import PriceTerms
 from gateway.catalog.models import Plan, Price
 from gateway.customers.models import Customer
 from gateway.kernel.ids import new_id
 from gateway.kernel.money import Money
-from gateway.metering.allowance import allocate, live_at_close, split_usage
+from gateway.metering.allowance import UsageSplit, allocate, live_at_close, split_usage
 from gateway.metering.allowance_service import AllowanceService
 from gateway.metering.ports import MeterUsage
 from gateway.subscriptions.models import Subscription, SubscriptionAddon
@@ -71,6 +71,15 @@ class PeriodCharge:
     included: int
     credited: int
     groups: tuple[GroupCharge, ...]
+
+
+def rate_overage(
+    terms: PriceTerms, currency: str, used: int, included: int | None, credits: int
+) -> tuple[UsageSplit, RatedAmount]:
+    """One meter's period, ungrouped: what the included units and credits cover, and the rest rated
+    with the price's own model. `charge` below does the same per group (`allocate`)."""
+    split = split_usage(used, included, credits)
+    return split, rate(terms, currency, split.overage)
 
 
 def group_key(names: Sequence[str], values: Sequence[str]) -> str:
