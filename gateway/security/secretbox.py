@@ -192,7 +192,6 @@ def _create_key_file(path: Path) -> str:
     return spec
 
 
-
 _boxes: dict[tuple[str, str, bool], SecretBox] = {}
 
 

@@ -66,6 +66,8 @@ def replays(method: str, path: str) -> bool:
     """Whether a request to `path` is stored and replayed by its Idempotency-Key (the OpenAPI document
     declares the header exactly where this holds)."""
     return method == "POST" and not path.startswith(NOT_REPLAYED_PREFIX)
+
+
 MAX_BODY = 1_048_576  # when the app has no settings; otherwise `request_max_body_bytes`
 
 
