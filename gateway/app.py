@@ -48,6 +48,8 @@ from gateway.identity.sessions import MemorySessionStore, RedisSessionStore, Ses
 from gateway.identity.tokens import KeyService
 from gateway.kernel.clock import Clock, SystemClock
 from gateway.logs import FORMAT, quiet_libraries
+from gateway.metering.http import METERING
+from gateway.metering.partitions import ensure_partitions, run_maintenance
 from gateway.metrics.http import CONTROLLERS as METRICS
 from gateway.notifications.http import CONTROLLERS as WEBHOOKS
 from gateway.notifications.service import seal_endpoint_secrets
@@ -210,6 +212,10 @@ def create_app(
             keys = KeyService(session, clock, secret_box)
             await keys.ensure_key()
             app.state.signer = await keys.signer(settings.issuer)
+            # Usage events: this month's partitions and the next ones exist before the first event.
+            await ensure_partitions(
+                session, clock.now(), months_ahead=settings.metering_partition_months_ahead
+            )
         await engine.rebuild()
         tasks = [asyncio.create_task(engine.run()), asyncio.create_task(notifier.listen())]
         try:
@@ -229,6 +235,7 @@ def create_app(
             engine.on_synced.append(app.state.relay.nudge)
             tasks.append(asyncio.create_task(app.state.relay.run()))
         if settings.scheduler_enabled:
+            tasks.append(asyncio.create_task(run_maintenance(database, clock, settings)))
             tasks.append(
                 asyncio.create_task(
                     run_scheduler(
@@ -260,6 +267,7 @@ def create_app(
         *CUSTOMERS,
         *SUBSCRIPTIONS,
         *BILLING,
+        *METERING,
         EventController,
         *IDENTITY,
         *SSO,

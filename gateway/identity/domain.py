@@ -30,6 +30,8 @@ RESOURCES = (
     "audit",
     "privacy",
     "metrics",  # MRR, churn, retention, LTV (platform keys)
+    "meters",  # meter definitions (usage metering)
+    "usage",  # usage events (report, void) and usage queries
 )
 ACTIONS = ("read", "write")
 ALL_SCOPES = frozenset(f"{r}:{a}" for r in RESOURCES for a in ACTIONS)
