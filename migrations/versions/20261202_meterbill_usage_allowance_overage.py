@@ -3,7 +3,7 @@ usage credits and their draws; the reconciled usage of each period; threshold al
 threshold per period); metered charges billed per subscription period (late events become adjustments).
 
 Revision ID: meterbill_2026_12
-Revises: stream_2026_12
+Revises: meteringest_2026_12 (chained after the metering branch it merges; was stream_2026_12)
 Create Date: 2026-12-02 11:59:11.133685
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = 'meterbill_2026_12'
-down_revision: str | None = 'stream_2026_12'
+down_revision: str | None = 'meteringest_2026_12'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

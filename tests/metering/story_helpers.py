@@ -9,8 +9,6 @@ from typing import Any
 
 from litestar import Litestar
 
-from gateway.kernel.ids import new_id
-from gateway.metering.models import Meter
 from tests.conftest import Api
 from tests.entitlements.test_check_api import synced
 
@@ -21,25 +19,12 @@ def iso(*args: int) -> str:
     return datetime(*args, tzinfo=UTC).isoformat().replace("+00:00", "Z")
 
 
-async def meter(app: Litestar, key: str, *, group_by: list[str] | None = None) -> str:
-    """A `count` meter of `api.call` events (stored directly: this is catalog setup, not the story)."""
-    now = app.state.clock.now()
-    async with app.state.db.unit_of_work() as session:
-        session.add(
-            Meter(
-                id=new_id("mtr"),
-                key=key,
-                name=key,
-                event_type=f"{key}.call",
-                aggregation="count",
-                value_property=None,
-                filters={},
-                group_by=group_by or [],
-                created_at=now,
-                updated_at=now,
-                archived_at=None,
-            )
-        )
+async def meter(api: Api, key: str, *, group_by: list[str] | None = None) -> str:
+    """A `count` meter of `<key>.call` events."""
+    await api.post(
+        "/v1/meters",
+        {"key": key, "event_type": f"{key}.call", "aggregation": "count", "group_by": group_by or []},
+    )
     return key
 
 
@@ -53,10 +38,11 @@ async def metered_plan(
     thresholds: list[int] | None = None,
     model: str = "usage",
     amounts: dict[str, Any] | None = None,
+    group_by: list[str] | None = None,
     **price: Any,
 ) -> dict[str, str]:
     n = next(_n)
-    meter_key = await meter(app, f"calls{n}")
+    meter_key = await meter(api, f"calls{n}", group_by=group_by)
     feature: dict[str, Any] = {"key": f"calls{n}", "name": "API calls", "kind": "metered", "meter": meter_key}
     if thresholds is not None:
         feature["alert_thresholds"] = thresholds
@@ -117,3 +103,28 @@ def usage_lines(invoice: dict[str, Any]) -> list[tuple[str, int, int]]:
         for line in invoice["lines"]
         if line["kind"] == "usage"
     ]
+
+
+async def send_calls(
+    api: Api, customer: str, meter_key: str, ids: range, *, time: str | None = None, **data: Any
+) -> dict[str, int]:
+    """`count` events for the meter, in batches of 1,000 (ids make them unique: re-sending is a no-op)."""
+    totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
+    items = list(ids)
+    for at in range(0, len(items), 1_000):
+        events = []
+        for i in items[at : at + 1_000]:
+            event: dict[str, Any] = {
+                "id": f"call-{i}",
+                "source": "app",
+                "type": f"{meter_key}.call",
+                "subject": customer,
+                "data": data,
+            }
+            if time is not None:
+                event["time"] = time
+            events.append(event)
+        result = await api.post("/v1/usage_events", {"events": events}, expect=200)
+        for k in totals:
+            totals[k] += result[k]
+    return totals
