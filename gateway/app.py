@@ -38,6 +38,7 @@ from gateway.entitlements.index import DecisionIndex
 from gateway.entitlements.loader import what_if_assignments
 from gateway.entitlements.ofrep import OFREP_CONTROLLERS
 from gateway.entitlements.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
+from gateway.entitlements.reconcile import UsageReconciler, reconcile_loop
 from gateway.health.http import HEALTH_HANDLERS
 from gateway.identity.http import CONTROLLERS as IDENTITY
 from gateway.identity.http import KEY_CACHE_SECONDS, authorize
@@ -50,6 +51,7 @@ from gateway.kernel.clock import Clock, SystemClock
 from gateway.logs import FORMAT, quiet_libraries
 from gateway.metering.http import METERING
 from gateway.metering.partitions import ensure_partitions, run_maintenance
+from gateway.metering.usage_source import DatabaseMeterUsage
 from gateway.metrics.http import CONTROLLERS as METRICS
 from gateway.notifications.http import CONTROLLERS as WEBHOOKS
 from gateway.notifications.service import seal_endpoint_secrets
@@ -234,6 +236,11 @@ def create_app(
         if settings.relay_enabled:
             engine.on_synced.append(app.state.relay.nudge)
             tasks.append(asyncio.create_task(app.state.relay.run()))
+        if settings.scheduler_enabled and settings.usage_reconcile_seconds > 0:
+            reconciler = UsageReconciler(engine, DatabaseMeterUsage)
+            tasks.append(
+                asyncio.create_task(reconcile_loop(database, reconciler, settings.usage_reconcile_seconds))
+            )
         if settings.scheduler_enabled:
             tasks.append(asyncio.create_task(run_maintenance(database, clock, settings)))
             tasks.append(

@@ -117,6 +117,11 @@ class Settings:
     metering_late_grace_days: int = 35
     metering_future_tolerance_seconds: int = 300
     metering_partition_months_ahead: int = 2
+    # Metered allowances (gateway/entitlements/reconcile.py): how often `serve` folds ingested usage and
+    # check-time consumption into one truth per period (alerts, drift; 0 = only on request), and how long
+    # after a period's end late usage is still billed (an adjustment line, or a credit note).
+    usage_reconcile_seconds: float = 60.0
+    usage_adjustment_window_days: int = 35
     # Lifetime of a member invitation link.
     invite_ttl_hours: int = 72
     # SCIM: IdP groups whose displayName is not a role name, mapped to a role ("Engineering=editor");

@@ -60,6 +60,8 @@ class BillingSettings:
     proration_behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS
     # NET: one line per change, rounded once (rule 10's +$6.67); ITEMIZED: Stripe's credit + charge pair.
     proration_mode: ProrationMode = ProrationMode.NET
+    # Late usage of a period is billed (adjustment or credit note) this many days after the period ends.
+    usage_adjustment_days: int = 35
 
 
 @dataclass(frozen=True, slots=True)

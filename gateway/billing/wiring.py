@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -65,6 +66,7 @@ class BillingConfig:
             settings=BillingSettings(
                 proration_behavior=ProrationBehavior(settings.proration_behavior),
                 proration_mode=ProrationMode(settings.proration_mode),
+                usage_adjustment_days=settings.usage_adjustment_window_days,
             ),
         )
 
@@ -135,7 +137,11 @@ def billing_services(
         redeem=discounts.redeem_for_new_subscription,
         settings=config.settings,
         metered=MeteredPricing(
-            catalog, config.meters(session), AllowanceService(session), subscriptions.addons
+            catalog,
+            config.meters(session),
+            AllowanceService(session),
+            subscriptions.addons,
+            window=timedelta(days=config.settings.usage_adjustment_days),
         ),
     )
     subscriptions.listeners = (billing,)

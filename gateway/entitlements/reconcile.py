@@ -17,6 +17,7 @@ Drift is reported per customer and feature by `GET /v1/usage_reconciliation`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.catalog.domain import FeatureKind
 from gateway.db.outbox import record_event
+from gateway.db.session import Database
 from gateway.entitlements.engine import Engine
 from gateway.entitlements.loader import TenantEntitlements
 from gateway.kernel.events import DomainEvent
@@ -167,3 +169,17 @@ class UsageReconciler:
             .where(Subscription.id == subscription_id)
         )
         return frozen if frozen is not None else self.engine.clock.now()
+
+
+async def reconcile_loop(db: Database, reconciler: UsageReconciler, interval_seconds: float) -> None:
+    """Reconcile every tenant every `interval_seconds` (in `serve`, beside the engine it reads). Several
+    replicas doing it at once is harmless: alerts are unique per threshold and the figures are the same."""
+    while True:
+        await asyncio.sleep(interval_seconds)
+        try:
+            async with db.unit_of_work() as session:
+                await reconciler.run(session)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a failed pass must not stop the loop; the next pass recomputes everything
+            log.exception("usage reconciliation failed")
