@@ -75,6 +75,7 @@ class UsageReconciler:
                 result, moved = await self._feature(session, meters, allowances, tenant, key, at)
                 done.append(result)
                 changed = changed or moved
+                await self._closed_period(session, meters, tenant, key, at)
             if changed:
                 # Every replica reloads the tenant: its metered base moved (gateway/entitlements/loader.py).
                 await record_event(
@@ -160,6 +161,33 @@ class UsageReconciler:
                 ):
                     sent.append(threshold)
         return Reconciled(tenant.tenant_id, key, start, used, row.drift, tuple(sent)), moved
+
+    async def _closed_period(
+        self, session: AsyncSession, meters: MeterUsage, tenant: TenantEntitlements, key: str, at: datetime
+    ) -> None:
+        """The period that just ended: checks consumed between its last reconciliation and its end are
+        still only in the counter (kept `METERED_RETENTION` after the period). Folding them in lets the
+        next invoice bill them as an adjustment instead of losing them."""
+        row = await session.scalar(
+            select(UsagePeriod).where(
+                UsagePeriod.subscription_id == tenant.subscription_id,
+                UsagePeriod.feature_key == key,
+                UsagePeriod.period_end == tenant.period_start,
+            )
+        )
+        if row is None:
+            return
+        counter = await self.engine.quotas.usage(tenant.tenant_id, key, row.period_start)
+        metered = (
+            await meters.total(tenant.tenant_id, row.meter, row.period_start, row.period_end)
+            if row.meter
+            else 0
+        )
+        consumed = max(row.consumed, counter)
+        if (consumed, metered) != (row.consumed, row.metered):
+            row.consumed, row.metered, row.used = consumed, metered, metered + consumed
+            row.overage = 0 if row.allowance is None else max(0, row.used - row.allowance)
+            row.reconciled_at = at
 
     async def _now(self, session: AsyncSession, subscription_id: str) -> datetime:
         """The subscription's time: its test clock's when it has one (test clocks move metering too)."""

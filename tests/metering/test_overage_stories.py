@@ -199,3 +199,22 @@ async def _wipe_counter(app: Litestar, customer: str, feature: str, period_start
         assert await redis.delete(pattern) == 1
     else:
         assert inner._periods.pop((customer, feature), None) is not None
+
+
+async def test_checks_consumed_after_the_last_reconciliation_are_billed_on_the_next_invoice(
+    api: Api, app: Litestar
+) -> None:
+    plan = await metered_plan(api, app)
+    story = await subscribed(api, plan["price"], datetime(2026, 1, 1, tzinfo=UTC))
+    customer, feature = story["customer"], plan["feature"]
+    await consume(api, customer, feature, 12_000)
+    await reconcile(api, customer)
+    await consume(api, customer, feature, 345)  # minutes before the period ends: not reconciled yet
+    await advance(api, story["clock"], 2026, 2, 1)
+    [january] = await invoices_of(api, customer)
+    assert usage_lines(january) == [("usage", 400, 2_000)]
+    await reconcile(api, customer)  # folds January's last counter reading into January
+    await advance(api, story["clock"], 2026, 3, 1)
+    _, february = await invoices_of(api, customer)
+    assert usage_lines(february) == [("usage", 69, 345)]  # 345 × 0.2¢, an adjustment for January
+    assert february["lines"][0]["period_start"][:10] == "2026-01-01"
