@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db.bulk import in_batch
 from gateway.db.outbox import record_event
 from gateway.kernel.clock import format_timestamp
 from gateway.kernel.errors import NotFound, ValidationFailed
@@ -153,7 +154,10 @@ class AllowanceService:
                     )
                 )
             already += take
-        await self.session.flush()
+        if not in_batch(self.session):
+            # In a billing-run batch the ORM flush waits for the batch's end (gateway/db/bulk.py): a flush
+            # here would write rows that point at invoices still in the batch's buffer.
+            await self.session.flush()
         return already
 
     # -- threshold alerts ------------------------------------------------------------------------

@@ -218,3 +218,38 @@ async def test_checks_consumed_after_the_last_reconciliation_are_billed_on_the_n
     _, february = await invoices_of(api, customer)
     assert usage_lines(february) == [("usage", 69, 345)]  # 345 × 0.2¢, an adjustment for January
     assert february["lines"][0]["period_start"][:10] == "2026-01-01"
+
+
+async def test_the_billing_run_batch_bills_overage_and_draws_credits(api: Api, app: Litestar) -> None:
+    """The worker's billing run (batched inserts, deferred flushes) bills metered prices like a test
+    clock does: two customers on the wall clock, one with a usage credit."""
+    from gateway.billing.run import billing_run
+    from gateway.billing.wiring import BillingConfig
+
+    plan = await metered_plan(api, app)
+    clock = app.state.clock
+    start = clock.now()
+    customers = []
+    for _ in range(2):
+        customer = (await api.post("/v1/customers", {"name": "Wall Co", "currency": "USD"}))["id"]
+        await api.post("/v1/subscriptions", {"customer": customer, "price": plan["price"]})
+        customers.append(customer)
+    await api.post(
+        f"/v1/customers/{customers[1]}/usage_credits", {"feature": plan["feature"], "units": 1_000}
+    )
+    from tests.entitlements.test_check_api import synced
+
+    await synced(api)
+    for customer in customers:
+        await consume(api, customer, plan["feature"], 12_345)
+        await reconcile(api, customer)
+    sub = (await api.get("/v1/subscriptions", params={"customer": customers[0]}))["data"][0]
+    end = datetime.fromisoformat(sub["current_period_end"])
+    assert end > start
+    result = await billing_run(app.state.db, type(clock)(end), BillingConfig(), batch_size=10)
+    assert result.steps >= 2
+    lines = [usage_lines((await invoices_of(api, c))[0]) for c in customers]
+    # 2,345 over → $4.69; with 1,000 prepaid units, 1,345 over → $2.69.
+    assert lines == [[("usage", 469, 2_345)], [("usage", 269, 1_345)]]
+    credits = (await api.get(f"/v1/customers/{customers[1]}/usage_credits"))["data"]
+    assert [c["remaining"] for c in credits] == [0]
