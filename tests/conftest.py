@@ -56,6 +56,7 @@ def sibling_database(suffix: str) -> tuple[str, str]:
     sibling = f"{name.split('?')[0]}_{suffix}"
     return sibling, f"{base}/{sibling}"
 
+
 _pg_ready = False
 
 
