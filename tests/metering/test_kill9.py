@@ -70,7 +70,7 @@ class Service:
             stderr=asyncio.subprocess.DEVNULL,
         )
         async with httpx.AsyncClient() as client:
-            for _ in range(600):
+            for _ in range(3600):  # up to 3 minutes: the machine may be loaded
                 try:
                     if (await client.get(f"http://127.0.0.1:{self.port}/health/live")).status_code == 200:
                         return
