@@ -74,9 +74,10 @@ async def seed(db: Database, events: int, customers: int) -> str:
                 text(
                     "INSERT INTO usage_events "
                     "(tenant_id, time, source, event_id, type, subject, data, received_at) "
-                    "SELECT 'cus_' || (g % :c), :start + make_interval(secs => g * :step), "
-                    "'bench', 'q' || g, "
-                    "'api_call', 'cus_' || (g % :c), jsonb_build_object('tokens', g % 97), :start "
+                    "SELECT 'cus_' || (g % CAST(:c AS int)), "
+                    "CAST(:start AS timestamptz) + make_interval(secs => g * CAST(:step AS float8)), "
+                    "'bench', 'q' || g, 'api_call', 'cus_' || (g % CAST(:c AS int)), "
+                    "jsonb_build_object('tokens', g % 97), CAST(:start AS timestamptz) "
                     "FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) AS g"
                 ),
                 {"c": customers, "start": MONTH[0], "step": seconds / events, "lo": start, "hi": stop - 1},
