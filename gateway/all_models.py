@@ -2,6 +2,7 @@
 
 from gateway.audit import models as audit_models
 from gateway.authz import models as authz_models
+from gateway.billing import metered_models as billing_metered_models
 from gateway.billing import models as billing_models
 from gateway.catalog import models as catalog_models
 from gateway.customers import models as customer_models
@@ -10,6 +11,8 @@ from gateway.db.base import Base
 from gateway.identity import invites as invite_models
 from gateway.identity import models as identity_models
 from gateway.identity import revocation as revocation_models
+from gateway.metering import allowance_models as metering_allowance_models
+from gateway.metering import models as metering_models
 from gateway.metrics import models as metrics_models
 from gateway.notifications import models as notification_models
 from gateway.notifications import relay as relay_models
@@ -24,12 +27,15 @@ __all__ = [
     "Base",
     "audit_models",
     "authz_models",
+    "billing_metered_models",
     "billing_models",
     "catalog_models",
     "customer_models",
     "idempotency",
     "identity_models",
     "invite_models",
+    "metering_allowance_models",
+    "metering_models",
     "metrics_models",
     "notification_models",
     "outbox",

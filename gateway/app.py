@@ -44,6 +44,7 @@ from gateway.entitlements.lean import install as install_lean_decisions
 from gateway.entitlements.loader import what_if_assignments
 from gateway.entitlements.ofrep import OFREP_CONTROLLERS
 from gateway.entitlements.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
+from gateway.entitlements.reconcile import UsageReconciler, reconcile_loop
 from gateway.entitlements.sdk_http import CONTROLLERS as LOCAL_DECISIONS
 from gateway.health.http import HEALTH_HANDLERS
 from gateway.identity.http import CONTROLLERS as IDENTITY
@@ -55,6 +56,9 @@ from gateway.identity.sessions import MemorySessionStore, RedisSessionStore, Ses
 from gateway.identity.tokens import KeyService
 from gateway.kernel.clock import Clock, SystemClock
 from gateway.logs import configure_structlog, litestar_formatters, quiet_libraries, resolve_format
+from gateway.metering.http import METERING
+from gateway.metering.partitions import ensure_partitions, run_maintenance
+from gateway.metering.usage_source import DatabaseMeterUsage
 from gateway.metrics.http import CONTROLLERS as METRICS
 from gateway.notifications.http import CONTROLLERS as WEBHOOKS
 from gateway.notifications.service import seal_endpoint_secrets
@@ -264,6 +268,10 @@ def create_app(
             keys = KeyService(session, clock, secret_box)
             await keys.ensure_key()
             app.state.signer = await keys.signer(settings.issuer)
+            # Usage events: this month's partitions and the next ones exist before the first event.
+            await ensure_partitions(
+                session, clock.now(), months_ahead=settings.metering_partition_months_ahead
+            )
         await engine.rebuild()
         # Each worker's index gauges follow its own catch-ups (multiprocess: scraped from any worker).
         engine.on_synced.append(state.metrics_exporter)
@@ -293,7 +301,15 @@ def create_app(
             engine.on_synced.append(jobs.nudge)
         if settings.relay_enabled or settings.scheduler_enabled:
             tasks.append(asyncio.create_task(jobs.run()))
+        if settings.scheduler_enabled and settings.usage_reconcile_seconds > 0:
+            # Metered allowances: ingested usage and check-time consumption folded into one truth.
+            reconciler = UsageReconciler(engine, DatabaseMeterUsage)
+            tasks.append(
+                asyncio.create_task(reconcile_loop(database, reconciler, settings.usage_reconcile_seconds))
+            )
         if settings.scheduler_enabled:
+            # Usage-event partitions ahead of time, expired dedup keys pruned.
+            tasks.append(asyncio.create_task(run_maintenance(database, clock, settings)))
             # Payments left processing or unknown (a crash, a timeout) are asked about again.
             tasks.append(
                 asyncio.create_task(run_reconciler(payments, settings.payment_reconcile_interval_seconds))
@@ -328,6 +344,7 @@ def create_app(
         *SUBSCRIPTIONS,
         *BILLING,
         *PAYMENTS,
+        *METERING,
         EventController,
         *IDENTITY,
         *SSO,

@@ -141,6 +141,18 @@ class Settings:
     # file (":memory:" forgets it at exit).
     payments_sandbox_mount: bool = True
     payments_sandbox_store: str = "var/sandbox.sqlite3"
+    # Usage metering: how long a received event's dedup key (tenant, source, id) is kept, how late and how
+    # far ahead of the customer's now (wall clock or test clock) an event's time may be, and how many
+    # monthly partitions of usage_events PostgreSQL keeps ready ahead of now.
+    metering_dedup_retention_days: int = 35
+    metering_late_grace_days: int = 35
+    metering_future_tolerance_seconds: int = 300
+    metering_partition_months_ahead: int = 2
+    # Metered allowances (gateway/entitlements/reconcile.py): how often `serve` folds ingested usage and
+    # check-time consumption into one truth per period (alerts, drift; 0 = only on request), and how long
+    # after a period's end late usage is still billed (an adjustment line, or a credit note).
+    usage_reconcile_seconds: float = 60.0
+    usage_adjustment_window_days: int = 35
     # Lifetime of a member invitation link.
     invite_ttl_hours: int = 72
     # SCIM: IdP groups whose displayName is not a role name, mapped to a role ("Engineering=editor");

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -26,12 +27,22 @@ def _url() -> str:
     return config.get_main_option("sqlalchemy.url") or load_settings().database_url
 
 
+# Monthly partitions of usage_events are created at run time (gateway.metering.partitions), not by
+# migrations: autogenerate and `alembic check` must not see them as tables to drop.
+_RUNTIME_PARTITION = re.compile(r"^usage_events_(default|y\d{4}m\d{2})$")
+
+
+def _include_name(name: str | None, type_: str, _parent: object) -> bool:
+    return not (type_ == "table" and name is not None and _RUNTIME_PARTITION.match(name))
+
+
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=_include_name,
     )
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from gateway.billing.discounts import Coupon
 from gateway.billing.domain import BillingReason, DraftLine, InvoiceTotals, LineKind
+from gateway.billing.metered import MeteredItem, MeteredPricing
 from gateway.billing.models import Invoice
 from gateway.billing.proration import (
     ProrationLine,
@@ -59,6 +60,8 @@ class BillingSettings:
     proration_behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS
     # NET: one line per change, rounded once (rule 10's +$6.67); ITEMIZED: Stripe's credit + charge pair.
     proration_mode: ProrationMode = ProrationMode.NET
+    # Late usage of a period is billed (adjustment or credit note) this many days after the period ends.
+    usage_adjustment_days: int = 35
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,7 @@ class SubscriptionBilling:
         coupons_for: CouponsFor,
         redeem: RedeemFor | None = None,
         settings: BillingSettings | None = None,
+        metered: MeteredPricing | None = None,
     ) -> None:
         self.invoices = invoices
         self.repo: BillingRepository = invoices.repo
@@ -96,6 +100,9 @@ class SubscriptionBilling:
         self.coupons_for = coupons_for
         self.redeem = redeem
         self.settings = settings or BillingSettings()
+        # Metered prices that read a meter (overage, usage credits, late adjustments); None = reported
+        # quantities only.
+        self.metered = metered
         # Per unit of work: a billing run renews hundreds of subscriptions on a handful of prices.
         self._prices: dict[str, PricedItem] = {}
         self._batch_customers: dict[str, Customer] = {}
@@ -163,7 +170,7 @@ class SubscriptionBilling:
         was_running = data.get("previous_status") in {s.value for s in RUNNING_STATUSES}
         if not was_running or sub.current_period_start >= at:
             return
-        lines = await self.usage_lines(sub, sub.current_period_start, at)
+        lines = await self.usage_lines(sub, sub.current_period_start, at, at=at, record=True)
         if data.get("prorate") and at < sub.current_period_end:
             for line in await self.advance_lines(sub, sub.current_period_start, sub.current_period_end):
                 unused = prorate(line.amount, sub.current_period_start, sub.current_period_end, at)
@@ -184,8 +191,9 @@ class SubscriptionBilling:
         customer = await self.customers.get(sub.tenant_id)
         pending, items = await self.invoices.pending_lines(customer, sub.currency, subscription_id=sub.id)
         if not lines and not pending:
+            self._metered_billed_on(None)
             return
-        await self._invoice_now(
+        final = await self._invoice_now(
             sub,
             customer,
             [*lines, *pending],
@@ -195,6 +203,7 @@ class SubscriptionBilling:
             period_key=f"{sub.id}:{sub.current_period_start.isoformat()}:end",
             items=items,
         )
+        self._metered_billed_on(final.id)
 
     async def _plan_changed(self, sub: Subscription, at: datetime, data: dict[str, Any]) -> None:
         if data.get("scheduled") or Status(sub.status) not in RUNNING_STATUSES:
@@ -272,11 +281,37 @@ class SubscriptionBilling:
             )
         return lines
 
-    async def usage_lines(self, sub: Subscription, start: datetime, end: datetime) -> list[DraftLine]:
-        """Metered prices over the finished `[start, end)`, in arrears, from the reported quantities."""
+    async def usage_lines(
+        self,
+        sub: Subscription,
+        start: datetime,
+        end: datetime,
+        *,
+        at: datetime | None = None,
+        record: bool = False,
+    ) -> list[DraftLine]:
+        """Metered prices over the finished `[start, end)`, in arrears: prices with a meter from its
+        usage beyond the included units and usage credits (gateway/billing/metered.py), the others from
+        the reported quantities. `record` (invoicing, not a preview) draws the credits and remembers
+        the charges for later adjustments."""
         lines = []
+        if self.metered is not None:
+            price_ids = [sub.price_id, *[a.price_id for a in await self.addons_of(sub)]]
+            for price_id in dict.fromkeys(price_ids):
+                item = await self.priced(price_id)
+                if item.terms.usage_type is UsageType.METERED and item.price.meter:
+                    lines += await self.metered.lines(
+                        sub,
+                        MeteredItem(item.price, item.terms, item.plan),
+                        start,
+                        end,
+                        at=at or end,
+                        record=record,
+                    )
         for usage in await self.repo.usage_for_period(sub.id, start):
             item = await self.priced(usage.price_id)
+            if item.price.meter and self.metered is not None:
+                continue  # billed from its meter above
             rated = rate(item.terms, sub.currency, int(usage.quantity))
             if usage.quantity == 0 and rated.money.is_zero():
                 continue
@@ -426,12 +461,19 @@ class SubscriptionBilling:
                 return existing
         customer = customer or await self.customers.get(sub.tenant_id)
         lines = await self.advance_lines(sub, start, end, from_at=from_at)
+        lowered: list[Any] = []
         if arrears is not None:
-            lines += await self.usage_lines(sub, *arrears)
+            lines += await self.usage_lines(sub, *arrears, at=at, record=True)
+            if self.metered is not None:
+                # Late usage of periods invoiced before: an adjustment here, or a credit note there.
+                late, lowered = await self.metered.late_changes(sub, arrears[0], at, self._metered_item)
+                lines += late
         pending, items = await self.invoices.pending_lines(customer, sub.currency, subscription_id=sub.id)
         if not lines and not pending:
+            self._metered_billed_on(None)
+            await self._credit_lowered(lowered, at)
             return None  # a metered-only period with no usage yet: nothing to bill
-        return await self._invoice_now(
+        invoice = await self._invoice_now(
             sub,
             customer,
             [*lines, *pending],
@@ -441,6 +483,21 @@ class SubscriptionBilling:
             period_key=key,
             items=items,
         )
+        self._metered_billed_on(invoice.id)
+        await self._credit_lowered(lowered, at)
+        return invoice
+
+    async def _metered_item(self, price_id: str) -> MeteredItem:
+        item = await self.priced(price_id)
+        return MeteredItem(item.price, item.terms, item.plan)
+
+    def _metered_billed_on(self, invoice_id: str | None) -> None:
+        if self.metered is not None:
+            self.metered.billed_on(invoice_id)
+
+    async def _credit_lowered(self, lowered: Sequence[Any], at: datetime) -> None:
+        if self.metered is not None and lowered:
+            await self.metered.credit_lowered(self.invoices, self.customers.get, lowered, at)
 
     async def _invoice_now(
         self,

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.billing.discount_service import DiscountService
 from gateway.billing.domain import TaxTreatment
+from gateway.billing.metered import MeteredPricing
 from gateway.billing.repository import BillingRepository
 from gateway.billing.service import BankAccount, CollectionSettings, InvoiceService, Issuer
 from gateway.billing.subscription_billing import BillingSettings, SubscriptionBilling
@@ -24,6 +26,9 @@ from gateway.customers import CustomerService
 from gateway.customers.models import Customer
 from gateway.customers.repository import CustomerRepository
 from gateway.kernel.clock import Clock
+from gateway.metering.allowance_service import AllowanceService
+from gateway.metering.ports import MeterUsage
+from gateway.metering.usage_source import DatabaseMeterUsage
 from gateway.subscriptions import SubscriptionService
 from gateway.subscriptions.domain import MAX_DAYS_UNTIL_DUE
 from gateway.subscriptions.ports import NO_PAYMENT_METHODS, PaymentMethodLookup
@@ -46,6 +51,8 @@ class BillingConfig:
     # Answers "does this customer have a usable default payment method?" for one unit of work. The
     # payments domain (above billing) provides the real one; the composition root passes it in.
     payment_methods: Callable[[AsyncSession], PaymentMethodLookup] = no_payment_methods
+    # The meters' usage for a unit of work (gateway.metering); none wired = nothing metered.
+    meters: Callable[[AsyncSession], MeterUsage] = field(default=DatabaseMeterUsage)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BillingConfig:
@@ -69,6 +76,7 @@ class BillingConfig:
             settings=BillingSettings(
                 proration_behavior=ProrationBehavior(settings.proration_behavior),
                 proration_mode=ProrationMode(settings.proration_mode),
+                usage_adjustment_days=settings.usage_adjustment_window_days,
             ),
             collection=collection_settings(settings),
         )
@@ -163,6 +171,13 @@ def billing_services(
         coupons_for=discounts.coupons_for,
         redeem=discounts.redeem_for_new_subscription,
         settings=config.settings,
+        metered=MeteredPricing(
+            catalog,
+            config.meters(session),
+            AllowanceService(session),
+            subscriptions.addons,
+            window=timedelta(days=config.settings.usage_adjustment_days),
+        ),
     )
     subscriptions.listeners = (billing,)
     return BillingServices(invoices, discounts, billing, subscriptions, catalog, customers)

@@ -9,7 +9,7 @@ amounts are whole minor units. Rounding happens only when a line is rated (billi
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -324,6 +324,47 @@ def validate_grant(kind: FeatureKind, limit: Any, soft: bool) -> int | None:
     if limit is None or limit == "unlimited":
         return UNLIMITED
     return _int(limit, "limit", minimum=0)
+
+
+DEFAULT_ALERT_THRESHOLDS = (80, 100)
+_GROUP_PROPERTY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
+
+
+def validate_alert_thresholds(thresholds: Sequence[int] | None) -> list[int] | None:
+    """Percentages of a period's allowance at which `usage.threshold_reached` fires: distinct, 1-1000
+    (above 100 % alerts on soft-limit overage), kept sorted. None = the setting's default (80, 100)."""
+    if thresholds is None:
+        return None
+    values = [_int(t, "alert_thresholds", minimum=1) for t in thresholds]
+    if not values or len(values) > 10 or any(v > 1000 for v in values):
+        raise ValidationFailed(
+            "alert_thresholds are 1-10 percentages from 1 to 1000", field="alert_thresholds"
+        )
+    if len(set(values)) != len(values):
+        raise ValidationFailed("alert_thresholds must be distinct", field="alert_thresholds")
+    return sorted(values)
+
+
+def validate_price_meter(
+    usage: UsageType, meter: str | None, group_by: Sequence[str] | None
+) -> tuple[str | None, list[str] | None]:
+    """A meter belongs to metered prices only; grouping needs a meter and names distinct properties."""
+    if meter is not None and usage is not UsageType.METERED:
+        raise ValidationFailed("only metered prices read a meter", field="meter")
+    if group_by is None:
+        return meter, None
+    if meter is None:
+        raise ValidationFailed("usage_group_by needs a meter", field="usage_group_by")
+    groups = list(group_by)
+    if (
+        not groups
+        or len(groups) > 5
+        or not all(isinstance(g, str) and _GROUP_PROPERTY.match(g) for g in groups)
+    ):
+        raise ValidationFailed("usage_group_by is 1-5 event property names", field="usage_group_by")
+    if len(set(groups)) != len(groups):
+        raise ValidationFailed("usage_group_by properties must be distinct", field="usage_group_by")
+    return meter, groups
 
 
 # ---------------------------------------------------------------------------------------------

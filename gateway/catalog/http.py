@@ -96,7 +96,13 @@ class FeatureController(Controller):
         self, data: JSONBody[s.FeatureCreate], catalog: NamedDependency[CatalogService]
     ) -> s.Feature:
         row = await catalog.create_feature(
-            key=data.key, name=data.name, kind=data.kind, unit=data.unit, description=data.description
+            key=data.key,
+            name=data.name,
+            kind=data.kind,
+            unit=data.unit,
+            description=data.description,
+            meter=data.meter,
+            alert_thresholds=data.alert_thresholds,
         )
         return s.Feature.of(row)
 
@@ -201,6 +207,8 @@ class PriceController(Controller):
             package_size=data.package_size,
             package_rounding=data.package_rounding,
             metered_feature=data.metered_feature,
+            meter=data.meter,
+            usage_group_by=data.usage_group_by,
             alignment=data.alignment,
             lookup_key=data.lookup_key,
             nickname=data.nickname,

@@ -44,6 +44,10 @@ class Feature(Base):
     unit: Mapped[str | None] = mapped_column(String(40))
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
+    # Metered features only: the meter (key) whose events are the feature's usage, and the percentages of
+    # the period's allowance at which `usage.threshold_reached` fires (NULL = the setting's default).
+    meter: Mapped[str | None] = mapped_column(String(100))
+    alert_thresholds: Mapped[list[Any] | None] = mapped_column(default=None)
 
 
 class Plan(Base):
@@ -112,6 +116,10 @@ class Price(Base):
     package_size: Mapped[int | None]
     package_rounding: Mapped[str] = mapped_column(String(4), default="up")
     metered_feature: Mapped[str | None] = mapped_column(String(100))
+    # Metered prices: the meter (key) whose usage the price rates, and the event properties whose groups
+    # are billed on lines of their own (NULL = one line for the meter).
+    meter: Mapped[str | None] = mapped_column(String(100))
+    usage_group_by: Mapped[list[Any] | None] = mapped_column(default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
     # inclusive / exclusive (the amounts contain the tax, or tax is added); None follows the tax rate.

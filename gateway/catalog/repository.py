@@ -22,6 +22,8 @@ from gateway.catalog.models import (
 # The customers table, by name only: the catalog may check that a promotion code's customer exists
 # without importing the customers domain (they are peers in the layer contract).
 _customers = table("customers", column("id"))
+# The metering domain's meters, by key: features and prices name one (metering sits above the catalog).
+_meters = table("meters", column("id"), column("key"))
 
 
 class CatalogRepository:
@@ -50,6 +52,11 @@ class CatalogRepository:
     async def get_feature(self, id_or_key: str) -> Feature | None:
         query = select(Feature).where((Feature.id == id_or_key) | (Feature.key == id_or_key))
         return (await self.session.scalars(query)).first()
+
+    async def meter_key(self, id_or_key: str) -> str | None:
+        """The key of the meter with this id or key, None if there is none."""
+        query = select(_meters.c.key).where((_meters.c.key == id_or_key) | (_meters.c.id == id_or_key))
+        return (await self.session.execute(query)).scalar()
 
     async def features_by_key(self, keys: Sequence[str]) -> dict[str, Feature]:
         rows = (await self.session.scalars(select(Feature).where(Feature.key.in_(keys)))).all()

@@ -22,6 +22,10 @@ from gateway.web.timestamps import AwareTimestamp
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Key = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")]
+# An event property a usage price groups its lines by (a meter's group-by property, e.g. `region`).
+GroupProperty = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")]
+# Percent of a period's allowance (included units + usage credits) at which an alert fires.
+AlertThreshold = Annotated[int, Meta(ge=1, le=1000)]
 Text = Annotated[str, Meta(max_length=5000)]
 Limit = int | Literal["unlimited"] | None
 
@@ -75,6 +79,9 @@ class FeatureCreate(Struct, forbid_unknown_fields=True):
     kind: Literal["boolean", "gauge", "metered"]
     unit: Annotated[str, Meta(max_length=40)] | None = None
     description: Text | None = None
+    # Metered features: the meter whose events are the usage, and the alert percentages (default 80, 100).
+    meter: Key | None = None
+    alert_thresholds: Annotated[list[AlertThreshold], Meta(min_length=1, max_length=10)] | None = None
 
 
 class Feature(Struct):
@@ -86,10 +93,23 @@ class Feature(Struct):
     unit: str | None
     description: str | None
     created_at: datetime
+    meter: str | None = None
+    alert_thresholds: list[int] | None = None
 
     @classmethod
     def of(cls, row: FeatureRow) -> Feature:
-        return cls(row.id, "feature", row.key, row.name, row.kind, row.unit, row.description, row.created_at)
+        return cls(
+            row.id,
+            "feature",
+            row.key,
+            row.name,
+            row.kind,
+            row.unit,
+            row.description,
+            row.created_at,
+            row.meter,
+            row.alert_thresholds,
+        )
 
 
 class FeatureList(Struct):
@@ -270,6 +290,10 @@ class PriceCreate(Struct, forbid_unknown_fields=True):
     package_size: Annotated[int, Meta(ge=1, le=10**9)] | None = None
     package_rounding: Literal["up", "down"] | None = None
     metered_feature: Key | None = None
+    # Metered prices: the meter they rate (default: the metered feature's meter), and the event properties
+    # whose groups get invoice lines of their own.
+    meter: Key | None = None
+    usage_group_by: Annotated[list[GroupProperty], Meta(min_length=1, max_length=5)] | None = None
     alignment: Literal["anniversary", "calendar"] | None = None
     lookup_key: Key | None = None
     nickname: Name | None = None
@@ -352,6 +376,8 @@ class Price(Struct):
             "customer's tax rate says"
         ),
     ]
+    meter: str | None = None
+    usage_group_by: list[str] | None = None
 
     @classmethod
     def of(cls, row: PriceRow) -> Price:
@@ -380,6 +406,8 @@ class Price(Struct):
             row.active,
             row.created_at,
             row.tax_behavior,
+            row.meter,
+            row.usage_group_by,
         )
 
 

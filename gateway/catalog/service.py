@@ -14,7 +14,9 @@ from gateway.catalog.domain import (
     PriceTerms,
     parse_price_terms,
     terms_to_plain,
+    validate_alert_thresholds,
     validate_grant,
+    validate_price_meter,
 )
 from gateway.catalog.errors import (
     FeatureNotFound,
@@ -128,13 +130,29 @@ class CatalogService:
 
     # features -----------------------------------------------------------------------------------
     async def create_feature(
-        self, *, key: str, name: str, kind: str, unit: str | None = None, description: str | None = None
+        self,
+        *,
+        key: str,
+        name: str,
+        kind: str,
+        unit: str | None = None,
+        description: str | None = None,
+        meter: str | None = None,
+        alert_thresholds: list[int] | None = None,
     ) -> Feature:
         check_key(key)
         try:
             feature_kind = FeatureKind(kind)
         except ValueError:
             raise ValidationFailed(f"unknown feature kind {kind!r}", field="kind") from None
+        if feature_kind is not FeatureKind.METERED:
+            if meter is not None:
+                raise ValidationFailed("only metered features read a meter", field="meter")
+            if alert_thresholds is not None:
+                raise ValidationFailed("only metered features have usage alerts", field="alert_thresholds")
+        if meter is not None:
+            meter = await self._meter(meter)
+        thresholds = validate_alert_thresholds(alert_thresholds)
         if await self.repo.get_feature(key) is not None:
             raise KeyAlreadyExists(f"a feature with key {key!r} exists already", field="key")
         feature = Feature(
@@ -145,11 +163,20 @@ class CatalogService:
             unit=unit,
             description=description,
             created_at=self.clock.now(),
+            meter=meter,
+            alert_thresholds=thresholds,
         )
         self.repo.add(feature)
         await self.repo.flush()
         await self._event("feature.created", "feature", feature.id, {"key": key, "kind": kind})
         return feature
+
+    async def _meter(self, id_or_key: str) -> str:
+        """A meter named by id or key, stored by key (stable, readable); 422 when there is none."""
+        key = await self.repo.meter_key(id_or_key)
+        if key is None:
+            raise ValidationFailed(f"no meter {id_or_key!r}", field="meter", code="meter_not_found")
+        return key
 
     async def get_feature(self, id_or_key: str) -> Feature:
         feature = await self.repo.get_feature(id_or_key)
@@ -332,6 +359,8 @@ class CatalogService:
         package_size: int | None = None,
         package_rounding: str | None = None,
         metered_feature: str | None = None,
+        meter: str | None = None,
+        usage_group_by: list[str] | None = None,
         alignment: str | None = None,
         lookup_key: str | None = None,
         nickname: str | None = None,
@@ -350,10 +379,18 @@ class CatalogService:
             metered_feature=metered_feature,
             alignment=alignment,
         )
+        if meter is not None:
+            meter = await self._meter(meter)
         if terms.metered_feature:
             feature = await self.repo.get_feature(terms.metered_feature)
             if feature is None or feature.kind != FeatureKind.METERED:
                 raise ValidationFailed("metered_feature must name a metered feature", field="metered_feature")
+            if meter is not None and feature.meter is not None and meter != feature.meter:
+                raise ValidationFailed(
+                    f"the metered feature reads meter {feature.meter!r}, not {meter!r}", field="meter"
+                )
+            meter = meter or feature.meter
+        meter, usage_group_by = validate_price_meter(terms.usage_type, meter, usage_group_by)
         if lookup_key is not None:
             check_key(lookup_key, "lookup_key")
             if await self.repo.lookup_key_taken(lookup_key):
@@ -371,6 +408,8 @@ class CatalogService:
             package_size=terms.package_size,
             package_rounding=terms.package_rounding.value,
             metered_feature=terms.metered_feature,
+            meter=meter,
+            usage_group_by=usage_group_by,
             active=True,
             created_at=self.clock.now(),
             tax_behavior=tax_behavior,

@@ -233,19 +233,39 @@ class EngineView:
                 result = _peek(used, quantity, grant.limit, grant.soft, None)
             return _verdict(feature, grant.kind, grant.soft, result)
         period_start, period_end = entitlements.period_start, entitlements.period_end
+        # A metered balance (gateway/metering/allowance.py): the allowance is the grant plus usage
+        # credits; the meter's usage as last reconciled stands before the counter, which holds only
+        # what checks consumed. The counter is asked with what is left of the allowance, so its atomic
+        # limit check stays the one place a hard limit is enforced.
+        balance = entitlements.metered.get(feature)
+        limit = grant.limit
+        base = 0
+        if balance is not None:
+            limit = None if grant.limit is None else grant.limit + balance.credits
+            base = balance.metered
         if consume:
-            result = await quotas.consume(
+            counted = await quotas.consume(
                 tenant_id,
                 feature,
                 quantity,
-                grant.limit,
+                None if limit is None else max(0, limit - base),
                 period_start=period_start,
                 period_end=period_end,
                 soft=grant.soft,
             )
+            used = base + counted.used
+            result = QuotaResult(
+                allowed=counted.allowed,
+                used=used,
+                limit=limit,
+                remaining=None if limit is None else max(0, limit - used),
+                overage=0 if limit is None or not grant.soft else max(0, used - limit),
+                resets_at=counted.resets_at,
+                reason=counted.reason,
+            )
         else:
-            used = await quotas.usage(tenant_id, feature, period_start)
-            result = _peek(used, quantity, grant.limit, grant.soft, period_end)
+            used = base + await quotas.usage(tenant_id, feature, period_start)
+            result = _peek(used, quantity, limit, grant.soft, period_end)
         return _verdict(feature, grant.kind, grant.soft, result)
 
     async def release(self, tenant_id: str, feature: str, quantity: int) -> FeatureVerdict:

@@ -3,26 +3,39 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, QueryParameter
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.catalog.domain import FeatureKind
+from gateway.catalog.repository import CatalogRepository
+from gateway.customers import CustomerService
+from gateway.customers.models import Customer
+from gateway.customers.repository import CustomerRepository
 from gateway.entitlements import schemas as s
 from gateway.entitlements.engine import Engine
+from gateway.entitlements.reconcile import UsageReconciler
 from gateway.entitlements.seats import MemberAdmission
 from gateway.entitlements.service import CheckResult, CheckService
 from gateway.identity.revocation import RevocationList
 from gateway.identity.tokens import TokenSigner
 from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock
-from gateway.kernel.errors import Forbidden, NotFound
+from gateway.kernel.errors import Forbidden, NotFound, ValidationFailed
+from gateway.metering.allowance_models import UsageCredit as UsageCreditRow
+from gateway.metering.allowance_models import UsagePeriod
+from gateway.metering.allowance_service import AllowanceService
+from gateway.metering.usage_source import DatabaseMeterUsage
+from gateway.subscriptions.models import TestClock
 from gateway.web.problems import ERROR_RESPONSES
+from gateway.web.timestamps import parse_timestamp
 
 
 # WARNING: the dependency is called `deciding`, not `checks`: Litestar reports a body validation error whose
@@ -188,17 +201,25 @@ class EntitlementsController(Controller):
         features = []
         for key, grant in sorted(tenant.features.items()):
             verdict = await view.check_feature(customer, key, quantity=1, consume=False)
+            balance = tenant.metered.get(key)
+            metered = grant.kind.value == "metered"
             features.append(
                 s.FeatureEntitlement(
                     feature=key,
                     kind=grant.kind.value,
                     enabled=access,
-                    limit=grant.limit,
+                    limit=grant.limit
+                    if balance is None or grant.limit is None
+                    else grant.limit + balance.credits,
                     unlimited=grant.kind.value != "boolean" and grant.limit is None,
                     soft=grant.soft,
                     used=verdict.used,
                     remaining=verdict.remaining,
                     resets_at=verdict.resets_at,
+                    included=grant.limit if metered else None,
+                    credits=(balance.credits if balance else 0) if metered else None,
+                    overage=verdict.overage if metered and verdict.used is not None else None,
+                    meter=balance.meter if balance else None,
                 )
             )
         body = s.Entitlements(
@@ -222,6 +243,147 @@ class EntitlementsController(Controller):
         if etag in request.headers.get("if-none-match", ""):
             return Response(content=b"", status_code=304, headers=headers)  # type: ignore[arg-type]
         return Response(body, headers=headers)
+
+
+def _credit_out(row: UsageCreditRow) -> s.UsageCredit:
+    return s.UsageCredit(
+        row.id,
+        "usage_credit",
+        row.tenant_id,
+        row.feature_key,
+        row.units,
+        row.remaining,
+        row.effective_at,
+        row.expires_at,
+        row.description,
+        row.created_at,
+    )
+
+
+def _period_out(row: UsagePeriod) -> s.UsagePeriodOut:
+    return s.UsagePeriodOut(
+        "usage_period",
+        row.tenant_id,
+        row.subscription_id,
+        row.feature_key,
+        row.meter,
+        row.period_start,
+        row.period_end,
+        row.metered,
+        row.consumed,
+        row.used,
+        row.allowance,
+        row.overage,
+        row.drift,
+        row.reconciled_at,
+    )
+
+
+async def _customer_now(session: AsyncSession, clock: Clock, customer: Customer) -> datetime:
+    """The customer's time: its test clock's when it has one (credits granted on a test clock)."""
+    if customer.test_clock_id is None:
+        return clock.now()
+    frozen = await session.scalar(select(TestClock.frozen_time).where(TestClock.id == customer.test_clock_id))
+    return frozen if frozen is not None else clock.now()
+
+
+class UsageCreditController(Controller):
+    path = "/customers/{customer_id:str}/usage_credits"
+    tags = ["metering"]
+
+    @post(
+        "/",
+        opt={"scope": "billing:write"},
+        responses=ERROR_RESPONSES,
+        summary="Grant prepaid units of a metered feature, drawn down before overage, with an expiry",
+    )
+    async def grant(
+        self,
+        customer_id: FromPath[str],
+        data: JSONBody[s.UsageCreditCreate],
+        session: NamedDependency[AsyncSession],
+        clock: NamedDependency[Clock],
+        principal: NamedDependency[Principal],
+    ) -> s.UsageCredit:
+        customer = await CustomerService(CustomerRepository(session), clock).get(
+            customer_id, scope=principal.tenant_id
+        )
+        feature = await CatalogRepository(session).get_feature(data.feature)
+        if feature is None or feature.kind != FeatureKind.METERED.value:
+            raise ValidationFailed("feature must name a metered feature", field="feature")
+        at = await _customer_now(session, clock, customer)
+        credit = await AllowanceService(session).grant_credit(
+            customer.id,
+            feature.key,
+            data.units,
+            at=at,
+            effective_at=parse_timestamp(data.effective_at, "effective_at"),
+            expires_at=parse_timestamp(data.expires_at, "expires_at"),
+            description=data.description,
+        )
+        return _credit_out(credit)
+
+    @get(
+        "/", opt={"scope": "billing:read"}, responses=ERROR_RESPONSES, summary="The customer's usage credits"
+    )
+    async def list_(
+        self,
+        customer_id: FromPath[str],
+        session: NamedDependency[AsyncSession],
+        clock: NamedDependency[Clock],
+        principal: NamedDependency[Principal],
+    ) -> s.UsageCreditList:
+        customer = await CustomerService(CustomerRepository(session), clock).get(
+            customer_id, scope=principal.tenant_id
+        )
+        rows = await AllowanceService(session).credits(customer.id)
+        return s.UsageCreditList("list", [_credit_out(r) for r in rows])
+
+
+class UsageReconciliationController(Controller):
+    path = "/usage_reconciliation"
+    tags = ["metering"]
+
+    @post(
+        "/",
+        opt={"scope": "entitlements:write"},
+        responses=ERROR_RESPONSES,
+        status_code=200,
+        summary="Reconcile metered usage now (the worker does it on a schedule): truth, drift, alerts",
+    )
+    async def run(
+        self,
+        data: JSONBody[s.ReconcileRequest],
+        state: State,
+        session: NamedDependency[AsyncSession],
+    ) -> s.UsagePeriodList:
+        reconciler = UsageReconciler(state.engine, state.get("meters") or DatabaseMeterUsage)
+        done = await reconciler.run(session, customer=data.customer)
+        rows = await AllowanceService(session).drift_report(tenant_id=data.customer, limit=1000)
+        alerts = [s.UsageAlertOut(r.customer, r.feature, list(r.alerts)) for r in done if r.alerts]
+        return s.UsagePeriodList("list", [_period_out(r) for r in rows], alerts)
+
+    @get(
+        "/",
+        opt={"scope": "entitlements:read"},
+        responses=ERROR_RESPONSES,
+        summary="Reconciled usage per customer and metered feature, with the hot path's drift",
+    )
+    async def report(
+        self,
+        session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        customer: Annotated[str | None, QueryParameter(name="customer", max_length=64)] = None,
+        drift_only: Annotated[bool, QueryParameter(name="drift_only", required=False)] = False,
+    ) -> s.UsagePeriodList:
+        if principal.tenant_id is not None:
+            if customer is not None and customer != principal.tenant_id:
+                raise NotFound(f"no customer {customer!r}", code="customer_not_found")
+            customer = principal.tenant_id
+        rows = await AllowanceService(session).drift_report(
+            tenant_id=customer, only_drift=drift_only, limit=1000
+        )
+        return s.UsagePeriodList("list", [_period_out(r) for r in rows])
 
 
 class TokenController(Controller):
@@ -284,4 +446,10 @@ def jwks(state: State) -> dict[str, Any]:
     return signer.public_jwks
 
 
-CONTROLLERS = [CheckController, EntitlementsController, TokenController]
+CONTROLLERS = [
+    CheckController,
+    EntitlementsController,
+    TokenController,
+    UsageCreditController,
+    UsageReconciliationController,
+]

@@ -18,6 +18,8 @@ from gateway.authz.domain import ACCESS_STATUSES, Assignments, Membership, Tenan
 from gateway.catalog.domain import FeatureKind
 from gateway.catalog.models import Feature, Plan, PlanGrant, PlanVersion
 from gateway.customers.models import Membership as MembershipRow
+from gateway.metering.allowance import DEFAULT_THRESHOLDS, CreditLot, live_at_close
+from gateway.metering.allowance_models import UsageCredit, UsagePeriod
 from gateway.subscriptions.domain import LIVE_STATUSES
 from gateway.subscriptions.models import Subscription, SubscriptionAddon
 
@@ -35,6 +37,18 @@ class FeatureLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class MeteredAllowance:
+    """A metered feature's period balance inputs beyond the grant (gateway/metering/allowance.py):
+    `credits` = prepaid units live at the period's close; `metered` = the meter's usage of the period
+    as last reconciled (the hot path adds its own counter of check-time consumption on top)."""
+
+    meter: str | None
+    credits: int
+    metered: int
+    thresholds: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class TenantEntitlements:
     tenant_id: str
     plan_key: str
@@ -48,6 +62,8 @@ class TenantEntitlements:
     # When the subscription stopped granting access (ended, paused, went past due); None while it grants
     # access. Reported with `subscription_inactive` so an app can tell "ended" from "never existed".
     inactive_since: datetime | None = None
+    # Metered features with a meter or usage credits; absent = the grant alone.
+    metered: dict[str, MeteredAllowance] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +155,7 @@ async def load_tenants(session: AsyncSession, tenant_ids: Iterable[str] | None =
     )
     addons = (await session.scalars(addons_q)).all() if rows else []
     version_ids |= {a.plan_version_id for a in addons}
+    metered_inputs = await _metered_inputs(session, [sub for sub, _, _ in rows])
     grants_q = (
         select(PlanGrant.plan_version_id, Feature.key, Feature.kind, PlanGrant.limit, PlanGrant.soft)
         .join(Feature, Feature.id == PlanGrant.feature_id)
@@ -174,6 +191,7 @@ async def load_tenants(session: AsyncSession, tenant_ids: Iterable[str] | None =
             period_end=sub.current_period_end,
             features=features,
             inactive_since=_inactive_since(sub, status),
+            metered=_allowances(sub, features, metered_inputs),
         )
 
     members_q = select(MembershipRow.user_id, MembershipRow.tenant_id, MembershipRow.role).where(
@@ -189,6 +207,66 @@ async def load_tenants(session: AsyncSession, tenant_ids: Iterable[str] | None =
         memberships={t: tuple(m) for t, m in memberships.items()},
         plan_nodes=nodes,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _MeteredInputs:
+    features: dict[str, tuple[str | None, tuple[int, ...]]]  # key → (meter, alert thresholds)
+    credits: dict[tuple[str, str], list[CreditLot]]
+    periods: dict[tuple[str, str, datetime], int]  # (subscription, feature, period start) → metered
+
+
+async def _metered_inputs(session: AsyncSession, subs: Sequence[Subscription]) -> _MeteredInputs:
+    """Meters, credits and reconciled usage of the given subscriptions' current periods: three queries."""
+    features_q = select(Feature.key, Feature.meter, Feature.alert_thresholds).where(
+        Feature.kind == FeatureKind.METERED.value
+    )
+    features = {
+        key: (meter, tuple(thresholds) if thresholds else DEFAULT_THRESHOLDS)
+        for key, meter, thresholds in (await session.execute(features_q)).all()
+    }
+    tenants = [sub.tenant_id for sub in subs]
+    if not subs or not features:
+        return _MeteredInputs(features, {}, {})
+    credits_q = select(UsageCredit).where(UsageCredit.tenant_id.in_(tenants), UsageCredit.remaining > 0)
+    credits: dict[tuple[str, str], list[CreditLot]] = defaultdict(list)
+    for row in (await session.scalars(credits_q)).all():
+        credits[(row.tenant_id, row.feature_key)].append(
+            CreditLot(row.id, row.remaining, row.effective_at, row.expires_at)
+        )
+    periods_q = (
+        select(
+            UsagePeriod.subscription_id,
+            UsagePeriod.feature_key,
+            UsagePeriod.period_start,
+            UsagePeriod.metered,
+        )
+        .join(  # only the current period of each subscription
+            Subscription,
+            (Subscription.id == UsagePeriod.subscription_id)
+            & (Subscription.current_period_start == UsagePeriod.period_start),
+        )
+        .where(UsagePeriod.subscription_id.in_([sub.id for sub in subs]))
+    )
+    periods = {
+        (sid, key, start): metered for sid, key, start, metered in (await session.execute(periods_q)).all()
+    }
+    return _MeteredInputs(features, dict(credits), periods)
+
+
+def _allowances(
+    sub: Subscription, features: dict[str, FeatureLimit], inputs: _MeteredInputs
+) -> dict[str, MeteredAllowance]:
+    allowances: dict[str, MeteredAllowance] = {}
+    for key, grant in features.items():
+        if grant.kind is not FeatureKind.METERED or key not in inputs.features:
+            continue
+        meter, thresholds = inputs.features[key]
+        lots = live_at_close(inputs.credits.get((sub.tenant_id, key), ()), sub.current_period_end)
+        credits = sum(lot.remaining for lot in lots)
+        metered = inputs.periods.get((sub.id, key, sub.current_period_start), 0)
+        allowances[key] = MeteredAllowance(meter, credits, metered, thresholds)
+    return allowances
 
 
 async def what_if_assignments(session: AsyncSession, tenant_ids: Iterable[str]) -> Assignments:

@@ -45,6 +45,8 @@ class CheckResponse(Struct, omit_defaults=False):
     # Set with reason `subscription_inactive`: when the subscription stopped granting access (ended,
     # paused, ...). `unknown_tenant` is only for a customer id that never subscribed.
     inactive_since: datetime | None = None
+    # Units used beyond a soft limit this period (billed as overage); null for boolean features.
+    overage: int | None = None
 
 
 class BatchCheckRequest(Struct, forbid_unknown_fields=True):
@@ -75,6 +77,12 @@ class FeatureEntitlement(Struct):
     used: int | None
     remaining: int | None
     resets_at: datetime | None
+    # Metered features: `limit` = `included` (the plan's grant) + `credits` (prepaid usage credits live
+    # this period); `used` = the meter's usage + check-time consumption; `overage` beyond a soft limit.
+    included: int | None = None
+    credits: int | None = None
+    overage: int | None = None
+    meter: str | None = None
 
 
 class Entitlements(Struct):
@@ -111,3 +119,67 @@ class Token(Struct):
     plan_version: int | None = None
     # Boolean features on for the tenant's plan version (also the token's `features` claim)
     features: list[str] = []
+
+
+class UsageCreditCreate(Struct, forbid_unknown_fields=True):
+    """Prepaid units of a metered feature (buy 100k API calls): drawn before overage is billed."""
+
+    feature: FeatureKey
+    units: Annotated[int, Meta(ge=1, le=10**12)]
+    expires_at: Annotated[str, Meta(max_length=40)] | None = None
+    effective_at: Annotated[str, Meta(max_length=40)] | None = None
+    description: Annotated[str, Meta(max_length=500)] | None = None
+
+
+class UsageCredit(Struct):
+    id: str
+    object: Literal["usage_credit"]
+    customer: str
+    feature: str
+    units: int
+    remaining: int
+    effective_at: datetime
+    expires_at: datetime | None
+    description: str | None
+    created_at: datetime
+
+
+class UsageCreditList(Struct):
+    object: Literal["list"]
+    data: list[UsageCredit]
+
+
+class ReconcileRequest(Struct, forbid_unknown_fields=True):
+    customer: Id | None = None
+
+
+class UsagePeriodOut(Struct):
+    """One customer's metered feature over one period: the reconciled truth and the hot path's drift."""
+
+    object: Literal["usage_period"]
+    customer: str
+    subscription: str
+    feature: str
+    meter: str | None
+    period_start: datetime
+    period_end: datetime
+    metered: int
+    consumed: int
+    used: int
+    allowance: int | None
+    overage: int
+    drift: int
+    reconciled_at: datetime
+
+
+class UsageAlertOut(Struct):
+    customer: str
+    feature: str
+    thresholds: list[int]
+
+
+class UsagePeriodList(Struct):
+    object: Literal["list"]
+    data: list[UsagePeriodOut]
+    # Set by POST: the thresholds that fired in this run, per customer and feature.
+    alerts: list[UsageAlertOut] = []

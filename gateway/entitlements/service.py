@@ -30,6 +30,8 @@ class CheckResult:
     stale: bool = False
     # With reason subscription_inactive: since when the tenant's subscription grants no access.
     inactive_since: datetime | None = None
+    # Metered and gauge features: units used beyond a soft limit (what billing charges as overage).
+    overage: int | None = None
 
 
 class CheckService:
@@ -123,4 +125,5 @@ def _with_feature(
         remaining=verdict.remaining,
         resets_at=verdict.resets_at,
         stale=stale,
+        overage=verdict.overage if verdict.kind is not None and verdict.kind != "boolean" else None,
     )

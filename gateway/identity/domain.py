@@ -31,6 +31,8 @@ RESOURCES = (
     "privacy",
     "metrics",  # MRR, churn, retention, LTV (platform keys)
     "operations",  # /metrics for Prometheus (read), the job queue's dashboard (write)
+    "meters",  # meter definitions (usage metering)
+    "usage",  # usage events (report, void) and usage queries
 )
 ACTIONS = ("read", "write")
 ALL_SCOPES = frozenset(f"{r}:{a}" for r in RESOURCES for a in ACTIONS)

@@ -53,6 +53,9 @@ DIRECT_TYPES = frozenset(
         "member.removed",
         "access.revoked",
         "access.restored",
+        # A metered feature's usage reached an alert percentage of its period allowance (once per
+        # threshold per period; gateway/metering/allowance.py).
+        "usage.threshold_reached",
     }
 )
 PREFIXES = ("subscription.", "invoice.")

@@ -206,6 +206,17 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /v1/credit_notes":                                         (TENANT, "billing:read"),
     "POST /v1/credit_notes":                                        (PLATFORM, "billing:write"),
     "GET /v1/credit_notes/{credit_note_id}":                        (TENANT, "billing:read"),
+    # -- metering: meters are shared definitions (tenants may read them); usage events are reported by the
+    #    platform, or by a tenant key for its own customer only (other subjects are unknown to it); voiding
+    #    (a correction of what is billed) is the platform's; a tenant reads its own usage
+    "POST /v1/meters":                                              (PLATFORM, "meters:write"),
+    "GET /v1/meters":                                               (TENANT, "meters:read"),
+    "GET /v1/meters/{meter}":                                       (TENANT, "meters:read"),
+    "PATCH /v1/meters/{meter}":                                     (PLATFORM, "meters:write"),
+    "DELETE /v1/meters/{meter}":                                    (PLATFORM, "meters:write"),
+    "POST /v1/usage_events":                                        (TENANT, "usage:write"),
+    "POST /v1/usage_events/{event_id}/void":                        (PLATFORM, "usage:write"),
+    "GET /v1/usage":                                                (TENANT, "usage:read"),
     # -- test clocks: platform only --------------------------------------------------------------------------
     "GET /v1/test_clocks":                                          (PLATFORM, "test_clocks:read"),
     "POST /v1/test_clocks":                                         (PLATFORM, "test_clocks:write"),
@@ -223,6 +234,11 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "POST /v1/tokens":                                              (TENANT, "tokens:write"),
     "POST /ofrep/v1/evaluate/flags":                                (TENANT, "entitlements:read"),
     "POST /ofrep/v1/evaluate/flags/{key}":                          (TENANT, "entitlements:read"),
+    # -- metered allowances: credits are sold (platform), a tenant reads its own; reconciliation -------------
+    "POST /v1/customers/{customer_id}/usage_credits":               (PLATFORM, "billing:write"),
+    "GET /v1/customers/{customer_id}/usage_credits":                (TENANT, "billing:read"),
+    "POST /v1/usage_reconciliation":                                (PLATFORM, "entitlements:write"),
+    "GET /v1/usage_reconciliation":                                 (TENANT, "entitlements:read"),
     # -- policies and metrics: platform only ----------------------------------------------------------------
     "GET /v1/policies":                                             (PLATFORM, "policies:read"),
     "POST /v1/policies/edits":                                      (PLATFORM, "policies:write"),

@@ -58,6 +58,8 @@ PARAMETER_IDS = {
     "payment_id": "payment",
     "version": "policy_version",
     "key": "flag",
+    "meter": "meter",
+    "event_id": "usage_event",
 }
 TENANT_OWNED = {
     "customer",
@@ -132,6 +134,8 @@ def body_for(operation: str, side: Side, n: int) -> Any:
         "PATCH /v1/sso/connections/{connection_id}": {"name": "Hacked"},
         "POST /v1/sso/connections/{connection_id}/verify_domain": {"domain": f"team{n}.{side.name}.example"},
         "POST /v1/customers/{customer_id}/credit_grants": {"amount": 1_000_000, "currency": "USD"},
+        "POST /v1/customers/{customer_id}/usage_credits": {"feature": "api_calls", "units": 100_000},
+        "POST /v1/usage_reconciliation": {"customer": c},
         "POST /v1/customers/{customer_id}/discounts": {"coupon": side["coupon"]},
         "POST /v1/subscriptions": {"customer": c, "price": "basic_monthly"},
         "PATCH /v1/subscriptions/{subscription_id}": {"collection_method": "send_invoice"},
@@ -179,6 +183,10 @@ def body_for(operation: str, side: Side, n: int) -> Any:
         "POST /v1/webhook_endpoints": {"url": f"https://{side.name}.example/hooks", "enabled_events": ["*"]},
         "PATCH /v1/webhook_endpoints/{endpoint_id}": {"description": "changed"},
         "POST /v1/users/{user_id}/erase": {},
+        "POST /v1/meters": {"key": f"meter_{n}", "event_type": "walked", "aggregation": "count"},
+        "PATCH /v1/meters/{meter}": {"name": "Hacked"},
+        "POST /v1/usage_events": {"id": f"evt{n}", "source": "walk", "type": "api_call", "subject": c},
+        "POST /v1/usage_events/{event_id}/void": {"source": "walk", "subject": c},
     }
     return bodies[operation]
 
@@ -233,6 +241,9 @@ TENANT_NAMED_IN_BODY = {
     "POST /v1/check/release",
     "POST /v1/tokens",
     "POST /ofrep/v1/evaluate/flags/{key}",
+    # the event's subject; the usage query's customer
+    "POST /v1/usage_events",
+    "GET /v1/usage",
 }
 
 
@@ -307,7 +318,12 @@ async def build_side(api: Api, name: str, shared: dict[str, str]) -> tuple[Side,
 async def shared_ids(api: Api) -> dict[str, str]:
     clock = await api.post("/v1/test_clocks", {"name": "shared", "frozen_time": "2026-06-01T00:00:00Z"})
     codes = await api.get("/v1/promotion_codes")
+    meter = await api.post(
+        "/v1/meters", {"key": "api_calls", "event_type": "api_call", "aggregation": "count"}
+    )
     return {
+        "meter": meter["id"],
+        "usage_event": "evt-walk",
         "coupon": "launch20",
         "promotion_code": codes["data"][0]["id"],
         "price": "basic_monthly",
