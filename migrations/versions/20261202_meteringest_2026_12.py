@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql
 import advanced_alchemy.types
 
 revision: str = "meteringest_2026_12"
-down_revision: str | None = "stream_2026_12"
+down_revision: str | None = "payinv_2026_12"  # chained after payments at merge
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

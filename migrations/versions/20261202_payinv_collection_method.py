@@ -20,7 +20,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "payinv_2026_12"
-down_revision: str | None = "paycore_2026_12"  # stream_2026_12 before merging h-pay-core
+down_revision: str | None = "paycore_2026_12"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
