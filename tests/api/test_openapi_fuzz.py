@@ -68,7 +68,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     asyncio.run(prepare())
     settings = Settings(
-        database_url=url, migrate_on_start=False, scheduler_enabled=False, bootstrap_api_key=KEY
+        database_url=url,
+        migrate_on_start=False,
+        scheduler_enabled=False,
+        bootstrap_api_key=KEY,
+        # GET /v1/changes streams until this (300 s in production): each fuzzed call reads a whole stream.
+        changes_stream_max_seconds=0.2,
+        changes_heartbeat_seconds=0.1,
     )
     app = create_app(settings)
     port = _free_port()
