@@ -68,13 +68,14 @@ from gateway.observability.metrics import DatabaseGauges, EngineExporter
 from gateway.observability.requests import observe_requests
 from gateway.payments.http import CONTROLLERS as PAYMENTS
 from gateway.payments.lookup import billing_config as payments_billing_config
+from gateway.payments.providers.registry import ProviderRegistry
 from gateway.payments.runtime import PaymentsRuntime, run_reconciler
-from gateway.payments.service import PaymentSettings
+from gateway.payments.service import PaymentService, PaymentSettings, ensure_embedded_account
 from gateway.provisioning.hooks import discover_hooks
 from gateway.provisioning.http import CONTROLLERS as PRIVACY
 from gateway.provisioning.http import provide_member_directory
 from gateway.provisioning.jobs import Wiring
-from gateway.sandbox import create_sandbox_app, sandbox_mount
+from gateway.sandbox import create_sandbox_app, embedded_account, sandbox_mount
 from gateway.scim.http import CONTROLLERS as SCIM_TOKENS
 from gateway.scim.http import SCIM_ROUTER
 from gateway.security.secretbox import SecretBox, box_for
@@ -268,6 +269,19 @@ def create_app(
             keys = KeyService(session, clock, secret_box)
             await keys.ensure_key()
             app.state.signer = await keys.signer(settings.issuer)
+            if settings.payments_sandbox_mount and settings.payments_embedded_account:
+                await ensure_embedded_account(
+                    PaymentService(
+                        session,
+                        clock,
+                        ProviderRegistry(
+                            secret_box, timeout_seconds=settings.payment_provider_timeout_seconds
+                        ),
+                    ),
+                    base_url=f"{settings.served_url}/sandbox",
+                    webhook_base=settings.served_url,
+                    open_account=lambda url: embedded_account(app.state.sandbox_app, webhook_url=url),
+                )
             # Usage events: this month's partitions and the next ones exist before the first event.
             await ensure_partitions(
                 session, clock.now(), months_ahead=settings.metering_partition_months_ahead

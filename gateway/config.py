@@ -141,6 +141,9 @@ class Settings:
     # file (":memory:" forgets it at exit).
     payments_sandbox_mount: bool = True
     payments_sandbox_store: str = "var/sandbox.sqlite3"
+    # With no payment provider account at all, create one on the mounted sandbox at start (default in
+    # config.toml, so `tiergate serve` collects out of the box; off for apps built in code, e.g. tests).
+    payments_embedded_account: bool = False
     # Usage metering: how long a received event's dedup key (tenant, source, id) is kept, how late and how
     # far ahead of the customer's now (wall clock or test clock) an event's time may be, and how many
     # monthly partitions of usage_events PostgreSQL keeps ready ahead of now.

@@ -308,8 +308,8 @@ class ProviderWebhookController(Controller):
         runtime: PaymentsRuntime = state.payments
         body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
-        _, new = await receive(runtime.db, runtime.clock, runtime.registry(), account_id, body, headers)
-        return s.WebhookAck(received=True, duplicate=not new)
+        record, new = await receive(runtime.db, runtime.clock, runtime.registry(), account_id, body, headers)
+        return s.WebhookAck(received=True, duplicate=record is not None and not new, ignored=record is None)
 
 
 CONTROLLERS = [

@@ -248,3 +248,5 @@ class Refund(Struct):
 class WebhookAck(Struct):
     received: bool
     duplicate: bool
+    # An event Tiergate does not use (a type it ignores, a payment still open): acknowledged, not stored.
+    ignored: bool = False

@@ -6,6 +6,7 @@ transition table). The use cases sit beside it: `methods.py`, `collection.py`, `
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -127,7 +128,13 @@ class PaymentService:
 
     # -- accounts --------------------------------------------------------------------------------------
     async def create_account(
-        self, *, kind: str, name: str, credentials: dict[str, str], is_default: bool
+        self,
+        *,
+        kind: str,
+        name: str,
+        credentials: dict[str, str],
+        is_default: bool,
+        account_id: str | None = None,
     ) -> PaymentProviderAccount:
         try:
             ProviderKind(kind)
@@ -139,7 +146,7 @@ class PaymentService:
                 f"{kind} credentials need {', '.join(missing)}", field="credentials", missing=missing
             )
         now = self.clock.now()
-        account_id = new_id("ppa")
+        account_id = account_id or new_id("ppa")
         first = await self.repo.default_account() is None
         if is_default:
             await self.repo.clear_default()
@@ -316,3 +323,31 @@ class PaymentService:
             log.warning(
                 "payment %s succeeded on invoice %s already %s", payment.id, invoice.id, invoice.status
             )
+
+
+async def ensure_embedded_account(
+    core: PaymentService,
+    *,
+    base_url: str,
+    webhook_base: str,
+    open_account: Callable[[str], Mapping[str, str]],
+) -> PaymentProviderAccount | None:
+    """The embedded default (no configuration): while no provider account exists at all, one sandbox
+    account on the app's own `/sandbox` mount, default, so a newcomer's invoices are collected at once.
+    `open_account(webhook_url)` opens the account at the sandbox (in process: the server is not listening
+    yet at start-up) and returns its `api_key` and `webhook_secret`. Returns the account it created."""
+    if await core.repo.default_account() is not None:
+        return None
+    account_id = new_id("ppa")
+    opened = open_account(f"{webhook_base}/v1/payment_providers/{account_id}/webhooks")
+    return await core.create_account(
+        kind="sandbox",
+        name="Sandbox (embedded)",
+        credentials={
+            "base_url": base_url,
+            "api_key": opened["api_key"],
+            "webhook_secret": opened["webhook_secret"],
+        },
+        is_default=True,
+        account_id=account_id,
+    )

@@ -39,6 +39,8 @@ from gateway.payments.port import (
     MethodType,
     ProviderEvent,
     ProviderEventType,
+    ProviderRejected,
+    ProviderUnavailable,
     RefundResult,
     RefundStatus,
 )
@@ -55,6 +57,15 @@ class WebhookSignatureInvalid(DomainError):
     code = "invalid_webhook_signature"
     status = 400
     title = "Webhook signature does not verify"
+
+
+class ProviderUnreachable(DomainError):
+    """Completing a webhook needs the provider (Mollie sends only an id) and it did not answer: 503, so
+    the provider delivers the webhook again later."""
+
+    code = "provider_unavailable"
+    status = 503
+    title = "Payment provider unavailable"
 
 
 # -- (de)serialising a normalised event into the stored payload --------------------------------------------
@@ -130,17 +141,23 @@ async def receive(
     account_id: str,
     body: bytes,
     headers: Mapping[str, str],
-) -> tuple[ProviderEventRecord, bool]:
-    """Verify, dedupe, store. Returns (the stored record, whether it is new)."""
+) -> tuple[ProviderEventRecord | None, bool]:
+    """Verify, dedupe, store. Returns (the stored record, whether it is new); (None, False) for an event
+    Tiergate does not use (the adapter says `event_not_supported`, or a Mollie payment still open): it is
+    acknowledged, or the provider would redeliver it for days, and nothing is stored."""
     async with db.unit_of_work() as session:
         core = PaymentService(session, clock, registry)
         account = await core.get_account(account_id)
         provider = core.provider(account)
     try:
-        event = provider.parse_webhook(body, headers)
+        event = await provider.complete_event(provider.parse_webhook(body, headers))
     except InvalidWebhookSignature as exc:
         raise WebhookSignatureInvalid(str(exc) or "the signature does not verify") from None
-    event = await provider.complete_event(event)
+    except ProviderRejected as exc:
+        log.info("webhook of account %s ignored: %s (%s)", account_id, exc, exc.code)
+        return None, False
+    except ProviderUnavailable as exc:
+        raise ProviderUnreachable(f"the provider did not answer while completing the event: {exc}") from None
     try:
         async with db.unit_of_work(actor=f"provider:{account_id}") as session:
             core = PaymentService(session, clock, registry)

@@ -173,6 +173,9 @@ class FakeProvider:
         if not hmac.compare_digest(expected, header):
             raise InvalidWebhookSignature("bad signature")
         data = json.loads(body)
+        if data["type"] not in {t.value for t in ProviderEventType}:
+            # As the real adapters do with an event type Tiergate does not use (the port's contract).
+            raise ProviderRejected(f"event type {data['type']!r} is not used", code="event_not_supported")
         payment = data.get("payment")
         method = data.get("method")
         return ProviderEvent(

@@ -61,6 +61,15 @@ async def test_a_failed_payment_cannot_be_refunded(kit: PayKit) -> None:
     assert refused["code"] == "payment_not_refundable"
 
 
+async def test_an_event_type_tiergate_does_not_use_is_acknowledged_and_not_stored(kit: PayKit) -> None:
+    # Answered 2xx, or the provider redelivers it for days; nothing is stored or applied.
+    answer = await kit.webhook({"id": "evt_unused", "type": "customer.created"})
+    assert answer == {"received": True, "duplicate": False, "ignored": True}
+    async with kit.db.unit_of_work() as session:
+        stored = (await session.scalars(select(ProviderEventRecord))).all()
+    assert stored == []
+
+
 async def test_webhooks_are_deduplicated_and_older_versions_ignored(kit: PayKit) -> None:
     _, invoice, payment = await paid_invoice(kit, 3_000, "card_3ds")
     async with kit.db.unit_of_work() as session:
