@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from gateway.all_models import Base
 from gateway.config import load_settings
 from gateway.logs import configure_logging, resolve_format
+from gateway.metering.partitions import is_partition_table
 
 config = context.config
 target_metadata = Base.metadata
@@ -29,11 +29,8 @@ def _url() -> str:
 
 # Monthly partitions of usage_events are created at run time (gateway.metering.partitions), not by
 # migrations: autogenerate and `alembic check` must not see them as tables to drop.
-_RUNTIME_PARTITION = re.compile(r"^usage_events_(default|y\d{4}m\d{2})$")
-
-
 def _include_name(name: str | None, type_: str, _parent: object) -> bool:
-    return not (type_ == "table" and name is not None and _RUNTIME_PARTITION.match(name))
+    return not (type_ == "table" and name is not None and is_partition_table(name))
 
 
 def _configure(connection: Connection) -> None:

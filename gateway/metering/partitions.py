@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
@@ -24,6 +25,15 @@ from gateway.kernel.periods import add_months
 from gateway.metering.repository import EventStore
 
 log = logging.getLogger(__name__)
+
+
+# The partitions of usage_events (the default one and one per month): tables that exist in PostgreSQL but
+# not in the models; alembic (migrations/env.py) and the schema tests leave them out.
+PARTITION_TABLE = re.compile(r"^usage_events_(default|y\d{4}m\d{2})$")
+
+
+def is_partition_table(name: str) -> bool:
+    return PARTITION_TABLE.match(name) is not None
 
 
 def month_start(at: datetime) -> datetime:
