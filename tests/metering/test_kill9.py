@@ -68,6 +68,9 @@ class Service:
             env=self.env,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
+            # Its own process group: `tiergate serve` (granian) runs its worker in a child process, which
+            # a SIGKILL of the parent alone would leave alive and answering.
+            start_new_session=True,
         )
         async with httpx.AsyncClient() as client:
             for _ in range(3600):  # up to 3 minutes: the machine may be loaded
@@ -81,7 +84,7 @@ class Service:
 
     def kill(self) -> None:
         assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
+        os.killpg(self.process.pid, signal.SIGKILL)  # kill -9 of every process of the service
 
     async def wait(self) -> None:
         if self.process is not None:
