@@ -464,7 +464,9 @@ def create_app(
     )
     # Each operation's access (from the matrix) and the Idempotency-Key header, in the OpenAPI document.
     document_operations(app)
-    if settings.lean_decisions:
+    # With tracing on, every request goes through the traced stack (the lean routes sit outside
+    # Litestar's OpenTelemetry middleware, so their requests would have no server span).
+    if settings.lean_decisions and not settings.otel_enabled:
         # The per-request decisions ahead of the general stack: same guard, same decisions (lean.py).
         install_lean_decisions(app)
     return app

@@ -63,7 +63,7 @@ def _out(r: CheckResult) -> s.CheckResponse:
     # time). `tests/entitlements/test_lean_routes.py` checks that both types keep the same fields in order.
     return s.CheckResponse(
         r.allowed, r.reason, r.customer, r.index_version, r.user, r.plan, r.role, r.feature, r.limit, r.used,
-        r.remaining, r.resets_at, r.stale, r.inactive_since,
+        r.remaining, r.resets_at, r.stale, r.inactive_since, r.overage,
     )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -100,7 +101,15 @@ class UsageEventController(Controller):
     @post(
         "/",
         opt=USAGE_WRITE,
-        responses=ERROR_RESPONSES,
+        status_code=201,
+        responses={
+            **ERROR_RESPONSES,
+            200: ResponseSpec(
+                data_container=s.UsageEventBatchResult | s.UsageEventResult,  # type: ignore[arg-type]
+                description="A batch (one result per event), or a single event that is a duplicate",
+                generate_examples=False,
+            ),
+        },
         summary="Report usage: one event, or a batch of up to 1,000 with a result per event",
         description=(
             "Events are deduplicated by (customer, `source`, `id`) for `metering_dedup_retention_days`: a "

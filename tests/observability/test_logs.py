@@ -61,6 +61,12 @@ async def test_lines_logged_while_serving_a_request_carry_its_id(
 
 def test_server_and_alembic_loggers_share_the_format() -> None:
     stream = io.StringIO()
+    # An earlier test's uvicorn.Config(log_level="warning") leaves uvicorn's loggers at WARNING (uvicorn
+    # sets them process-wide); a server configured at INFO has them at INFO.
+    server_logger = logging.getLogger("uvicorn.error")
+    level, propagate = server_logger.level, server_logger.propagate
+    server_logger.setLevel(logging.INFO)
+    server_logger.propagate = True
     configure_logging("INFO", "json")
     root = logging.getLogger()
     ours = [h for h in root.handlers if getattr(h, "_tiergate", False)]
@@ -79,6 +85,8 @@ def test_server_and_alembic_loggers_share_the_format() -> None:
         for handler in ours:
             root.removeHandler(handler)
         logging.getLogger("alembic").setLevel(logging.NOTSET)
+        server_logger.setLevel(level)
+        server_logger.propagate = propagate
 
 
 def test_console_lines_are_for_people_and_exceptions_keep_their_traceback() -> None:
