@@ -1,0 +1,1 @@
+"""Operator-side web pages: console and dashboard (WEB.md)."""

@@ -1,0 +1,1 @@
+"""Dunning: retry schedules, escalation, suspension (see README.md)."""

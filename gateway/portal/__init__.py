@@ -1,0 +1,1 @@
+"""Customer-side web pages: portal, pricing, checkout (WEB.md)."""

@@ -1,0 +1,1 @@
+"""What every web page shares: base layout, macros, vendored assets, CSRF (WEB.md)."""
