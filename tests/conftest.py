@@ -31,6 +31,56 @@ os.environ.setdefault("TIERGATE_SECRET_KEY", TEST_SECRET_KEY)
 
 POSTGRES_URL = os.environ.get("TIERGATE_TEST_POSTGRES_URL", "")
 REDIS_URL = os.environ.get("TIERGATE_TEST_REDIS_URL", "")
+
+
+def _per_worker_services() -> None:
+    """Under pytest-xdist (`-n N`), give each worker its own PostgreSQL database and Redis db number.
+
+    Each test truncates every table and some flush Redis, so two workers must never share either. Worker
+    `gwK` uses `<test db>_gwK` (created here when missing; CI drops every `<test db>_*` afterwards) and
+    Redis db `<base> + K`. The environment is updated too, so subprocesses a test starts inherit them.
+    """
+    global POSTGRES_URL, REDIS_URL
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return
+    index = int(worker[2:])
+    if POSTGRES_URL:
+        base, name = POSTGRES_URL.rsplit("/", 1)
+        own = f"{name.split('?')[0]}_{worker}"
+        _create_database_once(POSTGRES_URL, own)
+        POSTGRES_URL = f"{base}/{own}"
+        os.environ["TIERGATE_TEST_POSTGRES_URL"] = POSTGRES_URL
+    if REDIS_URL:
+        head, _, db_number = REDIS_URL.rpartition("/")
+        number = int(db_number) if db_number.isdigit() else 0
+        REDIS_URL = f"{head}/{number + index}" if db_number.isdigit() else f"{REDIS_URL}/{index}"
+        os.environ["TIERGATE_TEST_REDIS_URL"] = REDIS_URL
+
+
+def _create_database_once(url: str, name: str) -> None:
+    import asyncio
+
+    import asyncpg  # type: ignore[import-untyped]
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+
+    async def create() -> None:
+        conn = await asyncpg.connect(
+            host=parsed.host, port=parsed.port or 5432, user=parsed.username, password=parsed.password,
+            database="postgres",
+        )
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+
+
+_per_worker_services()
 IN_CI = bool(os.environ.get("CI"))
 ADMIN_KEY = "tg_sk_test_admin_key_0123456789"
 START = datetime(2026, 1, 1, tzinfo=UTC)
