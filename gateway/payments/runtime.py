@@ -40,7 +40,7 @@ class PaymentsRuntime:
     settings: PaymentSettings = field(default_factory=PaymentSettings)
 
     def registry(self) -> ProviderRegistry:
-        return ProviderRegistry(self.box, timeout_seconds=self.settings.provider_timeout_seconds)
+        return self.settings.registry(self.box)
 
     def collector(self, *, actor: str | None = None) -> Collector:
         return Collector(

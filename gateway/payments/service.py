@@ -30,6 +30,7 @@ from gateway.payments.providers.registry import (
     seal_credentials,
 )
 from gateway.payments.repository import PaymentsRepository
+from gateway.security.secretbox import SecretBox
 
 log = logging.getLogger("tiergate.payments")
 
@@ -93,6 +94,8 @@ class PaymentSettings:
     # Payments left processing / unknown this long (wall clock) are asked about by reconciliation.
     reconcile_after_seconds: float = 300.0
     return_url: str = "http://127.0.0.1:8000/"
+    # Where providers reach Tiergate: Mollie's per-payment webhook URL is derived from it.
+    public_base_url: str = ""
 
     @classmethod
     def from_settings(cls, settings: Any) -> PaymentSettings:
@@ -100,6 +103,14 @@ class PaymentSettings:
             provider_timeout_seconds=float(getattr(settings, "payment_provider_timeout_seconds", 10.0)),
             reconcile_after_seconds=float(getattr(settings, "payment_reconcile_after_seconds", 300.0)),
             return_url=str(getattr(settings, "payment_return_url", "http://127.0.0.1:8000/")),
+            public_base_url=str(
+                getattr(settings, "public_base_url", "") or getattr(settings, "public_url", "") or ""
+            ),
+        )
+
+    def registry(self, box: SecretBox) -> ProviderRegistry:
+        return ProviderRegistry(
+            box, timeout_seconds=self.provider_timeout_seconds, public_base_url=self.public_base_url
         )
 
 

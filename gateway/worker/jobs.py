@@ -45,7 +45,6 @@ from gateway.observability.metrics import (
 )
 from gateway.payments.collection import Collector, collect_due
 from gateway.payments.lookup import billing_config as payments_billing_config
-from gateway.payments.providers.registry import ProviderRegistry
 from gateway.provisioning.jobs import Wiring, deliver_webhooks, relay_once
 from gateway.provisioning.service import purge_expired, sweep_past_due
 
@@ -80,7 +79,7 @@ async def collection_job(ctx: JobContext) -> int:
     """First payment attempts of finalised invoices charged automatically, outside any transaction
     (gateway/payments/collection.py): a finalised invoice with a card on file is paid within moments."""
     w = ctx.wiring
-    registry = ProviderRegistry(w.secrets, timeout_seconds=w.payments.provider_timeout_seconds)
+    registry = w.payments.registry(w.secrets)
     return await collect_due(
         Collector(ctx.db, ctx.clock, registry, w.billing, w.payments, actor="system:collection")
     )
