@@ -78,7 +78,7 @@ def factory_for(kind: str) -> Factory:
 
 
 def webhook_url(public_base_url: str, account_id: str) -> str:
-    """Where a provider posts its webhooks for one account: `<public base>/v1/payment_providers/<id>/webhooks`."""
+    """Where a provider posts one account's webhooks: `<base>/v1/payment_providers/<id>/webhooks`."""
     return f"{public_base_url.rstrip('/')}/v1/payment_providers/{account_id}/webhooks"
 
 
