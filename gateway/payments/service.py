@@ -307,7 +307,7 @@ class PaymentService:
             await self._invoice_paid(payment, at)
             await self.emit("payment.succeeded", payment, at)
         elif after is PaymentStatus.FAILED and before is PaymentStatus.SUCCEEDED:
-            await self.emit("payment.charged_back", payment, at)
+            await self.charged_back(payment, at)
         elif after is PaymentStatus.FAILED:
             await self.emit(
                 "payment.failed",
@@ -320,6 +320,26 @@ class PaymentService:
             await self.emit("payment.action_required", payment, at, action_url=payment.action_url)
         elif after is PaymentStatus.CANCELED:
             await self.emit("payment.canceled", payment, at)
+
+    async def charged_back(self, payment: Payment, at: datetime) -> None:
+        """A succeeded payment taken back (already `failed`, code `charged_back`): `payment.charged_back`,
+        and its invoice reopened for what the payment still held (paid minus refunded), so dunning can
+        collect it again (`invoice.reopened`, audited)."""
+        await self.emit("payment.charged_back", payment, at)
+        if payment.invoice_id is None:
+            return
+        invoices = self.billing.invoices
+        invoice = await invoices.get(payment.invoice_id, scope=None, for_update=True)
+        taken = min(payment.amount - payment.amount_refunded, invoice.amount_paid)
+        if invoice.status != "paid" or taken <= 0:
+            log.warning(
+                "payment %s charged back on invoice %s (%s): nothing to reopen",
+                payment.id,
+                invoice.id,
+                invoice.status,
+            )
+            return
+        await invoices.reopen(invoice, taken, at, reason="charged_back", payment=payment.id)
 
     async def _invoice_paid(self, payment: Payment, at: datetime) -> None:
         if payment.invoice_id is None:

@@ -271,7 +271,7 @@ async def _apply(core: PaymentService, account_id: str, event: ProviderEvent) ->
         payment.provider_version = max(payment.provider_version, event.payment.version)
         payment.updated_at = at
         await core.repo.flush()
-        await core.emit("payment.charged_back", payment, at)
+        await core.charged_back(payment, at)
         return "applied"
     if kind in {ProviderEventType.REFUND_SUCCEEDED, ProviderEventType.REFUND_FAILED} and event.refund:
         return await _refund_event(core, event)
