@@ -139,6 +139,9 @@ class Settings:
     # a webhook URL per request (Mollie) gets <this>/v1/payment_providers/<account id>/webhooks. Empty:
     # public_url.
     public_base_url: str = ""
+    # The billing run charges each batch's charge_automatically invoices right after the batch commits, this
+    # many provider calls at a time (0: leave them to the periodic `collection` job).
+    billing_run_collect_concurrency: int = 4
     # Outbound requests to user-given URLs (webhooks; gateway/security/outbound.py): http:// targets, and
     # loopback/private/link-local/reserved addresses, are refused unless these allow them (tests, dev).
     webhook_allow_http: bool = False
