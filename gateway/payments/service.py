@@ -306,6 +306,7 @@ class PaymentService:
         if after is PaymentStatus.SUCCEEDED:
             await self._invoice_paid(payment, at)
             await self.emit("payment.succeeded", payment, at)
+            await self._first_invoice(payment, at, paid=True)
         elif after is PaymentStatus.FAILED and before is PaymentStatus.SUCCEEDED:
             await self.charged_back(payment, at)
         elif after is PaymentStatus.FAILED:
@@ -316,10 +317,35 @@ class PaymentService:
                 decline_code=payment.decline_code,
                 hard_decline=is_hard_decline(payment.decline_code),
             )
+            await self._first_invoice(payment, at, paid=False)
         elif after is PaymentStatus.REQUIRES_ACTION:
             await self.emit("payment.action_required", payment, at, action_url=payment.action_url)
         elif after is PaymentStatus.CANCELED:
             await self.emit("payment.canceled", payment, at)
+
+    async def _first_invoice(self, payment: Payment, at: datetime, *, paid: bool) -> None:
+        """Stripe's `incomplete`: the first invoice (creation or trial end) of a charge_automatically
+        subscription failed -> the subscription is incomplete (no access); paid later -> active again.
+        Expiry after 23 hours unpaid is the subscription's own time-driven step."""
+        if payment.invoice_id is None:
+            return
+        invoice = await self.billing.invoices.get(payment.invoice_id, scope=None)
+        if (
+            invoice.subscription_id is None
+            or invoice.billing_reason != "subscription_create"
+            or invoice.collection_method != "charge_automatically"
+        ):
+            return
+        if not paid and invoice.status not in ("open", "uncollectible"):
+            return
+        subscriptions = self.billing.subscriptions
+        sub = await subscriptions.get(invoice.subscription_id, for_update=True)
+        if paid:
+            await subscriptions.complete(sub, at, invoice=invoice.id, payment=payment.id)
+        else:
+            await subscriptions.mark_incomplete(
+                sub, at, invoice=invoice.id, payment=payment.id, decline_code=payment.decline_code
+            )
 
     async def charged_back(self, payment: Payment, at: datetime) -> None:
         """A succeeded payment taken back (already `failed`, code `charged_back`): `payment.charged_back`,
