@@ -290,11 +290,9 @@ async def _refund_event(core: PaymentService, event: ProviderEvent) -> str:
     if row.status in ("succeeded", "failed"):
         return "ignored"
     if event.type is ProviderEventType.REFUND_FAILED:
-        row.status = "failed"
         payment = await core.repo.get_payment(row.payment_id, scope=None, for_update=True)
         assert payment is not None
-        payment.amount_refunded -= row.amount
-        await core.repo.flush()
+        await Refunds.failed(core, payment, row)
         return "applied"
     row.status = "succeeded"
     await Refunds.credit(core, row.payment_id, row)

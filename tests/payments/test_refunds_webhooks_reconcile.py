@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from gateway.payments.models import Payment, ProviderEventRecord
@@ -235,3 +236,30 @@ async def test_a_chargeback_after_a_partial_refund_reopens_the_invoice_for_the_r
         "data"
     ]
     assert [(p["attempt"], p["amount"]) for p in second] == [(2, 6_000)]
+
+
+async def test_a_refund_the_provider_refuses_releases_its_amount_and_is_visible(
+    kit: PayKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.payments.port import ProviderRejected
+    from tests.payments.fakes import FakeProvider
+
+    _, _, payment = await paid_invoice(kit, 5_000)
+
+    async def refuse(self: FakeProvider, request: object) -> None:
+        raise ProviderRejected("the card account is closed", code="refund_failed")
+
+    monkeypatch.setattr(FakeProvider, "refund", refuse)
+    refused = await kit.api.post(f"/v1/payments/{payment['id']}/refund", {"amount": 3_000}, expect=409)
+    assert refused["code"] == "refund_failed"
+    after = await kit.api.get(f"/v1/payments/{payment['id']}")
+    assert after["amount_refunded"] == 0  # released: refundable again
+    [failed] = await events(kit, "payment.refund_failed")
+    assert (failed["refund"]["amount"], failed["refund"]["status"], failed["payment"]["amount_refunded"]) == (
+        3_000,
+        "failed",
+        0,
+    )
+    monkeypatch.undo()
+    ok = await kit.api.post(f"/v1/payments/{payment['id']}/refund", {"amount": 5_000})
+    assert (ok["amount"], ok["status"]) == (5_000, "succeeded")
