@@ -251,12 +251,32 @@ def billing_run_command() -> None:
     async def once() -> None:
         db = _db()
         try:
+            from gateway.payments.collection import Collector, billing_run_collection
+            from gateway.provisioning.jobs import Wiring
+
+            wiring = Wiring.from_settings(settings)
+            clock = SystemClock()
+            collect = None
+            if settings.billing_run_collect_concurrency > 0:
+                collect = billing_run_collection(
+                    Collector(
+                        db,
+                        clock,
+                        wiring.payments.registry(wiring.secrets),
+                        wiring.billing,
+                        wiring.payments,
+                        actor="system:collection",
+                    ),
+                    concurrency=settings.billing_run_collect_concurrency,
+                    limit=2 * settings.billing_run_batch_size,
+                )
             result = await billing_run(
                 db,
-                SystemClock(),
+                clock,
                 payments_billing_config(settings),
                 batch_size=settings.billing_run_batch_size,
                 on_batch=progress,
+                after_batch=collect,
             )
         finally:
             await db.dispose()

@@ -72,6 +72,9 @@ class Settings:
     # SSO sign-in: the URL browsers reach Tiergate at (the IdP redirects to <it>/sso/callback; empty =
     # token_issuer), how long a signed-in session lives, and how long a started sign-in may take.
     sso_public_url: str = ""
+    # Where providers and browsers reach Tiergate from outside (e.g. https://billing.example.com); payment
+    # providers that take a webhook URL per request (Mollie) get <this>/v1/payment_providers/<id>/webhooks.
+    # Empty: public_url.
     sso_session_ttl_seconds: int = 28800
     sso_login_ttl_seconds: int = 600
     # How long an IdP's discovery document and JWKS are cached (an unknown `kid` refetches the JWKS).
@@ -132,6 +135,13 @@ class Settings:
     payment_reconcile_after_seconds: float = 300.0
     payment_reconcile_interval_seconds: float = 60.0
     payment_return_url: str = "http://127.0.0.1:8000/"
+    # Where payment providers reach Tiergate from outside (https://billing.example.com): a provider that takes
+    # a webhook URL per request (Mollie) gets <this>/v1/payment_providers/<account id>/webhooks. Empty:
+    # public_url.
+    public_base_url: str = ""
+    # The billing run charges each batch's charge_automatically invoices right after the batch commits, this
+    # many provider calls at a time (0: leave them to the periodic `collection` job).
+    billing_run_collect_concurrency: int = 4
     # Outbound requests to user-given URLs (webhooks; gateway/security/outbound.py): http:// targets, and
     # loopback/private/link-local/reserved addresses, are refused unless these allow them (tests, dev).
     webhook_allow_http: bool = False

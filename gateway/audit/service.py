@@ -89,6 +89,7 @@ AUDITED_EVENTS = {
     "sso_connection.updated": "sso_connection.updated",
     "sso_connection.deleted": "sso_connection.deleted",
     "user.exported": "user.exported",
+    "invoice.reopened": "invoice.reopened",  # a paid invoice due again (chargeback)
 }
 # Entries name people by id: an address an event carries (invite.created) is left out of the entry.
 _PERSONAL_KEYS = ("email",)

@@ -37,7 +37,9 @@ INVOICE_TRANSITIONS: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
     InvoiceStatus.DRAFT: frozenset({InvoiceStatus.OPEN}),
     InvoiceStatus.OPEN: frozenset({InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE}),
     InvoiceStatus.UNCOLLECTIBLE: frozenset({InvoiceStatus.PAID, InvoiceStatus.VOID}),
-    InvoiceStatus.PAID: frozenset(),
+    # A paid invoice reopens when the money is taken back (a SEPA chargeback, a lost dispute): it is due
+    # again, and dunning collects it (InvoiceService.reopen).
+    InvoiceStatus.PAID: frozenset({InvoiceStatus.OPEN}),
     InvoiceStatus.VOID: frozenset(),
 }
 

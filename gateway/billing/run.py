@@ -15,7 +15,7 @@ production) and `tiergate billing-run` (once, by hand).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,9 +42,14 @@ async def billing_run(
     at: datetime | None = None,
     max_batches: int | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    after_batch: Callable[[], Awaitable[object]] | None = None,
 ) -> RunResult:
     """Apply every wall-clock subscription step due by `at` (default: now). Test-clock subscriptions
-    move only when their clock is advanced."""
+    move only when their clock is advanced.
+
+    `after_batch` runs after each batch has committed, outside any transaction: the composition root
+    passes payments' collection there, so the invoices a batch finalised are charged before the next
+    batch (billing cannot import payments; the hook is how it asks)."""
     started = time.perf_counter()
     at = at or clock.now()
     subscriptions = steps = batches = 0
@@ -59,6 +64,8 @@ async def billing_run(
         batches += 1
         if on_batch is not None:  # progress: (subscriptions so far, steps so far)
             on_batch(subscriptions, steps)
+        if after_batch is not None:
+            await after_batch()
     overdue = await sweep_overdue(db, clock, config, at=at, batch_size=batch_size)
     return RunResult(subscriptions, steps, batches, time.perf_counter() - started, overdue)
 

@@ -451,6 +451,28 @@ class InvoiceService:
         await self._mark_paid(invoice, at)
         return invoice
 
+    async def reopen(
+        self, invoice: Invoice, amount: int, at: datetime, *, reason: str, **data: Any
+    ) -> Invoice:
+        """A paid invoice whose money was taken back (`reason`, e.g. `charged_back`): `amount` of what was
+        paid is due again, the invoice is `open` (it keeps its number and finalisation time) and
+        `invoice.reopened` is raised (audited; dunning collects it)."""
+        if amount <= 0 or amount > invoice.amount_paid:
+            raise ValidationFailed(
+                f"between 1 and {invoice.amount_paid} can be reopened", field="amount", amount=amount
+            )
+        finalized_at = invoice.finalized_at
+        transition(invoice, InvoiceStatus.OPEN, at)
+        invoice.finalized_at = finalized_at
+        invoice.paid_at = None
+        invoice.amount_paid -= amount
+        invoice.amount_remaining += amount
+        invoice.updated_at = at
+        invoice.version += 1
+        await self.repo.flush()
+        await self._event("invoice.reopened", invoice, at, amount=amount, reason=reason, **data)
+        return invoice
+
     async def void(self, invoice: Invoice, at: datetime) -> Invoice:
         """Void a finalised invoice (it keeps its number). Credit it consumed goes back to the customer."""
         transition(invoice, InvoiceStatus.VOID, at)

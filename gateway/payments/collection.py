@@ -12,8 +12,11 @@ provider does not support): those are refused in step 1, before any payment row 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -249,36 +252,37 @@ def charge_request_of(
     )
 
 
+def _first_attempts_query(*, test_clock_id: str | bool | None = False) -> Any:
+    """Open invoices to be charged automatically that have no payment yet, of customers with an active
+    payment method (`test_clock_id=None`: wall-clock invoices only; False: all)."""
+    from sqlalchemy import exists, select
+
+    from gateway.billing.models import Invoice
+    from gateway.payments.models import PaymentMethod
+
+    query = select(Invoice.id).where(
+        Invoice.status == "open",
+        Invoice.amount_remaining > 0,
+        Invoice.auto_advance.is_(True),
+        ~exists().where(Payment.invoice_id == Invoice.id),
+        exists().where(PaymentMethod.tenant_id == Invoice.tenant_id, PaymentMethod.status == "active"),
+    )
+    method_column = Invoice.__table__.c.get("collection_method")
+    if method_column is not None:  # invoices that say how they are collected (send_invoice waits)
+        query = query.where(method_column == "charge_automatically")
+    if test_clock_id is None:
+        query = query.where(Invoice.test_clock_id.is_(None))
+    return query.order_by(Invoice.id)
+
+
 async def collect_due(collector: Collector, *, limit: int = 100) -> int:
     """First attempts: open invoices to be charged automatically that have no payment yet, of customers
     with an active payment method. Runs after commits (the relay's tick: after every write in embedded
     mode, every interval in the worker), so finalising an invoice charges it within moments, never
     inside the finalising transaction. A claim that meets a second collector fails on the invoice's row
     lock and the unique (invoice, attempt): one attempt each."""
-    from sqlalchemy import exists, select
-
-    from gateway.billing.models import Invoice
-    from gateway.payments.models import PaymentMethod
-
     async with collector.db.unit_of_work() as session:
-        query = (
-            select(Invoice.id)
-            .where(
-                Invoice.status == "open",
-                Invoice.amount_remaining > 0,
-                Invoice.auto_advance.is_(True),
-                ~exists().where(Payment.invoice_id == Invoice.id),
-                exists().where(
-                    PaymentMethod.tenant_id == Invoice.tenant_id, PaymentMethod.status == "active"
-                ),
-            )
-            .order_by(Invoice.id)
-            .limit(limit)
-        )
-        method_column = Invoice.__table__.c.get("collection_method")
-        if method_column is not None:  # invoices that say how they are collected (send_invoice waits)
-            query = query.where(method_column == "charge_automatically")
-        due = list((await session.scalars(query)).all())
+        due = list((await session.scalars(_first_attempts_query().limit(limit))).all())
     done = 0
     for invoice_id in due:
         try:
@@ -287,3 +291,39 @@ async def collect_due(collector: Collector, *, limit: int = 100) -> int:
         except Conflict:
             continue  # paid, voided or claimed meanwhile; or refused (the payment row says why)
     return done
+
+
+async def collect_first_attempts(collector: Collector, *, concurrency: int = 4, limit: int = 1000) -> int:
+    """The billing run's per-batch collection: the first attempt of every wall-clock invoice due to be
+    charged automatically (what the batch just finalised), `concurrency` provider calls at a time, each
+    claimed, charged outside any transaction and applied like any collection. Safe beside the periodic
+    `collection` job and a second worker: the claim makes one attempt per invoice. Returns the attempts
+    made."""
+    async with collector.db.unit_of_work() as session:
+        due = list((await session.scalars(_first_attempts_query(test_clock_id=None).limit(limit))).all())
+    queue = list(reversed(due))
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        while queue:
+            invoice_id = queue.pop()
+            try:
+                if await collector.collect(invoice_id, require_method=False) is not None:
+                    done += 1
+            except Conflict:
+                continue  # claimed by another collector, paid meanwhile, or refused (recorded)
+
+    await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+    return done
+
+
+def billing_run_collection(
+    collector: Collector, *, concurrency: int = 4, limit: int = 1000
+) -> Callable[[], Awaitable[int]]:
+    """`billing_run(after_batch=...)`: collect what each batch finalised before the next batch."""
+
+    async def after_batch() -> int:
+        return await collect_first_attempts(collector, concurrency=concurrency, limit=limit)
+
+    return after_batch

@@ -155,11 +155,16 @@ class CustomerPaymentMethodController(Controller):
         self,
         customer_id: FromPath[str],
         payment_method_id: FromPath[str],
-        payments: NamedDependency[PaymentService],
+        state: State,
         principal: NamedDependency[Principal],
+        request: Request[Any, Any, Any],
     ) -> s.PaymentMethod:
-        customer = await payments.billing.customers.get(customer_id, scope=principal.tenant_id)
-        return s.PaymentMethod.of(await MethodService(payments).detach(customer, payment_method_id))
+        # No request transaction: the provider is called with none open (MethodCalls).
+        runtime: PaymentsRuntime = state.payments
+        method = await runtime.method_calls(actor=request_actor(request)).detach(
+            customer_id, payment_method_id, scope=principal.tenant_id
+        )
+        return s.PaymentMethod.of(method)
 
     @post(
         "/setup_sessions",
@@ -171,12 +176,14 @@ class CustomerPaymentMethodController(Controller):
         self,
         customer_id: FromPath[str],
         data: JSONBody[s.SetupSessionCreate],
-        payments: NamedDependency[PaymentService],
+        state: State,
         principal: NamedDependency[Principal],
+        request: Request[Any, Any, Any],
     ) -> s.SetupSession:
-        customer = await payments.billing.customers.get(customer_id, scope=principal.tenant_id)
-        record = await MethodService(payments).start_setup(
-            customer,
+        runtime: PaymentsRuntime = state.payments
+        record = await runtime.method_calls(actor=request_actor(request)).start_setup(
+            customer_id,
+            scope=principal.tenant_id,
             return_url=data.return_url,
             method_types=tuple(MethodType(t) for t in dict.fromkeys(data.method_types)),
         )

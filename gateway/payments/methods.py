@@ -6,13 +6,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.billing.wiring import BillingConfig
 from gateway.customers.models import Customer
+from gateway.db.session import Database
+from gateway.kernel.clock import Clock
 from gateway.kernel.errors import Conflict, ValidationFailed
 from gateway.kernel.ids import new_id
 from gateway.payments.domain import MethodStatus
-from gateway.payments.models import PaymentMethod, PaymentProviderAccount, SetupSessionRecord
+from gateway.payments.models import (
+    PaymentMethod,
+    PaymentProviderAccount,
+    ProviderCustomer,
+    SetupSessionRecord,
+)
 from gateway.payments.port import MethodDetails, MethodType
-from gateway.payments.service import PaymentMethodNotFound, PaymentService
+from gateway.payments.providers.registry import ProviderRegistry
+from gateway.payments.service import PaymentMethodNotFound, PaymentService, PaymentSettings
 
 
 class MethodService:
@@ -169,3 +180,115 @@ class MethodService:
         self.repo.add(record)
         await self.repo.flush()
         return record
+
+
+class MethodCalls:
+    """Setup sessions and detach, each provider call made with no transaction open (like collection):
+    read what the call needs and commit, call the provider, then apply the answer in a new transaction.
+    Owns its transactions (never call it inside a request's unit of work)."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        registry: ProviderRegistry,
+        billing_config: BillingConfig | None = None,
+        settings: PaymentSettings | None = None,
+        *,
+        actor: str | None = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.registry = registry
+        self.billing_config = billing_config
+        self.settings = settings
+        self.actor = actor
+
+    def core(self, session: AsyncSession) -> PaymentService:
+        return PaymentService(session, self.clock, self.registry, self.billing_config, self.settings)
+
+    async def start_setup(
+        self,
+        customer_id: str,
+        *,
+        scope: str | None,
+        return_url: str,
+        method_types: tuple[MethodType, ...],
+    ) -> SetupSessionRecord:
+        async with self.db.unit_of_work(actor=self.actor) as session:
+            core = self.core(session)
+            customer = await core.billing.customers.get(customer_id, scope=scope)
+            account = await core.account_for(customer)
+            mapping = await core.repo.provider_customer(customer.id, account.id)
+            provider_customer = mapping.provider_customer_id if mapping is not None else None
+            at = await core.now_for(customer)
+            name, email, currency, clock_ref = (
+                customer.name,
+                customer.email,
+                customer.currency,
+                customer.test_clock_id,
+            )
+        provider = self.registry.provider(account)
+        if provider_customer is None:
+            # Idempotent at the provider under this key: a racing request gets the same customer back.
+            provider_customer = await provider.create_customer(
+                customer_id=customer_id,
+                name=name,
+                email=email,
+                idempotency_key=f"customer:{customer_id}:account:{account.id}",
+            )
+            async with self.db.unit_of_work(actor=self.actor) as session:
+                core = self.core(session)
+                if await core.repo.provider_customer(customer_id, account.id) is None:
+                    core.repo.add(
+                        ProviderCustomer(
+                            id=new_id("ppc"),
+                            tenant_id=customer_id,
+                            account_id=account.id,
+                            provider_customer_id=provider_customer,
+                            created_at=self.clock.now(),
+                        )
+                    )
+        record_id = new_id("seti")
+        opened = await provider.create_setup_session(
+            provider_customer_id=provider_customer,
+            return_url=return_url,
+            method_types=method_types,
+            idempotency_key=f"setup:{record_id}",
+            currency=currency,
+            at=at,
+            clock_ref=clock_ref,
+        )
+        record = SetupSessionRecord(
+            id=record_id,
+            tenant_id=customer_id,
+            account_id=account.id,
+            provider_session_id=opened.provider_session_id,
+            url=opened.url,
+            return_url=return_url,
+            status="open",
+            created_at=at,
+            completed_at=None,
+        )
+        async with self.db.unit_of_work(actor=self.actor) as session:
+            session.add(record)
+        return record
+
+    async def detach(self, customer_id: str, method_id: str, *, scope: str | None) -> PaymentMethod:
+        async with self.db.unit_of_work(actor=self.actor) as session:
+            core = self.core(session)
+            customer = await core.billing.customers.get(customer_id, scope=scope)
+            method = await MethodService(core).get(customer, method_id)
+            if method.status == MethodStatus.DETACHED:
+                return method
+            account = await core.get_account(method.account_id)
+            provider_method_id = method.provider_method_id
+        await self.registry.provider(account).detach_method(provider_method_id)
+        async with self.db.unit_of_work(actor=self.actor) as session:
+            core = self.core(session)
+            customer = await core.billing.customers.get(customer_id, scope=scope)
+            methods = MethodService(core)
+            method = await methods.get(customer, method_id, for_update=True)
+            if method.status == MethodStatus.DETACHED:
+                return method  # detached meanwhile (a second request, the provider's webhook)
+            return await methods.mark_detached(customer, method)

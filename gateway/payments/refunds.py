@@ -17,7 +17,7 @@ from gateway.kernel.clock import Clock
 from gateway.kernel.errors import Conflict, ValidationFailed
 from gateway.kernel.ids import new_id
 from gateway.payments.domain import PaymentStatus, refund_key, refundable
-from gateway.payments.models import Refund
+from gateway.payments.models import Payment, Refund
 from gateway.payments.port import (
     ProviderRejected,
     ProviderUnavailable,
@@ -116,9 +116,9 @@ class Refunds:
             row = await session.get(Refund, refund.id, with_for_update=True)
             assert payment is not None and row is not None
             if rejected is not None or (result is not None and result.status is RefundStatus.FAILED):
-                row.status = "failed"
-                payment.amount_refunded -= row.amount
-                await core.repo.flush()
+                if result is not None:
+                    row.provider_refund_id = result.provider_refund_id
+                await self.failed(core, payment, row)
             else:
                 if result is not None:
                     row.provider_refund_id = result.provider_refund_id
@@ -127,6 +127,10 @@ class Refunds:
         if rejected is not None:
             raise Conflict(str(rejected), code=rejected.code, refund=refund.id)
         return row
+
+    @staticmethod
+    async def failed(core: PaymentService, payment: Payment, row: Refund) -> None:
+        await _failed(core, payment, row)
 
     @staticmethod
     async def credit(core: PaymentService, payment_id: str, row: Refund) -> None:
@@ -162,6 +166,23 @@ class Refunds:
                 "credit_note": row.credit_note_id,
             },
         )
+
+
+async def _failed(core: PaymentService, payment: Payment, row: Refund) -> None:
+    """A refund the provider refused or failed: the amount it reserved is released (refundable again) and
+    `payment.refund_failed` makes it visible."""
+    row.status = "failed"
+    payment.amount_refunded -= row.amount
+    customer = await core.billing.customers.get(payment.tenant_id)
+    at = await core.now_for(customer)
+    payment.updated_at = at
+    await core.repo.flush()
+    await core.emit(
+        "payment.refund_failed",
+        payment,
+        at,
+        refund={"id": row.id, "amount": row.amount, "currency": row.currency, "status": row.status},
+    )
 
 
 def _credit_reason(reason: str | None) -> str | None:

@@ -17,6 +17,7 @@ from gateway.db.outbox import OutboxEvent
 from gateway.db.session import Database
 from gateway.kernel.clock import Clock
 from gateway.payments.collection import Collector
+from gateway.payments.methods import MethodCalls
 from gateway.payments.port import ProviderUnavailable
 from gateway.payments.providers.registry import ProviderRegistry
 from gateway.payments.reconcile import ReconcileResult, reconcile_payments
@@ -40,10 +41,15 @@ class PaymentsRuntime:
     settings: PaymentSettings = field(default_factory=PaymentSettings)
 
     def registry(self) -> ProviderRegistry:
-        return ProviderRegistry(self.box, timeout_seconds=self.settings.provider_timeout_seconds)
+        return self.settings.registry(self.box)
 
     def collector(self, *, actor: str | None = None) -> Collector:
         return Collector(
+            self.db, self.clock, self.registry(), self.billing_config, self.settings, actor=actor
+        )
+
+    def method_calls(self, *, actor: str | None = None) -> MethodCalls:
+        return MethodCalls(
             self.db, self.clock, self.registry(), self.billing_config, self.settings, actor=actor
         )
 

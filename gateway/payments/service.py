@@ -30,6 +30,7 @@ from gateway.payments.providers.registry import (
     seal_credentials,
 )
 from gateway.payments.repository import PaymentsRepository
+from gateway.security.secretbox import SecretBox
 
 log = logging.getLogger("tiergate.payments")
 
@@ -93,6 +94,8 @@ class PaymentSettings:
     # Payments left processing / unknown this long (wall clock) are asked about by reconciliation.
     reconcile_after_seconds: float = 300.0
     return_url: str = "http://127.0.0.1:8000/"
+    # Where providers reach Tiergate: Mollie's per-payment webhook URL is derived from it.
+    public_base_url: str = ""
 
     @classmethod
     def from_settings(cls, settings: Any) -> PaymentSettings:
@@ -100,6 +103,14 @@ class PaymentSettings:
             provider_timeout_seconds=float(getattr(settings, "payment_provider_timeout_seconds", 10.0)),
             reconcile_after_seconds=float(getattr(settings, "payment_reconcile_after_seconds", 300.0)),
             return_url=str(getattr(settings, "payment_return_url", "http://127.0.0.1:8000/")),
+            public_base_url=str(
+                getattr(settings, "public_base_url", "") or getattr(settings, "public_url", "") or ""
+            ),
+        )
+
+    def registry(self, box: SecretBox) -> ProviderRegistry:
+        return ProviderRegistry(
+            box, timeout_seconds=self.provider_timeout_seconds, public_base_url=self.public_base_url
         )
 
 
@@ -295,8 +306,9 @@ class PaymentService:
         if after is PaymentStatus.SUCCEEDED:
             await self._invoice_paid(payment, at)
             await self.emit("payment.succeeded", payment, at)
+            await self._first_invoice(payment, at, paid=True)
         elif after is PaymentStatus.FAILED and before is PaymentStatus.SUCCEEDED:
-            await self.emit("payment.charged_back", payment, at)
+            await self.charged_back(payment, at)
         elif after is PaymentStatus.FAILED:
             await self.emit(
                 "payment.failed",
@@ -305,10 +317,55 @@ class PaymentService:
                 decline_code=payment.decline_code,
                 hard_decline=is_hard_decline(payment.decline_code),
             )
+            await self._first_invoice(payment, at, paid=False)
         elif after is PaymentStatus.REQUIRES_ACTION:
             await self.emit("payment.action_required", payment, at, action_url=payment.action_url)
         elif after is PaymentStatus.CANCELED:
             await self.emit("payment.canceled", payment, at)
+
+    async def _first_invoice(self, payment: Payment, at: datetime, *, paid: bool) -> None:
+        """Stripe's `incomplete`: the first invoice (creation or trial end) of a charge_automatically
+        subscription failed -> the subscription is incomplete (no access); paid later -> active again.
+        Expiry after 23 hours unpaid is the subscription's own time-driven step."""
+        if payment.invoice_id is None:
+            return
+        invoice = await self.billing.invoices.get(payment.invoice_id, scope=None)
+        if (
+            invoice.subscription_id is None
+            or invoice.billing_reason != "subscription_create"
+            or invoice.collection_method != "charge_automatically"
+        ):
+            return
+        if not paid and invoice.status not in ("open", "uncollectible"):
+            return
+        subscriptions = self.billing.subscriptions
+        sub = await subscriptions.get(invoice.subscription_id, for_update=True)
+        if paid:
+            await subscriptions.complete(sub, at, invoice=invoice.id, payment=payment.id)
+        else:
+            await subscriptions.mark_incomplete(
+                sub, at, invoice=invoice.id, payment=payment.id, decline_code=payment.decline_code
+            )
+
+    async def charged_back(self, payment: Payment, at: datetime) -> None:
+        """A succeeded payment taken back (already `failed`, code `charged_back`): `payment.charged_back`,
+        and its invoice reopened for what the payment still held (paid minus refunded), so dunning can
+        collect it again (`invoice.reopened`, audited)."""
+        await self.emit("payment.charged_back", payment, at)
+        if payment.invoice_id is None:
+            return
+        invoices = self.billing.invoices
+        invoice = await invoices.get(payment.invoice_id, scope=None, for_update=True)
+        taken = min(payment.amount - payment.amount_refunded, invoice.amount_paid)
+        if invoice.status != "paid" or taken <= 0:
+            log.warning(
+                "payment %s charged back on invoice %s (%s): nothing to reopen",
+                payment.id,
+                invoice.id,
+                invoice.status,
+            )
+            return
+        await invoices.reopen(invoice, taken, at, reason="charged_back", payment=payment.id)
 
     async def _invoice_paid(self, payment: Payment, at: datetime) -> None:
         if payment.invoice_id is None:

@@ -271,7 +271,7 @@ async def _apply(core: PaymentService, account_id: str, event: ProviderEvent) ->
         payment.provider_version = max(payment.provider_version, event.payment.version)
         payment.updated_at = at
         await core.repo.flush()
-        await core.emit("payment.charged_back", payment, at)
+        await core.charged_back(payment, at)
         return "applied"
     if kind in {ProviderEventType.REFUND_SUCCEEDED, ProviderEventType.REFUND_FAILED} and event.refund:
         return await _refund_event(core, event)
@@ -290,11 +290,9 @@ async def _refund_event(core: PaymentService, event: ProviderEvent) -> str:
     if row.status in ("succeeded", "failed"):
         return "ignored"
     if event.type is ProviderEventType.REFUND_FAILED:
-        row.status = "failed"
         payment = await core.repo.get_payment(row.payment_id, scope=None, for_update=True)
         assert payment is not None
-        payment.amount_refunded -= row.amount
-        await core.repo.flush()
+        await Refunds.failed(core, payment, row)
         return "applied"
     row.status = "succeeded"
     await Refunds.credit(core, row.payment_id, row)

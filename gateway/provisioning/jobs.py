@@ -30,7 +30,6 @@ from gateway.metrics.recorder import MetricsRecorder
 from gateway.metrics.recorder import wants as metrics_wants
 from gateway.notifications import Consumer, DeliveryPolicy, Relay, WebhookSender, enqueue_handler, wants_event
 from gateway.payments.collection import Collector, collect_due
-from gateway.payments.providers.registry import ProviderRegistry
 from gateway.payments.service import PaymentSettings
 from gateway.payments.webhooks import consumer_handler as payments_handler
 from gateway.payments.webhooks import wants as payments_wants
@@ -96,7 +95,7 @@ def consumers(clock: Clock, wiring: Wiring) -> list[Consumer]:
             "payments",
             payments_handler(
                 clock,
-                ProviderRegistry(wiring.secrets, timeout_seconds=wiring.payments.provider_timeout_seconds),
+                wiring.payments.registry(wiring.secrets),
                 wiring.billing,
                 wiring.payments,
             ),
@@ -150,7 +149,7 @@ async def tick(db: Database, clock: Clock, wiring: Wiring | None = None) -> int:
         Collector(
             db,
             clock,
-            ProviderRegistry(wiring.secrets, timeout_seconds=wiring.payments.provider_timeout_seconds),
+            wiring.payments.registry(wiring.secrets),
             wiring.billing,
             wiring.payments,
             actor="system:collection",

@@ -51,7 +51,7 @@ from gateway.subscriptions.repository import SubscriptionRepository
 log = logging.getLogger("tiergate.provisioning")
 
 ACCESS = frozenset({"active", "trialing"})
-REVOKING = frozenset({"paused", "canceled", "expired"})
+REVOKING = frozenset({"paused", "canceled", "expired", "incomplete", "incomplete_expired"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,7 @@ class Provisioner:
             await self._grace_check(account, event.occurred_at)
         elif status in REVOKING:
             retain = None
-            if status in ("canceled", "expired"):
+            if status in ("canceled", "expired", "incomplete_expired"):
                 retain = event.occurred_at + timedelta(days=self.settings.deprovisioned_retention_days)
             await self.revoke(
                 account, reason=f"subscription_{status}", at=event.occurred_at, retain_until=retain

@@ -25,10 +25,14 @@ class Status(StrEnum):
     PAUSED = "paused"
     CANCELED = "canceled"  # ended by a cancellation (now, or at the period end it was scheduled for)
     EXPIRED = "expired"  # ended without a cancellation: a trial that did not convert, unpaid after dunning
+    # The first invoice (creation or trial end) of a charge_automatically subscription failed: no access
+    # until it is paid (-> active); unpaid 23 hours after activation -> incomplete_expired (terminal).
+    INCOMPLETE = "incomplete"
+    INCOMPLETE_EXPIRED = "incomplete_expired"
 
 
-LIVE_STATUSES = frozenset({Status.TRIALING, Status.ACTIVE, Status.PAST_DUE, Status.PAUSED})
-TERMINAL_STATUSES = frozenset({Status.CANCELED, Status.EXPIRED})
+LIVE_STATUSES = frozenset({Status.TRIALING, Status.ACTIVE, Status.PAST_DUE, Status.PAUSED, Status.INCOMPLETE})
+TERMINAL_STATUSES = frozenset({Status.CANCELED, Status.EXPIRED, Status.INCOMPLETE_EXPIRED})
 # Statuses whose periods roll over (and are billed): a paused subscription's time stands still.
 RUNNING_STATUSES = frozenset({Status.ACTIVE, Status.PAST_DUE})
 
@@ -36,11 +40,13 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.TRIALING: frozenset(
         {Status.ACTIVE, Status.PAST_DUE, Status.PAUSED, Status.CANCELED, Status.EXPIRED}
     ),
-    Status.ACTIVE: frozenset({Status.PAST_DUE, Status.PAUSED, Status.CANCELED}),
+    Status.ACTIVE: frozenset({Status.PAST_DUE, Status.PAUSED, Status.CANCELED, Status.INCOMPLETE}),
     Status.PAST_DUE: frozenset({Status.ACTIVE, Status.PAUSED, Status.CANCELED, Status.EXPIRED}),
     Status.PAUSED: frozenset({Status.ACTIVE, Status.CANCELED}),
     Status.CANCELED: frozenset(),
     Status.EXPIRED: frozenset(),
+    Status.INCOMPLETE: frozenset({Status.ACTIVE, Status.INCOMPLETE_EXPIRED, Status.CANCELED}),
+    Status.INCOMPLETE_EXPIRED: frozenset(),
 }
 
 # Column stamped when a status is entered. Entering `active` from `paused` stamps `resumed_at` instead.
@@ -51,7 +57,12 @@ STAMPS: dict[Status, tuple[str, ...]] = {
     Status.CANCELED: ("ended_at",),
     Status.EXPIRED: ("ended_at",),
     Status.TRIALING: (),
+    Status.INCOMPLETE: (),
+    Status.INCOMPLETE_EXPIRED: ("ended_at",),
 }
+
+# Stripe's window: a subscription whose first invoice is still unpaid this long after it started expires.
+INCOMPLETE_EXPIRY = timedelta(hours=23)
 
 
 class TrialEndBehavior(StrEnum):
@@ -100,6 +111,7 @@ def collection_terms(
 class ChangeTiming(StrEnum):
     NOW = "now"
     PERIOD_END = "period_end"
+    INCOMPLETE_EXPIRES = "incomplete_expires"
 
 
 class ProrationBehavior(StrEnum):
@@ -157,6 +169,7 @@ class Due(StrEnum):
     AUTO_RESUME = "auto_resume"
     TRIAL_END = "trial_end"
     PERIOD_END = "period_end"
+    INCOMPLETE_EXPIRES = "incomplete_expires"
 
 
 TRIAL_WILL_END_NOTICE = timedelta(days=3)
@@ -168,6 +181,7 @@ class Timeline(Protocol):
     trial_will_end_notified_at: datetime | None
     current_period_end: datetime
     resumes_at: datetime | None
+    activated_at: datetime | None
 
 
 def next_due(sub: Timeline) -> tuple[datetime, Due] | None:
@@ -187,6 +201,14 @@ def next_due(sub: Timeline) -> tuple[datetime, Due] | None:
         candidates.append((sub.resumes_at, order.index(Due.AUTO_RESUME), Due.AUTO_RESUME))
     if status in RUNNING_STATUSES:
         candidates.append((sub.current_period_end, order.index(Due.PERIOD_END), Due.PERIOD_END))
+    if status is Status.INCOMPLETE and sub.activated_at is not None:
+        candidates.append(
+            (
+                sub.activated_at + INCOMPLETE_EXPIRY,
+                order.index(Due.INCOMPLETE_EXPIRES),
+                Due.INCOMPLETE_EXPIRES,
+            )
+        )
     if not candidates:
         return None
     at, _, step = min(candidates)

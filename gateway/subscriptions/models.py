@@ -29,7 +29,7 @@ class Subscription(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
-    status: Mapped[str] = mapped_column(String(12))
+    status: Mapped[str] = mapped_column(String(24))  # up to "incomplete_expired"
     product_id: Mapped[str] = mapped_column(ForeignKey("products.id"))
     plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id"))
     # The grants this subscriber bought: a later plan version does not change them (grandfathering).

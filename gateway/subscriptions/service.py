@@ -768,6 +768,33 @@ class SubscriptionService:
             await self._resume(sub, step_at, ResumeAnchor.NOW)
         elif step is Due.PERIOD_END:
             await self._roll_over(sub, step_at)
+        elif step is Due.INCOMPLETE_EXPIRES:
+            await self._end(sub, Status.INCOMPLETE_EXPIRED, step_at, reason="first_invoice_unpaid")
+
+    async def mark_incomplete(self, sub: Subscription, at: datetime, **data: Any) -> bool:
+        """The first invoice of this (just activated, charge_automatically) subscription failed: it is
+        `incomplete` (no access) until that invoice is paid, and expires 23 hours after it started.
+        Returns whether it changed (only an active subscription becomes incomplete)."""
+        if Status(sub.status) is not Status.ACTIVE:
+            return False
+        previous = transition(sub, Status.INCOMPLETE, at)
+        self._touch(sub, at)
+        await self.repo.flush()
+        await self._emit(sub, "subscription.incomplete", at, previous_status=previous.value, **data)
+        return True
+
+    async def complete(self, sub: Subscription, at: datetime, **data: Any) -> bool:
+        """An incomplete subscription's first invoice was paid: it is `active` again (its periods did not
+        move). Returns whether it changed."""
+        if Status(sub.status) is not Status.INCOMPLETE:
+            return False
+        activated_at = sub.activated_at
+        previous = transition(sub, Status.ACTIVE, at)
+        sub.activated_at = activated_at
+        self._touch(sub, at)
+        await self.repo.flush()
+        await self._emit(sub, "subscription.active", at, previous_status=previous.value, **data)
+        return True
 
     async def _end_trial(self, sub: Subscription, at: datetime) -> None:
         if sub.cancel_at_period_end:

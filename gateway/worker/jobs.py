@@ -43,9 +43,8 @@ from gateway.observability.metrics import (
     JOB_SECONDS,
     BillingProgress,
 )
-from gateway.payments.collection import Collector, collect_due
+from gateway.payments.collection import Collector, billing_run_collection, collect_due
 from gateway.payments.lookup import billing_config as payments_billing_config
-from gateway.payments.providers.registry import ProviderRegistry
 from gateway.provisioning.jobs import Wiring, deliver_webhooks, relay_once
 from gateway.provisioning.service import purge_expired, sweep_past_due
 
@@ -80,7 +79,7 @@ async def collection_job(ctx: JobContext) -> int:
     """First payment attempts of finalised invoices charged automatically, outside any transaction
     (gateway/payments/collection.py): a finalised invoice with a card on file is paid within moments."""
     w = ctx.wiring
-    registry = ProviderRegistry(w.secrets, timeout_seconds=w.payments.provider_timeout_seconds)
+    registry = w.payments.registry(w.secrets)
     return await collect_due(
         Collector(ctx.db, ctx.clock, registry, w.billing, w.payments, actor="system:collection")
     )
@@ -105,8 +104,29 @@ async def billing_run_job(ctx: JobContext, on_batch: Callable[[int, int], None] 
 
     BILLING_ACTIVE.inc()
     try:
+        w = ctx.wiring
+        collect = None
+        if ctx.settings.billing_run_collect_concurrency > 0:  # each batch's invoices charged before the next
+            collector = Collector(
+                ctx.db,
+                ctx.clock,
+                w.payments.registry(w.secrets),
+                w.billing,
+                w.payments,
+                actor="system:collection",
+            )
+            collect = billing_run_collection(
+                collector,
+                concurrency=ctx.settings.billing_run_collect_concurrency,
+                limit=2 * ctx.settings.billing_run_batch_size,
+            )
         result = await billing_run(
-            ctx.db, ctx.clock, ctx.billing, batch_size=ctx.settings.billing_run_batch_size, on_batch=report
+            ctx.db,
+            ctx.clock,
+            ctx.billing,
+            batch_size=ctx.settings.billing_run_batch_size,
+            on_batch=report,
+            after_batch=collect,
         )
     finally:
         BILLING_ACTIVE.dec()

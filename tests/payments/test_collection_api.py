@@ -187,3 +187,35 @@ async def test_payments_list_filters_and_pages(kit: PayKit) -> None:
     assert later["data"] == []
     one = await kit.api.get(f"/v1/payments/{page['data'][0]['id']}")
     assert one["invoice"] == ids[0]
+
+
+async def test_a_tenant_key_reads_its_own_payment_and_method_and_not_another_tenants(kit: PayKit) -> None:
+    acme = await kit.customer("Acme")
+    other = await kit.customer("Other")
+    method = await kit.method(acme)
+    their_method = await kit.method(other)
+    invoice = await kit.open_invoice(acme, 4_200)
+    await kit.api.post(f"/v1/invoices/{invoice['id']}/pay", {}, expect=200)
+    [payment] = (await kit.api.get("/v1/payments", params={"invoice": invoice["id"]}))["data"]
+    theirs = await kit.open_invoice(other, 1_300)
+    await kit.api.post(f"/v1/invoices/{theirs['id']}/pay", {}, expect=200)
+    [their_payment] = (await kit.api.get("/v1/payments", params={"invoice": theirs["id"]}))["data"]
+
+    key = await kit.api.post("/v1/api_keys", {"name": "acme", "scopes": ["*"], "customer": acme})
+    tenant = kit.api.as_key(key["secret"])
+    own = await tenant.get(f"/v1/payments/{payment['id']}")
+    assert (own["id"], own["status"], own["amount"], own["currency"], own["invoice"]) == (
+        payment["id"],
+        "succeeded",
+        4_200,
+        "EUR",
+        invoice["id"],
+    )
+    card = await tenant.get(f"/v1/customers/{acme}/payment_methods/{method}")
+    assert (card["id"], card["status"], card["priority"]) == (method, "active", 0)
+
+    missing = await tenant.get(f"/v1/payments/{their_payment['id']}", expect=404)
+    assert missing["status"] == 404
+    await tenant.get(f"/v1/customers/{other}/payment_methods/{their_method}", expect=404)
+    # Naming its own customer with the other tenant's method is a 404 too.
+    await tenant.get(f"/v1/customers/{acme}/payment_methods/{their_method}", expect=404)

@@ -190,3 +190,10 @@ async def test_sepa_settles_after_two_days_then_is_charged_back_seven_days_later
     assert (snapshot["status"], snapshot["decline_code"]) == ("failed", "charged_back")
     after = await story.api.get(f"/v1/payments/{payment['id']}")
     assert (after["status"], after["amount"], after["decline_code"]) == ("failed", 12_345, "charged_back")
+    # The chargeback reopened the invoice: all of it is due again, once, and dunning can collect it.
+    reopened = await story.api.get(f"/v1/invoices/{invoice['id']}")
+    assert (reopened["status"], reopened["amount_paid"], reopened["amount_remaining"]) == ("open", 0, 12_345)
+    events = (await story.api.get("/v1/events", params={"type": "invoice.reopened", "limit": 100}))["data"]
+    assert [
+        (e["aggregate_id"], e["data"]["amount"], e["data"]["reason"], e["data"]["payment"]) for e in events
+    ] == [(invoice["id"], 12_345, "charged_back", payment["id"])]

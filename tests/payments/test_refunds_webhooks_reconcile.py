@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from gateway.payments.models import Payment, ProviderEventRecord
@@ -181,3 +182,84 @@ async def test_account_updater_and_expiring_events(kit: PayKit) -> None:
     assert (got["exp_month"], got["exp_year"]) == (3, 2031)
     types = [e["type"] for e in await events(kit, "payment_method.")]
     assert types[-2:] == ["payment_method.updated", "payment_method.expiring"]
+
+
+async def test_a_chargeback_after_a_partial_refund_reopens_the_invoice_for_the_rest(kit: PayKit) -> None:
+    customer, invoice, payment = await paid_invoice(kit, 10_000)
+    await kit.api.post(f"/v1/payments/{payment['id']}/refund", {"amount": 4_000})
+    async with kit.db.unit_of_work() as session:
+        row = await session.get(Payment, payment["id"])
+        assert row is not None
+        provider_id = row.provider_payment_id
+    chargeback = {
+        "id": "evt_cb",
+        "type": "payment.charged_back",
+        "payment": {"id": provider_id, "status": "failed", "amount": 10_000, "currency": "EUR", "version": 2},
+    }
+    await kit.webhook(chargeback)
+    await kit.webhook(chargeback)  # redelivered: applied once
+    await kit.relay()
+    await kit.relay()
+    after = await kit.api.get(f"/v1/payments/{payment['id']}")
+    assert (after["status"], after["decline_code"], after["amount_refunded"]) == (
+        "failed",
+        "charged_back",
+        4_000,
+    )
+    reopened = await kit.api.get(f"/v1/invoices/{invoice['id']}")
+    assert (reopened["status"], reopened["amount_paid"], reopened["amount_remaining"]) == (
+        "open",
+        4_000,
+        6_000,
+    )
+    [event] = await events(kit, "invoice.reopened")
+    assert (event["amount"], event["reason"], event["payment"], event["invoice"]["status"]) == (
+        6_000,
+        "charged_back",
+        payment["id"],
+        "open",
+    )
+    assert [e["type"] for e in await events(kit, "payment.charged_back")] == ["payment.charged_back"]
+    # The charged-back payment refunds nothing more; the invoice credits at most what was not credited.
+    refused = await kit.api.post(f"/v1/payments/{payment['id']}/refund", {"amount": 1}, expect=409)
+    assert refused["code"] == "payment_not_refundable"
+    over = await kit.api.post("/v1/credit_notes", {"invoice": invoice["id"], "amount": 6_001}, expect=409)
+    assert (over["code"], over["creditable"]) == ("credit_exceeds_invoice", 6_000)
+    # Audited, and collectable again: a second attempt charges the 6,000 still due.
+    log = (await kit.api.get("/v1/audit_log", params={"customer": customer, "limit": 100}))["data"]
+    assert [(e["action"], e["target"]) for e in log if e["action"] == "invoice.reopened"] == [
+        ("invoice.reopened", f"invoice:{invoice['id']}")
+    ]
+    paid = await kit.api.post(f"/v1/invoices/{invoice['id']}/pay", {}, expect=200)
+    assert (paid["status"], paid["amount_paid"], paid["amount_remaining"]) == ("paid", 10_000, 0)
+    second = (await kit.api.get("/v1/payments", params={"invoice": invoice["id"], "status": "succeeded"}))[
+        "data"
+    ]
+    assert [(p["attempt"], p["amount"]) for p in second] == [(2, 6_000)]
+
+
+async def test_a_refund_the_provider_refuses_releases_its_amount_and_is_visible(
+    kit: PayKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.payments.port import ProviderRejected
+    from tests.payments.fakes import FakeProvider
+
+    _, _, payment = await paid_invoice(kit, 5_000)
+
+    async def refuse(self: FakeProvider, request: object) -> None:
+        raise ProviderRejected("the card account is closed", code="refund_failed")
+
+    monkeypatch.setattr(FakeProvider, "refund", refuse)
+    refused = await kit.api.post(f"/v1/payments/{payment['id']}/refund", {"amount": 3_000}, expect=409)
+    assert refused["code"] == "refund_failed"
+    after = await kit.api.get(f"/v1/payments/{payment['id']}")
+    assert after["amount_refunded"] == 0  # released: refundable again
+    [failed] = await events(kit, "payment.refund_failed")
+    assert (failed["refund"]["amount"], failed["refund"]["status"], failed["payment"]["amount_refunded"]) == (
+        3_000,
+        "failed",
+        0,
+    )
+    monkeypatch.undo()
+    ok = await kit.api.post(f"/v1/payments/{payment['id']}/refund", {"amount": 5_000})
+    assert (ok["amount"], ok["status"]) == (5_000, "succeeded")

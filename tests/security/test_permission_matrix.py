@@ -53,7 +53,7 @@ PARAMETER_IDS = {
     "rate_id": "tax_rate",
     "clock_id": "test_clock",
     "account_id": "payment_provider_account",
-    # payments (platform-only below the list; the walk's tenant key is refused before any lookup)
+    # payments: each side has its own method and payment (payment_rows); a tenant key reads its own only
     "payment_method_id": "payment_method",
     "payment_id": "payment",
     "version": "policy_version",
@@ -76,6 +76,8 @@ TENANT_OWNED = {
     "webhook",
     "sso_connection",
     "invite_token",
+    "payment_method",
+    "payment",
 }
 
 
@@ -315,6 +317,76 @@ async def build_side(api: Api, name: str, shared: dict[str, str]) -> tuple[Side,
     return side, walker["secret"]
 
 
+async def payment_rows(db: Database, side: Side) -> None:
+    """A saved method and a succeeded payment of the side's customer, as collection leaves them (no provider
+    is called by any walked request: the tenant key only reads them)."""
+    from datetime import UTC, datetime
+
+    from gateway.payments.models import Payment, PaymentMethod, PaymentProviderAccount
+
+    at = datetime(2026, 6, 1, tzinfo=UTC)
+    c = side["customer"]
+    async with db.unit_of_work() as session:
+        if await session.get(PaymentProviderAccount, "ppa_walk") is None:
+            session.add(
+                PaymentProviderAccount(
+                    id="ppa_walk",
+                    kind="sandbox",
+                    name="walk",
+                    credentials="sealed",
+                    is_default=False,
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
+            await session.flush()
+        session.add(
+            PaymentMethod(
+                id=f"pm_{side.name}",
+                tenant_id=c,
+                account_id="ppa_walk",
+                provider_method_id=f"x_{side.name}",
+                type="card",
+                brand="visa",
+                last4="4242",
+                exp_month=12,
+                exp_year=2030,
+                mandate_reference=None,
+                bank=None,
+                status="active",
+                priority=0,
+                created_at=at,
+                updated_at=at,
+            )
+        )
+        await session.flush()
+        session.add(
+            Payment(
+                id=f"pay_{side.name}",
+                tenant_id=c,
+                invoice_id=None,
+                attempt=1,
+                idempotency_key=f"walk:{side.name}",
+                account_id="ppa_walk",
+                method_id=f"pm_{side.name}",
+                amount=900,
+                currency="USD",
+                status="succeeded",
+                provider_payment_id=f"x_pay_{side.name}",
+                provider_version=1,
+                amount_refunded=0,
+                off_session=True,
+                test_clock_id=None,
+                created_at=at,
+                updated_at=at,
+                settled_at=at,
+                reconcile_after=None,
+            )
+        )
+    side.ids["payment_method"] = f"pm_{side.name}"
+    side.ids["payment"] = f"pay_{side.name}"
+
+
 async def shared_ids(api: Api) -> dict[str, str]:
     clock = await api.post("/v1/test_clocks", {"name": "shared", "frozen_time": "2026-06-01T00:00:00Z"})
     codes = await api.get("/v1/promotion_codes")
@@ -441,6 +513,8 @@ async def test_a_tenant_key_walking_every_operation_gets_exactly_what_the_matrix
     shared = await shared_ids(api)
     a, secret_a = await build_side(api, "tenant-a", shared)
     b, _ = await build_side(api, "tenant-b", shared)
+    await payment_rows(db, a)
+    await payment_rows(db, b)
     tenant = api.as_key(secret_a)
     walk = operations(app)
     assert len(walk) > 100

@@ -30,6 +30,10 @@ REQUIRED_CREDENTIALS: dict[str, frozenset[str]] = {
     "mollie": frozenset({"api_key"}),
 }
 
+# Kinds whose webhook URL Tiergate names per request (Mollie takes `webhookUrl` on each payment): when the
+# account's credentials carry none, the registry derives it from the public base URL.
+DERIVED_WEBHOOK_URL: frozenset[str] = frozenset({"mollie"})
+
 _OVERRIDES: dict[str, Factory] = {}
 
 
@@ -73,18 +77,37 @@ def factory_for(kind: str) -> Factory:
     return factory
 
 
-class ProviderRegistry:
-    """Adapters per account, built once per registry (a unit of work, a job pass)."""
+def webhook_url(public_base_url: str, account_id: str) -> str:
+    """Where a provider posts one account's webhooks: `<base>/v1/payment_providers/<id>/webhooks`."""
+    return f"{public_base_url.rstrip('/')}/v1/payment_providers/{account_id}/webhooks"
 
-    def __init__(self, box: SecretBox, *, timeout_seconds: float = 10.0) -> None:
+
+class ProviderRegistry:
+    """Adapters per account, built once per registry (a unit of work, a job pass). With a
+    `public_base_url`, a Mollie account without `webhook_url` in its credentials gets
+    `webhook_url(public_base_url, account.id)`."""
+
+    def __init__(self, box: SecretBox, *, timeout_seconds: float = 10.0, public_base_url: str = "") -> None:
         self.box = box
         self.timeout_seconds = timeout_seconds
+        self.public_base_url = public_base_url
         self._built: dict[str, PaymentProvider] = {}
+
+    def credentials(self, account: PaymentProviderAccount) -> dict[str, str]:
+        """The account's credentials as its adapter gets them (opened, plus the derived webhook URL)."""
+        credentials = open_credentials(self.box, account)
+        if (
+            account.kind in DERIVED_WEBHOOK_URL
+            and not credentials.get("webhook_url")
+            and self.public_base_url
+        ):
+            credentials["webhook_url"] = webhook_url(self.public_base_url, account.id)
+        return credentials
 
     def provider(self, account: PaymentProviderAccount) -> PaymentProvider:
         built = self._built.get(account.id)
         if built is None:
-            credentials = open_credentials(self.box, account)
+            credentials = self.credentials(account)
             built = factory_for(account.kind)(credentials, timeout_seconds=self.timeout_seconds)
             self._built[account.id] = built
         return built

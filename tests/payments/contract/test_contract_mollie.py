@@ -213,3 +213,52 @@ async def test_reading_an_unknown_method_is_payment_method_not_found() -> None:
         with pytest.raises(ProviderRejected) as refused:
             await harness.provider.get_method("cst_8wmqcHMN4U:mdt_N0SuchMndt")
     assert refused.value.code == "payment_method_not_found"
+
+
+async def test_the_registry_derives_the_webhook_url_from_the_public_base_url() -> None:
+    """An account whose credentials hold only the API key: the registry names
+    `<public_base_url>/v1/payment_providers/<account id>/webhooks`, and the recorded charge (whose request
+    body the replay checks) carries exactly that `webhookUrl`."""
+    import os
+    from datetime import UTC, datetime
+
+    from gateway.config import Settings
+    from gateway.payments.models import PaymentProviderAccount
+    from gateway.payments.providers.registry import seal_credentials
+    from gateway.payments.service import PaymentSettings
+    from gateway.security.secretbox import SecretBox
+    from tests.payments.contract.harness import MOLLIE_API_KEY, MOLLIE_WEBHOOK_URL
+
+    box = SecretBox(keys=(("k1", os.urandom(32)),))
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    account = PaymentProviderAccount(
+        id="ppa_mollie",
+        kind="mollie",
+        name="NL",
+        credentials=seal_credentials(box, "ppa_mollie", {"api_key": MOLLIE_API_KEY}),
+        is_default=True,
+        created_at=at,
+        updated_at=at,
+    )
+    settings = PaymentSettings.from_settings(Settings(public_base_url="https://tiergate.example/"))
+    registry = settings.registry(box)
+    assert registry.credentials(account) == {"api_key": MOLLIE_API_KEY, "webhook_url": MOLLIE_WEBHOOK_URL}
+    provider = registry.provider(account)
+    async with MollieHarness().scenario("charge_sepa_pending"):
+        result = await provider.charge(request(9, f"{MOLLIE_CUSTOMER}:mdt_h3gAaD5zP"))
+    assert result.provider_payment_id == "tr_S3paP3nd1n"
+    # Credentials that name their own URL keep it; without a public base URL nothing is derived.
+    own = PaymentProviderAccount(
+        id="ppa_own",
+        kind="mollie",
+        name="own",
+        credentials=seal_credentials(
+            box, "ppa_own", {"api_key": MOLLIE_API_KEY, "webhook_url": "https://hooks.example/m"}
+        ),
+        is_default=False,
+        created_at=at,
+        updated_at=at,
+    )
+    assert registry.credentials(own)["webhook_url"] == "https://hooks.example/m"
+    bare = PaymentSettings(public_base_url="").registry(box)
+    assert bare.credentials(account) == {"api_key": MOLLIE_API_KEY}
