@@ -354,11 +354,12 @@ class EmailQueuer:
             mime["Reply-To"] = brand.reply_to
         mime["Date"] = format_datetime(now)
         mime["Message-ID"] = f"<{row_id}@tiergate.mail>"
-        mime["Content-Language"] = i18n.language_of(locale)
         mime.set_content(rendered.text)
         mime.add_alternative(rendered.html, subtype="html")
         if attachment is not None:
             mime.add_attachment(attachment[1], maintype="application", subtype="pdf", filename=attachment[0])
+        # After the parts: making a message multipart moves its Content-* headers into the first part.
+        mime["Content-Language"] = i18n.language_of(locale)
         return mime
 
 
