@@ -31,7 +31,7 @@ class Mailbox:
     arrived: list[Arrived] = field(default_factory=list)
     refused: int = 0
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.refused < self.refuse_first:
             self.refused += 1
             return "451 4.3.0 Try again later"

@@ -198,8 +198,8 @@ async def test_a_crash_between_send_and_record_or_a_re_relay_never_sends_twice(
     assert (row.status, row.last_error) == ("unknown", "outcome_unknown")
 
     # The relay offers the same event again (a replay): the (event, recipient) row exists, nothing new.
-    from gateway.notifications.email_service import EmailQueuer, MailConfig
     from gateway.db.outbox import OutboxEvent
+    from gateway.notifications.email_service import EmailQueuer, MailConfig
 
     async with db.unit_of_work() as session:
         event = (await session.scalars(select(OutboxEvent).where(OutboxEvent.event_id == row.event_id))).one()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config import Settings
 from gateway.notifications.email_transport import (
     FileTransport,
     MailSendError,
@@ -17,7 +18,6 @@ from gateway.notifications.email_transport import (
     SmtpTransport,
     transport_from_settings,
 )
-from gateway.config import Settings
 from tests.notifications.smtp import Mailbox, SmtpServer, free_port, html_part, text_part
 
 
