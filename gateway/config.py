@@ -162,10 +162,11 @@ class Settings:
     # asked before the convention that a group named like a role ("Admins") is that role.
     scim_group_roles: tuple[str, ...] = ()
     # E-mail to customers (gateway/notifications, e-mail): "file" writes one .eml per message into
-    # mail_dir (the embedded default, so a newcomer sees them), "smtp" sends through smtp_host:smtp_port
-    # ("none" | "starttls" | "tls"); the SMTP user and password come from the environment only
-    # (TIERGATE_SMTP_USERNAME, TIERGATE_SMTP_PASSWORD). Attempts and backoff as for webhooks.
-    mail_transport: str = "file"
+    # mail_dir (the embedded default in config.toml, so a newcomer sees them), "smtp" sends through
+    # smtp_host:smtp_port ("none" | "starttls" | "tls"; the SMTP user and password come from the
+    # environment only: TIERGATE_SMTP_USERNAME, TIERGATE_SMTP_PASSWORD), "off" queues nothing (apps built
+    # in code, e.g. tests, unless they ask for mail). Attempts and backoff as for webhooks.
+    mail_transport: str = "off"
     mail_dir: str = "var/mail"
     mail_from: str = "Tiergate <billing@tiergate.localhost>"
     smtp_host: str = "127.0.0.1"
