@@ -112,7 +112,7 @@ def test_credentials_come_from_the_environment_only(tmp_path: Path) -> None:
         repr(smtp)
         == "SmtpTransport(host='smtp.example', port=587, security='starttls', timeout_seconds=10.0)"
     )
-    folder = transport_from_settings(Settings(mail_dir=str(tmp_path / "m")), {})
+    folder = transport_from_settings(Settings(mail_transport="file", mail_dir=str(tmp_path / "m")), {})
     assert folder == FileTransport(tmp_path / "m")
     with pytest.raises(ValueError, match="mail_transport"):
         transport_from_settings(Settings(mail_transport="pigeon"), {})
