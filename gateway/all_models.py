@@ -14,6 +14,7 @@ from gateway.identity import revocation as revocation_models
 from gateway.metering import allowance_models as metering_allowance_models
 from gateway.metering import models as metering_models
 from gateway.metrics import models as metrics_models
+from gateway.notifications import email_models as email_models
 from gateway.notifications import models as notification_models
 from gateway.notifications import relay as relay_models
 from gateway.payments import models as payment_models
@@ -31,6 +32,7 @@ __all__ = [
     "billing_models",
     "catalog_models",
     "customer_models",
+    "email_models",
     "idempotency",
     "identity_models",
     "invite_models",

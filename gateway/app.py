@@ -60,6 +60,7 @@ from gateway.metering.http import METERING
 from gateway.metering.partitions import ensure_partitions, run_maintenance
 from gateway.metering.usage_source import DatabaseMeterUsage
 from gateway.metrics.http import CONTROLLERS as METRICS
+from gateway.notifications.email_http import CONTROLLERS as EMAIL
 from gateway.notifications.http import CONTROLLERS as WEBHOOKS
 from gateway.notifications.service import seal_endpoint_secrets
 from gateway.observability import tracing
@@ -368,6 +369,7 @@ def create_app(
         *SCIM_TOKENS,
         *TAXES,
         *WEBHOOKS,
+        *EMAIL,
         *AUDIT,
         *PRIVACY,
         *METRICS,

@@ -171,6 +171,25 @@ class Settings:
     # SCIM: IdP groups whose displayName is not a role name, mapped to a role ("Engineering=editor");
     # asked before the convention that a group named like a role ("Admins") is that role.
     scim_group_roles: tuple[str, ...] = ()
+    # E-mail to customers (gateway/notifications, e-mail): "file" writes one .eml per message into
+    # mail_dir (the embedded default in config.toml, so a newcomer sees them), "smtp" sends through
+    # smtp_host:smtp_port ("none" | "starttls" | "tls"; the SMTP user and password come from the
+    # environment only: TIERGATE_SMTP_USERNAME, TIERGATE_SMTP_PASSWORD), "off" queues nothing (apps built
+    # in code, e.g. tests, unless they ask for mail). Attempts and backoff as for webhooks.
+    mail_transport: str = "off"
+    mail_dir: str = "var/mail"
+    mail_from: str = "Tiergate <billing@tiergate.localhost>"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_security: str = "none"
+    mail_timeout_seconds: float = 10.0
+    mail_max_attempts: int = 6
+    mail_backoff_seconds: float = 60.0
+    mail_max_backoff_seconds: float = 21600.0
+    # Members with one of these roles get a customer's billing mails besides its billing e-mail address.
+    mail_billing_roles: tuple[str, ...] = ("owner", "billing")
+    # Where links in mails point (update the payment method, see an invoice); empty = public_url.
+    mail_link_base_url: str = ""
     # Environment only: a secret API key accepted with full scope (creates itself on first use).
     bootstrap_api_key: str = field(default="", repr=False)
     # Environment only (TIERGATE_SECRET_KEY): the keys that encrypt stored secrets, "k2:<b64>,k1:<b64>"

@@ -33,6 +33,7 @@ RESOURCES = (
     "operations",  # /metrics for Prometheus (read), the job queue's dashboard (write)
     "meters",  # meter definitions (usage metering)
     "usage",  # usage events (report, void) and usage queries
+    "email",  # customer e-mails: suppressions, branding, preferences, template previews
 )
 ACTIONS = ("read", "write")
 ALL_SCOPES = frozenset(f"{r}:{a}" for r in RESOURCES for a in ACTIONS)

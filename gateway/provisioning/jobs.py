@@ -29,6 +29,8 @@ from gateway.kernel.waiting import wait_for_nudge
 from gateway.metrics.recorder import MetricsRecorder
 from gateway.metrics.recorder import wants as metrics_wants
 from gateway.notifications import Consumer, DeliveryPolicy, Relay, WebhookSender, enqueue_handler, wants_event
+from gateway.notifications.email_service import EmailQueuer, EmailSender, MailConfig, wants_email
+from gateway.notifications.email_transport import MailTransport, transport_from_settings
 from gateway.payments.collection import Collector, collect_due
 from gateway.payments.service import PaymentSettings
 from gateway.payments.webhooks import consumer_handler as payments_handler
@@ -55,6 +57,9 @@ class Wiring:
     # Payments: provider webhooks applied by the `payments` consumer (invoices paid, methods attached).
     billing: BillingConfig = field(default_factory=BillingConfig)
     payments: PaymentSettings = field(default_factory=PaymentSettings)
+    # E-mail to customers (gateway/notifications/email_service.py); no transport = no mails queued.
+    mail: MailConfig = field(default_factory=MailConfig)
+    mail_transport: MailTransport | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **kw: object) -> Wiring:
@@ -74,6 +79,10 @@ class Wiring:
             horizon_warn_seconds=settings.outbox_horizon_warn_seconds,
             billing=BillingConfig.from_settings(settings),
             payments=PaymentSettings.from_settings(settings),
+            mail=MailConfig.from_settings(settings, BillingConfig.from_settings(settings).issuer),
+            mail_transport=(
+                None if settings.mail_transport == "off" else transport_from_settings(settings)
+            ),
             **kw,  # type: ignore[arg-type]
         )
 
@@ -100,6 +109,11 @@ def consumers(clock: Clock, wiring: Wiring) -> list[Consumer]:
                 wiring.payments,
             ),
             payments_wants,
+        ),
+        Consumer(
+            "email",
+            EmailQueuer(clock, wiring.mail).handle,
+            wants_email if wiring.mail_transport is not None else (lambda _type: False),
         ),
     ]
 
@@ -136,6 +150,14 @@ async def deliver_webhooks(db: Database, clock: Clock, wiring: Wiring | None = N
     return await WebhookSender(db, clock, wiring.secrets, wiring.delivery).deliver_due()
 
 
+async def deliver_mail(db: Database, clock: Clock, wiring: Wiring | None = None) -> int:
+    """Job: one attempt at every due e-mail; returns the attempts made."""
+    wiring = wiring or default_wiring(clock)
+    if wiring.mail_transport is None:
+        return 0
+    return await EmailSender(db, clock, wiring.mail_transport, wiring.mail).deliver_due()
+
+
 async def tick(db: Database, clock: Clock, wiring: Wiring | None = None) -> int:
     """Everything once: relay, past-due sweep, retention purge, relay again (their events), first
     payment attempts of invoices charged automatically (outside any transaction), webhook attempts."""
@@ -157,7 +179,8 @@ async def tick(db: Database, clock: Clock, wiring: Wiring | None = None) -> int:
     )
     if collected:
         done += await relay_once(db, clock, wiring)
-    return done + revoked + collected + await deliver_webhooks(db, clock, wiring)
+    done += await deliver_webhooks(db, clock, wiring)
+    return done + revoked + collected + await deliver_mail(db, clock, wiring)
 
 
 class BackgroundRelay:

@@ -260,6 +260,17 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "PATCH /v1/webhook_endpoints/{endpoint_id}":                    (TENANT, "webhooks:write"),
     "DELETE /v1/webhook_endpoints/{endpoint_id}":                   (TENANT, "webhooks:write"),
     "GET /v1/webhook_endpoints/{endpoint_id}/deliveries":           (TENANT, "webhooks:read"),
+    # -- e-mail to customers: a tenant reports its bounces, brands and previews its own mails; the platform
+    #    key's suppressions and branding apply to every tenant.
+    "GET /v1/email_suppressions":                                   (TENANT, "email:read"),
+    "POST /v1/email_suppressions":                                  (TENANT, "email:write"),
+    "DELETE /v1/email_suppressions/{address}":                      (TENANT, "email:write"),
+    "GET /v1/email_branding":                                       (TENANT, "email:read"),
+    "PUT /v1/email_branding":                                       (TENANT, "email:write"),
+    "GET /v1/customers/{customer_id}/email_preferences":            (TENANT, "email:read"),
+    "PUT /v1/customers/{customer_id}/email_preferences":            (TENANT, "email:write"),
+    "GET /v1/email_templates":                                      (TENANT, "email:read"),
+    "GET /v1/email_templates/{name}/preview":                       (TENANT, "email:read"),
     "GET /v1/users/{user_id}/export":                               (TENANT, "privacy:read"),
     "POST /v1/users/{user_id}/erase":                               (PLATFORM, "privacy:write"),
     # -- forward auth: a reverse proxy asks for an end user, whose access token is the credential; every

@@ -4,6 +4,7 @@ job              what                                          saq (production) 
 relay            outbox -> provisioning, metrics, audit, hooks  every second      every relay pass
 webhooks         one attempt at each due webhook delivery       every 5 seconds   every relay pass
 collection       first payment attempts of finalised invoices   every 2 seconds   every relay pass
+mail             one attempt at each due customer e-mail        every 5 seconds   every relay pass
 past_due_sweep   revoke access past `past_due_grace_days`       every minute      every relay pass
 retention_purge  erase deprovisioned tenants past retention     hourly (:07)      every relay pass
 billing_run      renewals, trial ends, changes, their invoices  every minute      scheduler_interval
@@ -45,7 +46,7 @@ from gateway.observability.metrics import (
 )
 from gateway.payments.collection import Collector, billing_run_collection, collect_due
 from gateway.payments.lookup import billing_config as payments_billing_config
-from gateway.provisioning.jobs import Wiring, deliver_webhooks, relay_once
+from gateway.provisioning.jobs import Wiring, deliver_mail, deliver_webhooks, relay_once
 from gateway.provisioning.service import purge_expired, sweep_past_due
 
 log = logging.getLogger("tiergate.jobs")
@@ -73,6 +74,11 @@ async def relay_job(ctx: JobContext) -> int:
 
 async def webhooks_job(ctx: JobContext) -> int:
     return await deliver_webhooks(ctx.db, ctx.clock, ctx.wiring)
+
+
+async def mail_job(ctx: JobContext) -> int:
+    """One attempt at every due customer e-mail (claim, commit, send outside any transaction, record)."""
+    return await deliver_mail(ctx.db, ctx.clock, ctx.wiring)
 
 
 async def collection_job(ctx: JobContext) -> int:
@@ -156,6 +162,7 @@ JOBS: tuple[JobSpec, ...] = (
     JobSpec("retention_purge", retention_purge_job, "7 * * * *", "relay"),
     JobSpec("webhooks", webhooks_job, "* * * * * */5", "relay"),
     JobSpec("collection", collection_job, "* * * * * */2", "relay"),
+    JobSpec("mail", mail_job, "* * * * * */5", "relay"),
     JobSpec("billing_run", billing_run_job, "* * * * *", "billing", timeout_seconds=3600),
 )
 BY_NAME = {spec.name: spec for spec in JOBS}
@@ -213,6 +220,7 @@ class InProcessJobs:
             if collected:
                 done += await run_job(BY_NAME["relay"], self.ctx)  # the payments' events
             done += revoked + collected + await run_job(BY_NAME["webhooks"], self.ctx)
+            done += await run_job(BY_NAME["mail"], self.ctx)
         self.last_ok_at = time.monotonic()
         return done
 

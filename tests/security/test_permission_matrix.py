@@ -60,6 +60,8 @@ PARAMETER_IDS = {
     "key": "flag",
     "meter": "meter",
     "event_id": "usage_event",
+    "address": "email_address",
+    "name": "email_template",
 }
 TENANT_OWNED = {
     "customer",
@@ -189,6 +191,9 @@ def body_for(operation: str, side: Side, n: int) -> Any:
         "PATCH /v1/meters/{meter}": {"name": "Hacked"},
         "POST /v1/usage_events": {"id": f"evt{n}", "source": "walk", "type": "api_call", "subject": c},
         "POST /v1/usage_events/{event_id}/void": {"source": "walk", "subject": c},
+        "POST /v1/email_suppressions": {"address": f"bounced{n}@{side.name}.example", "reason": "bounce"},
+        "PUT /v1/email_branding": {"name": f"Brand {n}", "color": "#112233"},
+        "PUT /v1/customers/{customer_id}/email_preferences": {"opted_out": ["usage_threshold"]},
     }
     return bodies[operation]
 
@@ -314,6 +319,10 @@ async def build_side(api: Api, name: str, shared: dict[str, str]) -> tuple[Side,
         "/v1/webhook_endpoints", {"url": f"https://{name}.example/hooks", "enabled_events": ["*"]}
     )
     side.ids["webhook"] = hooks["id"]
+    bounced = await api.as_key(walker["secret"]).post(
+        "/v1/email_suppressions", {"address": f"gone@{name}.example"}
+    )
+    side.ids["email_address"] = bounced["address"]
     return side, walker["secret"]
 
 
@@ -396,6 +405,7 @@ async def shared_ids(api: Api) -> dict[str, str]:
     return {
         "meter": meter["id"],
         "usage_event": "evt-walk",
+        "email_template": "invoice_finalized",
         "coupon": "launch20",
         "promotion_code": codes["data"][0]["id"],
         "price": "basic_monthly",
