@@ -1,6 +1,6 @@
 """The `tiergate` command: serve (granian or uvicorn), worker, migrate, seed-demo, billing-run, sandbox, and
-operators' admin commands (create-api-key, customers, publish-policy, replay-events). Long work prints its
-progress."""
+operators' admin commands (create-api-key, customers, publish-policy, replay-events, admin-login). Long
+work prints its progress."""
 
 from __future__ import annotations
 
@@ -364,3 +364,39 @@ def replay_events(consumer: str, from_seq: int, yes: bool) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.command("admin-login")
+@click.argument("email")
+@click.option(
+    "--role",
+    type=click.Choice(["owner", "admin", "support", "finance", "read_only"]),
+    default=None,
+    help="Create the staff member with this role if missing (the very first one is an owner).",
+)
+def admin_login(email: str, role: str | None) -> None:
+    """Print a one-time admin console login link for a staff member (15 minutes, single use)."""
+    from datetime import timedelta
+
+    from gateway.admin.staff import StaffService
+
+    settings = load_settings()
+
+    async def work(session: AsyncSession) -> tuple[str, str, bool]:
+        staff = StaffService(
+            session, SystemClock(), session_ttl=timedelta(seconds=settings.staff_session_ttl_seconds)
+        )
+        member = await staff.by_email(email)
+        created = member is None
+        if member is None:
+            if role is None and await staff.count() > 0:
+                raise click.ClickException(f"no staff member {email!r}; give --role to create one")
+            member = await staff.add(email, role or "owner")
+        return await staff.issue_login_link(member), member.role, created
+
+    token, member_role, created = _run(work)
+    base = (settings.sso_public_url or settings.served_url).rstrip("/")
+    if created:
+        click.echo(f"Created staff member {email} ({member_role}).", err=True)
+    click.echo(f"{base}/admin/login/{token}")
+    click.echo("One-time link for the admin console; expires in 15 minutes.", err=True)

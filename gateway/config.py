@@ -73,6 +73,8 @@ class Settings:
     # token_issuer), how long a signed-in session lives, and how long a started sign-in may take.
     sso_public_url: str = ""
     sso_session_ttl_seconds: int = 28800
+    # Staff sessions (admin console, staff calls of /v1): how long one lives after its login link.
+    staff_session_ttl_seconds: int = 43200
     sso_login_ttl_seconds: int = 600
     # How long an IdP's discovery document and JWKS are cached (an unknown `kid` refetches the JWKS).
     sso_metadata_cache_seconds: float = 3600.0

@@ -260,6 +260,8 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "PATCH /v1/webhook_endpoints/{endpoint_id}":                    (TENANT, "webhooks:write"),
     "DELETE /v1/webhook_endpoints/{endpoint_id}":                   (TENANT, "webhooks:write"),
     "GET /v1/webhook_endpoints/{endpoint_id}/deliveries":           (TENANT, "webhooks:read"),
+    "POST /v1/webhook_endpoints/{endpoint_id}/replay":               (TENANT, "webhooks:write"),
+    "POST /v1/webhook_deliveries/{delivery_id}/resend":              (TENANT, "webhooks:write"),
     "GET /v1/users/{user_id}/export":                               (TENANT, "privacy:read"),
     "POST /v1/users/{user_id}/erase":                               (PLATFORM, "privacy:write"),
     # -- forward auth: a reverse proxy asks for an end user, whose access token is the credential; every
@@ -293,6 +295,9 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /sso/callback":                                            (ANYONE, None),
     "GET /sso/logged-out":                                          (ANYONE, None),
     "GET /sso/me":                                                  (END_USER, None),
+    # -- staff sign-in (gateway/admin): a one-time login link is the credential
+    "POST /v1/staff_sessions":                                      (ANYONE, None),
+    "GET /admin/login/{token}":                                     (ANYONE, None),
     "GET /sso/session":                                             (END_USER, None),
     "POST /sso/refresh":                                            (END_USER, None),
     "POST /sso/logout":                                             (END_USER, None),
