@@ -124,3 +124,22 @@ def test_the_issue_s_refusals_in_the_policy() -> None:
     assert scope_allows("support", "customers:write") and scope_allows("finance", "billing:write")
     assert not scope_allows("read_only", "customers:write") and scope_allows("read_only", "metrics:read")
     assert scope_allows("admin", "policies:write") and not scope_allows("finance", None)
+
+
+async def test_a_deactivated_member_s_session_and_links_stop_working(
+    api: Api, db: Database, clock: FrozenClock
+) -> None:
+    reader, session = await sign_in(api, db, clock, "ro@ops.example", "read_only")
+    assert (await reader.get("/v1/customers"))["data"] == []
+    assert (await reader.post("/v1/customers", {"name": "Nope"}, expect=403))[
+        "code"
+    ] == "staff_role_forbidden"
+    link = await login_link(db, clock, "ro@ops.example", "read_only")
+    async with db.unit_of_work() as s:
+        member = await StaffService(s, clock, session_ttl=timedelta(hours=1)).by_email("ro@ops.example")
+        assert member is not None and member.id == session["staff"]["id"]
+        member.active = False
+    assert (await reader.get("/v1/customers", expect=401))["code"] == "staff_session_invalid"
+    assert (await api.post("/v1/staff_sessions", {"login_token": link}, expect=401))["code"] == (
+        "login_link_invalid"
+    )
