@@ -121,7 +121,8 @@ async def _seed_history() -> None:
         key, secret = await ApiKeyService(session, SystemClock()).create(
             name="seed-demo history", scopes=["*"], tenant_id=None
         )
-    app = create_app(settings, db=db)
+    # The app keeps its own database: the test client runs it on another event loop.
+    app = create_app(settings)
     headers = {"Authorization": f"Bearer {secret}"}
     wall = SystemClock().now()
     start = add_months(wall.replace(day=1, hour=0, minute=0, second=0, microsecond=0), -HISTORY_MONTHS)
@@ -156,7 +157,7 @@ async def _seed_history() -> None:
                     await call(
                         "POST", f"/v1/subscriptions/{subscriptions[name]}/cancel", {"at_period_end": False}
                     )
-            while await app.state.relay.tick():
+            while client.blocking_portal.call(app.state.relay.tick):
                 pass
         metrics = await call("GET", f"/v1/metrics?currency=USD&test_clock={test_clock['id']}")
     async with db.unit_of_work(actor="system:seed-demo") as session:
