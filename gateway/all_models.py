@@ -1,5 +1,6 @@
 """Composition: imports every model module so `Base.metadata` is complete (alembic, tests, create_all)."""
 
+from gateway.admin import models as admin_models
 from gateway.audit import models as audit_models
 from gateway.authz import models as authz_models
 from gateway.billing import metered_models as billing_metered_models
@@ -26,6 +27,7 @@ from gateway.taxes import models as tax_models
 
 __all__ = [
     "Base",
+    "admin_models",
     "audit_models",
     "authz_models",
     "billing_metered_models",

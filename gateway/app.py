@@ -10,6 +10,7 @@ import os
 import socket
 import stat
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.admin.http import API_CONTROLLERS as STAFF_API
+from gateway.admin.http import BROWSER_CONTROLLERS as STAFF_BROWSER
+from gateway.admin.staff import StaffGate
 from gateway.audit.http import CONTROLLERS as AUDIT
 from gateway.authz.domain import PolicySnapshot
 from gateway.authz.http import CONTROLLERS as AUTHZ
@@ -250,6 +254,10 @@ def create_app(
         max_stale_seconds=settings.entitlements_max_staleness_seconds,
     )
     state.key_cache = key_cache
+    # Staff sessions (gateway/admin): the guard admits them where the matrix opens a row to staff.
+    state.staff_gate = StaffGate(
+        database, clock, session_ttl=timedelta(seconds=settings.staff_session_ttl_seconds)
+    )
     # Prometheus (gateway/observability): the engine's counters and state, the database-derived gauges.
     state.metrics_exporter = EngineExporter(engine)
     state.metrics_db = DatabaseGauges(database, clock, settings.health_check_timeout_seconds)
@@ -373,6 +381,7 @@ def create_app(
         *AUDIT,
         *PRIVACY,
         *METRICS,
+        *STAFF_API,
     ]
     v1 = Router(
         path="/v1",
@@ -405,6 +414,7 @@ def create_app(
             docs_assets,
             *mounted,
             dashboard_router(job_queue),
+            *STAFF_BROWSER,
         ],
         # One guard for every route: the permission matrix (gateway/web/permissions.py) says who may call
         # each operation, and it authenticates API keys where they are the credential.

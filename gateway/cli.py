@@ -1,6 +1,6 @@
 """The `tiergate` command: serve (granian or uvicorn), worker, migrate, seed-demo, billing-run, sandbox, and
-operators' admin commands (create-api-key, customers, publish-policy, replay-events). Long work prints its
-progress."""
+operators' admin commands (create-api-key, customers, publish-policy, replay-events, admin-login). Long
+work prints its progress."""
 
 from __future__ import annotations
 
@@ -72,10 +72,99 @@ def migrate() -> None:
 
 
 @main.command("seed-demo")
-def seed_demo_command() -> None:
+@click.option(
+    "--history",
+    is_flag=True,
+    help="Also play a year of customers (sign-ups, upgrades, a churn) on a test clock, for the dashboard.",
+)
+def seed_demo_command(history: bool) -> None:
     """Load the demo catalog and customers, and print an API key."""
     db = _db()
     asyncio.run(_seed(db, load_settings().bootstrap_api_key or None))
+    if history:
+        asyncio.run(_seed_history())
+
+
+# A year on a test clock, month by month: (month, action, customer, price). The MRR it ends with (USD
+# cents) is in the command's output and in its test: Pro 2900 × 3 + Enterprise 9900 × 2 + Basic 900.
+HISTORY: tuple[tuple[int, str, str, str], ...] = (
+    (0, "subscribe", "Alder", "basic_monthly"),
+    (0, "subscribe", "Birch", "basic_monthly"),
+    (0, "subscribe", "Cedar", "pro_monthly"),
+    (0, "subscribe", "Dogwood", "basic_monthly"),
+    (2, "change", "Alder", "pro_monthly"),
+    (3, "subscribe", "Elm", "pro_monthly"),
+    (3, "subscribe", "Fir", "enterprise_monthly"),
+    (5, "cancel", "Birch", ""),
+    (7, "change", "Cedar", "enterprise_monthly"),
+    (8, "subscribe", "Ginkgo", "basic_monthly"),
+    (10, "change", "Dogwood", "pro_monthly"),
+)
+HISTORY_MONTHS = 12
+
+
+async def _seed_history() -> None:
+    """Play HISTORY through the HTTP API of an in-process Tiergate (every event flows as in production:
+    billing on each advance, the relay's metrics), with a key made for it and revoked after."""
+    import dataclasses
+
+    from litestar.testing import AsyncTestClient
+
+    from gateway.app import create_app
+    from gateway.identity.service import ApiKeyService
+    from gateway.kernel.clock import format_timestamp
+    from gateway.kernel.periods import add_months
+
+    settings = dataclasses.replace(load_settings(), relay_enabled=False, migrate_on_start=False)
+    db = Database(settings.database_url)
+    async with db.unit_of_work(actor="system:seed-demo") as session:
+        key, secret = await ApiKeyService(session, SystemClock()).create(
+            name="seed-demo history", scopes=["*"], tenant_id=None
+        )
+    # The app keeps its own database: the test client runs it on another event loop.
+    app = create_app(settings)
+    headers = {"Authorization": f"Bearer {secret}"}
+    wall = SystemClock().now()
+    start = add_months(wall.replace(day=1, hour=0, minute=0, second=0, microsecond=0), -HISTORY_MONTHS)
+    async with AsyncTestClient(app) as client:
+
+        async def call(method: str, path: str, body: Any = None) -> Any:
+            response = await client.request(method, path, json=body, headers=headers)
+            if response.status_code >= 400:
+                raise click.ClickException(f"{method} {path}: {response.status_code} {response.text}")
+            return response.json()
+
+        test_clock = await call(
+            "POST", "/v1/test_clocks", {"name": "Demo year", "frozen_time": format_timestamp(start)}
+        )
+        click.echo(f"seeding: a year of history on test clock {test_clock['id']} ...", err=True)
+        subscriptions: dict[str, str] = {}
+        for month in range(HISTORY_MONTHS + 1):
+            if month:
+                at = format_timestamp(add_months(start, month))
+                await call("POST", f"/v1/test_clocks/{test_clock['id']}/advance", {"frozen_time": at})
+            for _, action, name, price in (step for step in HISTORY if step[0] == month):
+                if action == "subscribe":
+                    body = {"name": name, "currency": "USD", "test_clock": test_clock["id"]}
+                    customer = await call("POST", "/v1/customers", body)
+                    body = {"customer": customer["id"], "price": price, "trial_days": 0}
+                    subscriptions[name] = (await call("POST", "/v1/subscriptions", body))["id"]
+                elif action == "change":
+                    await call(
+                        "POST", f"/v1/subscriptions/{subscriptions[name]}/plan_change", {"price": price}
+                    )
+                else:
+                    await call(
+                        "POST", f"/v1/subscriptions/{subscriptions[name]}/cancel", {"at_period_end": False}
+                    )
+            while client.blocking_portal.call(app.state.relay.tick):
+                pass
+        metrics = await call("GET", f"/v1/metrics?currency=USD&test_clock={test_clock['id']}")
+    async with db.unit_of_work(actor="system:seed-demo") as session:
+        await ApiKeyService(session, SystemClock()).revoke(key.id, scope=None)
+    await db.dispose()
+    click.echo(f"Test clock {test_clock['id']} (Demo year): {len(subscriptions)} customers over 12 months.")
+    click.echo(f"MRR now: {metrics['mrr']['end']} USD cents; ARR {metrics['arr']}.")
 
 
 SERVERS = ("granian", "uvicorn")
@@ -384,3 +473,39 @@ def replay_events(consumer: str, from_seq: int, yes: bool) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.command("admin-login")
+@click.argument("email")
+@click.option(
+    "--role",
+    type=click.Choice(["owner", "admin", "support", "finance", "read_only"]),
+    default=None,
+    help="Create the staff member with this role if missing (the very first one is an owner).",
+)
+def admin_login(email: str, role: str | None) -> None:
+    """Print a one-time admin console login link for a staff member (15 minutes, single use)."""
+    from datetime import timedelta
+
+    from gateway.admin.staff import StaffService
+
+    settings = load_settings()
+
+    async def work(session: AsyncSession) -> tuple[str, str, bool]:
+        staff = StaffService(
+            session, SystemClock(), session_ttl=timedelta(seconds=settings.staff_session_ttl_seconds)
+        )
+        member = await staff.by_email(email)
+        created = member is None
+        if member is None:
+            if role is None and await staff.count() > 0:
+                raise click.ClickException(f"no staff member {email!r}; give --role to create one")
+            member = await staff.add(email, role or "owner")
+        return await staff.issue_login_link(member), member.role, created
+
+    token, member_role, created = _run(work)
+    base = (settings.sso_public_url or settings.served_url).rstrip("/")
+    if created:
+        click.echo(f"Created staff member {email} ({member_role}).", err=True)
+    click.echo(f"{base}/admin/login/{token}")
+    click.echo("One-time link for the admin console; expires in 15 minutes.", err=True)

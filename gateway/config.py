@@ -76,6 +76,8 @@ class Settings:
     # providers that take a webhook URL per request (Mollie) get <this>/v1/payment_providers/<id>/webhooks.
     # Empty: public_url.
     sso_session_ttl_seconds: int = 28800
+    # Staff sessions (admin console, staff calls of /v1): how long one lives after its login link.
+    staff_session_ttl_seconds: int = 43200
     sso_login_ttl_seconds: int = 600
     # How long an IdP's discovery document and JWKS are cached (an unknown `kid` refetches the JWKS).
     sso_metadata_cache_seconds: float = 3600.0

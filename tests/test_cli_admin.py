@@ -82,3 +82,45 @@ def test_bad_input_is_a_message_not_a_traceback(env: dict[str, str]) -> None:
         cli.main, ["replay-events", "--consumer", "nobody", "--from-seq", "1"], env=env
     )
     assert result.exit_code == 1 and "no relay consumer 'nobody'" in result.output
+
+
+def test_admin_login_prints_a_one_time_link_and_stores_only_its_hash(env: dict[str, str]) -> None:
+    import hashlib
+
+    run(env, "migrate")
+    first = run(env, "admin-login", "Boss@Ops.example")
+    assert "Created staff member Boss@Ops.example (owner)." in first
+    [link] = [line for line in first.splitlines() if "/admin/login/" in line]
+    token = link.rsplit("/", 1)[1]
+    assert link == f"http://127.0.0.1:8000/admin/login/{token}" and token.startswith("tglink_")
+    # The second staff member needs a role; an unknown e-mail without one is a message.
+    result = CliRunner().invoke(cli.main, ["admin-login", "sam@ops.example"], env=env)
+    assert result.exit_code == 1 and "give --role" in result.output
+    assert "(support)" in run(env, "admin-login", "sam@ops.example", "--role", "support")
+    assert "Created" not in run(env, "admin-login", "boss@ops.example")
+
+    async def stored() -> list[tuple[str, str]]:
+        db = Database(env["TIERGATE_DATABASE_URL"], pooled=False)
+        async with db.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT m.email, l.token_hash FROM staff_login_links l "
+                    "JOIN staff_members m ON m.id = l.staff_id ORDER BY l.id"
+                )
+            )
+            result = [(str(a), str(b)) for a, b in rows.all()]
+        await db.dispose()
+        return result
+
+    links = asyncio.run(stored())
+    assert [email for email, _ in links] == ["boss@ops.example", "sam@ops.example", "boss@ops.example"]
+    assert links[0][1] == hashlib.sha256(token.encode()).hexdigest()
+
+
+def test_seed_demo_history_plays_a_year_on_a_test_clock(env: dict[str, str]) -> None:
+    out = run(env, "seed-demo", "--history")
+    assert "Demo catalog created" in out
+    # Alder Pro, Cedar Enterprise, Dogwood Pro, Elm Pro, Fir Enterprise, Ginkgo Basic; Birch churned.
+    expected = 3 * 2900 + 2 * 9900 + 900
+    assert f"MRR now: {expected} USD cents; ARR {expected * 12}." in out
+    assert re.search(r"Test clock clock_\S+ \(Demo year\): 7 customers over 12 months\.", out)

@@ -38,7 +38,7 @@ from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import DomainError, Forbidden, Unauthenticated
 from gateway.web.deps import ListParams, set_request_actor
-from gateway.web.permissions import AUTOMATIC_OPTIONS, access_for, not_in_matrix, refusal
+from gateway.web.permissions import AUTOMATIC_OPTIONS, Caller, access_for, not_in_matrix, refusal
 from gateway.web.problems import ERROR_RESPONSES
 
 log = logging.getLogger("tiergate.identity")
@@ -123,7 +123,9 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     )
     if principal is not None:
         connection.scope["state"]["principal"] = principal
-        set_request_actor(connection, f"key:{principal.key_id}")
+        # A staff session acts as `staff:<id>` (gateway.admin.staff), an API key as `key:<id>`.
+        staff = principal.key_id.startswith("staff:")
+        set_request_actor(connection, principal.key_id if staff else f"key:{principal.key_id}")
 
 
 async def admit(
@@ -141,6 +143,12 @@ async def admit(
         access = AUTOMATIC_OPTIONS
     if not access.by_api_key:
         return None
+    # A staff session token, where the row admits staff: the staff gate (gateway.admin.staff, set on the
+    # state by the composition root) authenticates it and asks the staff policy for the row's scope.
+    gate = state.get("staff_gate")
+    if gate is not None and Caller.STAFF in access.callers and gate.is_staff_token(authorization):
+        staff: Principal = await gate.admit(authorization, access.scope)
+        return staff
     principal = await _authenticate(authorization, state)
     refused = refusal(access, principal)
     if refused is not None:

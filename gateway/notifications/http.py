@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock
+from gateway.kernel.errors import ValidationFailed
 from gateway.notifications import schemas as s
 from gateway.notifications.repository import WebhookRepository
 from gateway.notifications.service import WebhookEndpointService
@@ -138,5 +139,62 @@ class WebhookEndpointController(Controller):
             result.next_cursor,
         )
 
+    @post(
+        "/{endpoint_id:str}/replay",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        status_code=200,
+        summary="Deliver a range of past events to this endpoint again, in event order",
+    )
+    async def replay(
+        self,
+        endpoint_id: FromPath[str],
+        data: JSONBody[s.WebhookReplayRequest],
+        endpoints: NamedDependency[WebhookEndpointService],
+        principal: NamedDependency[Principal],
+    ) -> s.WebhookReplay:
+        if data.from_seq is not None and data.to_seq is not None and data.from_seq > data.to_seq:
+            raise ValidationFailed("from_seq is after to_seq", field="to_seq")
+        if data.from_time is not None and data.to_time is not None and data.from_time >= data.to_time:
+            raise ValidationFailed("from_time is not before to_time", field="to_time")
+        result = await endpoints.replay(
+            endpoint_id,
+            scope=principal.tenant_id,
+            from_seq=data.from_seq,
+            to_seq=data.to_seq,
+            from_time=data.from_time,
+            to_time=data.to_time,
+            event_types=data.event_types,
+        )
+        return s.WebhookReplay(
+            "webhook_replay",
+            result.endpoint_id,
+            result.created,
+            result.requeued,
+            [s.WebhookDelivery.of(r) for r in result.deliveries],
+            result.next_from_seq,
+        )
 
-CONTROLLERS = [WebhookEndpointController]
+
+class WebhookDeliveryController(Controller):
+    path = "/webhook_deliveries"
+    tags = ["webhooks"]
+    dependencies = {"endpoints": Provide(provide_endpoints, sync_to_thread=False)}
+
+    @post(
+        "/{delivery_id:str}/resend",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        status_code=200,
+        summary="Send a delivery again (due now, a fresh attempt budget, in its endpoint's event order)",
+    )
+    async def resend(
+        self,
+        delivery_id: FromPath[str],
+        endpoints: NamedDependency[WebhookEndpointService],
+        principal: NamedDependency[Principal],
+    ) -> s.WebhookDelivery:
+        return s.WebhookDelivery.of(await endpoints.resend(delivery_id, scope=principal.tenant_id))
+
+
+CONTROLLERS = [WebhookEndpointController, WebhookDeliveryController]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db.base import Base
@@ -39,6 +39,8 @@ class WebhookDelivery(Base):
     tenant_id: Mapped[str | None] = mapped_column(String(40), index=True)
     event_id: Mapped[str] = mapped_column(String(40))
     event_type: Mapped[str] = mapped_column(String(80))
+    # The event's outbox `seq`: deliveries to one endpoint go out in this order (see README, "Ordering").
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
     # The exact bytes signed and sent on every attempt (the signature covers them).
     payload: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(12))  # pending | delivered | failed
@@ -53,4 +55,5 @@ class WebhookDelivery(Base):
     __table_args__ = (
         UniqueConstraint("endpoint_id", "event_id"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint_seq", "endpoint_id", "status", "seq"),
     )

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
+from gateway.db.outbox import OutboxEvent
 from gateway.notifications.models import WebhookDelivery, WebhookEndpoint
 
 
@@ -73,7 +75,17 @@ class WebhookRepository:
         return (await self.session.scalars(query)).all()
 
     async def claim_due(self, now: datetime, limit: int) -> Sequence[tuple[WebhookDelivery, WebhookEndpoint]]:
-        """Pending deliveries due now on enabled endpoints, locked (skipping rows another sender holds)."""
+        """Pending deliveries due now on enabled endpoints, oldest event first, locked (skipping rows and
+        endpoints another sender holds). Per-endpoint order: a delivery is held while an earlier one
+        (lower `seq`) to the same endpoint is still pending and not due (waiting for its retry, or leased
+        by a sender); a `failed` one (attempts exhausted) no longer holds the ones after it."""
+        earlier = aliased(WebhookDelivery)
+        held = exists().where(
+            earlier.endpoint_id == WebhookDelivery.endpoint_id,
+            earlier.status == "pending",
+            earlier.seq < WebhookDelivery.seq,
+            earlier.next_attempt_at > now,
+        )
         query = (
             select(WebhookDelivery, WebhookEndpoint)
             .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
@@ -81,12 +93,45 @@ class WebhookRepository:
                 WebhookDelivery.status == "pending",
                 WebhookDelivery.next_attempt_at <= now,
                 WebhookEndpoint.enabled.is_(True),
+                ~held,
             )
-            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .order_by(WebhookDelivery.seq, WebhookDelivery.id)
             .limit(limit)
-            .with_for_update(skip_locked=True, of=WebhookDelivery)
+            # The endpoint row too: two senders never work on one endpoint's queue at once.
+            .with_for_update(skip_locked=True, of=(WebhookDelivery, WebhookEndpoint))
         )
         return [(d, e) for d, e in (await self.session.execute(query)).all()]
+
+    async def delivery_for(self, endpoint_id: str, event_id: str) -> WebhookDelivery | None:
+        query = select(WebhookDelivery).where(
+            WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.event_id == event_id
+        )
+        return await self.session.scalar(query)
+
+    async def events_between(
+        self,
+        *,
+        tenant_id: str | None,
+        from_seq: int | None,
+        to_seq: int | None,
+        from_time: datetime | None,
+        to_time: datetime | None,
+        limit: int,
+    ) -> Sequence[OutboxEvent]:
+        """Committed outbox events in a range, in `seq` order, for a replay (the relay's watermark does
+        not matter: an event not relayed yet gets its delivery here and the relay skips it)."""
+        query = select(OutboxEvent).order_by(OutboxEvent.seq).limit(limit)
+        if tenant_id is not None:
+            query = query.where(OutboxEvent.tenant_id == tenant_id)
+        if from_seq is not None:
+            query = query.where(OutboxEvent.seq >= from_seq)
+        if to_seq is not None:
+            query = query.where(OutboxEvent.seq <= to_seq)
+        if from_time is not None:
+            query = query.where(OutboxEvent.occurred_at >= from_time)
+        if to_time is not None:
+            query = query.where(OutboxEvent.occurred_at < to_time)
+        return (await self.session.scalars(query)).all()
 
     async def delivery(self, delivery_id: str) -> WebhookDelivery | None:
         return await self.session.get(WebhookDelivery, delivery_id)

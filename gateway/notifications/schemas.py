@@ -102,3 +102,27 @@ class WebhookDeliveryList(Struct):
     data: list[WebhookDelivery]
     has_more: bool
     next_cursor: str | None
+
+
+Seq = Annotated[int, Meta(ge=1, le=2**62)]
+
+
+class WebhookReplayRequest(Struct, forbid_unknown_fields=True):
+    """A range of past events to deliver again: by event `seq` (inclusive, as `/v1/events` shows it)
+    and/or by when they occurred (`from_time` inclusive, `to_time` exclusive), optionally only some
+    event types. Everything the endpoint receives in the range, oldest first, at most 1,000 per call."""
+
+    from_seq: Seq | None = None
+    to_seq: Seq | None = None
+    from_time: datetime | None = None
+    to_time: datetime | None = None
+    event_types: Events | None = None
+
+
+class WebhookReplay(Struct):
+    object: Literal["webhook_replay"]
+    endpoint: str
+    created: int  # deliveries of events never sent to this endpoint before
+    requeued: int  # deliveries queued again
+    deliveries: list[WebhookDelivery]
+    next_from_seq: int | None  # the range holds more events: call again with this `from_seq`

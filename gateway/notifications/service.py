@@ -59,6 +59,8 @@ DIRECT_TYPES = frozenset(
     }
 )
 PREFIXES = ("subscription.", "invoice.")
+# Events a replay looks at per call (the answer says where to go on).
+REPLAY_LIMIT = 1000
 EVENT_TYPES = (
     *sorted(DIRECT_TYPES | {"member.role_changed"}),
     "subscription.*",
@@ -226,6 +228,129 @@ class WebhookEndpointService:
         rows = await self.repo.deliveries(endpoint_id, after=after, limit=limit, status=status)
         return Page.from_overfetch(rows, limit)
 
+    async def delivery(self, delivery_id: str, *, scope: str | None) -> WebhookDelivery:
+        row = await self.repo.delivery(delivery_id)
+        if row is None or (scope is not None and row.tenant_id != scope):
+            raise DeliveryNotFound(f"no webhook delivery {delivery_id!r}")
+        endpoint = await self.repo.endpoint(row.endpoint_id, scope=scope)
+        if endpoint is None:  # a platform endpoint's delivery of this tenant's event: not the tenant's
+            raise DeliveryNotFound(f"no webhook delivery {delivery_id!r}")
+        return row
+
+    async def resend(self, delivery_id: str, *, scope: str | None) -> WebhookDelivery:
+        """Queue a delivery again (delivered, failed or still retrying): due now, a fresh attempt budget.
+        It keeps its place in its endpoint's order (its event's `seq`)."""
+        row = await self.delivery(delivery_id, scope=scope)
+        _requeue(row, self.clock.now())
+        await self.repo.flush()
+        await record_change(
+            self.repo.session,
+            "webhook_delivery.resent",
+            "webhook_delivery",
+            row.id,
+            self.clock.now(),
+            tenant_id=row.tenant_id,
+            endpoint=row.endpoint_id,
+            event=row.event_id,
+        )
+        return row
+
+    async def replay(
+        self,
+        endpoint_id: str,
+        *,
+        scope: str | None,
+        from_seq: int | None = None,
+        to_seq: int | None = None,
+        from_time: datetime | None = None,
+        to_time: datetime | None = None,
+        event_types: Sequence[str] | None = None,
+        limit: int = REPLAY_LIMIT,
+    ) -> Replay:
+        """Deliver a range of past events to an endpoint again, in event order: each event the endpoint
+        receives (its tenancy and `enabled_events`, narrowed by `event_types`) is queued again, or
+        queued for the first time if it was never sent to it (e.g. it predates the endpoint)."""
+        endpoint = await self.get(endpoint_id, scope=scope)
+        if event_types:
+            _check_events(event_types)
+        now = self.clock.now()
+        events = await self.repo.events_between(
+            tenant_id=endpoint.tenant_id,
+            from_seq=from_seq,
+            to_seq=to_seq,
+            from_time=from_time,
+            to_time=to_time,
+            limit=limit + 1,
+        )
+        more = len(events) > limit
+        events = events[:limit]
+        created = requeued = 0
+        queued: list[WebhookDelivery] = []
+        for event in events:
+            type_ = webhook_type(event)
+            if type_ is None or not subscribed(endpoint.enabled_events, type_):
+                continue
+            if event_types and not subscribed(event_types, type_):
+                continue
+            row = await self.repo.delivery_for(endpoint.id, event.event_id)
+            if row is None:
+                row = _new_delivery(endpoint, event, type_, now)
+                self.repo.add(row)
+                created += 1
+            else:
+                _requeue(row, now)
+                requeued += 1
+            queued.append(row)
+        await self.repo.flush()
+        next_seq = events[-1].seq + 1 if more and events else None
+        await self._audited(
+            endpoint,
+            "webhook_endpoint.replayed",
+            from_seq=from_seq,
+            to_seq=to_seq,
+            from_time=format_timestamp(from_time) if from_time else None,
+            to_time=format_timestamp(to_time) if to_time else None,
+            event_types=list(event_types or []),
+            created=created,
+            requeued=requeued,
+        )
+        return Replay(endpoint.id, queued, created, requeued, next_seq)
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    endpoint_id: str
+    deliveries: list[WebhookDelivery]
+    created: int
+    requeued: int
+    next_from_seq: int | None  # more events in the range: replay again from here
+
+
+class DeliveryNotFound(NotFound):
+    code = "webhook_delivery_not_found"
+
+
+def _requeue(row: WebhookDelivery, now: datetime) -> None:
+    row.status, row.attempts, row.next_attempt_at = "pending", 0, now
+
+
+def _new_delivery(
+    endpoint: WebhookEndpoint, event: OutboxEvent, type_: str, now: datetime
+) -> WebhookDelivery:
+    return WebhookDelivery(
+        id=new_id("whd"),
+        endpoint_id=endpoint.id,
+        tenant_id=event.tenant_id,
+        event_id=event.event_id,
+        event_type=type_,
+        seq=event.seq,
+        payload=payload_of(event, type_),
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+
 
 def payload_of(event: OutboxEvent, type_: str) -> str:
     body = {
@@ -256,20 +381,7 @@ def enqueue_handler(clock: Clock):  # type: ignore[no-untyped-def]
                 continue
             if await repo.delivery_exists(endpoint.id, event.event_id):
                 continue
-            repo.add(
-                WebhookDelivery(
-                    id=new_id("whd"),
-                    endpoint_id=endpoint.id,
-                    tenant_id=event.tenant_id,
-                    event_id=event.event_id,
-                    event_type=type_,
-                    payload=payload_of(event, type_),
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-            )
+            repo.add(_new_delivery(endpoint, event, type_, now))
         await repo.flush()
 
     return handle
@@ -336,24 +448,43 @@ class WebhookSender:
         async with self.db.unit_of_work() as session:
             claimed = await WebhookRepository(session).claim_due(now, self.policy.batch)
             jobs = [(d.id, d.event_id, d.payload, e.url, open_secret(self.box, e)) for d, e in claimed]
+            endpoint_of = [e.id for _, e in claimed]
             # Lease: another sender will not pick these up until the attempt had time to finish.
             for delivery, _ in claimed:
                 delivery.next_attempt_at = now + lease
         if not jobs:
             return 0
-        # Every send goes through the outbound guard: vetted address, no redirects.
+        # Per endpoint, in event order: one attempt at a time, and the first failure stops that
+        # endpoint's queue for this pass (the later ones wait behind its retry).
+        queues: dict[str, list[tuple[str, str, str, str, str]]] = {}
+        for job, endpoint_id in zip(jobs, endpoint_of, strict=True):
+            queues.setdefault(endpoint_id, []).append(job)
         async with guarded_client(self.policy.outbound, self.policy.timeout_seconds) as client:
-            outcomes = await asyncio.gather(
-                *(self._send(client, url, secret, eid, body) for _, eid, body, url, secret in jobs)
-            )
+            results = await asyncio.gather(*(self._send_queue(client, queue) for queue in queues.values()))
+        outcomes = {delivery_id: outcome for result in results for delivery_id, outcome in result}
         async with self.db.unit_of_work() as session:
             repo = WebhookRepository(session)
-            for (delivery_id, *_), outcome in zip(jobs, outcomes, strict=True):
+            for delivery_id, *_ in jobs:
                 row = await repo.delivery(delivery_id)
                 if row is None:  # the endpoint was deleted meanwhile
                     continue
+                outcome = outcomes.get(delivery_id)
+                if outcome is None:  # held behind a failure in its queue: due again, not attempted
+                    row.next_attempt_at = now
+                    continue
                 self._record(row, outcome, now)
-        return len(jobs)
+        return len(outcomes)
+
+    async def _send_queue(
+        self, client: httpx.AsyncClient, queue: list[tuple[str, str, str, str, str]]
+    ) -> list[tuple[str, _Outcome]]:
+        done: list[tuple[str, _Outcome]] = []
+        for delivery_id, event_id, body, url, secret in queue:
+            outcome = await self._send(client, url, secret, event_id, body)
+            done.append((delivery_id, outcome))
+            if not outcome.ok:
+                break
+        return done
 
     async def _send(
         self, client: httpx.AsyncClient, url: str, secret: str, msg_id: str, body: str

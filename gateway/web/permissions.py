@@ -271,6 +271,8 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "PUT /v1/customers/{customer_id}/email_preferences":            (TENANT, "email:write"),
     "GET /v1/email_templates":                                      (TENANT, "email:read"),
     "GET /v1/email_templates/{name}/preview":                       (TENANT, "email:read"),
+    "POST /v1/webhook_endpoints/{endpoint_id}/replay":               (TENANT, "webhooks:write"),
+    "POST /v1/webhook_deliveries/{delivery_id}/resend":              (TENANT, "webhooks:write"),
     "GET /v1/users/{user_id}/export":                               (TENANT, "privacy:read"),
     "POST /v1/users/{user_id}/erase":                               (PLATFORM, "privacy:write"),
     # -- forward auth: a reverse proxy asks for an end user, whose access token is the credential; every
@@ -304,6 +306,9 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /sso/callback":                                            (ANYONE, None),
     "GET /sso/logged-out":                                          (ANYONE, None),
     "GET /sso/me":                                                  (END_USER, None),
+    # -- staff sign-in (gateway/admin): a one-time login link is the credential
+    "POST /v1/staff_sessions":                                      (ANYONE, None),
+    "GET /admin/login/{token}":                                     (ANYONE, None),
     "GET /sso/session":                                             (END_USER, None),
     "POST /sso/refresh":                                            (END_USER, None),
     "POST /sso/logout":                                             (END_USER, None),

@@ -118,8 +118,9 @@ CHECKS = [
 
 
 # Forward auth authenticates the end user's access token, not the API key: a 401/403 there is the
-# documented answer to a fuzzed request, not a lost key.
-OTHER_CREDENTIALS = ("/v1/authz/forward",)
+# documented answer to a fuzzed request, not a lost key. Likewise a staff sign-in: its credential is the
+# one-time login link in the body (401 when it is not one).
+OTHER_CREDENTIALS = ("/v1/authz/forward", "/v1/staff_sessions")
 
 
 def sent_with(response: Any, key: str) -> bool:

@@ -42,6 +42,7 @@ PARAMETER_IDS = {
     "credit_note_id": "credit_note",
     "key_id": "api_key",
     "endpoint_id": "webhook",
+    "delivery_id": "webhook_delivery",
     "connection_id": "sso_connection",
     # shared by every tenant (the platform's)
     "coupon_id": "coupon",
@@ -76,6 +77,7 @@ TENANT_OWNED = {
     "credit_note",
     "api_key",
     "webhook",
+    "webhook_delivery",
     "sso_connection",
     "invite_token",
     "payment_method",
@@ -186,6 +188,8 @@ def body_for(operation: str, side: Side, n: int) -> Any:
         "POST /v1/policies/what_if": {"requests": [{"customer": c, "user": side["user"], "resource": "x"}]},
         "POST /v1/webhook_endpoints": {"url": f"https://{side.name}.example/hooks", "enabled_events": ["*"]},
         "PATCH /v1/webhook_endpoints/{endpoint_id}": {"description": "changed"},
+        "POST /v1/webhook_endpoints/{endpoint_id}/replay": {"event_types": ["subscription.*"]},
+        "POST /v1/webhook_deliveries/{delivery_id}/resend": {},
         "POST /v1/users/{user_id}/erase": {},
         "POST /v1/meters": {"key": f"meter_{n}", "event_type": "walked", "aggregation": "count"},
         "PATCH /v1/meters/{meter}": {"name": "Hacked"},
@@ -323,6 +327,11 @@ async def build_side(api: Api, name: str, shared: dict[str, str]) -> tuple[Side,
         "/v1/email_suppressions", {"address": f"gone@{name}.example"}
     )
     side.ids["email_address"] = bounced["address"]
+    # A delivery of the tenant's past events to it (the walk's relay is off; a replay queues them).
+    replay = await api.as_key(walker["secret"]).post(
+        f"/v1/webhook_endpoints/{hooks['id']}/replay", {}, expect=200
+    )
+    side.ids["webhook_delivery"] = replay["deliveries"][0]["id"]
     return side, walker["secret"]
 
 
@@ -438,6 +447,13 @@ async def other_credential(tenant: Api, method: str, path: str, access: Access) 
             method, path.replace("{account_id}", "ppa_none"), headers=headers
         )
         assert response.status_code == 404, f"{method} {path}: {response.status_code}"
+        return
+    if path == "/v1/staff_sessions":
+        # A staff sign-in: the one-time login link is the credential, and an API key is none.
+        body = {"login_token": "tglink_none"}
+        response = await tenant.client.request(method, path, json=body, headers=headers)
+        assert response.status_code == 401, f"{method} {path}: {response.status_code}"
+        assert response.json()["code"] == "login_link_invalid"
         return
     response = await tenant.client.request(method, path, headers=headers)
     if Caller.ANYONE in access.callers:
