@@ -20,6 +20,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.logging.config import LoggingConfig
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit.http import CONTROLLERS as AUDIT
@@ -261,6 +262,10 @@ def create_app(
 
             await upgrade_head(database)
         async with database.unit_of_work() as session:
+            if database.dialect == "postgresql":
+                # Replicas started together seed the same rows (policy version 1, the signing key, the
+                # bootstrap key): one replica at a time, each seeing what the one before it committed.
+                await session.execute(text("SELECT pg_advisory_xact_lock(7215150001)"))
             if settings.bootstrap_api_key:
                 await ApiKeyService(session, clock).ensure_bootstrap(settings.bootstrap_api_key)
             # An empty policy store gets the default policy as version 1; published versions are kept.

@@ -87,7 +87,7 @@ class Replica:
             "TIERGATE_LOG_LEVEL": "WARNING",
             **extra_env,
         }
-        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and CLI
+        self.process = subprocess.Popen(
             [sys.executable, "-c", "from gateway.cli import main; main()", "serve", "--port", str(self.port)],
             env=env,
             stdout=subprocess.DEVNULL,
@@ -162,7 +162,8 @@ def test_changes_through_one_replica_reach_the_others_within_the_bound(replicas:
     r1, r2, r3 = replicas
     customer = call(r1, "POST", "/v1/customers", {"name": "Scaled", "currency": "USD"})["id"]
     sub = call(r1, "POST", "/v1/subscriptions", {"customer": customer, "price": "basic_monthly"})["id"]
-    viewer = call(r1, "POST", f"/v1/customers/{customer}/members", {"email": "v@scaled.example", "role": "viewer"})
+    member = {"email": "v@scaled.example", "role": "viewer"}
+    viewer = call(r1, "POST", f"/v1/customers/{customer}/members", member)
     advanced = {"customer": customer, "feature": "reporting_advanced"}
     create = {"customer": customer, "user": viewer["user"], "resource": "projects", "action": "create"}
     for replica in (r2, r3):
