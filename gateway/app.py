@@ -66,7 +66,7 @@ from gateway.notifications.service import seal_endpoint_secrets
 from gateway.observability import tracing
 from gateway.observability.http import METRICS_HANDLERS, metrics_listener
 from gateway.observability.metrics import DatabaseGauges, EngineExporter
-from gateway.observability.requests import observe_requests
+from gateway.observability.requests import RequestObserver, observe_requests
 from gateway.payments.http import CONTROLLERS as PAYMENTS
 from gateway.payments.lookup import billing_config as payments_billing_config
 from gateway.payments.providers.registry import ProviderRegistry
@@ -473,7 +473,7 @@ def create_app(
     # Litestar's OpenTelemetry middleware, so their requests would have no server span).
     if settings.lean_decisions and not settings.otel_enabled:
         # The per-request decisions ahead of the general stack: same guard, same decisions (lean.py).
-        install_lean_decisions(app)
+        install_lean_decisions(app, RequestObserver().run)
     return app
 
 
