@@ -37,6 +37,7 @@ from gateway.db.session import Database, is_sqlite
 from gateway.entitlements.breaker import CircuitBreaker, GuardedQuotaStore
 from gateway.entitlements.changes import ChangeNotifier
 from gateway.entitlements.engine import Engine, EngineSettings
+from gateway.entitlements.feed import close_on_exit_signals
 from gateway.entitlements.forward import FORWARD_ROUTER
 from gateway.entitlements.http import CONTROLLERS as ENTITLEMENTS
 from gateway.entitlements.http import jwks, provide_member_admission
@@ -333,6 +334,8 @@ def create_app(
             tasks.append(
                 asyncio.create_task(run_reconciler(payments, settings.payment_reconcile_interval_seconds))
             )
+        # Open /v1/changes streams end on SIGTERM instead of holding the graceful shutdown.
+        close_on_exit_signals(engine.feed)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if settings.metrics_port:
