@@ -21,6 +21,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.logging.config import LoggingConfig
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.admin.http import API_CONTROLLERS as STAFF_API
@@ -40,6 +41,7 @@ from gateway.db.session import Database, is_sqlite
 from gateway.entitlements.breaker import CircuitBreaker, GuardedQuotaStore
 from gateway.entitlements.changes import ChangeNotifier
 from gateway.entitlements.engine import Engine, EngineSettings
+from gateway.entitlements.feed import close_on_exit_signals
 from gateway.entitlements.forward import FORWARD_ROUTER
 from gateway.entitlements.http import CONTROLLERS as ENTITLEMENTS
 from gateway.entitlements.http import jwks, provide_member_admission
@@ -70,7 +72,7 @@ from gateway.notifications.service import seal_endpoint_secrets
 from gateway.observability import tracing
 from gateway.observability.http import METRICS_HANDLERS, metrics_listener
 from gateway.observability.metrics import DatabaseGauges, EngineExporter
-from gateway.observability.requests import observe_requests
+from gateway.observability.requests import RequestObserver, observe_requests
 from gateway.payments.http import CONTROLLERS as PAYMENTS
 from gateway.payments.lookup import billing_config as payments_billing_config
 from gateway.payments.providers.registry import ProviderRegistry
@@ -270,6 +272,10 @@ def create_app(
 
             await upgrade_head(database)
         async with database.unit_of_work() as session:
+            if database.dialect == "postgresql":
+                # Replicas started together seed the same rows (policy version 1, the signing key, the
+                # bootstrap key): one replica at a time, each seeing what the one before it committed.
+                await session.execute(text("SELECT pg_advisory_xact_lock(7215150001)"))
             if settings.bootstrap_api_key:
                 await ApiKeyService(session, clock).ensure_bootstrap(settings.bootstrap_api_key)
             # An empty policy store gets the default policy as version 1; published versions are kept.
@@ -337,6 +343,8 @@ def create_app(
             tasks.append(
                 asyncio.create_task(run_reconciler(payments, settings.payment_reconcile_interval_seconds))
             )
+        # Open /v1/changes streams end on SIGTERM instead of holding the graceful shutdown.
+        close_on_exit_signals(engine.feed)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if settings.metrics_port:
@@ -480,7 +488,7 @@ def create_app(
     # Litestar's OpenTelemetry middleware, so their requests would have no server span).
     if settings.lean_decisions and not settings.otel_enabled:
         # The per-request decisions ahead of the general stack: same guard, same decisions (lean.py).
-        install_lean_decisions(app)
+        install_lean_decisions(app, RequestObserver().run)
     return app
 
 

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,13 @@ class ChangeFeed:
         self.seq = 0
         self.floor_seq = 0
         self._arrived = asyncio.Event()
+        # Set when the server is shutting down: open streams end now (clients resume with Last-Event-ID
+        # elsewhere) instead of holding the graceful shutdown for up to `changes_stream_max_seconds`.
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
 
     def reset(self, position: int) -> None:
         """The index was rebuilt from scratch: nothing before `position` can be replayed from memory."""
@@ -86,3 +96,32 @@ class ChangeFeed:
         # A fresh event per arrival: every waiter of the old one wakes, later waiters wait for the next.
         arrived, self._arrived = self._arrived, asyncio.Event()
         arrived.set()
+
+
+def close_on_exit_signals(feed: ChangeFeed) -> None:
+    """Close `feed` as soon as the process is told to stop (SIGTERM, SIGINT), then let the server's own
+    handler run. Both servers drain open connections before the app's lifespan shutdown runs, so the
+    lifespan would be too late. Call it from the lifespan's start-up, after the server set its handlers:
+    granian's worker sets them on the event loop (`loop.add_signal_handler`), uvicorn with
+    `signal.signal`; each is chained, never replaced."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        handle = getattr(loop, "_signal_handlers", {}).get(sig)
+        if handle is not None:
+
+            def on_loop(handle: asyncio.Handle = handle) -> None:
+                feed.close()
+                handle._run()
+
+            loop.add_signal_handler(sig, on_loop)
+            continue
+        previous = signal.getsignal(sig)
+        if not callable(previous) or threading.current_thread() is not threading.main_thread():
+            continue
+
+        def on_signal(signum: int, frame: Any, previous: Callable[[int, Any], Any] = previous) -> None:
+            with contextlib.suppress(RuntimeError):  # that loop may be closed by now
+                loop.call_soon_threadsafe(feed.close)
+            previous(signum, frame)
+
+        signal.signal(sig, on_signal)

@@ -40,6 +40,10 @@ log = logging.getLogger("tiergate.errors")
 CHECK_PATH = "/v1/check"
 BATCH_PATH = "/v1/check/batch"
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+# Runs a lean route as the full stack's request middleware would (request id, latency histogram):
+# (app, scope, receive, send, route template). Handed in by the composition root (gateway.observability
+# is a layer above this one).
+Observe = Callable[[ASGIApp, Any, Any, Any, str], Awaitable[None]]
 
 _JSON = [(b"content-type", b"application/json")]
 _PROBLEM = [(b"content-type", PROBLEM_MEDIA_TYPE.encode())]
@@ -62,7 +66,7 @@ class LeanDecisions:
     """ASGI front of a Tiergate app (installed as its `asgi_handler`, inside `Litestar.__call__`): answers
     the three decision routes itself and hands everything else to `inner`, the app's own handler."""
 
-    def __init__(self, app: Litestar, inner: ASGIApp) -> None:
+    def __init__(self, app: Litestar, inner: ASGIApp, observe: Observe | None = None) -> None:
         self.inner = inner
         self.state = app.state
         settings = app.state.get("settings")
@@ -73,6 +77,7 @@ class LeanDecisions:
             BATCH_PATH: msgspec.json.Decoder(s.BatchCheckRequest, strict=True),
         }
         self._encoder = msgspec.json.Encoder()
+        self._observe = observe or _unobserved
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and not scope.get("root_path"):
@@ -81,14 +86,29 @@ class LeanDecisions:
                 if scope["method"] == "POST" and not scope.get("query_string"):
                     headers = _first_values(scope)
                     if not any(h in headers for h in _FULL_STACK_HEADERS):
-                        await self._check(path, headers, scope, receive, send)
+                        # The request id and the latency histogram, as the full stack's middleware gives
+                        # them (each path is its own route template); a request handed on from here to the
+                        # full stack is not counted again there.
+                        await self._observe(self._checker(path, headers), scope, receive, send, path)
                         return
             elif path == FORWARD_PATH and scope["method"] == "GET" and not scope.get("query_string"):
                 headers = _first_values(scope)
                 if b"origin" not in headers:
-                    await self._forward(headers, scope, send)
+                    await self._observe(self._forwarder(headers), scope, receive, send, path)
                     return
         await self.inner(scope, receive, send)
+
+    def _checker(self, path: str, headers: dict[bytes, bytes]) -> ASGIApp:
+        async def check(scope: Any, receive: Any, send: Any) -> None:
+            await self._check(path, headers, scope, receive, send)
+
+        return check
+
+    def _forwarder(self, headers: dict[bytes, bytes]) -> ASGIApp:
+        async def forward(scope: Any, receive: Any, send: Any) -> None:
+            await self._forward(headers, scope, send)
+
+        return forward
 
     # -- the checks ---------------------------------------------------------------------------------
 
@@ -221,8 +241,12 @@ async def _send(send: Any, status: int, headers: list[tuple[bytes, bytes]], body
     await send({"type": "http.response.body", "body": body})
 
 
-def install(app: Litestar) -> Litestar:
+async def _unobserved(app: ASGIApp, scope: Any, receive: Any, send: Any, _template: str) -> None:
+    await app(scope, receive, send)
+
+
+def install(app: Litestar, observe: Observe | None = None) -> Litestar:
     """Put the lean routes in front of `app`'s handler (after construction: the app's own stack stays
-    whole behind them)."""
-    app.asgi_handler = LeanDecisions(app, app.asgi_handler)
+    whole behind them). `observe` wraps each request they answer (see `Observe`)."""
+    app.asgi_handler = LeanDecisions(app, app.asgi_handler, observe)
     return app

@@ -105,8 +105,10 @@ async def _stream(
         for change in first:
             if change.concerns(tenant_id):
                 yield _change_message(change, tenant_id)
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not feed.closed:
         await feed.wait(heartbeat)
+        if feed.closed:  # shutting down: end now, the client resumes with Last-Event-ID
+            return
         pending = feed.after(cursor)
         cursor = feed.seq
         if pending is None:

@@ -40,16 +40,21 @@ def incoming_id(scope: Any) -> str:
     return new_request_id()
 
 
-def observe_requests(app: ASGIApp) -> ASGIApp:
-    """Litestar middleware factory (runs after routing, so `path_template` names the route)."""
-    children: dict[tuple[str, str, int], Any] = {}
+# Set in the scope by whoever already counts the request and gave it its id (the lean decision routes,
+# gateway/entitlements/lean.py), so a request they hand on to the full stack is not counted twice.
+OBSERVED = "tiergate.observed"
 
-    # The scope is a plain dict here (typed as Any: Litestar's Scope union has no `method` on websockets).
-    async def middleware(scope: Any, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
+
+class RequestObserver:
+    """Gives a request its id (the ContextVar for logs, the `X-Request-ID` response header) and observes
+    its latency in `tiergate_http_request_duration_seconds` by route template."""
+
+    def __init__(self) -> None:
+        self.children: dict[tuple[str, str, int], Any] = {}
+
+    async def run(self, app: Any, scope: Any, receive: Any, send: Any, template: str | None = None) -> None:
         started = time.perf_counter()
+        scope[OBSERVED] = True
         request_id = incoming_id(scope)
         token = REQUEST_ID.set(request_id)
         header = (HEADER, request_id.encode("ascii"))
@@ -66,10 +71,22 @@ def observe_requests(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send_with_id)
         finally:
             REQUEST_ID.reset(token)
-            key = (scope["method"], scope.get("path_template") or "unmatched", status)
-            child = children.get(key)
+            key = (scope["method"], template or scope.get("path_template") or "unmatched", status)
+            child = self.children.get(key)
             if child is None:
-                child = children[key] = REQUEST_SECONDS.labels(key[0], key[1], str(status))
+                child = self.children[key] = REQUEST_SECONDS.labels(key[0], key[1], str(status))
             child.observe(time.perf_counter() - started)
+
+
+def observe_requests(app: ASGIApp) -> ASGIApp:
+    """Litestar middleware factory (runs after routing, so `path_template` names the route)."""
+    observer = RequestObserver()
+
+    # The scope is a plain dict here (typed as Any: Litestar's Scope union has no `method` on websockets).
+    async def middleware(scope: Any, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or OBSERVED in scope:
+            await app(scope, receive, send)
+            return
+        await observer.run(app, scope, receive, send)
 
     return middleware

@@ -108,6 +108,42 @@ async def test_every_response_carries_a_request_id_and_keeps_a_plain_incoming_on
     assert re.fullmatch(r"[0-9a-f]{24}", fresh.headers["x-request-id"])
 
 
+async def test_lean_decision_routes_are_counted_once_and_carry_a_request_id(
+    app: Litestar, api: Api, demo: Any
+) -> None:
+    from gateway.entitlements.lean import LeanDecisions
+
+    assert isinstance(app.asgi_handler, LeanDecisions), "the lean routes are on by default"
+    customer = await api.post("/v1/customers", {"name": "Lean", "currency": "USD"})
+    await api.post("/v1/subscriptions", {"customer": customer["id"], "price": "basic_monthly"})
+    name = "tiergate_http_request_duration_seconds_count"
+    before = await scrape(api)
+    check = {"customer": customer["id"], "feature": "reporting_basic"}
+    auth = api._headers(None)
+    kept = await api.client.post("/v1/check", json=check, headers={**auth, "X-Request-ID": "edge-7"})
+    assert (kept.status_code, kept.headers["x-request-id"]) == (200, "edge-7")
+    fresh = await api.client.post("/v1/check/batch", json={"checks": [check]}, headers=auth)
+    assert fresh.status_code == 200 and re.fullmatch(r"[0-9a-f]{24}", fresh.headers["x-request-id"])
+    refused = await api.client.post("/v1/check", json=check)  # no key: 401 from the lean route
+    assert refused.status_code == 401 and re.fullmatch(r"[0-9a-f]{24}", refused.headers["x-request-id"])
+    # A body that is not strictly a check is handed to the full stack (422 there): counted once, one id.
+    handed = await api.client.post("/v1/check", json={**check, "quantity": "1"}, headers=auth)
+    assert handed.status_code == 422 and len(handed.headers.get_list("x-request-id")) == 1
+    forward = await api.client.get("/v1/authz/forward", headers={"X-Request-ID": "edge-8"})
+    assert forward.headers["x-request-id"] == "edge-8"
+    text = await scrape(api)
+
+    def moved(route: str, status: str, method: str = "POST") -> float:
+        labels = {"method": method, "route": route, "status": status}
+        return sample_or_zero(text, name, **labels) - sample_or_zero(before, name, **labels)
+
+    assert moved("/v1/check", "200") == 1
+    assert moved("/v1/check/batch", "200") == 1
+    assert moved("/v1/check", "401") == 1
+    assert moved("/v1/check", "422") == 1
+    assert moved("/v1/authz/forward", str(forward.status_code), "GET") == 1
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

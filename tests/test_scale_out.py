@@ -1,0 +1,246 @@
+"""Scale-out: three real `tiergate serve` replicas (subprocesses, each in its own process group) on one
+PostgreSQL + Redis, production settings (no migrations on start, Redis for quotas and change nudges).
+
+- A plan change and a policy edit made through replica 1 are answered by /v1/check on replicas 2 and 3
+  within the propagation bound (the 1 s poll; the Redis nudge is what makes it faster).
+- Quota counters are shared: units consumed on any replica count against the one limit.
+- One replica killed (kill -9 of its whole process group): the other two keep answering, and a client
+  that moves a failed request to the next replica loses none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from gateway.db.migrate import upgrade_head
+from gateway.db.session import Database
+from gateway.demo import seed_demo
+from gateway.kernel.clock import SystemClock
+from tests.conftest import IN_CI, POSTGRES_URL, REDIS_URL, sibling_database
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(
+        not (POSTGRES_URL and REDIS_URL) and not IN_CI, reason="needs PostgreSQL and Redis (always run in CI)"
+    ),
+]
+
+KEY = "tg_sk_scale_out_0123456789abcdef"
+HEADERS = {"Authorization": f"Bearer {KEY}"}
+# entitlements_poll_seconds (1 s) is the bound without a nudge; 1 s more for a loaded 2-core CI machine.
+PROPAGATION_BOUND_SECONDS = 2.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prepare_database(suffix: str) -> str:
+    """A scratch database of its own, migrated once and seeded with the demo catalog and `KEY`."""
+    name, url = sibling_database(suffix)
+
+    async def go() -> None:
+        admin = Database(POSTGRES_URL, pooled=False)
+        async with admin.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        await admin.dispose()
+        db = Database(url, pooled=False)
+        await upgrade_head(db)
+        async with db.unit_of_work() as session:
+            await seed_demo(session, SystemClock(), api_key=KEY)
+        await db.dispose()
+
+    asyncio.run(go())
+    return url
+
+
+class Replica:
+    """One `tiergate serve` (granian) in its own process group, so os.killpg ends its workers too."""
+
+    def __init__(self, database_url: str, redis_url: str, **extra_env: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the replica
+        env = {
+            **os.environ,
+            "TIERGATE_DATABASE_URL": database_url,
+            "TIERGATE_REDIS_URL": redis_url,
+            "TIERGATE_MIGRATE_ON_START": "false",
+            "TIERGATE_SCHEDULER_ENABLED": "false",
+            "TIERGATE_LOG_LEVEL": "WARNING",
+            **extra_env,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from gateway.cli import main; main()", "serve", "--port", str(self.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.log.seek(0)
+                tail = self.log.read().decode(errors="replace")[-3000:]
+                raise AssertionError(f"tiergate serve exited with {self.process.returncode}:\n{tail}")
+            try:
+                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("tiergate serve did not come up")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+def replicas_on(database_url: str, redis_url: str, n: int, **extra_env: str) -> list[Replica]:
+    started = [Replica(database_url, redis_url, **extra_env) for _ in range(n)]
+    try:
+        for replica in started:  # they start side by side; this waits for the slowest
+            replica.wait_ready()
+    except BaseException:
+        for replica in started:
+            replica.kill()
+        raise
+    return started
+
+
+@pytest.fixture(scope="module")
+def replicas() -> Iterator[list[Replica]]:
+    url = prepare_database("scaleout")
+    started = replicas_on(url, REDIS_URL, 3)
+    try:
+        yield started
+    finally:
+        for replica in started:
+            replica.kill()
+
+
+def call(replica: Replica, method: str, path: str, body: Any = None) -> Any:
+    response = httpx.request(method, replica.url + path, json=body, headers=HEADERS, timeout=10)
+    assert response.status_code < 300, response.text
+    return response.json()
+
+
+def seconds_until(replica: Replica, check: dict[str, Any], allowed: bool) -> float:
+    """How long until `replica` answers `check` with `allowed` (fails past the propagation bound)."""
+    t0 = time.monotonic()
+    while True:
+        answer = call(replica, "POST", "/v1/check", check)
+        waited = time.monotonic() - t0
+        if answer["allowed"] is allowed:
+            return waited
+        assert waited < PROPAGATION_BOUND_SECONDS, f"{replica.url} still answers {answer} after {waited:.2f}s"
+        time.sleep(0.01)
+
+
+def test_changes_through_one_replica_reach_the_others_within_the_bound(replicas: list[Replica]) -> None:
+    r1, r2, r3 = replicas
+    customer = call(r1, "POST", "/v1/customers", {"name": "Scaled", "currency": "USD"})["id"]
+    sub = call(r1, "POST", "/v1/subscriptions", {"customer": customer, "price": "basic_monthly"})["id"]
+    member = {"email": "v@scaled.example", "role": "viewer"}
+    viewer = call(r1, "POST", f"/v1/customers/{customer}/members", member)
+    advanced = {"customer": customer, "feature": "reporting_advanced"}
+    create = {"customer": customer, "user": viewer["user"], "resource": "projects", "action": "create"}
+    for replica in (r2, r3):
+        seconds_until(replica, {**create, "action": "read"}, True)  # the member has arrived
+        assert call(replica, "POST", "/v1/check", advanced)["reason"] == "feature_not_in_plan"
+        denied = call(replica, "POST", "/v1/check", create)
+        assert (denied["allowed"], denied["reason"]) == (False, "no_permission")
+
+    # A plan change through replica 1: Pro grants advanced reporting on 2 and 3 within the bound.
+    call(r1, "POST", f"/v1/subscriptions/{sub}/plan_change", {"price": "pro_monthly", "timing": "now"})
+    for replica in (r2, r3):
+        assert seconds_until(replica, advanced, True) < PROPAGATION_BOUND_SECONDS
+        assert call(replica, "POST", "/v1/check", advanced)["plan"] == "pro"
+
+    # A policy edit through replica 1: viewers may now create projects, everywhere.
+    rule = {"type": "permission", "role": "viewer", "resource": "projects", "action": "create"}
+    version = call(r1, "POST", "/v1/policies/edits", {"add": [rule], "note": "viewers create projects"})
+    for replica in (r2, r3):
+        assert seconds_until(replica, create, True) < PROPAGATION_BOUND_SECONDS
+        answer = call(replica, "POST", "/v1/check", create)
+        assert (answer["reason"], answer["role"]) == ("allowed", "viewer")
+    assert version["version"] == 2
+
+
+def test_quota_counters_are_shared_by_every_replica(replicas: list[Replica]) -> None:
+    r1, r2, r3 = replicas
+    customer = call(r1, "POST", "/v1/customers", {"name": "Quota", "currency": "USD"})["id"]
+    call(r1, "POST", "/v1/subscriptions", {"customer": customer, "price": "basic_monthly"})
+    consume = {"customer": customer, "feature": "projects", "consume": True}  # Basic: 5 projects
+    for replica in (r1, r2, r3):
+        seconds_until(replica, {"customer": customer, "feature": "projects"}, True)
+    used = [call(replica, "POST", "/v1/check", consume)["used"] for replica in (r1, r2, r3, r1, r2)]
+    assert used == [1, 2, 3, 4, 5]
+    over = call(r3, "POST", "/v1/check", consume)
+    assert (over["allowed"], over["reason"], over["limit"], over["used"], over["remaining"]) == (
+        False,
+        "quota_exceeded",
+        5,
+        5,
+        0,
+    )
+    released = call(r2, "POST", "/v1/check/release", {"customer": customer, "feature": "projects"})
+    assert released["used"] == 4
+    again = call(r1, "POST", "/v1/check", consume)
+    assert (again["allowed"], again["used"]) == (True, 5)
+
+
+def test_one_replica_killed_the_others_keep_answering(replicas: list[Replica]) -> None:
+    r1, r2, r3 = replicas
+    customer = call(r1, "POST", "/v1/customers", {"name": "Survivor", "currency": "USD"})["id"]
+    call(r1, "POST", "/v1/subscriptions", {"customer": customer, "price": "basic_monthly"})
+    check = {"customer": customer, "feature": "reporting_basic"}
+    for replica in replicas:
+        seconds_until(replica, check, True)
+
+    # Round robin over the three; a request that fails on one replica moves to the next (as a load
+    # balancer retries an idempotent request). Replica 3 is killed a third of the way through.
+    answered: list[int] = []
+    moved = 0
+    with httpx.Client(headers=HEADERS, timeout=5) as client:
+        for i in range(90):
+            if i == 30:
+                r3.kill()
+            for attempt in range(3):
+                replica = replicas[(i + attempt) % 3]
+                try:
+                    response = client.post(replica.url + "/v1/check", json=check)
+                except httpx.TransportError:
+                    moved += 1
+                    continue
+                assert response.status_code == 200 and response.json()["allowed"] is True, response.text
+                answered.append(replicas.index(replica))
+                break
+    assert len(answered) == 90, "a request was lost"
+    assert moved == 20  # every third request from the 30th on went to the dead replica first
+    assert answered[30:].count(2) == 0 and answered[30:].count(0) == 40 and answered[30:].count(1) == 20
+    assert r3.process.returncode == -signal.SIGKILL
+    # The survivors still take writes and see each other's.
+    call(r2, "POST", "/v1/check", {"customer": customer, "feature": "projects", "consume": True})
+    assert call(r1, "POST", "/v1/check", {"customer": customer, "feature": "projects"})["used"] == 1
