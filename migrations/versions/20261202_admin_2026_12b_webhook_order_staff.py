@@ -4,7 +4,7 @@ their one-time login links and sessions (issue 14).
 Existing deliveries take the `seq` of their outbox event (0 where the event is gone).
 
 Revision ID: admin_2026_12b
-Revises: meterbill_2026_12
+Revises: mail_2026_12b
 Create Date: 2026-12-02 18:00:00
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "admin_2026_12b"
-down_revision: str | None = "meterbill_2026_12"
+down_revision: str | None = "mail_2026_12b"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

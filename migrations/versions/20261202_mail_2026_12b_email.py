@@ -1,7 +1,7 @@
 """E-mail (issue 11): messages per (event, recipient), suppressions, branding, customer preferences.
 
 Revision ID: mail_2026_12b
-Revises: meterbill_2026_12
+Revises: pay_2026_12b
 Create Date: 2026-12-02 18:00:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = 'mail_2026_12b'
-down_revision: str | None = 'meterbill_2026_12'
+down_revision: str | None = 'pay_2026_12b'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
