@@ -28,7 +28,7 @@ READ = {"scope": "email:read"}
 WRITE = {"scope": "email:write"}
 
 Address = Annotated[str, Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-Color = Annotated[str, Meta(pattern=r"^#[0-9a-fA-F]{6}$")]
+Color = Annotated[str, Meta(pattern=r"^#[0-9a-fA-F]{6}$", max_length=7)]
 LogoUrl = Annotated[str, Meta(min_length=9, max_length=2048, pattern=r"^https:/{2}\S+$")]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 TemplateName = Annotated[str, Meta(min_length=1, max_length=60)]

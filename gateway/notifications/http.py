@@ -20,6 +20,7 @@ from gateway.security.outbound import OutboundPolicy
 from gateway.web.deps import ListParams
 from gateway.web.problems import ERROR_RESPONSES
 from gateway.web.schemas import changes_of
+from gateway.web.timestamps import parse_timestamp
 
 READ = {"scope": "webhooks:read"}
 WRITE = {"scope": "webhooks:write"}
@@ -155,15 +156,17 @@ class WebhookEndpointController(Controller):
     ) -> s.WebhookReplay:
         if data.from_seq is not None and data.to_seq is not None and data.from_seq > data.to_seq:
             raise ValidationFailed("from_seq is after to_seq", field="to_seq")
-        if data.from_time is not None and data.to_time is not None and data.from_time >= data.to_time:
+        from_time = parse_timestamp(data.from_time, "from_time")
+        to_time = parse_timestamp(data.to_time, "to_time")
+        if from_time is not None and to_time is not None and from_time >= to_time:
             raise ValidationFailed("from_time is not before to_time", field="to_time")
         result = await endpoints.replay(
             endpoint_id,
             scope=principal.tenant_id,
             from_seq=data.from_seq,
             to_seq=data.to_seq,
-            from_time=data.from_time,
-            to_time=data.to_time,
+            from_time=from_time,
+            to_time=to_time,
             event_types=data.event_types,
         )
         return s.WebhookReplay(

@@ -9,6 +9,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from gateway.notifications.models import WebhookDelivery as DeliveryRow
 from gateway.notifications.models import WebhookEndpoint as EndpointRow
+from gateway.web.timestamps import AwareTimestamp
 
 Url = Annotated[str, Meta(min_length=8, max_length=2048, pattern=r"^https?://")]
 EventPattern = Annotated[str, Meta(min_length=1, max_length=80)]
@@ -114,8 +115,8 @@ class WebhookReplayRequest(Struct, forbid_unknown_fields=True):
 
     from_seq: Seq | None = None
     to_seq: Seq | None = None
-    from_time: datetime | None = None
-    to_time: datetime | None = None
+    from_time: AwareTimestamp | None = None
+    to_time: AwareTimestamp | None = None
     event_types: Events | None = None
 
 
