@@ -3,6 +3,11 @@
 Rendering computes nothing: every amount arrives already rated, taxed and rounded (integer minor units of
 `currency`), so the page shows exactly what the invoice stores. Both renderers read the same formatted
 view (`invoice_view`), so HTML and PDF cannot disagree.
+
+Language: a document carries the customer's `preferred_locale`. Unset (None) prints the original English
+layout ("1,190.00 EUR", ISO dates) byte for byte; a set locale ("en", "nl", "nl_BE") prints the
+`gateway/billing/locales` catalog's words with Babel's money and dates ("€ 35,09", "3 december 2026"
+in Dutch, "$35.09", "December 3, 2026" in English).
 """
 
 from __future__ import annotations
@@ -16,14 +21,17 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
+from babel import numbers as babel_numbers
 from fpdf import FPDF
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from gateway import i18n
 from gateway.config import Settings
 from gateway.kernel.money import exponent
 from gateway.taxes.domain import TaxSubtotal, format_percent
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+_PACKAGE = "billing"  # the catalogs in gateway/billing/locales
 DRAFT = "DRAFT"
 
 
@@ -120,6 +128,12 @@ class InvoiceDocument:
     invoice_id: str | None = None
     # send_invoice: how to pay by transfer, as (label, value) rows (account, IBAN, BIC, reference).
     payment_rows: Sequence[tuple[str, str]] = ()
+    # The reader's locale (the customer's preferred_locale); None = the original English layout.
+    locale: str | None = None
+    # "invoice", or "credit_note": the same layout titled as a credit note, naming the invoice it credits
+    # and its total as what is credited (`rendering.credit_note_document`).
+    kind: str = "invoice"
+    credited_invoice: str | None = None
 
     @property
     def display_number(self) -> str:
@@ -257,59 +271,173 @@ class InvoiceView:
     footer: str | None
     currency: str = field(default="")
     payment_rows: list[tuple[str, str]] = field(default_factory=list)
+    # Column headings and section titles in the reader's language, keyed by their English text.
+    labels: Mapping[str, str] = field(default_factory=dict)
+    total_label: str = "Total"
+    lang: str = i18n.DEFAULT_LOCALE
+
+
+Day = date  # `_Words.date` (a method) shadows the type inside the class body
+
+
+class _Words:
+    """Formatting and words for one document: the legacy English layout when `locale` is None, else
+    the billing catalog and Babel in that locale."""
+
+    def __init__(self, locale: str | None, currency: str) -> None:
+        self.locale = locale
+        self.currency = currency
+        self.localised = locale is not None
+
+    def __call__(self, message: str, **params: Any) -> str:
+        if not self.localised:
+            return message % params if params else message
+        text = i18n.translations(_PACKAGE, self.locale).ugettext(message)
+        return text % params if params else text
+
+    def money(self, amount: int) -> str:
+        if not self.localised:
+            return format_money(amount, self.currency)
+        return i18n.format_money(amount, self.currency, self.locale)
+
+    def unit_amount(self, unit_amount: str | None) -> str:
+        if not self.localised or unit_amount is None:
+            return format_unit_amount(unit_amount, self.currency)
+        try:
+            major = Decimal(str(unit_amount)).scaleb(-exponent(self.currency))
+        except InvalidOperation:
+            return str(unit_amount)
+        # Fractional cents stay visible ("€ 0,0006"): no rounding to the currency's decimals.
+        return babel_numbers.format_currency(
+            major,
+            self.currency,
+            locale=i18n.normalize_locale(self.locale or "en"),
+            decimal_quantization=False,
+        )
+
+    def day(self, value: date | None) -> str:
+        if not self.localised or value is None:
+            return format_date(value)
+        return i18n.format_date(value, self.locale)
+
+    def period(self, start: Day | None, end: Day | None) -> str:
+        if start is None and end is None:
+            return ""
+        return f"{self.day(start)} – {self.day(end)}"
+
+    def tax_label(self, label: str | None) -> str | None:
+        """ "VAT 21%" → "BTW 21%": the tax's name is translated, its rate printed as stored."""
+        if not self.localised or not label:
+            return label
+        for name in (_("VAT"), _("Sales tax"), _("GST"), _("Tax")):
+            if label == name or label.startswith(f"{name} "):
+                return self(name) + label[len(name) :]
+        return label
+
+    def mention(self, text: str) -> str:
+        """Legal mentions are stored in English on the invoice; the known ones are printed translated."""
+        if not self.localised:
+            return text
+        return self(text) if text in _KNOWN_MENTIONS else text
+
+
+def _(message: str) -> str:
+    """Marks a string for the catalog (extraction) without translating it here."""
+    return message
+
+
+# The mentions gateway.taxes writes (kept in step with gateway.taxes.domain; the catalog test checks both
+# catalogs have them).
+_KNOWN_MENTIONS = frozenset(
+    {
+        _(
+            "Reverse charge: VAT to be accounted for by the recipient (Article 196, Council Directive "
+            "2006/112/EC)"
+        ),
+        _("Reverse charge: tax to be accounted for by the recipient"),
+        _("Tax exempt"),
+    }
+)
+_LABELS = (
+    _("From"),
+    _("Bill to"),
+    _("Description"),
+    _("Qty"),
+    _("Unit price"),
+    _("Discount"),
+    _("Tax"),
+    _("Tax amount"),
+    _("Amount"),
+    _("Pay by bank transfer"),
+    _("Status"),
+    _("Page"),
+    _("Account name"),
+    _("Reference"),
+)
 
 
 def invoice_view(doc: InvoiceDocument) -> InvoiceView:
     cur = doc.currency.upper()
+    t = _Words(doc.locale, cur)
+    money = t.money
 
-    def money(amount: int) -> str:
-        return format_money(amount, cur)
-
+    credit_note = doc.kind == "credit_note"
     dates = [
         (label, text)
         for label, text in (
-            ("Invoice date", format_date(doc.issued_at)),
-            ("Due date", format_date(doc.due_at)),
-            ("Service period", format_period(doc.period_start, doc.period_end)),
+            (t("Credit note date") if credit_note else t("Invoice date"), t.day(doc.issued_at)),
+            (t("Credited invoice"), doc.credited_invoice or "" if credit_note else ""),
+            (t("Due date"), t.day(doc.due_at)),
+            (t("Service period"), t.period(doc.period_start, doc.period_end)),
         )
         if text
     ]
     lines = [
         LineView(
             description=line.description,
-            period=format_period(line.period_start, line.period_end),
+            period=t.period(line.period_start, line.period_end),
             quantity=_quantity(line.quantity),
-            unit_amount=format_unit_amount(line.unit_amount, cur),
+            unit_amount=t.unit_amount(line.unit_amount),
             amount=money(line.amount),
             discount=f"-{money(line.discount)}" if line.discount else "",
-            tax=line.tax_label or (f"{line.tax_percent}%" if line.tax_percent is not None else ""),
+            tax=t.tax_label(line.tax_label)
+            or (f"{line.tax_percent}%" if line.tax_percent is not None else ""),
             tax_amount=money(line.tax_amount) if line.tax_label or line.tax_amount else "",
         )
         for line in doc.lines
     ]
-    totals: list[tuple[str, str]] = [("Subtotal", money(doc.subtotal))]
+    totals: list[tuple[str, str]] = [(t("Subtotal"), money(doc.subtotal))]
     if doc.discount_total:
-        totals.append(("Discount", f"-{money(doc.discount_total)}"))
+        totals.append((t("Discount"), f"-{money(doc.discount_total)}"))
     if doc.tax_breakdown:
         for summary in doc.tax_breakdown:
             # Name the base as the net amount, and say where the tax is: "incl. 23.97" read as if 23.97
             # were the tax, or the gross, rather than the net the tax is computed on.
-            where = ", included in the prices" if summary.inclusive else ""
-            totals.append(
-                (f"{summary.label} of net {money(summary.taxable_amount)}{where}", money(summary.tax_amount))
-            )
+            label = t.tax_label(summary.label) or ""
+            if summary.inclusive:
+                text = t(
+                    "%(tax)s of net %(net)s, included in the prices",
+                    tax=label,
+                    net=money(summary.taxable_amount),
+                )
+            else:
+                text = t("%(tax)s of net %(net)s", tax=label, net=money(summary.taxable_amount))
+            totals.append((text, money(summary.tax_amount)))
     else:
-        totals.append(("Tax", money(doc.tax_total)))
+        totals.append((t("Tax"), money(doc.tax_total)))
     if doc.tax_breakdown and len(doc.tax_breakdown) > 1:
-        totals.append(("Total tax", money(doc.tax_total)))
-    totals.append(("Total", money(doc.total)))
+        totals.append((t("Total tax"), money(doc.tax_total)))
+    total_label = t("Total")
+    totals.append((total_label, money(doc.total)))
     if doc.credit_applied:
-        totals.append(("Credit applied", f"-{money(doc.credit_applied)}"))
+        totals.append((t("Credit applied"), f"-{money(doc.credit_applied)}"))
     if doc.amount_paid:
-        totals.append(("Amount paid", f"-{money(doc.amount_paid)}"))
-    tax_rows = [(s.label, money(s.taxable_amount), money(s.tax_amount)) for s in doc.tax_breakdown]
+        totals.append((t("Amount paid"), f"-{money(doc.amount_paid)}"))
+    tax_rows = [
+        (t.tax_label(s.label) or "", money(s.taxable_amount), money(s.tax_amount)) for s in doc.tax_breakdown
+    ]
     return InvoiceView(
-        title="Invoice" if doc.number else "Draft invoice",
+        title=t("Credit note") if credit_note else t("Invoice") if doc.number else t("Draft invoice"),
         number=doc.display_number,
         status=doc.status,
         is_draft=doc.number is None,
@@ -319,13 +447,18 @@ def invoice_view(doc: InvoiceDocument) -> InvoiceView:
         lines=lines,
         show_discounts=any(line.discount for line in doc.lines),
         totals=totals,
-        amount_due=("Amount due", money(doc.amount_due)),
+        amount_due=(t("Total credited"), money(doc.total))
+        if credit_note
+        else (t("Amount due"), money(doc.amount_due)),
         tax_rows=tax_rows,
-        legal_mentions=list(doc.legal_mentions),
+        legal_mentions=[t.mention(m) for m in doc.legal_mentions],
         notes=doc.notes,
         footer=doc.footer,
         currency=cur,
-        payment_rows=list(doc.payment_rows),
+        payment_rows=[(t(label), text) for label, text in doc.payment_rows],
+        labels={label: t(label) for label in _LABELS},
+        total_label=total_label,
+        lang=i18n.language_of(doc.locale),
     )
 
 
@@ -385,23 +518,25 @@ def _encodable(ch: str) -> bool:
 
 
 class _InvoicePdf(FPDF):
-    def __init__(self, footer_text: str) -> None:
+    def __init__(self, footer_text: str, page_word: str = "Page") -> None:
         super().__init__(orientation="portrait", unit="mm", format="A4")
         self.core_fonts_encoding = PDF_ENCODING
         self.footer_text = footer_text
+        self.page_word = page_word
 
     def footer(self) -> None:
         self.set_y(-14)
         self.set_font("helvetica", size=8)
         self.set_text_color(110)
-        page = f"Page {self.page_no()}/{{nb}}"
+        page = f"{self.page_word} {self.page_no()}/{{nb}}"
         text = f"{self.footer_text}   {page}" if self.footer_text else page
         self.cell(0, 5, pdf_text(text), align="C")
 
 
 def render_pdf(doc: InvoiceDocument) -> bytes:
     v = invoice_view(doc)
-    pdf = _InvoicePdf(v.footer or "")
+    label = v.labels.get
+    pdf = _InvoicePdf(v.footer or "", label("Page", "Page"))
     pdf.set_title(pdf_text(f"{v.title} {v.number}"))
     pdf.set_author(pdf_text(v.issuer.name))
     pdf.set_creator("Tiergate")
@@ -414,28 +549,28 @@ def render_pdf(doc: InvoiceDocument) -> bytes:
     pdf.cell(width / 2, 9, pdf_text(v.issuer.name))
     pdf.cell(width / 2, 9, pdf_text(f"{v.title} {v.number}"), align="R", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("helvetica", size=9)
-    status = f"Status: {v.status}"
+    status = f"{label('Status', 'Status')}: {v.status}"
     pdf.cell(0, 5, pdf_text(status), align="R", new_x="LMARGIN", new_y="NEXT")
-    for label, text in v.dates:
-        pdf.cell(0, 5, pdf_text(f"{label}: {text}"), align="R", new_x="LMARGIN", new_y="NEXT")
+    for name, text in v.dates:
+        pdf.cell(0, 5, pdf_text(f"{name}: {text}"), align="R", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
 
     # Parties side by side.
     top = pdf.get_y()
     col = width / 2 - 4
-    _party(pdf, "From", v.issuer, pdf.l_margin, top, col)
+    _party(pdf, label("From", "From"), v.issuer, pdf.l_margin, top, col)
     left_bottom = pdf.get_y()
-    _party(pdf, "Bill to", v.customer, pdf.l_margin + width / 2 + 4, top, col)
+    _party(pdf, label("Bill to", "Bill to"), v.customer, pdf.l_margin + width / 2 + 4, top, col)
     pdf.set_xy(pdf.l_margin, max(left_bottom, pdf.get_y()) + 6)
 
     # Lines.
     pdf.set_font("helvetica", size=8.5)
-    headings = ["Description", "Qty", "Unit price"]
+    headings = [label(h, h) for h in ("Description", "Qty", "Unit price")]
     widths = [70, 12, 26]
     if v.show_discounts:
-        headings.append("Discount")
+        headings.append(label("Discount", "Discount"))
         widths.append(22)
-    headings += ["Tax", "Amount"]
+    headings += [label("Tax", "Tax"), label("Amount", "Amount")]
     widths += [26, 28]
     scale = width / sum(widths)
     col_widths = tuple(w * scale for w in widths)
@@ -450,7 +585,7 @@ def render_pdf(doc: InvoiceDocument) -> bytes:
     ) as table:
         row = table.row()
         for heading in headings:
-            row.cell(heading)
+            row.cell(pdf_text(heading))
         for line in v.lines:
             row = table.row()
             description = f"{line.description}\n{line.period}" if line.period else line.description
@@ -466,20 +601,20 @@ def render_pdf(doc: InvoiceDocument) -> bytes:
 
     # Totals, right-aligned.
     label_w, value_w = width * 0.45, width * 0.22
-    for label, text in [*v.totals, v.amount_due]:
-        bold = label in {"Total", v.amount_due[0]}
+    for name, text in [*v.totals, v.amount_due]:
+        bold = name in {v.total_label, v.amount_due[0]}
         pdf.set_font("helvetica", "B" if bold else "", 10 if bold else 9)
         pdf.set_x(pdf.l_margin + width - label_w - value_w)
-        pdf.cell(label_w, 6, pdf_text(label), align="R")
+        pdf.cell(label_w, 6, pdf_text(name), align="R")
         pdf.cell(value_w, 6, pdf_text(text), align="R", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
 
     if v.payment_rows:
         pdf.set_font("helvetica", "B", 9)
-        pdf.cell(0, 5, "Pay by bank transfer", new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 5, pdf_text(label("Pay by bank transfer", "")), new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("helvetica", size=9)
-        for label, text in v.payment_rows:
-            pdf.cell(width * 0.25, 4.8, pdf_text(label))
+        for row_label, text in v.payment_rows:
+            pdf.cell(width * 0.25, 4.8, pdf_text(row_label))
             pdf.cell(width * 0.75, 4.8, pdf_text(text), new_x="LMARGIN", new_y="NEXT")
         pdf.ln(3)
 
@@ -496,7 +631,7 @@ def _party(pdf: FPDF, heading: str, party: PartyDetails, x: float, y: float, w: 
     pdf.set_xy(x, y)
     pdf.set_font("helvetica", "B", 8)
     pdf.set_text_color(110)
-    pdf.cell(w, 5, heading.upper(), new_x="LEFT", new_y="NEXT")
+    pdf.cell(w, 5, pdf_text(heading.upper()), new_x="LEFT", new_y="NEXT")
     pdf.set_text_color(0)
     pdf.set_font("helvetica", "B", 10)
     pdf.multi_cell(w, 5, pdf_text(party.name), new_x="LEFT", new_y="NEXT")

@@ -4,12 +4,13 @@ customer frozen on it at finalisation; a draft prints them as they are now."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
 from stdnum.iban import format as iban_format
 
-from gateway.billing.models import Invoice, InvoiceLine
+from gateway.billing.models import CreditNote, Invoice, InvoiceLine
 from gateway.billing.reference import formatted
 from gateway.billing.render import (
     DocumentLine,
@@ -109,6 +110,9 @@ def document_of(
         notes=invoice.description,
         invoice_id=invoice.id,
         payment_rows=payment_rows(invoice),
+        # Printed in the customer's language as it is now (a finalised invoice keeps its amounts and
+        # parties, but a reader who switched to Dutch gets the Dutch words).
+        locale=customer.preferred_locale,
     )
 
 
@@ -124,3 +128,66 @@ def payment_rows(invoice: Invoice) -> tuple[tuple[str, str], ...]:
         ("Reference", formatted(data["reference"])),
     ]
     return tuple((label, str(value)) for label, value in rows if value)
+
+
+def credit_note_document(
+    note: CreditNote, invoice: Invoice, lines: Sequence[InvoiceLine], customer: Customer, issuer: Issuer
+) -> InvoiceDocument:
+    """A credit note as a document: the credited invoice's parties and tax, the credited lines (or one
+    line for a credit by amount), its own number and date, in the customer's language."""
+    base = document_of(invoice, lines, customer, issuer)
+    by_id = {line.id: line for line in lines}
+    credited = [
+        DocumentLine(
+            description=by_id[d["invoice_line"]].description if d.get("invoice_line") in by_id else "",
+            amount=int(d["amount"]),
+            quantity=1,
+            unit_amount=None,
+            tax_label=invoice.tax_label,
+            tax_percent=invoice.tax_percent,
+            tax_amount=int(d.get("tax_amount") or 0),
+        )
+        for d in note.lines or []
+    ]
+    if not credited:
+        credited = [
+            DocumentLine(
+                description=f"{invoice.number or invoice.id}",
+                amount=note.subtotal,
+                quantity=1,
+                unit_amount=None,
+                tax_label=invoice.tax_label,
+                tax_percent=invoice.tax_percent,
+                tax_amount=note.tax_amount,
+            )
+        ]
+    breakdown = tuple(
+        TaxSummary(
+            label=summary.label,
+            percent=summary.percent,
+            taxable_amount=note.subtotal - (note.tax_amount if summary.inclusive else 0),
+            tax_amount=note.tax_amount,
+            inclusive=summary.inclusive,
+        )
+        for summary in base.tax_breakdown
+    )
+    return replace(
+        base,
+        kind="credit_note",
+        credited_invoice=invoice.number,
+        number=note.number,
+        status=note.status,
+        lines=credited,
+        subtotal=note.subtotal,
+        total=note.total,
+        amount_due=0,
+        discount_total=0,
+        tax_total=note.tax_amount,
+        credit_applied=0,
+        amount_paid=0,
+        issued_at=note.created_at.date(),
+        due_at=None,
+        tax_breakdown=breakdown,
+        notes=note.memo,
+        payment_rows=(),
+    )

@@ -3,13 +3,15 @@ promotion codes.
 
 Public names for other domains: `CatalogService`, `PlanTerms`, `price_terms`, `CouponService`,
 `Redemption`, `RedemptionRefused` (the 409 family of refused redemptions), `coupon_terms` (a stored
-coupon's immutable terms, for later invoices), and the types in `domain`.
+coupon's immutable terms, for later invoices), `display_name` (a plan's or product's name in a
+customer's language, from its `name_translations`), and the types in `domain`.
 """
 
 from gateway.catalog.coupons import CouponService, coupon_terms
 from gateway.catalog.domain import CouponDuration, CouponTerms, Redemption
 from gateway.catalog.errors import RedemptionRefused
 from gateway.catalog.service import CatalogService, GrantInput, PlanTerms, price_terms
+from gateway.catalog.translations import display_name
 
 __all__ = [
     "CatalogService",
@@ -21,5 +23,6 @@ __all__ = [
     "Redemption",
     "RedemptionRefused",
     "coupon_terms",
+    "display_name",
     "price_terms",
 ]

@@ -27,6 +27,8 @@ class Product(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    # {locale: name} shown to customers who read that language (catalog.display_name); NULL = `name` only.
+    name_translations: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     description: Mapped[str | None] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
@@ -57,6 +59,8 @@ class Plan(Base):
     product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), index=True)
     key: Mapped[str] = mapped_column(String(100), unique=True)
     name: Mapped[str] = mapped_column(String(200))
+    # {locale: name} of the tier for customers who read that language (catalog.display_name).
+    name_translations: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     description: Mapped[str | None] = mapped_column(Text)
     kind: Mapped[str] = mapped_column(String(10))
     active: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -28,6 +28,10 @@ GroupProperty = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-
 AlertThreshold = Annotated[int, Meta(ge=1, le=1000)]
 Text = Annotated[str, Meta(max_length=5000)]
 Limit = int | Literal["unlimited"] | None
+# {locale: name}: keys checked with gateway.i18n.normalize_locale, names 1-200 characters.
+NameTranslations = Annotated[
+    dict[Annotated[str, Meta(min_length=2, max_length=16)], Name], Meta(max_length=20)
+]
 
 
 class ProductCreate(Struct, forbid_unknown_fields=True):
@@ -38,6 +42,7 @@ class ProductCreate(Struct, forbid_unknown_fields=True):
 
 class ProductUpdate(Struct, forbid_unknown_fields=True):
     name: Name | UnsetType = UNSET
+    name_translations: NameTranslations | UnsetType | None = UNSET
     description: Text | UnsetType | None = UNSET
     active: bool | UnsetType = UNSET
     metadata: Metadata | UnsetType = UNSET
@@ -52,6 +57,7 @@ class Product(Struct):
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    name_translations: dict[str, str] | None = None
 
     @classmethod
     def of(cls, row: ProductRow) -> Product:
@@ -64,6 +70,7 @@ class Product(Struct):
             row.metadata_,
             row.created_at,
             row.updated_at,
+            row.name_translations,
         )
 
 
@@ -153,6 +160,7 @@ class PlanCreate(Struct, forbid_unknown_fields=True):
 
 class PlanUpdate(Struct, forbid_unknown_fields=True):
     name: Name | UnsetType = UNSET
+    name_translations: NameTranslations | UnsetType | None = UNSET
     description: Text | UnsetType | None = UNSET
     active: bool | UnsetType = UNSET
     rank: Annotated[int, Meta(ge=0, le=1000)] | UnsetType = UNSET
@@ -192,6 +200,7 @@ class Plan(Struct):
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    name_translations: dict[str, str] | None = None
 
     @classmethod
     def of(cls, row: PlanRow, terms: PlanTerms) -> Plan:
@@ -214,6 +223,7 @@ class Plan(Struct):
             row.metadata_,
             row.created_at,
             row.updated_at,
+            row.name_translations,
         )
 
 

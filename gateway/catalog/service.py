@@ -27,6 +27,7 @@ from gateway.catalog.errors import (
 )
 from gateway.catalog.models import Feature, Plan, PlanGrant, PlanVersion, Price, Product
 from gateway.catalog.repository import CatalogRepository
+from gateway.catalog.translations import check_name_translations
 from gateway.db.outbox import record_event
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import Conflict, ValidationFailed
@@ -117,6 +118,8 @@ class CatalogService:
         for name in ("name", "description", "active"):
             if name in changes:
                 setattr(product, name, changes[name])
+        if "name_translations" in changes:
+            product.name_translations = check_name_translations(changes["name_translations"])
         if "metadata" in changes:
             product.metadata_ = changes["metadata"]
         product.updated_at = self.clock.now()
@@ -293,6 +296,8 @@ class CatalogService:
         for name in ("name", "description", "active", "rank", "trial_days", "proration_behavior"):
             if name in changes:
                 setattr(plan, name, changes[name])
+        if "name_translations" in changes:
+            plan.name_translations = check_name_translations(changes["name_translations"])
         if "metadata" in changes:
             plan.metadata_ = changes["metadata"]
         plan.updated_at = self.clock.now()

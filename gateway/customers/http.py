@@ -50,6 +50,7 @@ class CustomerController(Controller):
             address=msgspec.structs.asdict(data.address) if data.address is not None else None,
             tax_exempt=data.tax_exempt,
             default_role=data.default_role,
+            preferred_locale=data.preferred_locale,
             metadata=data.metadata,
             test_clock_id=data.test_clock,
             scope=principal.tenant_id,
@@ -64,6 +65,15 @@ class CustomerController(Controller):
         page: NamedDependency[ListParams],
         email: Annotated[str | None, QueryParameter(name="email", max_length=320)] = None,
         test_clock: Annotated[str | None, QueryParameter(name="test_clock", max_length=40)] = None,
+        q: Annotated[
+            str | None,
+            QueryParameter(
+                name="q",
+                max_length=200,
+                description="Search: a customer id, or part of the name or e-mail (an e-mail domain "
+                "works), case-insensitive",
+            ),
+        ] = None,
     ) -> s.CustomerList:
         result = await customers.list(
             after=page.after,
@@ -71,6 +81,7 @@ class CustomerController(Controller):
             scope=principal.tenant_id,
             email=email,
             test_clock_id=test_clock,
+            q=q,
         )
         return s.CustomerList(
             [s.Customer.of(r) for r in result.items], result.next_cursor is not None, result.next_cursor

@@ -32,6 +32,9 @@ class Customer(Base):
     # "none" | "exempt" (no tax, "Tax exempt" on invoices) | "reverse" (reverse charge).
     tax_exempt: Mapped[str] = mapped_column(String(10), default="none", server_default="none")
     default_role: Mapped[str] = mapped_column(String(60), default="viewer")
+    # Language of invoices, credit notes and e-mails, as gateway.i18n.normalize_locale stores it ("nl",
+    # "nl_BE"); NULL = English.
+    preferred_locale: Mapped[str | None] = mapped_column(String(16))
     # Customers on a test clock live on that clock's time (subscriptions domain owns the table).
     test_clock_id: Mapped[str | None] = mapped_column(ForeignKey("test_clocks.id"), index=True)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)

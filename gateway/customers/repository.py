@@ -4,10 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import column, func, select, table, update
+from sqlalchemy import ColumnElement, column, func, or_, select, table, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.customers.models import Customer, Membership, User
+
+
+def search_condition(q: str) -> ColumnElement[bool]:
+    """The staff console's search box: `q` is a customer id (exact), or a piece of the name or e-mail,
+    or an e-mail domain (`acme.example` finds `ops@acme.example`), all case-insensitive. LIKE's own
+    wildcards in `q` are escaped, so `%` finds a literal percent sign."""
+    needle = q.strip().lower()
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{escaped}%"
+    return or_(
+        Customer.id == q.strip(),
+        func.lower(Customer.name).like(pattern, escape="\\"),
+        func.lower(Customer.email).like(pattern, escape="\\"),
+    )
 
 
 class CustomerRepository:
@@ -29,7 +43,14 @@ class CustomerRepository:
         return (await self.session.scalars(select(Customer).where(Customer.id.in_(customer_ids)))).all()
 
     async def list(
-        self, *, after: str | None, limit: int, only: str | None, email: str | None, test_clock_id: str | None
+        self,
+        *,
+        after: str | None,
+        limit: int,
+        only: str | None,
+        email: str | None,
+        test_clock_id: str | None,
+        q: str | None = None,
     ) -> Sequence[Customer]:
         query = select(Customer).order_by(Customer.id).limit(limit + 1)
         if after:
@@ -40,6 +61,8 @@ class CustomerRepository:
             query = query.where(func.lower(Customer.email) == email.lower())
         if test_clock_id:
             query = query.where(Customer.test_clock_id == test_clock_id)
+        if q:
+            query = query.where(search_condition(q))
         return (await self.session.scalars(query)).all()
 
     async def user_by_email(self, email: str) -> User | None:

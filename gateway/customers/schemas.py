@@ -16,6 +16,8 @@ Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Email = Annotated[str, Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
 Currency = Annotated[str, Meta(min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$")]
 Country = Annotated[str, Meta(min_length=2, max_length=2, pattern=r"^[A-Za-z]{2}$")]
+# "nl", "nl-NL", "nl_NL", "en-GB": stored normalised ("nl_NL"); the language must be one Tiergate speaks.
+Locale = Annotated[str, Meta(min_length=2, max_length=16)]
 Role = Annotated[str, Meta(min_length=1, max_length=60, pattern=r"^[a-z][a-z0-9_\-]*$")]
 
 
@@ -50,6 +52,7 @@ class CustomerCreate(Struct, forbid_unknown_fields=True):
     address: Address | None = None
     tax_exempt: TaxExempt = "none"
     default_role: Role = "viewer"
+    preferred_locale: Locale | None = None
     test_clock: Annotated[str, Meta(max_length=40)] | None = None
     metadata: Metadata | None = None
 
@@ -64,6 +67,7 @@ class CustomerUpdate(Struct, forbid_unknown_fields=True):
     address: Address | UnsetType | None = UNSET
     tax_exempt: TaxExempt | UnsetType = UNSET
     default_role: Role | UnsetType = UNSET
+    preferred_locale: Locale | UnsetType | None = UNSET
     metadata: Metadata | UnsetType = UNSET
 
 
@@ -82,6 +86,7 @@ class Customer(Struct):
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    preferred_locale: str | None = None
 
     @classmethod
     def of(cls, row: CustomerRow) -> Customer:
@@ -100,6 +105,7 @@ class Customer(Struct):
             row.metadata_,
             row.created_at,
             row.updated_at,
+            row.preferred_locale,
         )
 
 

@@ -14,6 +14,7 @@ from gateway.customers.models import Customer, Membership, User
 from gateway.customers.repository import CustomerRepository
 from gateway.customers.taxids import normalize_tax_ids
 from gateway.db.outbox import record_event
+from gateway.i18n import UnsupportedLocale, normalize_locale
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gateway.kernel.events import DomainEvent
@@ -76,6 +77,7 @@ class CustomerService:
         address: dict[str, str | None] | None = None,
         tax_exempt: str = "none",
         default_role: str = "viewer",
+        preferred_locale: str | None = None,
         metadata: dict[str, Any] | None = None,
         test_clock_id: str | None = None,
         scope: str | None = None,
@@ -93,6 +95,7 @@ class CustomerService:
             tax_ids=normalize_tax_ids(tax_ids),
             tax_exempt=self._tax_exempt(tax_exempt),
             default_role=check_role(default_role),
+            preferred_locale=self._locale(preferred_locale),
             test_clock_id=await self._test_clock(test_clock_id),
             metadata_=metadata or {},
             created_at=now,
@@ -125,6 +128,17 @@ class CustomerService:
         if not COUNTRY_PATTERN.match(country.upper()):
             raise ValidationFailed("country must be an ISO 3166-1 alpha-2 code", field="country")
         return country.upper()
+
+    @staticmethod
+    def _locale(value: str | None) -> str | None:
+        """Stored as normalize_locale gives it: `nl-NL` → `nl_NL` (the region is kept, it changes date and
+        number details), `NL` → `nl`. A language without complete catalogs (`xx`, `de`) is refused."""
+        if value is None:
+            return None
+        try:
+            return normalize_locale(value)
+        except UnsupportedLocale as exc:
+            raise ValidationFailed(str(exc), field="preferred_locale") from None
 
     @staticmethod
     def _tax_exempt(value: str) -> str:
@@ -179,9 +193,10 @@ class CustomerService:
         scope: str | None,
         email: str | None = None,
         test_clock_id: str | None = None,
+        q: str | None = None,
     ) -> Page[Customer]:
         rows = await self.repo.list(
-            after=after, limit=limit, only=scope, email=email, test_clock_id=test_clock_id
+            after=after, limit=limit, only=scope, email=email, test_clock_id=test_clock_id, q=q
         )
         return Page.from_overfetch(rows, limit)
 
@@ -206,6 +221,8 @@ class CustomerService:
             customer.tax_exempt = self._tax_exempt(changes["tax_exempt"])
         if "address" in changes:
             self._set_address(customer, changes["address"])
+        if "preferred_locale" in changes:
+            customer.preferred_locale = self._locale(changes["preferred_locale"])
         if "metadata" in changes:
             customer.metadata_ = changes["metadata"]
         customer.updated_at = self.clock.now()

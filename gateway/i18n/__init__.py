@@ -53,8 +53,10 @@ def normalize_locale(value: str) -> str:
         locale = Locale.parse(text.replace("-", "_"))
     except (UnknownLocaleError, ValueError, TypeError) as exc:
         raise UnsupportedLocale(f"{value!r} is not a known locale") from exc
-    if locale.script or locale.variant or (
-        locale.territory and locale.territory not in Locale(DEFAULT_LOCALE).territories
+    if (
+        locale.script
+        or locale.variant
+        or (locale.territory and locale.territory not in Locale(DEFAULT_LOCALE).territories)
     ):
         raise UnsupportedLocale(f"{value!r} is not a known locale")
     if locale.language not in SUPPORTED_LANGUAGES:
@@ -142,8 +144,9 @@ def format_date(value: date | datetime, locale: str | None, format: str = "long"
 
 
 def format_datetime(value: datetime, locale: str | None, format: str = "medium", tz: str = "UTC") -> str:
-    return babel_dates.format_datetime(value, format=format, tzinfo=babel_dates.get_timezone(tz),
-                                       locale=_safe_locale(locale))
+    return babel_dates.format_datetime(
+        value, format=format, tzinfo=babel_dates.get_timezone(tz), locale=_safe_locale(locale)
+    )
 
 
 def template_helpers(package: str, locale: str | None) -> dict[str, Callable[..., str]]:
