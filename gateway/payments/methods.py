@@ -3,7 +3,8 @@ Methods arrive through setup sessions (the provider's hosted page, then a webhoo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,9 +22,19 @@ from gateway.payments.models import (
     ProviderCustomer,
     SetupSessionRecord,
 )
-from gateway.payments.port import MethodDetails, MethodType
+from gateway.payments.port import MethodDetails, MethodType, ProviderRejected
 from gateway.payments.providers.registry import ProviderRegistry
 from gateway.payments.service import PaymentMethodNotFound, PaymentService, PaymentSettings
+
+
+@contextmanager
+def refusals_as_conflicts() -> Iterator[None]:
+    """The provider refusing a method call (an unknown method, an unsupported currency) is the caller's
+    409 with the provider's normalised reason, never a 500. (`ProviderUnavailable` is already a 503.)"""
+    try:
+        yield
+    except ProviderRejected as exc:
+        raise Conflict(str(exc), code=exc.code) from None
 
 
 class MethodService:
@@ -94,7 +105,8 @@ class MethodService:
             return method
         account = await self.core.get_account(method.account_id)
         # Not a charge: detaching at the provider inside this transaction holds only this row.
-        await self.core.provider(account).detach_method(method.provider_method_id)
+        with refusals_as_conflicts():
+            await self.core.provider(account).detach_method(method.provider_method_id)
         return await self.mark_detached(customer, method)
 
     async def mark_detached(self, customer: Customer, method: PaymentMethod) -> PaymentMethod:
@@ -157,15 +169,16 @@ class MethodService:
         provider_customer = await self.core.provider_customer_id(customer, account)
         at = await self.core.now_for(customer)
         record_id = new_id("seti")
-        session = await self.core.provider(account).create_setup_session(
-            provider_customer_id=provider_customer,
-            return_url=return_url,
-            method_types=method_types,
-            idempotency_key=f"setup:{record_id}",
-            currency=customer.currency,
-            at=at,
-            clock_ref=customer.test_clock_id,
-        )
+        with refusals_as_conflicts():
+            session = await self.core.provider(account).create_setup_session(
+                provider_customer_id=provider_customer,
+                return_url=return_url,
+                method_types=method_types,
+                idempotency_key=f"setup:{record_id}",
+                currency=customer.currency,
+                at=at,
+                clock_ref=customer.test_clock_id,
+            )
         record = SetupSessionRecord(
             id=record_id,
             tenant_id=customer.id,
@@ -231,12 +244,13 @@ class MethodCalls:
         provider = self.registry.provider(account)
         if provider_customer is None:
             # Idempotent at the provider under this key: a racing request gets the same customer back.
-            provider_customer = await provider.create_customer(
-                customer_id=customer_id,
-                name=name,
-                email=email,
-                idempotency_key=f"customer:{customer_id}:account:{account.id}",
-            )
+            with refusals_as_conflicts():
+                provider_customer = await provider.create_customer(
+                    customer_id=customer_id,
+                    name=name,
+                    email=email,
+                    idempotency_key=f"customer:{customer_id}:account:{account.id}",
+                )
             async with self.db.unit_of_work(actor=self.actor) as session:
                 core = self.core(session)
                 if await core.repo.provider_customer(customer_id, account.id) is None:
@@ -250,15 +264,16 @@ class MethodCalls:
                         )
                     )
         record_id = new_id("seti")
-        opened = await provider.create_setup_session(
-            provider_customer_id=provider_customer,
-            return_url=return_url,
-            method_types=method_types,
-            idempotency_key=f"setup:{record_id}",
-            currency=currency,
-            at=at,
-            clock_ref=clock_ref,
-        )
+        with refusals_as_conflicts():
+            opened = await provider.create_setup_session(
+                provider_customer_id=provider_customer,
+                return_url=return_url,
+                method_types=method_types,
+                idempotency_key=f"setup:{record_id}",
+                currency=currency,
+                at=at,
+                clock_ref=clock_ref,
+            )
         record = SetupSessionRecord(
             id=record_id,
             tenant_id=customer_id,
@@ -283,7 +298,8 @@ class MethodCalls:
                 return method
             account = await core.get_account(method.account_id)
             provider_method_id = method.provider_method_id
-        await self.registry.provider(account).detach_method(provider_method_id)
+        with refusals_as_conflicts():
+            await self.registry.provider(account).detach_method(provider_method_id)
         async with self.db.unit_of_work(actor=self.actor) as session:
             core = self.core(session)
             customer = await core.billing.customers.get(customer_id, scope=scope)

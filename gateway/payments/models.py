@@ -117,6 +117,8 @@ class Refund(Base):
     idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
     reason: Mapped[str | None] = mapped_column(String(30))
     created_at: Mapped[datetime]
+    # A refund left `pending`: when reconciliation should ask the provider about it (wall clock).
+    reconcile_after: Mapped[datetime | None]
 
 
 class ProviderEventRecord(Base):

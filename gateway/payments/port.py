@@ -24,6 +24,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from gateway.kernel.errors import DomainError
+
 
 class ProviderKind(StrEnum):
     SANDBOX = "sandbox"
@@ -78,8 +80,15 @@ class MethodType(StrEnum):
     IDEAL = "ideal"  # a first iDEAL payment creates a SEPA mandate (Mollie); recurring charges use it
 
 
-class ProviderUnavailable(Exception):
-    """No answer: timeout, connection error, 5xx. The outcome is unknown; ask again with the same key."""
+class ProviderUnavailable(DomainError):
+    """No answer: timeout, connection error, 5xx. The outcome is unknown; ask again with the same key.
+    A domain error so that a call made for a request (a setup session, a detach) that meets it is
+    answered 503 `provider_unavailable` (a page shows it), never a 500; the collector and the reconcilers
+    catch it themselves."""
+
+    code = "provider_unavailable"
+    status = 503
+    title = "Payment provider unavailable"
 
 
 class ProviderRejected(Exception):
@@ -239,6 +248,11 @@ class PaymentProvider(Protocol):
 
     async def refund(self, request: RefundRequest) -> RefundResult:
         """Idempotent under `request.idempotency_key`."""
+        ...
+
+    async def retrieve_refund(self, provider_payment_id: str, provider_refund_id: str) -> RefundResult:
+        """A refund as the provider sees it now (reconciliation polls refunds left `pending`). The payment
+        id is passed too because Mollie addresses refunds under their payment."""
         ...
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:

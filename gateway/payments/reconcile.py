@@ -5,7 +5,7 @@ provider's payment id when the answer once came, else by re-sending the very sam
 idempotency key (the provider dedupes it: it returns the first charge, or makes the one that never
 reached it). The answer is applied under the payment's row lock through the transition table, so two
 reconcilers (or a reconciler and a late webhook) settle a payment once. Provider calls happen outside any
-transaction.
+transaction. Refunds left `pending` are polled the same way (`reconcile_refunds`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,16 @@ from gateway.db.session import Database
 from gateway.kernel.clock import Clock
 from gateway.payments.collection import charge_request_of
 from gateway.payments.domain import UNSETTLED, PaymentStatus
-from gateway.payments.port import ChargeResult, ProviderRejected, ProviderUnavailable
+from gateway.payments.models import Refund
+from gateway.payments.port import (
+    ChargeResult,
+    ProviderRejected,
+    ProviderUnavailable,
+    RefundRequest,
+    RefundResult,
+)
 from gateway.payments.providers.registry import ProviderRegistry
+from gateway.payments.refunds import apply_refund_answer
 from gateway.payments.service import PaymentService, PaymentSettings
 from gateway.payments.webhooks import replay_unmatched
 
@@ -90,6 +98,69 @@ async def reconcile_payments(
                 await replay_unmatched(core, payment.account_id, result.provider_payment_id)
             if PaymentStatus(payment.status) in UNSETTLED:
                 payment.reconcile_after = clock.now() + timedelta(seconds=settings.reconcile_after_seconds)
+                still += 1
+            else:
+                settled += 1
+            await core.repo.flush()
+    return ReconcileResult(len(due), settled, still)
+
+
+async def reconcile_refunds(
+    db: Database,
+    clock: Clock,
+    registry: ProviderRegistry,
+    billing_config: BillingConfig | None = None,
+    settings: PaymentSettings | None = None,
+    *,
+    limit: int = 200,
+) -> ReconcileResult:
+    """Refunds left `pending` past `reconcile_after` (the provider had not settled them, or did not
+    answer, and its webhook never came): ask the provider (by its refund id, else by re-sending the same
+    refund under the same idempotency key) and apply its answer like the webhook would
+    (`refunds.apply_refund_answer`). Still pending → asked again one interval later."""
+    settings = settings or PaymentSettings()
+    actor = "system:reconcile"
+    async with db.unit_of_work(actor=actor) as session:
+        repo = PaymentService(session, clock, registry, billing_config, settings).repo
+        due = list(await repo.refunds_due_for_reconciliation(clock.now(), limit))
+    settled = still = 0
+    for refund_id in due:
+        async with db.unit_of_work(actor=actor) as session:
+            core = PaymentService(session, clock, registry, billing_config, settings)
+            row = await session.get(Refund, refund_id)
+            payment = await core.repo.get_payment(row.payment_id, scope=None) if row is not None else None
+            if row is None or payment is None or row.status != "pending":
+                continue
+            provider = core.provider(await core.get_account(payment.account_id))
+            provider_payment_id, provider_refund_id = (
+                payment.provider_payment_id or "",
+                row.provider_refund_id,
+            )
+            request = RefundRequest(
+                idempotency_key=row.idempotency_key,
+                provider_payment_id=provider_payment_id,
+                amount=row.amount,
+                currency=row.currency,
+                reason=row.reason,
+            )
+        result: RefundResult | None = None
+        try:
+            if provider_refund_id is not None:
+                result = await provider.retrieve_refund(provider_payment_id, provider_refund_id)
+            else:
+                result = await provider.refund(request)  # the provider dedupes the key
+        except (ProviderUnavailable, ProviderRejected) as exc:
+            log.warning("refund %s: no answer from the provider (%s)", refund_id, type(exc).__name__)
+        async with db.unit_of_work(actor=actor) as session:
+            core = PaymentService(session, clock, registry, billing_config, settings)
+            row = await session.get(Refund, refund_id, with_for_update=True)
+            if row is None or row.status != "pending":
+                continue
+            if result is not None:
+                row.provider_refund_id = result.provider_refund_id
+                await apply_refund_answer(core, row, result.status)
+            if row.status == "pending":
+                row.reconcile_after = clock.now() + timedelta(seconds=settings.reconcile_after_seconds)
                 still += 1
             else:
                 settled += 1

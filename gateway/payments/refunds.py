@@ -9,6 +9,8 @@ outside any transaction. (3) Record the answer: succeeded or pending → the cre
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.billing.wiring import BillingConfig
@@ -123,6 +125,10 @@ class Refunds:
                 if result is not None:
                     row.provider_refund_id = result.provider_refund_id
                     row.status = result.status.value
+                if row.status == "pending":  # no answer, or not settled yet: reconciliation polls it
+                    row.reconcile_after = self.clock.now() + timedelta(
+                        seconds=self.settings.reconcile_after_seconds
+                    )
                 await self.credit(core, payment_id, row)
         if rejected is not None:
             raise Conflict(str(rejected), code=rejected.code, refund=refund.id)
@@ -166,6 +172,23 @@ class Refunds:
                 "credit_note": row.credit_note_id,
             },
         )
+
+
+async def apply_refund_answer(core: PaymentService, row: Refund, answer: RefundStatus) -> str:
+    """A provider's later word on a pending refund (its webhook, or reconciliation asking): failed →
+    the amount is released; succeeded → settled (its credit note, made when it went pending, stays).
+    The caller holds the refund's row lock. Returns `applied` or `ignored` (already settled / still
+    pending)."""
+    if row.status in ("succeeded", "failed") or answer is RefundStatus.PENDING:
+        return "ignored"
+    if answer is RefundStatus.FAILED:
+        payment = await core.repo.get_payment(row.payment_id, scope=None, for_update=True)
+        assert payment is not None
+        await _failed(core, payment, row)
+        return "applied"
+    row.status = "succeeded"
+    await Refunds.credit(core, row.payment_id, row)
+    return "applied"
 
 
 async def _failed(core: PaymentService, payment: Payment, row: Refund) -> None:

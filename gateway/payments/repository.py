@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.payments.models import (
@@ -168,6 +168,19 @@ class PaymentsRepository:
     # -- refunds -------------------------------------------------------------------------------------
     async def refunds_of(self, payment_id: str) -> Sequence[Refund]:
         query = select(Refund).where(Refund.payment_id == payment_id).order_by(Refund.id)
+        return (await self.session.scalars(query)).all()
+
+    async def refunds_due_for_reconciliation(self, at: datetime, limit: int) -> Sequence[str]:
+        """Refunds still `pending` whose `reconcile_after` has passed (NULL: before the column existed)."""
+        query = (
+            select(Refund.id)
+            .where(
+                Refund.status == "pending",
+                or_(Refund.reconcile_after.is_(None), Refund.reconcile_after <= at),
+            )
+            .order_by(Refund.id)
+            .limit(limit)
+        )
         return (await self.session.scalars(query)).all()
 
     async def refund_by_provider_id(self, provider_refund_id: str) -> Refund | None:

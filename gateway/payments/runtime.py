@@ -20,7 +20,7 @@ from gateway.payments.collection import Collector
 from gateway.payments.methods import MethodCalls
 from gateway.payments.port import ProviderUnavailable
 from gateway.payments.providers.registry import ProviderRegistry
-from gateway.payments.reconcile import ReconcileResult, reconcile_payments
+from gateway.payments.reconcile import ReconcileResult, reconcile_payments, reconcile_refunds
 from gateway.payments.refunds import Refunds
 from gateway.payments.repository import PaymentsRepository
 from gateway.payments.service import PaymentSettings
@@ -61,6 +61,11 @@ class PaymentsRuntime:
             self.db, self.clock, self.registry(), self.billing_config, self.settings
         )
 
+    async def reconcile_refunds(self) -> ReconcileResult:
+        return await reconcile_refunds(
+            self.db, self.clock, self.registry(), self.billing_config, self.settings
+        )
+
     def consumer(self) -> Callable[[AsyncSession, OutboxEvent], Awaitable[None]]:
         return consumer_handler(self.clock, self.registry(), self.billing_config, self.settings)
 
@@ -90,6 +95,11 @@ async def run_reconciler(runtime: PaymentsRuntime, interval_seconds: float) -> N
             result = await runtime.reconcile()
             if result.looked_at:
                 log.info("reconciliation: %d looked at, %d settled", result.looked_at, result.settled)
+            refunds = await runtime.reconcile_refunds()
+            if refunds.looked_at:
+                log.info(
+                    "refund reconciliation: %d looked at, %d settled", refunds.looked_at, refunds.settled
+                )
         except asyncio.CancelledError:
             raise
         except Exception:  # the next pass retries

@@ -45,7 +45,7 @@ from gateway.payments.port import (
     RefundStatus,
 )
 from gateway.payments.providers.registry import ProviderRegistry
-from gateway.payments.refunds import Refunds
+from gateway.payments.refunds import apply_refund_answer
 from gateway.payments.service import PaymentService, PaymentSettings
 
 log = logging.getLogger("tiergate.payments.webhooks")
@@ -287,16 +287,8 @@ async def _refund_event(core: PaymentService, event: ProviderEvent) -> str:
         return "unmatched"
     row = await core.session.get(Refund, refund.id, with_for_update=True)
     assert row is not None
-    if row.status in ("succeeded", "failed"):
-        return "ignored"
-    if event.type is ProviderEventType.REFUND_FAILED:
-        payment = await core.repo.get_payment(row.payment_id, scope=None, for_update=True)
-        assert payment is not None
-        await Refunds.failed(core, payment, row)
-        return "applied"
-    row.status = "succeeded"
-    await Refunds.credit(core, row.payment_id, row)
-    return "applied"
+    failed = event.type is ProviderEventType.REFUND_FAILED
+    return await apply_refund_answer(core, row, RefundStatus.FAILED if failed else RefundStatus.SUCCEEDED)
 
 
 async def _method_event(core: PaymentService, account_id: str, event: ProviderEvent) -> str:

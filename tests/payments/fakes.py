@@ -50,6 +50,7 @@ class FakeWorld:
     payments: dict[str, ChargeResult] = field(default_factory=dict)  # provider id -> result
     by_key: dict[str, str] = field(default_factory=dict)  # idempotency key -> provider payment id
     refunds: dict[str, RefundResult] = field(default_factory=dict)  # idempotency key -> refund
+    refund_status: RefundStatus = RefundStatus.SUCCEEDED  # what a new refund answers
     charges_made: int = 0  # distinct charges created (the double-charge counter)
     timeouts_left: dict[str, int] = field(default_factory=dict)  # key -> answers still lost
     clocks: list[tuple[str, datetime]] = field(default_factory=list)
@@ -161,10 +162,13 @@ class FakeProvider:
         found = self.world.refunds.get(request.idempotency_key)
         if found is None:
             found = RefundResult(
-                self.world.next_id("fre"), RefundStatus.SUCCEEDED, request.amount, request.currency
+                self.world.next_id("fre"), self.world.refund_status, request.amount, request.currency
             )
             self.world.refunds[request.idempotency_key] = found
         return found
+
+    async def retrieve_refund(self, provider_payment_id: str, provider_refund_id: str) -> RefundResult:
+        return next(r for r in self.world.refunds.values() if r.provider_refund_id == provider_refund_id)
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:
         header = headers.get("sandbox-signature", "")

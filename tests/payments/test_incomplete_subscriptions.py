@@ -86,6 +86,11 @@ async def test_an_incomplete_subscription_expires_23_hours_after_it_started(kit:
     [event] = await events(kit, "subscription.incomplete_expired")
     assert (event["previous_status"], event["reason"]) == ("incomplete", "first_invoice_unpaid")
     assert event["subscription"]["status"] == "incomplete_expired"
+    # The never-started subscription's first invoice is voided with it: nobody collects or dunns it.
+    [invoice] = (await kit.api.get("/v1/invoices", params={"subscription": sub["id"]}))["data"]
+    assert (invoice["status"], invoice["amount_remaining"]) == ("void", 0)
+    [voided] = await events(kit, "invoice.voided")
+    assert voided["invoice"]["id"] == invoice["id"]
 
 
 async def test_on_a_test_clock_a_trial_that_converts_on_a_declined_card_expires_incomplete(
@@ -111,6 +116,8 @@ async def test_on_a_test_clock_a_trial_that_converts_on_a_declined_card_expires_
     assert (invoice["billing_reason"], invoice["status"]) == ("subscription_create", "open")
     assert await advance("2027-01-12T22:59:59Z") == "incomplete"
     assert await advance("2027-01-12T23:00:00Z") == "incomplete_expired"
+    [voided] = (await kit.api.get("/v1/invoices", params={"subscription": sub["id"]}))["data"]
+    assert (voided["id"], voided["status"]) == (invoice["id"], "void")
     assert [e["type"] for e in await events(kit, "subscription.incomplete")] == [
         "subscription.incomplete",
         "subscription.incomplete_expired",

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.pool import Pool
 
+from gateway.payments.port import ProviderRejected, ProviderUnavailable
 from gateway.payments.providers.registry import register_kind
 from tests.payments.conftest import PayKit
 from tests.payments.fakes import FakeProvider
@@ -92,3 +93,33 @@ async def test_setup_session_and_detach_reach_the_provider_with_no_transaction_o
     assert [e for e in kit.provider.world.methods.values() if e.get("detached")] == [
         {"customer": next(iter(kit.provider.world.customers.values())), "test": "card_ok", "detached": True}
     ]
+
+
+class DownProvider(FakeProvider):
+    """A provider that does not answer setup sessions and refuses to detach a method it does not know."""
+
+    async def create_setup_session(self, **kw: Any) -> Any:
+        raise ProviderUnavailable("sandbox POST /v1/setup_sessions: ConnectTimeout")
+
+    async def detach_method(self, provider_method_id: str) -> None:
+        raise ProviderRejected("No such payment method", code="payment_method_not_found")
+
+
+async def test_a_provider_that_does_not_answer_is_a_503_and_a_refusal_a_409_and_nothing_changes(
+    kit: PayKit, fake_provider: FakeProvider
+) -> None:
+    customer = await kit.customer()
+    method = await kit.method(customer)
+    register_kind("sandbox", DownProvider)
+    try:
+        down = await kit.api.post(
+            f"/v1/customers/{customer}/setup_sessions", {"return_url": "https://app.example/back"}, expect=503
+        )
+        assert (down["code"], down["status"]) == ("provider_unavailable", 503)
+        assert "ConnectTimeout" in down["detail"]
+        refused = await kit.api.delete(f"/v1/customers/{customer}/payment_methods/{method}", expect=409)
+        assert (refused["code"], refused["detail"]) == ("payment_method_not_found", "No such payment method")
+    finally:
+        register_kind("sandbox", FakeProvider)
+    [row] = (await kit.api.get(f"/v1/customers/{customer}/payment_methods"))["data"]
+    assert (row["id"], row["status"]) == (method, "active")

@@ -447,6 +447,11 @@ class MollieProvider:
         refund = await self._call(refunds.create, data, idempotency_key=request.idempotency_key)
         return refund_result(refund)
 
+    async def retrieve_refund(self, provider_payment_id: str, provider_refund_id: str) -> RefundResult:
+        payment = Payment({"id": provider_payment_id}, self._client)  # type: ignore[no-untyped-call]
+        refund = await self._call(PaymentRefunds(self._client, payment).get, provider_refund_id)
+        return refund_result(refund)
+
     # --- webhooks ----------------------------------------------------------------------------------------
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:

@@ -149,8 +149,11 @@ class SandboxProvider:
         an adapter may outlive the loop it was first used in (connections belong to a loop)."""
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop or self._client.is_closed:
+            # Connecting gets at least 5 s: nothing was sent yet, so waiting longer risks nothing, while a
+            # loaded host can take a while to accept; an answer is awaited `timeout_seconds` (then unknown).
+            timeout = httpx.Timeout(self.timeout_seconds, connect=max(self.timeout_seconds, 5.0))
             self._client = httpx.AsyncClient(
-                base_url=self.base_url, timeout=self.timeout_seconds, transport=self._transport
+                base_url=self.base_url, timeout=timeout, transport=self._transport
             )
             self._client_loop = loop
         return self._client
@@ -276,6 +279,9 @@ class SandboxProvider:
         if refund["currency"] != request.currency.upper():
             raise ProviderRejected("the refund's currency is not the payment's", code="currency_mismatch")
         return refund_result(refund)
+
+    async def retrieve_refund(self, provider_payment_id: str, provider_refund_id: str) -> RefundResult:
+        return refund_result(await self._call("GET", f"/v1/refunds/{provider_refund_id}"))
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:
         header = next((v for k, v in headers.items() if k.lower() == SIGNATURE_HEADER), None)

@@ -432,6 +432,10 @@ class StripeProvider:
             raise
         return refund_result(refund.to_dict())
 
+    async def retrieve_refund(self, provider_payment_id: str, provider_refund_id: str) -> RefundResult:
+        refund = await self._call(self._client.v1.refunds.retrieve_async, provider_refund_id)
+        return refund_result(refund.to_dict())
+
     # --- webhooks ----------------------------------------------------------------------------------------
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:

@@ -199,6 +199,16 @@ async def test_same_refund_key_is_one_refund(harness: Harness) -> None:
     assert (again.amount, first.amount) == (500, 500)
 
 
+async def test_retrieve_refund_finds_it_again_by_id(harness: Harness) -> None:
+    """Reconciliation polls a refund left pending by its id (with its payment's: Mollie needs both)."""
+    async with harness.scenario("refund_retrieve"):
+        paid = await charge(harness, 12)
+        made = await harness.provider.refund(refund_request(paid, 1, 500))
+        found = await harness.provider.retrieve_refund(paid.provider_payment_id, made.provider_refund_id)
+    assert found.provider_refund_id == made.provider_refund_id
+    assert (found.amount, found.currency, found.status) == (500, "EUR", RefundStatus.SUCCEEDED)
+
+
 async def test_saved_method_is_a_token_with_display_data(harness: Harness) -> None:
     method_id = await harness.method("ok")
     async with harness.scenario("get_method"):
