@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
@@ -194,3 +195,58 @@ def rate_text(value: Decimal | None, places: int = 4) -> str | None:
     if value is None:
         return None
     return str(value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+
+
+@dataclass(slots=True)
+class PlanFlow:
+    """Subscriptions that moved from one plan to another: how many moves, how many of them raised or
+    lowered the MRR, and the MRR they added (negative when they lowered it)."""
+
+    source: str
+    target: str
+    moves: int = 0
+    upgrades: int = 0
+    downgrades: int = 0
+    mrr: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "from": self.source,
+            "to": self.target,
+            "moves": self.moves,
+            "upgrades": self.upgrades,
+            "downgrades": self.downgrades,
+            "mrr": self.mrr,
+        }
+
+
+def plan_flows(
+    changes: Iterable[tuple[datetime, str, str | None, str | None, int]],
+    start: datetime,
+    *,
+    plan: str | None = None,
+    interval: str | None = None,
+) -> list[PlanFlow]:
+    """Moves between plans from `start` on (the dashboard's upgrade patterns). `changes`: (at, subscription,
+    plan and interval after the change, MRR after it), in time order, with each subscription's history from
+    before `start` where it has one. A move is two consecutive changes of one subscription on different
+    plans, paying on both sides (a trial that converts, or a cancel and a new signup, is not a move).
+    `plan`, `interval`: only moves with that plan, that interval, on one side or the other."""
+    last: dict[str, tuple[str | None, str | None, int]] = {}
+    flows: dict[tuple[str, str], PlanFlow] = {}
+    for at, subscription, to_plan, to_interval, value in changes:
+        before = last.get(subscription)
+        last[subscription] = (to_plan, to_interval, value)
+        if at < start or before is None:
+            continue
+        from_plan, from_interval, old_value = before
+        if from_plan is None or to_plan is None or from_plan == to_plan or old_value <= 0 or value <= 0:
+            continue
+        if plan not in (None, from_plan, to_plan) or interval not in (None, from_interval, to_interval):
+            continue
+        flow = flows.setdefault((from_plan, to_plan), PlanFlow(from_plan, to_plan))
+        flow.moves += 1
+        flow.mrr += value - old_value
+        flow.upgrades += value > old_value
+        flow.downgrades += value < old_value
+    return sorted(flows.values(), key=lambda f: (-f.moves, f.source, f.target))

@@ -5,24 +5,20 @@ units of `currency`, per month (ARR: per year)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, get
 from litestar.datastructures import State
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.kernel.clock import Clock, format_timestamp
 from gateway.kernel.errors import ValidationFailed
-from gateway.kernel.money import normalize_currency
 from gateway.kernel.periods import add_months
 from gateway.metrics.domain import MovementView
-from gateway.metrics.payments import PaymentMetrics, PaymentScope
-from gateway.metrics.service import MetricsService, Scope
-from gateway.subscriptions.clocks import TestClockNotFound
-from gateway.subscriptions.repository import SubscriptionRepository
+from gateway.metrics.report import SegmentQuery, scope_and_now, window_report
+from gateway.metrics.service import MetricsService, Segment
 from gateway.web.problems import ERROR_RESPONSES
 from gateway.web.timestamps import parse_timestamp
 
@@ -37,25 +33,33 @@ TestClock = Annotated[
 ]
 
 
-async def _scope_and_now(
-    session: AsyncSession, clock: Clock, state: State, currency: str, test_clock: str | None
-) -> tuple[Scope, datetime]:
-    try:
-        code = normalize_currency(currency)
-    except ValueError as exc:
-        raise ValidationFailed(str(exc), field="currency") from exc
-    now = clock.now()
-    if test_clock is not None:
-        row = await SubscriptionRepository(session).get_clock(test_clock)
-        if row is None:
-            raise TestClockNotFound(f"no test clock {test_clock!r}")
-        now = row.frozen_time
-    return Scope(code, test_clock, state.settings.metrics_mrr_subtract_discounts), now
+def provide_segment(
+    plan: Annotated[
+        str | None, QueryParameter(name="plan", max_length=80, description="Only this plan (id or key)")
+    ] = None,
+    interval: Annotated[
+        str | None,
+        QueryParameter(name="interval", max_length=10, description="Only prices of this interval"),
+    ] = None,
+    country: Annotated[
+        str | None, QueryParameter(name="country", max_length=2, description="Only customers of this country")
+    ] = None,
+    metadata: Annotated[
+        list[str] | None,
+        QueryParameter(
+            name="metadata",
+            max_items=5,
+            description="Only customers whose metadata has this `key:value` (repeat for more; all must hold)",
+        ),
+    ] = None,
+) -> SegmentQuery:
+    return SegmentQuery(plan, interval, country, tuple(item[:200] for item in metadata or ()))
 
 
 class MetricsController(Controller):
     path = "/metrics"
     tags = ["metrics"]
+    dependencies = {"segment": Provide(provide_segment, sync_to_thread=False)}
 
     @get(
         "",
@@ -70,15 +74,26 @@ class MetricsController(Controller):
         "`movements=net` (default) gives each customer's net change over the window; `movements=each` "
         "every change in it, as ChartMogul's MRR movements report (an upgrade and a downgrade back both "
         "show). Revenue churn rates are computed from the movements chosen (`churn.computed_from`). "
+        "`churn.by_reason`: the customers lost in the window and the MRR they had at its start, by the "
+        "feedback they gave when canceling (`unspecified`: none given, or ended unpaid/expired). "
         "`payments`: of the invoices whose first payment attempt falls in the window, the share paid at "
         "that attempt (`first_attempt_success_rate`) and paid at all so far (`final_success_rate`); the "
-        "window's failed attempts by decline code, and their amount (`failed_amount`).",
+        "window's failed attempts by decline code, and their amount (`failed_amount`). `dunning`: runs "
+        "started in the window and where they stand, recovery rate (recovered / recovered + "
+        "exhausted), recovered revenue and time to recover (runs recovered in the window), "
+        "involuntary churn (MRR lost to exhausted dunning) and voluntary churn (the rest of the churn). "
+        "`plan_changes`: moves between plans in the window (from, to, how many, how many raised or lowered "
+        "the MRR, the MRR they added). Segments: `plan`, `interval`, `country`, `metadata=key:value` narrow "
+        "every figure (a subscription counts in a plan's segment while it is on that plan, so a move from "
+        "Basic to Pro is contraction or churn in Basic and new MRR in Pro); with a segment, `payments` and "
+        "`dunning` are left out (they are not segmented).",
     )
     async def summary(
         self,
         session: NamedDependency[AsyncSession],
         clock: NamedDependency[Clock],
         state: State,
+        segment: NamedDependency[SegmentQuery],
         currency: Currency = "USD",
         start: Annotated[str | None, QueryParameter(name="start", max_length=40)] = None,
         end: Annotated[str | None, QueryParameter(name="end", max_length=40)] = None,
@@ -91,15 +106,14 @@ class MetricsController(Controller):
             ),
         ] = "net",
     ) -> dict[str, Any]:
-        scope, now = await _scope_and_now(session, clock, state, currency, test_clock)
+        scope, now = await scope_and_now(session, clock, state, currency, test_clock, segment)
         until = parse_timestamp(end, "end") or now
         since = parse_timestamp(start, "start") or add_months(until, -1)
         if since >= until:
             raise ValidationFailed("start must be before end", field="start")
-        result = await MetricsService(session).summary(scope, since, until, MovementView(movements))
-        payment_scope = PaymentScope(scope.currency, scope.test_clock_id)
-        result["payments"] = await PaymentMetrics(session).summary(payment_scope, since, until)
-        return result
+        # Payments and dunning are not segmented: with a segment they are left out rather than mixed in.
+        whole = scope.segment == Segment()
+        return await window_report(session, scope, since, until, MovementView(movements), money=whole)
 
     @get(
         "/mrr",
@@ -112,12 +126,13 @@ class MetricsController(Controller):
         session: NamedDependency[AsyncSession],
         clock: NamedDependency[Clock],
         state: State,
+        segment: NamedDependency[SegmentQuery],
         currency: Currency = "USD",
         at: Annotated[str | None, QueryParameter(name="at", max_length=40)] = None,
         test_clock: TestClock = None,
         limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
-        scope, now = await _scope_and_now(session, clock, state, currency, test_clock)
+        scope, now = await scope_and_now(session, clock, state, currency, test_clock, segment)
         instant = parse_timestamp(at, "at") or now
         by_customer = await MetricsService(session).mrr_by_customer(scope, instant)
         ranked = sorted(by_customer.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -146,6 +161,7 @@ class MetricsController(Controller):
         session: NamedDependency[AsyncSession],
         clock: NamedDependency[Clock],
         state: State,
+        segment: NamedDependency[SegmentQuery],
         currency: Currency = "USD",
         start: Annotated[
             str | None,
@@ -159,7 +175,7 @@ class MetricsController(Controller):
         months: Annotated[int, QueryParameter(name="months", ge=1, le=36)] = 12,
         test_clock: TestClock = None,
     ) -> dict[str, Any]:
-        scope, now = await _scope_and_now(session, clock, state, currency, test_clock)
+        scope, now = await scope_and_now(session, clock, state, currency, test_clock, segment)
         this_month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         first = parse_timestamp(start, "start") or add_months(this_month, 1 - months)
         first = first.replace(day=1, hour=0, minute=0, second=0, microsecond=0)

@@ -35,6 +35,10 @@ class MrrChange(Base):
     discount: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[str] = mapped_column(String(20))
     event_type: Mapped[str] = mapped_column(String(60))
+    # The plan and billing interval the subscription is on after the change (segments, plan flows). A
+    # change of plan is a row even when the MRR stays the same. Null on rows recorded before they were.
+    plan_id: Mapped[str | None] = mapped_column(String(40))
+    interval: Mapped[str | None] = mapped_column(String(10))
 
     __table_args__ = (
         Index("ix_mrr_changes_currency_at", "currency", "at"),
@@ -58,4 +62,6 @@ class MetricsSubscription(Base):
     trial_ended_at: Mapped[datetime | None]
     trial_converted: Mapped[bool | None]
     test_clock_id: Mapped[str | None] = mapped_column(String(40))
+    plan_id: Mapped[str | None] = mapped_column(String(40))
+    interval: Mapped[str | None] = mapped_column(String(10))
     updated_at: Mapped[datetime]

@@ -58,6 +58,8 @@ class MetricsRecorder:
             return  # an older snapshot than one already applied
         status = str(snapshot["status"])
         gross, discount = await self.mrr_of(snapshot, event.occurred_at) if status in PAYING else (0, 0)
+        price = await self.catalog.get_price(snapshot["price"])
+        plan, interval = price.plan_id, price.interval
         now = self.clock.now()
         if state is None:
             customer = await CustomerRepository(self.session).get(event.tenant_id)
@@ -70,12 +72,16 @@ class MetricsRecorder:
                 gross=0,
                 discount=0,
                 test_clock_id=customer.test_clock_id if customer else None,
+                plan_id=plan,
+                interval=interval,
                 updated_at=now,
             )
             self.session.add(state)
         if state.status == "trialing" and status != "trialing" and state.trial_ended_at is None:
             state.trial_ended_at, state.trial_converted = event.occurred_at, status in PAYING
-        if (gross, discount) != (state.gross, state.discount):
+        moved = (gross, discount) != (state.gross, state.discount)
+        # A move to another plan or interval is a row even at the same MRR while it pays (plan flows).
+        if moved or (gross and (plan, interval) != (state.plan_id, state.interval)):
             self.session.add(
                 MrrChange(
                     event_id=event.event_id,
@@ -88,9 +94,12 @@ class MetricsRecorder:
                     discount=discount,
                     status=status,
                     event_type=event.type,
+                    plan_id=plan,
+                    interval=interval,
                 )
             )
         state.version, state.status, state.gross, state.discount = version, status, gross, discount
+        state.plan_id, state.interval = plan, interval
         state.updated_at = now
         await self.session.flush()
 

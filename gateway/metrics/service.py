@@ -3,6 +3,11 @@ churn, retention, ARPA, LTV and trial conversion (domain.py has the definitions)
 
 Customers on a test clock are their own world: a query looks either at the wall-clock customers (the
 default) or at the customers of one test clock, at that clock's time.
+
+A segment narrows every figure to some customers (country, a metadata key's value) and to some
+subscriptions (plan, billing interval). A subscription counts in a plan's segment while its latest change
+is on that plan: one moving from Basic to Pro leaves Basic's MRR (contraction or churn there) and enters
+Pro's, so each segment's opening MRR plus its movements is its closing MRR.
 """
 
 from __future__ import annotations
@@ -11,14 +16,47 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
+from gateway.customers.models import Customer
 from gateway.kernel.clock import ensure_utc, format_timestamp
 from gateway.kernel.periods import add_months
 from gateway.metrics import domain
 from gateway.metrics.models import MetricsSubscription, MrrChange
+from gateway.subscriptions.domain import CancellationFeedback
+from gateway.subscriptions.models import Subscription
+
+# The reasons churn is reported by: the cancel flow's answers, and `unspecified` for the rest.
+CHURN_REASONS = tuple(reason.value for reason in CancellationFeedback)
+UNSPECIFIED = "unspecified"
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Which customers and subscriptions a figure counts; empty: all of them."""
+
+    plan: str | None = None  # a plan id: subscriptions whose latest change is on it
+    interval: str | None = None  # month, year, ...: of the subscription's price
+    country: str | None = None  # the customer's country (ISO 3166-1 alpha-2)
+    metadata: tuple[tuple[str, str], ...] = ()  # the customer's metadata: key = value, all of them
+
+    @property
+    def by_customer(self) -> bool:
+        return self.country is not None or bool(self.metadata)
+
+    @property
+    def by_subscription(self) -> bool:
+        return self.plan is not None or self.interval is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "plan": self.plan,
+            "interval": self.interval,
+            "country": self.country,
+            "metadata": dict(self.metadata),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +64,39 @@ class Scope:
     currency: str
     test_clock_id: str | None = None  # None: the wall-clock customers
     subtract_discounts: bool = True
+    segment: Segment = Segment()
+
+
+def customer_filter(column: Any, scope: Scope) -> list[ColumnElement[bool]]:
+    """The conditions on a customer id column that keep the segment's customers (none when it has no
+    customer criteria)."""
+    segment = scope.segment
+    if not segment.by_customer:
+        return []
+    wanted: list[ColumnElement[bool]] = []
+    if segment.country is not None:
+        wanted.append(Customer.country == segment.country)
+    for key, value in segment.metadata:
+        wanted.append(Customer.metadata_[key].as_string() == value)
+    return [column.in_(select(Customer.id).where(*wanted))]
+
+
+def subscription_criteria(plan_column: Any, interval_column: Any, scope: Scope) -> list[ColumnElement[bool]]:
+    segment = scope.segment
+    criteria: list[ColumnElement[bool]] = []
+    if segment.plan is not None:
+        criteria.append(plan_column == segment.plan)
+    if segment.interval is not None:
+        criteria.append(interval_column == segment.interval)
+    return criteria
+
+
+def change_value(scope: Scope) -> Any:
+    """A change row's MRR as the scope counts it: net of recurring discounts (or not, by the setting),
+    and 0 when the subscription is, by that change, outside the segment's plan or interval."""
+    value = MrrChange.gross - MrrChange.discount if scope.subtract_discounts else MrrChange.gross
+    criteria = subscription_criteria(MrrChange.plan_id, MrrChange.interval, scope)
+    return case((and_(*criteria), value), else_=0) if criteria else value
 
 
 class MetricsService:
@@ -34,9 +105,6 @@ class MetricsService:
 
     def _clock_filter(self, column: InstrumentedAttribute[str | None], scope: Scope) -> ColumnElement[bool]:
         return column.is_(None) if scope.test_clock_id is None else column == scope.test_clock_id
-
-    def _value(self, gross: Any, discount: Any, scope: Scope) -> Any:
-        return gross - discount if scope.subtract_discounts else gross
 
     async def mrr_by_customer(self, scope: Scope, at: datetime, *, before: bool = False) -> dict[str, int]:
         """Each customer's MRR at `at` (customers at 0 left out): per subscription, its last change at
@@ -61,11 +129,11 @@ class MetricsService:
             in_time(later.at),
             or_(later.at > MrrChange.at, and_(later.at == MrrChange.at, later.seq > MrrChange.seq)),
         )
-        value = self._value(MrrChange.gross, MrrChange.discount, scope)
-        query = select(MrrChange.tenant_id, MrrChange.subscription_id, value).where(
+        query = select(MrrChange.tenant_id, MrrChange.subscription_id, change_value(scope)).where(
             MrrChange.currency == scope.currency,
             in_time(MrrChange.at),
             self._clock_filter(MrrChange.test_clock_id, scope),
+            *customer_filter(MrrChange.tenant_id, scope),
             last,
         )
         return [(tenant, sub, int(v)) for tenant, sub, v in (await self.session.execute(query)).all()]
@@ -80,13 +148,14 @@ class MetricsService:
                 MrrChange.at,
                 MrrChange.tenant_id,
                 MrrChange.subscription_id,
-                self._value(MrrChange.gross, MrrChange.discount, scope),
+                change_value(scope),
             )
             .where(
                 MrrChange.currency == scope.currency,
                 MrrChange.at >= start,
                 MrrChange.at < end,
                 self._clock_filter(MrrChange.test_clock_id, scope),
+                *customer_filter(MrrChange.tenant_id, scope),
             )
             .order_by(MrrChange.at, MrrChange.seq)
         )
@@ -117,7 +186,8 @@ class MetricsService:
                 MrrChange.currency == scope.currency,
                 MrrChange.at < at,
                 self._clock_filter(MrrChange.test_clock_id, scope),
-                self._value(MrrChange.gross, MrrChange.discount, scope) > 0,
+                *customer_filter(MrrChange.tenant_id, scope),
+                change_value(scope) > 0,
             )
             .distinct()
         )
@@ -130,7 +200,8 @@ class MetricsService:
             .where(
                 MrrChange.currency == scope.currency,
                 self._clock_filter(MrrChange.test_clock_id, scope),
-                self._value(MrrChange.gross, MrrChange.discount, scope) > 0,
+                *customer_filter(MrrChange.tenant_id, scope),
+                change_value(scope) > 0,
             )
             .group_by(MrrChange.tenant_id)
         )
@@ -142,28 +213,73 @@ class MetricsService:
         """Monthly cohorts from `start`: the customers whose first MRR fell in each month `[1st, next 1st)`,
         and at the end of that month and of each later one (up to `now`), how many of them still pay and
         their MRR. A month's end is its last instant: a change on the next 1st at 00:00 is not in it."""
-        bounds = [add_months(start, i) for i in range(months + 1)]
-        ends: list[datetime] = []  # each month's end; the month in progress is measured now
-        for bound in bounds[1:]:
-            ends.append(min(bound, now))
-            if bound >= now:
-                break
+        bounds, ends = month_ends(start, months, now)
         at_end = [await self.mrr_by_customer(scope, end, before=True) for end in ends]
-        first = await self.first_paid(scope)
-        rows = []
-        for i in range(months):
-            members = {c for c, at in first.items() if bounds[i] <= at < bounds[i + 1]}
-            periods = [
-                {
-                    "month": k,
-                    "customers": sum(1 for c in members if snapshot.get(c, 0) > 0),
-                    "mrr": sum(snapshot.get(c, 0) for c in members),
-                }
-                for k, snapshot in enumerate(at_end[i:])
-            ]
-            cohort = format_timestamp(bounds[i])
-            rows.append({"cohort": cohort, "customers": len(members), "periods": periods})
-        return rows
+        return cohort_rows(bounds, at_end, await self.first_paid(scope), months)
+
+    async def trial_endings(
+        self, scope: Scope, start: datetime, end: datetime
+    ) -> list[tuple[datetime, bool]]:
+        """Every trial that ended in [start, end): when, and whether it became paid (for many windows
+        at once; `trials` counts one window in SQL)."""
+        query = select(MetricsSubscription.trial_ended_at, MetricsSubscription.trial_converted).where(
+            MetricsSubscription.currency == scope.currency,
+            MetricsSubscription.trial_ended_at >= start,
+            MetricsSubscription.trial_ended_at < end,
+            self._clock_filter(MetricsSubscription.test_clock_id, scope),
+            *customer_filter(MetricsSubscription.tenant_id, scope),
+            *subscription_criteria(MetricsSubscription.plan_id, MetricsSubscription.interval, scope),
+        )
+        rows = (await self.session.execute(query)).all()
+        return [(ensure_utc(at), bool(flag)) for at, flag in rows if at is not None]
+
+    async def plan_flows(self, scope: Scope, start: datetime, end: datetime) -> list[domain.PlanFlow]:
+        """Moves between plans in `[start, end)` (`domain.plan_flows`) of the segment's customers; with a
+        plan or interval in the segment, the moves with it on one side or the other."""
+        value = MrrChange.gross - MrrChange.discount if scope.subtract_discounts else MrrChange.gross
+        in_scope = [
+            MrrChange.currency == scope.currency,
+            self._clock_filter(MrrChange.test_clock_id, scope),
+            *customer_filter(MrrChange.tenant_id, scope),
+        ]
+        moved = select(MrrChange.subscription_id).where(*in_scope, MrrChange.at >= start, MrrChange.at < end)
+        query = (
+            select(MrrChange.at, MrrChange.subscription_id, MrrChange.plan_id, MrrChange.interval, value)
+            .where(*in_scope, MrrChange.at < end, MrrChange.subscription_id.in_(moved))
+            .order_by(MrrChange.at, MrrChange.seq)
+        )
+        rows = (await self.session.execute(query)).all()
+        changes = [(ensure_utc(at), sub, plan, interval, int(v)) for at, sub, plan, interval, v in rows]
+        segment = scope.segment
+        return domain.plan_flows(changes, start, plan=segment.plan, interval=segment.interval)
+
+    async def churn_by_reason(
+        self, lost_mrr: dict[str, int], start: datetime, end: datetime
+    ) -> dict[str, dict[str, int]]:
+        """{reason: {customers, mrr}} for the churned customers (customer → MRR at the window's start).
+        A customer's reason is the feedback of its subscription canceled last before `end`;
+        `unspecified` when it gave none, or its subscription ended another way (unpaid, expired)."""
+        counts: dict[str, dict[str, int]] = {
+            reason: {"customers": 0, "mrr": 0} for reason in (*CHURN_REASONS, UNSPECIFIED)
+        }
+        if not lost_mrr:
+            return counts
+        query = (
+            select(Subscription.tenant_id, Subscription.cancellation_feedback)
+            .where(
+                Subscription.tenant_id.in_(sorted(lost_mrr)),
+                Subscription.status == "canceled",
+                Subscription.ended_at < end,
+            )
+            .order_by(Subscription.ended_at, Subscription.id)
+        )
+        reason_of = {tenant: feedback for tenant, feedback in (await self.session.execute(query)).all()}
+        for customer, mrr in lost_mrr.items():
+            reason = reason_of.get(customer) or UNSPECIFIED
+            bucket = counts[reason if reason in counts else UNSPECIFIED]
+            bucket["customers"] += 1
+            bucket["mrr"] += mrr
+        return counts
 
     async def trials(self, scope: Scope, start: datetime, end: datetime) -> tuple[int, int]:
         """(converted, ended) for trials that ended in [start, end)."""
@@ -172,6 +288,8 @@ class MetricsService:
             MetricsSubscription.trial_ended_at >= start,
             MetricsSubscription.trial_ended_at < end,
             self._clock_filter(MetricsSubscription.test_clock_id, scope),
+            *customer_filter(MetricsSubscription.tenant_id, scope),
+            *subscription_criteria(MetricsSubscription.plan_id, MetricsSubscription.interval, scope),
         )
         rows = (await self.session.execute(query.group_by(MetricsSubscription.trial_converted))).all()
         converted = sum(n for flag, n in rows if flag)
@@ -195,18 +313,37 @@ class MetricsService:
             moved = domain.movement_sequence(at_start, steps, before)
         else:
             moved = domain.movements(at_start, at_end, before)
+        return await self.summary_of(scope, start, end, view, at_start, at_end, moved)
+
+    async def summary_of(
+        self,
+        scope: Scope,
+        start: datetime,
+        end: datetime,
+        view: domain.MovementView,
+        at_start: dict[str, int],
+        at_end: dict[str, int],
+        moved: domain.Movements,
+        trials: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        """`summary` from the window's two ends and its movements, however they were read (the admin
+        dashboard reads every month's ends in one pass over the history: gateway/metrics/history.py)."""
         start_mrr, end_mrr = sum(at_start.values()), sum(at_end.values())
-        lost = sum(1 for customer in at_start if at_end.get(customer, 0) == 0)
+        churned = [customer for customer in at_start if at_end.get(customer, 0) == 0]
+        lost = len(churned)
+        by_reason = await self.churn_by_reason({c: at_start[c] for c in churned}, start, end)
         churn = domain.churn(start_mrr, moved, len(at_start), lost)
         kept = domain.retention(at_start, at_end)
         arpa = domain.arpa(end_mrr, len(at_end))
         ltv = domain.ltv(arpa, churn.customer)
-        converted, ended = await self.trials(scope, start, end)
+        converted, ended = trials if trials is not None else await self.trials(scope, start, end)
+        flows = await self.plan_flows(scope, start, end)
         rate = domain.rate_text
         return {
             "object": "metrics",
             "currency": scope.currency,
             "test_clock": scope.test_clock_id,
+            "segment": scope.segment.as_dict(),
             "start": format_timestamp(start),
             "end": format_timestamp(end),
             "mrr_subtracts_discounts": scope.subtract_discounts,
@@ -231,13 +368,56 @@ class MetricsService:
                 "gross_revenue": rate(churn.gross_revenue),
                 "net_revenue": rate(churn.net_revenue),
                 "customer": rate(churn.customer),
+                # Customers lost in the window (MRR at the start, none at the end) by the reason they
+                # gave when canceling, and the MRR they took with them.
+                "by_reason": by_reason,
             },
             "retention": {"net": rate(kept.net), "gross": rate(kept.gross)},
             "arpa": domain.to_minor(arpa) if arpa is not None else None,
             "ltv": domain.to_minor(ltv) if ltv is not None else None,
+            # Moves between plans in the window, most frequent first (upgrade patterns).
+            "plan_changes": [flow.as_dict() for flow in flows],
             "trials": {
                 "converted": converted,
                 "ended": ended,
                 "conversion": rate(domain.trial_conversion(converted, ended)),
             },
         }
+
+
+def month_ends(start: datetime, months: int, now: datetime) -> tuple[list[datetime], list[datetime]]:
+    """The cohorts' month bounds from `start` (`months` + 1 firsts) and the ends measured: each month's
+    end, the month in progress measured `now`, none after it."""
+    bounds = [add_months(start, i) for i in range(months + 1)]
+    ends: list[datetime] = []
+    for bound in bounds[1:]:
+        ends.append(min(bound, now))
+        if bound >= now:
+            break
+    return bounds, ends
+
+
+def cohort_rows(
+    bounds: list[datetime], at_end: list[dict[str, int]], first: dict[str, datetime], months: int
+) -> list[dict[str, Any]]:
+    """The cohorts from each month end's MRR per customer and each customer's first paid instant."""
+    cohort_of: dict[int, set[str]] = {}  # each customer in its month's cohort, in one pass
+    for customer, at in first.items():
+        for i in range(months):
+            if bounds[i] <= at < bounds[i + 1]:
+                cohort_of.setdefault(i, set()).add(customer)
+                break
+    rows = []
+    for i in range(months):
+        members = cohort_of.get(i, set())
+        periods = [
+            {
+                "month": k,
+                "customers": sum(1 for c in members if snapshot.get(c, 0) > 0),
+                "mrr": sum(snapshot.get(c, 0) for c in members),
+            }
+            for k, snapshot in enumerate(at_end[i:])
+        ]
+        cohort = format_timestamp(bounds[i])
+        rows.append({"cohort": cohort, "customers": len(members), "periods": periods})
+    return rows

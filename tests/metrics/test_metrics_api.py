@@ -36,6 +36,15 @@ async def subscribe(api: Api, clock: str, name: str, price: str, **extra: Any) -
     return sub
 
 
+def reasons(**lost: tuple[int, int]) -> dict[str, dict[str, int]]:
+    """`churn.by_reason` with every reason at zero but those given as (customers, mrr)."""
+    names = ["too_expensive", "missing_features", "switched_service", "unused", "technical_issues", "other"]
+    return {
+        name: dict(zip(("customers", "mrr"), lost.get(name, (0, 0)), strict=True))
+        for name in [*names, "unspecified"]
+    }
+
+
 async def advance(api: Api, app: Litestar, clock: str, to: str) -> None:
     await api.post(f"/v1/test_clocks/{clock}/advance", {"frozen_time": to}, expect=201)
     await settle(api, app)
@@ -87,6 +96,8 @@ async def test_a_month_of_mrr_movements_churn_retention_ltv_and_trials(
         "gross_revenue": "0.1593",
         "net_revenue": "-0.2832",
         "customer": "0.3333",
+        # C canceled through the API without saying why.
+        "by_reason": reasons(unspecified=(1, 720)),
     }
     # Cohort A, B, C: (4520 - 720 + 2000) / 4520 and (4520 - 720) / 4520; D is new, so not in it.
     assert month["retention"] == {"net": "1.2832", "gross": "0.8407"}
@@ -119,6 +130,7 @@ async def test_a_lost_customer_who_comes_back_is_a_reactivation(api: Api, app: L
         "gross_revenue": None,
         "net_revenue": None,
         "customer": None,
+        "by_reason": reasons(),
     }
     assert march["retention"] == {"net": None, "gross": None} and march["ltv"] is None
 
@@ -270,6 +282,7 @@ async def test_movements_each_shows_what_the_net_view_hides(api: Api, app: Lites
         "gross_revenue": "0.0000",
         "net_revenue": "0.0000",
         "customer": "0.0000",
+        "by_reason": reasons(),
     }
     each = await api.get("/v1/metrics", params={**window, "movements": "each"})
     assert each["mrr"] == net["mrr"]
@@ -288,5 +301,77 @@ async def test_movements_each_shows_what_the_net_view_hides(api: Api, app: Lites
         "gross_revenue": "1.6111",
         "net_revenue": "0.0000",
         "customer": "0.0000",
+        "by_reason": reasons(),
     }
     await api.get("/v1/metrics", params={**window, "movements": "gross"}, expect=422)
+
+
+async def test_churn_by_reason_counts_each_lost_customer_once_with_the_mrr_it_had(
+    api: Api, app: Litestar, demo: Any
+) -> None:
+    """Three customers leave in March, two saying why (one at the period end, one at once), one of them
+    after taking back an earlier cancellation; the reasons are in the canceled event too."""
+    clock = (await api.post("/v1/test_clocks", {"frozen_time": "2026-02-28T12:00:00Z"}))["id"]
+    a = await subscribe(api, clock, "A", "basic_monthly")  # $9: leaves at its period end, too expensive
+    b = await subscribe(api, clock, "B", "pro_monthly", trial_days=0)  # $29: leaves at once, switched
+    c = await subscribe(api, clock, "C", "basic_monthly")  # $9: leaves without a reason
+    await subscribe(api, clock, "D", "pro_monthly", trial_days=0)  # stays
+    await settle(api, app)
+    await advance(api, app, clock, "2026-03-05T00:00:00Z")
+    first = await api.post(
+        f"/v1/subscriptions/{a['id']}/cancel", {"feedback": "unused", "comment": "on holiday"}
+    )
+    assert first["cancellation_details"] == {"reason": None, "feedback": "unused", "comment": "on holiday"}
+    undone = await api.post(f"/v1/subscriptions/{a['id']}/undo_cancel")
+    assert undone["cancellation_details"] is None
+    again = await api.post(
+        f"/v1/subscriptions/{a['id']}/cancel",
+        {"feedback": "too_expensive", "comment": "half the price, please"},
+    )
+    assert (again["cancel_at_period_end"], again["cancel_at"]) == (True, "2026-03-28T12:00:00Z")
+    gone = await api.post(
+        f"/v1/subscriptions/{b['id']}/cancel", {"at_period_end": False, "feedback": "switched_service"}
+    )
+    assert gone["status"] == "canceled"
+    assert gone["cancellation_details"] == {"reason": None, "feedback": "switched_service", "comment": None}
+    await api.post(
+        f"/v1/subscriptions/{c['id']}/cancel", {"at_period_end": False, "reason": "support ticket 7"}
+    )
+    await advance(api, app, clock, END)
+
+    month = await api.get("/v1/metrics", params={"test_clock": clock, "start": START, "end": END})
+    assert month["customers"] == {"start": 4, "end": 1, "churned": 3}
+    assert month["churn"]["by_reason"] == reasons(
+        too_expensive=(1, 900), switched_service=(1, 2900), unspecified=(1, 900)
+    )
+    # The subscription resource keeps the answer after the end, and the event carries it.
+    ended = await api.get(f"/v1/subscriptions/{a['id']}")
+    assert (ended["status"], ended["cancellation_details"]) == (
+        "canceled",
+        {"reason": None, "feedback": "too_expensive", "comment": "half the price, please"},
+    )
+    events = await api.get("/v1/events", params={"type": "subscription.canceled", "limit": 10})
+    details = {e["data"]["subscription"]["id"]: e["data"]["cancellation_details"] for e in events["data"]}
+    assert details == {
+        a["id"]: {"reason": None, "feedback": "too_expensive", "comment": "half the price, please"},
+        b["id"]: {"reason": None, "feedback": "switched_service", "comment": None},
+        c["id"]: {"reason": "support ticket 7", "feedback": None, "comment": None},
+    }
+
+
+async def test_an_unknown_reason_or_a_long_comment_is_refused_and_changes_nothing(
+    api: Api, app: Litestar, demo: Any
+) -> None:
+    customer = await api.post("/v1/customers", {"name": "Picky", "currency": "USD"})
+    sub = await api.post("/v1/subscriptions", {"customer": customer["id"], "price": "basic_monthly"})
+    path = f"/v1/subscriptions/{sub['id']}/cancel"
+    bad = await api.post(path, {"feedback": "bored"}, expect=422)
+    assert bad["field"] == "feedback"
+    long = await api.post(path, {"feedback": "other", "comment": "x" * 501}, expect=422)
+    assert long["field"] == "comment"
+    after = await api.get(f"/v1/subscriptions/{sub['id']}")
+    assert (after["cancel_at_period_end"], after["cancellation_details"], after["version"]) == (
+        False,
+        None,
+        sub["version"],
+    )
