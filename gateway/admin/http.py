@@ -11,19 +11,23 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Redirect
 from msgspec import Meta, Struct
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.admin.staff import StaffService
+from gateway.admin.staff import StaffService, StaffUnauthenticated
+from gateway.admin.timeline import timeline
+from gateway.customers.repository import CustomerRepository
+from gateway.customers.service import CustomerNotFound
 from gateway.kernel.clock import Clock
+from gateway.web.cookies import STAFF_COOKIE
+from gateway.web.deps import ListParams
 from gateway.web.problems import ERROR_RESPONSES
 
-STAFF_COOKIE = "tg_staff"
 Token = Annotated[str, Meta(min_length=1, max_length=200)]
 
 
@@ -77,6 +81,69 @@ class StaffSessionController(Controller):
         )
 
 
+TimelineCategory = Literal[
+    "customer",
+    "subscription",
+    "trial",
+    "invoice",
+    "credit",
+    "payment",
+    "dunning",
+    "email",
+    "member",
+    "sign_in",
+]
+
+
+class StaffSignOutController(Controller):
+    path = "/staff_sessions"
+    tags = ["staff"]
+    dependencies = {"staff": Provide(provide_staff, sync_to_thread=False)}
+
+    @delete(
+        "/current",
+        responses=ERROR_RESPONSES,
+        summary="Sign out: revoke the staff session whose token is the request's Bearer token",
+    )
+    async def sign_out(self, request: Request[Any, Any, Any], staff: NamedDependency[StaffService]) -> None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise StaffUnauthenticated("send the staff session token as `Authorization: Bearer tgstaff_…`")
+        await staff.sign_out(token.strip()[:200])
+
+
+class CustomerTimelineController(Controller):
+    path = "/customers/{customer_id:str}/timeline"
+    tags = ["customers"]
+
+    @get(
+        "/",
+        opt={"scope": "events:read"},
+        responses=ERROR_RESPONSES,
+        summary="A customer's timeline from the event log, newest first",
+        description="Every event about the customer (subscription, trial, invoices, credit, payments, "
+        "dunning, e-mails, members, sign-ins) at its domain time (a test clock's for a customer on one), "
+        "with who caused it. `category` keeps one kind.",
+    )
+    async def list_(
+        self,
+        customer_id: FromPath[str],
+        session: NamedDependency[AsyncSession],
+        page: NamedDependency[ListParams],
+        category: Annotated[TimelineCategory | None, QueryParameter(name="category")] = None,
+    ) -> dict[str, Any]:
+        if await CustomerRepository(session).get(customer_id[:40]) is None:
+            raise CustomerNotFound(f"no customer {customer_id!r}")
+        result = await timeline(session, customer_id, limit=page.limit, after=page.after, category=category)
+        has_more = result.next_cursor is not None
+        return {
+            "object": "list",
+            "data": result.entries,
+            "has_more": has_more,
+            "next_cursor": result.next_cursor,
+        }
+
+
 class StaffLoginController(Controller):
     path = "/admin"
     tags = ["staff (browser)"]
@@ -88,18 +155,24 @@ class StaffLoginController(Controller):
         self, token: FromPath[str], staff: NamedDependency[StaffService], state: State
     ) -> Response[Any]:
         done = await staff.redeem(token[:200])
-        response: Response[Any] = Redirect("/admin", status_code=303, headers={"Cache-Control": "no-store"})
-        response.set_cookie(
-            key=STAFF_COOKIE,
-            value=done.token,
-            path="/",
-            httponly=True,
-            samesite="lax",
-            secure=not state.settings.embedded,
-            max_age=int(state.settings.staff_session_ttl_seconds),
-        )
-        return response
+        return into_console(done.token, state)
 
 
-API_CONTROLLERS = [StaffSessionController]
+def into_console(session_token: str, state: State) -> Response[Any]:
+    """To /admin with the staff session cookie (`HttpOnly`, `SameSite=Lax`, `Secure` outside the embedded
+    default): how every sign-in ends, the login link's and SSO's."""
+    response: Response[Any] = Redirect("/admin", status_code=303, headers={"Cache-Control": "no-store"})
+    response.set_cookie(
+        key=STAFF_COOKIE,
+        value=session_token,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=not state.settings.embedded,
+        max_age=int(state.settings.staff_session_ttl_seconds),
+    )
+    return response
+
+
+API_CONTROLLERS = [StaffSessionController, StaffSignOutController, CustomerTimelineController]
 BROWSER_CONTROLLERS = [StaffLoginController]
