@@ -48,8 +48,11 @@ from gateway.entitlements.loader import TenantEntitlements, load_tenants
 from gateway.identity.invites import RoleNotAllowed, SeatLimitReached
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import ValidationFailed
+from gateway.metering.allowance_service import AllowanceService
 
 SEATS_FEATURE = "seats"
+# Percentages of the plan's seats at which the customer is told (as metered features' default alerts).
+SEAT_THRESHOLDS = (80, 100)
 
 
 class UnknownRole(ValidationFailed):
@@ -85,22 +88,26 @@ class MemberAdmission:
 
     async def seats(self, tenant_id: str) -> SeatCount:
         """Seats used and the cap, as of this transaction (no lock: for reporting)."""
+        return (await self._seats_and_entitlements(tenant_id))[0]
+
+    async def _seats_and_entitlements(self, tenant_id: str) -> tuple[SeatCount, TenantEntitlements | None]:
         entitlements = await self._entitlements(tenant_id)
         grant = entitlements.features.get(SEATS_FEATURE) if entitlements else None
         used = await self.customers.count_members(tenant_id)
-        return SeatCount(
+        count = SeatCount(
             used=used,
             limit=grant.limit if grant else None,
             soft=grant.soft if grant else False,
             plan=entitlements.plan_key if entitlements else None,
         )
+        return count, entitlements
 
     async def take_seat(self, tenant_id: str) -> SeatCount:
         """Serialise on the tenant, then make sure one more active member fits. The lock is held until
         the caller's transaction ends, so the member it adds next is counted by every later caller."""
         if not await self.customers.lock_members(tenant_id):
             raise CustomerNotFound(f"no customer {tenant_id!r}")
-        seats = await self.seats(tenant_id)
+        seats, entitlements = await self._seats_and_entitlements(tenant_id)
         if not seats.room_for_one_more:
             raise SeatLimitReached(
                 f"all {seats.limit} seats of plan {seats.plan!r} are taken: {seats.used} active members; "
@@ -109,7 +116,32 @@ class MemberAdmission:
                 seats_limit=seats.limit,
                 plan=seats.plan,
             )
+        await self._alert_thresholds(tenant_id, seats, entitlements)
         return seats
+
+    async def _alert_thresholds(
+        self, tenant_id: str, seats: SeatCount, entitlements: TenantEntitlements | None
+    ) -> None:
+        """The seat about to be taken crosses 80 % or 100 % of the plan's seats: `usage.threshold_reached`
+        with feature `seats`, once per threshold per period (the metered features' alert record), in this
+        transaction, so a member that is not added after all sends nothing. The mail and the webhook are
+        the usage alert's."""
+        if seats.limit is None or seats.limit <= 0 or entitlements is None:
+            return
+        taken = seats.used + 1
+        alerts = AllowanceService(self.session)
+        for threshold in SEAT_THRESHOLDS:
+            if seats.used * 100 < threshold * seats.limit <= taken * 100:
+                await alerts.alert_once(
+                    tenant_id,
+                    entitlements.subscription_id,
+                    SEATS_FEATURE,
+                    (entitlements.period_start, entitlements.period_end),
+                    threshold,
+                    taken,
+                    seats.limit,
+                    at=self.clock.now(),
+                )
 
     # -- roles -----------------------------------------------------------------------------------
     async def _policy_snapshot(self) -> PolicySnapshot:

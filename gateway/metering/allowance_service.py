@@ -208,6 +208,11 @@ class AllowanceService:
             "allowance": allowance,
             "period_start": format_timestamp(period[0]),
             "period_end": format_timestamp(period[1]),
+            # The names issue 12 asks consumers to rely on (the ones above stay for existing consumers):
+            # `limit` is the period's allowance, `percent` the threshold crossed (a percentage of it).
+            "customer_id": tenant_id,
+            "limit": allowance,
+            "percent": threshold,
         }
         await record_event(
             self.session, DomainEvent(THRESHOLD_EVENT, "usage_alert", row.id, at, data, tenant_id)

@@ -157,6 +157,55 @@ def to_decimal(found: Any, field: str) -> Decimal:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A meter's definition as plain values, for the ingestion hot loop: reading a mapped ORM attribute
+    costs a descriptor call, and a batch of 1,000 events against two meters reads them ~10,000 times.
+    The filters' allowed texts are computed once instead of per event. Same answers as the module
+    functions (`matches`, `group_key`, `meter_value`), which it calls or mirrors."""
+
+    id: str
+    key: str
+    event_type: str
+    aggregation: str
+    value_property: str | None
+    filters: Mapping[str, Any]
+    group_by: Sequence[Any]
+    kind: Aggregation
+    allowed: tuple[tuple[str, frozenset[str]], ...]
+
+    @classmethod
+    def of(cls, meter: MeterSpec) -> Rule:
+        allowed = tuple(
+            (path, frozenset(as_text(w) for w in (wanted if isinstance(wanted, list) else [wanted])))
+            for path, wanted in meter.filters.items()
+        )
+        return cls(
+            meter.id,
+            meter.key,
+            meter.event_type,
+            meter.aggregation,
+            meter.value_property,
+            dict(meter.filters),
+            tuple(meter.group_by),
+            Aggregation(meter.aggregation),
+            allowed,
+        )
+
+    def matches(self, data: Any) -> bool:
+        for path, texts in self.allowed:
+            found = extract(data, path)
+            if found is _MISSING or as_text(found) not in texts:
+                return False
+        return True
+
+    def value(self, data: Any) -> Decimal | str | None:
+        return None if self.kind is Aggregation.COUNT else meter_value(self, data)
+
+    def group(self, data: Any) -> str:
+        return group_key(self, data) if self.group_by else "[]"
+
+
 def bucket_of(at: datetime) -> datetime:
     """The start of the 15-minute (UTC) bucket holding `at`."""
     offset = (at - _EPOCH) // BUCKET

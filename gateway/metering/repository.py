@@ -12,12 +12,12 @@ cannot deadlock.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+import msgspec
 from sqlalchemy import Table, and_, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -191,7 +191,8 @@ class EventStore:
                 "ids": [e.event_id for e in ordered],
                 "types": [e.type for e in ordered],
                 "subjects": [e.subject for e in ordered],
-                "datas": [json.dumps(e.data, separators=(",", ":")) for e in ordered],
+                # msgspec encodes the JSON back much faster than json.dumps (jsonb re-parses it anyway).
+                "datas": [_json(e.data) for e in ordered],
             }
             await self.session.execute(statement, params)
             return
@@ -334,6 +335,13 @@ class EventStore:
                 delete(k).where(tuple_(k.tenant_id, k.source, k.event_id).in_([tuple(r) for r in chunk]))
             )
         return len(rows)
+
+
+_encode = msgspec.json.Encoder()
+
+
+def _json(data: dict[str, Any]) -> str:
+    return _encode.encode(data).decode()
 
 
 def _table(model: type[Base]) -> Table:

@@ -83,3 +83,18 @@ async def test_usage_credits_refuse_bad_input_and_other_tenants(api: Api, app: L
     await theirs.post(
         f"/v1/customers/{other}/usage_credits", {"feature": "api_calls", "units": 5}, expect=403
     )
+
+
+async def test_a_meters_definition_is_immutable_only_its_name_changes(api: Api) -> None:
+    """Issue 12: roll-ups already hold what the old definition counted, so changing the aggregation,
+    value path, filters or groups of a meter is refused; a new definition is a new meter."""
+    created = await api.post(
+        "/v1/meters", {"key": "calls_imm", "event_type": "call_imm", "aggregation": "count"}
+    )
+    refused = await api.patch(
+        f"/v1/meters/{created['id']}", {"aggregation": "sum", "value_property": "n"}, expect=422
+    )
+    assert refused["detail"] == "Object contains unknown field `aggregation`"
+    renamed = await api.patch(f"/v1/meters/{created['id']}", {"name": "Calls"}, expect=200)
+    assert (renamed["name"], renamed["aggregation"], renamed["value_property"]) == ("Calls", "count", None)
+    assert (await api.get("/v1/meters/calls_imm"))["aggregation"] == "count"

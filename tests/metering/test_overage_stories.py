@@ -79,6 +79,15 @@ async def test_threshold_alerts_fire_once_per_threshold_per_period(api: Api, app
         (80, 8_000, 10_000),
         (100, 10_500, 10_000),
     ]
+    first = min(events, key=lambda e: e["data"]["threshold"])["data"]
+    assert (first["customer_id"], first["feature"], first["used"], first["limit"], first["percent"]) == (
+        customer,
+        feature,
+        8_000,
+        10_000,
+        80,
+    )
+    assert first["period_end"] == "2026-02-01T00:00:00Z"
     # A new period is a new crossing.
     await advance(api, story["clock"], 2026, 2, 1)
     await consume(api, customer, feature, 9_000)

@@ -148,7 +148,8 @@ def test_windows_partition_the_range_on_local_boundaries(
 
 def _midnight_skipped(local: datetime) -> bool:
     """Zones whose clocks jump over midnight (e.g. Santiago) start that day at the jump."""
-    before = (local - timedelta(seconds=1)).astimezone(local.tzinfo)
+    # One real second earlier (through UTC: arithmetic on an aware local time is wall-clock arithmetic).
+    before = (local.astimezone(UTC) - timedelta(seconds=1)).astimezone(local.tzinfo)
     return before.date() < local.date() and local.hour <= 1
 
 
