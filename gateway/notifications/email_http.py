@@ -1,4 +1,5 @@
-"""/v1/email_suppressions, /v1/email_branding, /v1/customers/{id}/email_preferences, /v1/email_templates."""
+"""/v1/email_messages, /v1/email_suppressions, /v1/email_branding, /v1/customers/{id}/email_preferences,
+/v1/email_templates."""
 
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import NotFound, ValidationFailed
 from gateway.kernel.ids import new_id
-from gateway.notifications.email_models import EmailBranding, EmailPreference, EmailSuppression
+from gateway.notifications.email_models import (
+    EmailBranding,
+    EmailMessage,
+    EmailPreference,
+    EmailSuppression,
+)
 from gateway.notifications.email_render import TEMPLATES, render
 from gateway.notifications.email_service import PLATFORM_SCOPE, brand_for
 from gateway.web.problems import ERROR_RESPONSES
@@ -40,6 +46,58 @@ class TemplateNotFound(NotFound):
 
 class SuppressionNotFound(NotFound):
     code = "email_suppression_not_found"
+
+
+class MessageNotFound(NotFound):
+    code = "email_message_not_found"
+
+
+class Message(Struct):
+    """What was sent to whom: the log row without the raw message (it may carry an invoice PDF)."""
+
+    id: str
+    object: Literal["email_message"]
+    customer: str | None
+    event_type: str
+    template: str
+    recipient: str
+    locale: str
+    subject: str
+    status: str
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    sent_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: EmailMessage) -> Message:
+        return cls(
+            row.id,
+            "email_message",
+            row.tenant_id,
+            row.event_type,
+            row.template,
+            row.recipient,
+            row.locale,
+            row.subject,
+            row.status,
+            row.attempts,
+            row.last_error,
+            row.next_attempt_at,
+            row.sent_at,
+            row.created_at,
+        )
+
+
+class MessageList(Struct):
+    data: list[Message]
+    has_more: bool
+    next_cursor: str | None
+    object: Literal["list"] = "list"
+
+
+MessageStatus = Literal["pending", "sent", "failed", "suppressed", "unknown"]
 
 
 class SuppressionCreate(Struct, forbid_unknown_fields=True):
@@ -113,6 +171,50 @@ class Preview(Struct):
 
 def _scope(principal: Principal) -> str:
     return principal.tenant_id or PLATFORM_SCOPE
+
+
+class EmailMessageController(Controller):
+    """The message log. A tenant key sees its own customer's messages only (another's read as missing)."""
+
+    path = "/email_messages"
+    tags = ["email"]
+
+    @get("/", opt=READ, responses=ERROR_RESPONSES, summary="List sent and queued e-mails, newest first")
+    async def list_(
+        self,
+        session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        customer: Annotated[str | None, QueryParameter(name="customer", max_length=40)] = None,
+        status: Annotated[MessageStatus | None, QueryParameter(name="status")] = None,
+        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=100)] = 20,
+        starting_after: Annotated[str | None, QueryParameter(name="starting_after", max_length=40)] = None,
+    ) -> MessageList:
+        query = select(EmailMessage).order_by(EmailMessage.id.desc()).limit(limit + 1)
+        if principal.tenant_id:
+            query = query.where(EmailMessage.tenant_id == principal.tenant_id)
+        if customer is not None:
+            query = query.where(EmailMessage.tenant_id == customer)
+        if status is not None:
+            query = query.where(EmailMessage.status == status)
+        if starting_after is not None:
+            # ids are time-ordered (ULIDs): older than the cursor is further down the list.
+            query = query.where(EmailMessage.id < starting_after)
+        rows = list((await session.scalars(query)).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return MessageList([Message.of(r) for r in rows], more, rows[-1].id if more else None)
+
+    @get("/{message_id:str}", opt=READ, responses=ERROR_RESPONSES, summary="Retrieve one e-mail's log entry")
+    async def retrieve(
+        self,
+        message_id: FromPath[str],
+        session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+    ) -> Message:
+        row = await session.get(EmailMessage, message_id[:40])
+        if row is None or (principal.tenant_id and row.tenant_id != principal.tenant_id):
+            raise MessageNotFound(f"no e-mail message {message_id!r}")
+        return Message.of(row)
 
 
 class EmailSuppressionController(Controller):
@@ -329,6 +431,7 @@ class EmailTemplateController(Controller):
 
 
 CONTROLLERS = [
+    EmailMessageController,
     EmailSuppressionController,
     EmailBrandingController,
     EmailPreferencesController,

@@ -38,6 +38,7 @@ from gateway.billing.service import Issuer
 from gateway.customers.models import Customer, Membership, User
 from gateway.db.outbox import OutboxEvent
 from gateway.db.session import Database
+from gateway.dunning.service import is_dunned
 from gateway.kernel.clock import Clock
 from gateway.kernel.ids import new_id
 from gateway.notifications.email_models import EmailBranding, EmailMessage, EmailPreference, EmailSuppression
@@ -113,7 +114,7 @@ class MailConfig:
 
 def customer_locale(customer: Customer | None) -> str:
     """The customer's language for mails: `preferred_locale` when set and supported, else English."""
-    value = getattr(customer, "preferred_locale", None) if customer is not None else None
+    value = customer.preferred_locale if customer is not None else None
     if not value:
         return i18n.DEFAULT_LOCALE
     try:
@@ -157,6 +158,16 @@ async def suppression_of(
     return (await session.scalars(query.limit(1))).first()
 
 
+async def _dunning_speaks(session: AsyncSession, data: dict[str, Any]) -> bool:
+    """Whether the failed payment's invoice is one dunning retries (gateway/dunning.service.is_dunned):
+    its campaign decides which failures mail the customer."""
+    invoice_id = (data.get("payment") or {}).get("invoice")
+    if not invoice_id:
+        return False
+    invoice = await session.get(Invoice, invoice_id)
+    return invoice is not None and is_dunned(invoice)
+
+
 class EmailQueuer:
     """The relay consumer: outbox event → rendered messages, one row per recipient."""
 
@@ -175,6 +186,8 @@ class EmailQueuer:
         else:
             template = EVENT_TEMPLATES[event.type]
             tenant_id = event.tenant_id
+            if event.type == "payment.failed" and await _dunning_speaks(session, data):
+                return  # the campaign's steps send it (dunning.email_requested): one mail, not two
         if not tenant_id:
             return
         customer = await session.get(Customer, tenant_id)

@@ -56,15 +56,20 @@ DIRECT_TYPES = frozenset(
         # A metered feature's usage reached an alert percentage of its period allowance (once per
         # threshold per period; gateway/metering/allowance.py).
         "usage.threshold_reached",
+        # A hosted checkout created its customer and subscription (gateway/portal).
+        "checkout.completed",
     }
 )
-PREFIXES = ("subscription.", "invoice.")
+PREFIXES = ("subscription.", "invoice.", "dunning.")
+# Internal requests between packages, never sent to an app (the e-mail package sends the mail itself).
+INTERNAL_TYPES = frozenset({"dunning.email_requested"})
 # Events a replay looks at per call (the answer says where to go on).
 REPLAY_LIMIT = 1000
 EVENT_TYPES = (
     *sorted(DIRECT_TYPES | {"member.role_changed"}),
     "subscription.*",
     "invoice.*",
+    "dunning.*",
 )
 
 
@@ -74,6 +79,8 @@ class EndpointNotFound(NotFound):
 
 def webhook_type(event: OutboxEvent) -> str | None:
     """The webhook event an outbox event becomes, or None if it is not sent."""
+    if event.type in INTERNAL_TYPES:
+        return None
     if event.type in DIRECT_TYPES or event.type.startswith(PREFIXES):
         return event.type
     if event.type == "member.updated":

@@ -12,13 +12,13 @@ from litestar import Litestar
 from sqlalchemy import select
 
 from gateway.config import Settings
-from gateway.customers.models import Customer
 from gateway.db.outbox import record_event
 from gateway.db.session import Database
 from gateway.kernel.clock import FrozenClock
 from gateway.kernel.events import DomainEvent
 from gateway.notifications.email_models import EmailMessage
 from gateway.notifications.email_service import EmailSender
+from tests.billing.test_render import pdf_words
 from tests.conftest import Api
 from tests.notifications.smtp import Mailbox, SmtpServer, html_part, text_part
 from tests.provisioning.helpers import manual_settings, settle
@@ -50,15 +50,10 @@ def settings(smtp: SmtpServer) -> Settings:
     )
 
 
-def speaks_dutch(monkeypatch: pytest.MonkeyPatch, *customer_ids: str) -> None:
-    """`Customer.preferred_locale` comes with the `lang` branch; until it is merged, the mail code reads it
-    with getattr, and this gives the named customers Dutch the same way."""
-    if "preferred_locale" in Customer.__table__.columns:
-        raise AssertionError("preferred_locale exists now: set it through PATCH /v1/customers instead")
-    ids = set(customer_ids)
-    monkeypatch.setattr(
-        Customer, "preferred_locale", property(lambda self: "nl" if self.id in ids else None), raising=False
-    )
+async def speaks_dutch(api: Api, customer_id: str) -> None:
+    """The customer chooses Dutch through the API (`nl-NL` is stored as `nl_NL`)."""
+    updated = await api.patch(f"/v1/customers/{customer_id}", {"preferred_locale": "nl-NL"})
+    assert updated["preferred_locale"] == "nl_NL"
 
 
 async def customer(api: Api, email: str | None, currency: str = "EUR", name: str = "Bakkerij Jansen") -> str:
@@ -85,10 +80,10 @@ async def messages(db: Database) -> list[EmailMessage]:
 
 
 async def test_an_invoice_finalised_for_a_dutch_customer_is_one_dutch_mail_with_its_pdf(
-    api: Api, app: Litestar, mailbox: Mailbox, db: Database, monkeypatch: pytest.MonkeyPatch
+    api: Api, app: Litestar, mailbox: Mailbox, db: Database
 ) -> None:
     jansen = await customer(api, "Boekhouding@Jansen.example")
-    speaks_dutch(monkeypatch, jansen)
+    await speaks_dutch(api, jansen)
     invoice = await finalised_invoice(api, jansen)
     number = invoice["number"]
 
@@ -107,12 +102,38 @@ async def test_an_invoice_finalised_for_a_dutch_customer_is_one_dutch_mail_with_
     assert '<html lang="nl">' in html and f"<p>Te betalen: {EURO_35_09}</p>" in html
     [pdf] = list(message.iter_attachments())
     assert (pdf.get_filename(), pdf.get_content_type()) == (f"{number}.pdf", "application/pdf")
-    assert pdf.get_content().startswith(b"%PDF")
+    # The attached PDF is the Dutch invoice, as GET /v1/invoices/{id}/pdf serves it.
+    attached = pdf_words(pdf.get_content())
+    for expected in [f"Factuur {number}", "Omschrijving Aantal Stukprijs", "Broodjes", "Te betalen € 35,09"]:
+        assert expected in attached, f"{expected!r} not in {attached}"
+    served = await api.client.get(f"/v1/invoices/{invoice['id']}/pdf", headers=api._headers(None))
+    assert served.status_code == 200
+    assert pdf_words(served.content) == attached
 
     await settle(api, app)  # nothing new: a sent message is not sent again
     [row] = await messages(db)
-    assert (row.status, row.attempts, row.template, row.locale) == ("sent", 1, "invoice_finalized", "nl")
+    assert (row.status, row.attempts, row.template, row.locale) == ("sent", 1, "invoice_finalized", "nl_NL")
     assert len(mailbox.arrived) == 1
+
+    # The message log says what went to whom, filtered by customer and status.
+    listed = await api.get("/v1/email_messages", params={"customer": jansen, "status": "sent"})
+    [logged] = listed["data"]
+    assert (logged["id"], logged["customer"], logged["recipient"], logged["template"]) == (
+        row.id,
+        jansen,
+        "boekhouding@jansen.example",
+        "invoice_finalized",
+    )
+    assert (logged["status"], logged["attempts"], logged["locale"], logged["subject"]) == (
+        "sent",
+        1,
+        "nl_NL",
+        f"Factuur {number} van Acme Cloud",
+    )
+    assert (await api.get(f"/v1/email_messages/{row.id}")) == logged
+    failed = await api.get("/v1/email_messages", params={"customer": jansen, "status": "failed"})
+    assert failed["data"] == []
+    await api.get("/v1/email_messages/emsg_nope", expect=404)
 
 
 async def test_billing_members_get_it_too_and_a_suppressed_address_gets_nothing(

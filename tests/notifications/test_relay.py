@@ -81,8 +81,8 @@ async def test_filtered_events_are_passed_over_once(db: Database, clock: FrozenC
 
 async def test_relay_once_job_runs_the_default_consumers(db: Database, clock: FrozenClock) -> None:
     await write(db, "policy.published")
-    # provisioning, metrics, audit, webhooks, payments and email each saw the event
-    assert await relay_once(db, clock) == 6
+    # provisioning, metrics, audit, webhooks, payments, dunning and email each saw the event
+    assert await relay_once(db, clock) == 7
     assert await relay_once(db, clock) == 0
-    for name in ("provisioning", "metrics", "audit", "webhooks", "payments", "email"):
+    for name in ("provisioning", "metrics", "audit", "webhooks", "payments", "dunning", "email"):
         assert await watermark(db, name) == 1
