@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from benchmarks._scratch_db import ensure_database
 from gateway.all_models import Base
 from gateway.billing.models import Invoice
 from gateway.billing.run import billing_run
@@ -61,7 +62,7 @@ CATALOG_AT = datetime(2025, 12, 1, tzinfo=UTC)
 CREATED_AT = datetime(2025, 12, 10, 9, 0, tzinfo=UTC)
 RUN_AT = datetime(2026, 1, 20, tzinfo=UTC)
 SEED_CHUNK = 5_000
-DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/tg_billbench"
+DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/tiergate_bench_billing_run"
 
 
 # -- seeding -------------------------------------------------------------------------------------
@@ -313,6 +314,7 @@ def main() -> int:
     n, url = args.subscriptions, args.database_url
     if not url.startswith("postgresql"):
         parser.error("the billing run benchmark needs PostgreSQL")
+    asyncio.run(ensure_database(url))
 
     rows: list[Measured] = []
     floor_seconds: float | None = None

@@ -9,6 +9,7 @@ from gateway.catalog import models as catalog_models
 from gateway.customers import models as customer_models
 from gateway.db import idempotency, outbox
 from gateway.db.base import Base
+from gateway.dunning import models as dunning_models
 from gateway.identity import invites as invite_models
 from gateway.identity import models as identity_models
 from gateway.identity import revocation as revocation_models
@@ -19,6 +20,9 @@ from gateway.notifications import email_models as email_models
 from gateway.notifications import models as notification_models
 from gateway.notifications import relay as relay_models
 from gateway.payments import models as payment_models
+from gateway.portal import config_models as portal_config_models
+from gateway.portal import experiment_models as portal_experiment_models
+from gateway.portal import session_models as portal_session_models
 from gateway.provisioning import models as provisioning_models
 from gateway.scim import models as scim_models
 from gateway.sso import models as sso_models
@@ -34,6 +38,7 @@ __all__ = [
     "billing_models",
     "catalog_models",
     "customer_models",
+    "dunning_models",
     "email_models",
     "idempotency",
     "identity_models",
@@ -44,6 +49,9 @@ __all__ = [
     "notification_models",
     "outbox",
     "payment_models",
+    "portal_config_models",
+    "portal_experiment_models",
+    "portal_session_models",
     "provisioning_models",
     "relay_models",
     "revocation_models",

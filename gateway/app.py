@@ -24,8 +24,12 @@ from litestar.openapi.spec import Components, SecurityScheme
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import gateway.admin
+import gateway.portal
+import gateway.webui
 from gateway.admin.http import API_CONTROLLERS as STAFF_API
 from gateway.admin.http import BROWSER_CONTROLLERS as STAFF_BROWSER
+from gateway.admin.pages import ADMIN_PAGES
 from gateway.admin.staff import StaffGate
 from gateway.audit.http import CONTROLLERS as AUDIT
 from gateway.authz.domain import PolicySnapshot
@@ -38,6 +42,7 @@ from gateway.config import Settings, load_settings
 from gateway.customers.http import CONTROLLERS as CUSTOMERS
 from gateway.db.redis import redis_client as make_redis_client
 from gateway.db.session import Database, is_sqlite
+from gateway.dunning.http import CONTROLLERS as DUNNING
 from gateway.entitlements.breaker import CircuitBreaker, GuardedQuotaStore
 from gateway.entitlements.changes import ChangeNotifier
 from gateway.entitlements.engine import Engine, EngineSettings
@@ -78,6 +83,10 @@ from gateway.payments.lookup import billing_config as payments_billing_config
 from gateway.payments.providers.registry import ProviderRegistry
 from gateway.payments.runtime import PaymentsRuntime, run_reconciler
 from gateway.payments.service import PaymentService, PaymentSettings, ensure_embedded_account
+from gateway.portal.experiment_http import CONTROLLERS as EXPERIMENTS
+from gateway.portal.http_portal import API_CONTROLLERS as PORTAL_API
+from gateway.portal.http_portal import PORTAL_PAGES
+from gateway.portal.pricing_pages import ROUTERS as PRICING_PAGES
 from gateway.provisioning.hooks import discover_hooks
 from gateway.provisioning.http import CONTROLLERS as PRIVACY
 from gateway.provisioning.http import provide_member_directory
@@ -103,10 +112,22 @@ from gateway.web.openapi import docs_assets_router, document_operations, render_
 from gateway.web.openapi_constraints import ConstrainedStructSchemaPlugin
 from gateway.web.problems import EXCEPTION_HANDLERS
 from gateway.web.strict import reject_unknown_query_params
+from gateway.webui.assets import AssetRegistry, serve_static
+from gateway.webui.pages import template_config
 from gateway.worker.dashboard import dashboard_router
 from gateway.worker.jobs import InProcessJobs, SaqJobs, job_context, saq_queue
 
 log = logging.getLogger("tiergate")
+
+# The page packages (WEB.md): each keeps its templates in `templates/<package>/` and its scripts and
+# styles in `static/<package>/` (the shared layout, macros and vendored assets are gateway/webui's).
+PAGE_PACKAGES = [
+    Path(gateway.webui.__file__).parent,
+    Path(gateway.portal.__file__).parent,
+    Path(gateway.admin.__file__).parent,
+]
+# Their routers (gateway.webui.pages.page_router): CSRF, CSP and error pages on every one.
+PAGE_ROUTERS: list[Router] = [*PRICING_PAGES, PORTAL_PAGES, ADMIN_PAGES]
 
 
 async def nudge_after_writes(request: Request[Any, Any, Any]) -> None:
@@ -232,6 +253,9 @@ def create_app(
     )
     state.sessions = sessions
     state.secret_box = secret_box
+    # Pages (WEB.md): their static files by hashed name, and the secret their CSRF tokens are signed with.
+    state.assets = AssetRegistry.scan(folder / "static" for folder in PAGE_PACKAGES)
+    state.csrf_secret = secret_box.derive("csrf")
     state.sso_pending = sso_pending
     state.sso_oidc = sso_oidc
     # Payments: provider adapters from accounts (credentials opened with the secret box); test clocks move
@@ -264,6 +288,7 @@ def create_app(
     state.metrics_exporter = EngineExporter(engine)
     state.metrics_db = DatabaseGauges(database, clock, settings.health_check_timeout_seconds)
     revocations.on_tenant_revoked.append(key_cache.forget_tenant)
+    revocations.on_keys_revoked.append(key_cache.forget_keys)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -390,6 +415,9 @@ def create_app(
         *PRIVACY,
         *METRICS,
         *STAFF_API,
+        *DUNNING,
+        *EXPERIMENTS,
+        *PORTAL_API,
     ]
     v1 = Router(
         path="/v1",
@@ -423,6 +451,8 @@ def create_app(
             *mounted,
             dashboard_router(job_queue),
             *STAFF_BROWSER,
+            serve_static,
+            *PAGE_ROUTERS,
         ],
         # One guard for every route: the permission matrix (gateway/web/permissions.py) says who may call
         # each operation, and it authenticates API keys where they are the credential.
@@ -451,6 +481,7 @@ def create_app(
             "member_admission": Provide(provide_member_admission, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        template_config=template_config(folder / "templates" for folder in PAGE_PACKAGES),
         middleware=middleware,
         plugins=plugins,
         lifespan=lifespans,

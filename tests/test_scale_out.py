@@ -4,14 +4,19 @@ PostgreSQL + Redis, production settings (no migrations on start, Redis for quota
 - A plan change and a policy edit made through replica 1 are answered by /v1/check on replicas 2 and 3
   within the propagation bound (the 1 s poll; the Redis nudge is what makes it faster).
 - Quota counters are shared: units consumed on any replica count against the one limit.
+- A tenant API key revoked through replica 1 is refused by replicas 2 and 3 within the bound, though both
+  had it cached.
 - One replica killed (kill -9 of its whole process group): the other two keep answering, and a client
   that moves a failed request to the next replica loses none.
+- Two `tiergate worker` processes share one billing run (`SKIP LOCKED` batches) and bill each due
+  subscription's period exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -188,6 +193,29 @@ def test_changes_through_one_replica_reach_the_others_within_the_bound(replicas:
     assert version["version"] == 2
 
 
+def test_a_key_revoked_through_one_replica_is_refused_by_the_others_within_the_bound(
+    replicas: list[Replica],
+) -> None:
+    r1, r2, r3 = replicas
+    customer = call(r1, "POST", "/v1/customers", {"name": "Keyed", "currency": "USD"})["id"]
+    key = call(
+        r1, "POST", "/v1/api_keys", {"name": "app", "scopes": ["customers:read"], "customer": customer}
+    )
+    own = {"Authorization": f"Bearer {key['secret']}"}
+    for replica in (r2, r3):  # both replicas know (and cache) the key
+        assert httpx.get(f"{replica.url}/v1/customers/{customer}", headers=own, timeout=10).status_code == 200
+    call(r1, "POST", f"/v1/api_keys/{key['id']}/revoke", {})
+    t0 = time.monotonic()
+    for replica in (r2, r3):
+        while True:
+            status = httpx.get(f"{replica.url}/v1/customers/{customer}", headers=own, timeout=10).status_code
+            waited = time.monotonic() - t0
+            if status == 401:
+                break
+            assert status == 200 and waited < PROPAGATION_BOUND_SECONDS, (replica.url, status, waited)
+            time.sleep(0.01)
+
+
 def test_quota_counters_are_shared_by_every_replica(replicas: list[Replica]) -> None:
     r1, r2, r3 = replicas
     customer = call(r1, "POST", "/v1/customers", {"name": "Quota", "currency": "USD"})["id"]
@@ -244,3 +272,98 @@ def test_one_replica_killed_the_others_keep_answering(replicas: list[Replica]) -
     # The survivors still take writes and see each other's.
     call(r2, "POST", "/v1/check", {"customer": customer, "feature": "projects", "consume": True})
     assert call(r1, "POST", "/v1/check", {"customer": customer, "feature": "projects"})["used"] == 1
+
+
+class Worker:
+    """One `tiergate worker` process (no Redis: its jobs run in process, every `interval` seconds)."""
+
+    def __init__(self, database_url: str, interval: float) -> None:
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the worker
+        env = {
+            **os.environ,
+            "TIERGATE_DATABASE_URL": database_url,
+            "TIERGATE_REDIS_URL": "",
+            "TIERGATE_MIGRATE_ON_START": "false",
+            "TIERGATE_SCHEDULER_INTERVAL_SECONDS": str(interval),
+            "TIERGATE_BILLING_RUN_BATCH_SIZE": "5",  # small batches, so both workers find some
+            "TIERGATE_LOG_LEVEL": "INFO",
+            "TIERGATE_LOG_FORMAT": "json",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from gateway.cli import main; main()", "worker"],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def renewals(self) -> int:
+        """Steps this worker's billing runs took, from its own log lines."""
+        self.log.seek(0)
+        text = self.log.read().decode(errors="replace")
+        return sum(int(n) for n in re.findall(r"billing run: (\d+) steps", text))
+
+    def tail(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+def test_two_workers_share_the_billing_run_and_bill_each_subscription_once() -> None:
+    url = prepare_database("workers")
+    [replica] = replicas_on(url, REDIS_URL, 1)
+    try:
+        subs = []
+        for n in range(40):  # one live subscription per customer
+            customer = call(replica, "POST", "/v1/customers", {"name": f"Many {n}", "currency": "USD"})["id"]
+            body = {"customer": customer, "price": "basic_monthly", "trial_days": 0}
+            subs.append(call(replica, "POST", "/v1/subscriptions", body)["id"])
+    finally:
+        replica.kill()
+
+    async def make_due() -> None:
+        db = Database(url, pooled=False)
+        async with db.unit_of_work() as session:  # their first periods end now: each renews once
+            await session.execute(
+                text(
+                    "UPDATE subscriptions SET current_period_end = now() - interval '100 milliseconds', "
+                    "next_action_at = now() - interval '100 milliseconds' WHERE id = ANY(:ids)"
+                ),
+                {"ids": subs},
+            )
+        await db.dispose()
+
+    async def renewal_invoices() -> dict[str, int]:
+        db = Database(url, pooled=False)
+        async with db.unit_of_work() as session:
+            rows = await session.execute(
+                text(
+                    "SELECT subscription_id, count(*) FROM invoices "
+                    "WHERE billing_reason = 'subscription_cycle' GROUP BY subscription_id"
+                )
+            )
+            counted = {str(sub): int(n) for sub, n in rows.all()}
+        await db.dispose()
+        return counted
+
+    time.sleep(0.5)  # the periods end after the last subscription began
+    asyncio.run(make_due())
+    workers = [Worker(url, interval=0.5), Worker(url, interval=0.5)]
+    try:
+        deadline = time.monotonic() + 90
+        while len(asyncio.run(renewal_invoices())) < len(subs):
+            assert time.monotonic() < deadline, f"not every subscription renewed: {workers[0].tail()}"
+            time.sleep(0.5)
+        time.sleep(2)  # a few more passes: nothing more must be billed
+        counted = asyncio.run(renewal_invoices())
+        assert counted == dict.fromkeys(subs, 1)  # each subscription's period billed once
+        shares = [worker.renewals() for worker in workers]
+        assert sum(shares) >= len(subs) and all(share > 0 for share in shares), shares
+    finally:
+        for worker in workers:
+            worker.stop()

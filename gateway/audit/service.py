@@ -90,6 +90,11 @@ AUDITED_EVENTS = {
     "sso_connection.deleted": "sso_connection.deleted",
     "user.exported": "user.exported",
     "invoice.reopened": "invoice.reopened",  # a paid invoice due again (chargeback)
+    # Dunning's decisions about a customer's access and subscription (gateway/dunning).
+    "dunning.started": "dunning.started",
+    "dunning.exhausted": "dunning.exhausted",
+    "dunning.recovered": "dunning.recovered",
+    "dunning.stopped": "dunning.stopped",
 }
 # Entries name people by id: an address an event carries (invite.created) is left out of the entry.
 _PERSONAL_KEYS = ("email",)

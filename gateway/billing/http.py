@@ -17,7 +17,7 @@ from gateway.billing.domain import BillingReason, LineKind
 from gateway.billing.models import Invoice, PeriodUsage
 from gateway.billing.rating import rate
 from gateway.billing.render import render_html, render_pdf
-from gateway.billing.rendering import document_of
+from gateway.billing.rendering import credit_note_document, document_of
 from gateway.billing.wiring import BillingConfig, BillingServices, billing_services
 from gateway.catalog import price_terms
 from gateway.catalog.domain import UsageType
@@ -400,6 +400,49 @@ class CreditNoteController(Controller):
         return s.CreditNote.of(
             await billing.invoices.get_credit_note(credit_note_id, scope=principal.tenant_id)
         )
+
+    @get(
+        "/{credit_note_id:str}/html",
+        opt=READ,
+        responses=ERROR_RESPONSES,
+        media_type="text/html",
+        summary="The credit note as a printable HTML page, in the customer's language",
+    )
+    async def html(
+        self,
+        credit_note_id: FromPath[str],
+        billing: NamedDependency[BillingServices],
+        principal: NamedDependency[Principal],
+    ) -> str:
+        return render_html(await _credit_note_document(billing, credit_note_id, principal))
+
+    @get(
+        "/{credit_note_id:str}/pdf",
+        opt=READ,
+        responses=ERROR_RESPONSES,
+        media_type="application/pdf",
+        summary="The credit note as a PDF, in the customer's language",
+    )
+    async def pdf(
+        self,
+        credit_note_id: FromPath[str],
+        billing: NamedDependency[BillingServices],
+        principal: NamedDependency[Principal],
+    ) -> Response[bytes]:
+        doc = await _credit_note_document(billing, credit_note_id, principal)
+        return Response(
+            render_pdf(doc),
+            media_type="application/pdf",
+            headers={"content-disposition": f'inline; filename="{doc.number}.pdf"'},
+        )
+
+
+async def _credit_note_document(billing: BillingServices, credit_note_id: str, principal: Principal) -> Any:
+    note = await billing.invoices.get_credit_note(credit_note_id[:40], scope=principal.tenant_id)
+    invoice = await billing.invoices.get(note.invoice_id, scope=None)
+    customer = await billing.customers.get(invoice.tenant_id)
+    lines = await billing.invoices.lines(invoice)
+    return credit_note_document(note, invoice, lines, customer, billing.invoices.issuer)
 
 
 class CustomerBillingController(Controller):

@@ -164,6 +164,14 @@ class SubscriptionBilling:
         from_at = at if data.get("billing_cycle_anchor") == "unchanged" else None
         await self.invoice_period(sub, at, BillingReason.SUBSCRIPTION_CYCLE, from_at=from_at)
 
+    async def _incomplete_expired(self, sub: Subscription, at: datetime, data: dict[str, Any]) -> None:
+        """The first invoice stayed unpaid for the whole window: the subscription never started, so its
+        open invoices are voided (as Stripe does): nobody is asked, collected or dunned for it again."""
+        for invoice in await self.repo.list_invoices(
+            after=None, limit=100, scope=sub.tenant_id, subscription_id=sub.id, status="open"
+        ):
+            await self.invoices.void(invoice, at)
+
     async def _ended(self, sub: Subscription, at: datetime, data: dict[str, Any]) -> None:
         """The last period: its metered usage in arrears; with `prorate`, a credit for the unused paid
         time; with `invoice_now`, the pending items too. Billed at once when there is anything."""
@@ -660,4 +668,5 @@ _HANDLERS: dict[str, _Handler] = {
     "subscription.addon_removed": _addon_removed,
     "subscription.canceled": SubscriptionBilling._ended,
     "subscription.expired": SubscriptionBilling._ended,
+    "subscription.incomplete_expired": SubscriptionBilling._incomplete_expired,
 }

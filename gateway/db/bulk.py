@@ -52,12 +52,29 @@ def buffer_row(session: AsyncSession, table: FromClause, row: dict[str, Any]) ->
 
 
 def buffer_object(session: AsyncSession, obj: DeclarativeBase) -> bool:
-    """Keep a new ORM object, not added to the session; it is written as it stands at the batch's end."""
+    """Keep a new ORM object, not added to the session; it is written as it stands at the batch's end.
+
+    Its unset attributes take their columns' Python-side defaults now, as a flush would give them: the
+    batch goes on using the object (an invoice credit pays in full is marked paid at the batch's end,
+    `amount_paid += …`), and a default known only to the INSERT left it None until then."""
     buffer: dict[FromClause, list[Any]] | None = session.info.get(_KEY)
     if buffer is None:
         return False
+    _fill_defaults(obj)
     buffer.setdefault(obj.__table__, []).append(obj)
     return True
+
+
+def _fill_defaults(obj: Any) -> None:
+    state = obj.__dict__
+    for prop in obj.__mapper__.column_attrs:
+        default = prop.columns[0].default
+        if prop.key in state or default is None:
+            continue
+        if default.is_scalar:
+            setattr(obj, prop.key, default.arg)
+        elif default.is_callable:  # dict, list, ...: SQLAlchemy wraps them to take an execution context
+            setattr(obj, prop.key, default.arg(None))
 
 
 async def write_buffered(session: AsyncSession) -> int:

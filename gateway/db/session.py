@@ -12,6 +12,9 @@ from sqlalchemy.pool import NullPool
 
 from gateway.db.outbox import set_actor
 
+# The execution option that makes a SQLite transaction begin deferred (`unit_of_work(read_only=True)`).
+DEFERRED = "tiergate_sqlite_deferred"
+
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
@@ -28,8 +31,10 @@ class Database:
         elif not is_sqlite(url):
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        in_memory = ":memory:" in url or url.rstrip("/").endswith(":")
+        self._deferrable = is_sqlite(url) and not in_memory
         if is_sqlite(url):
-            _sqlite_pragmas(self.engine)
+            _sqlite_pragmas(self.engine, in_memory=in_memory)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
 
     @property
@@ -37,11 +42,17 @@ class Database:
         return self.engine.dialect.name
 
     @asynccontextmanager
-    async def unit_of_work(self, *, actor: str | None = None) -> AsyncIterator[AsyncSession]:
+    async def unit_of_work(
+        self, *, actor: str | None = None, read_only: bool = False
+    ) -> AsyncIterator[AsyncSession]:
         """A session in one transaction: committed if the block succeeds, rolled back if it raises,
         so a refused request never leaves a partial write behind. `actor`: who it acts for (a job's
-        `system:<name>`; see `gateway.db.outbox.set_actor`)."""
+        `system:<name>`; see `gateway.db.outbox.set_actor`). `read_only`: on SQLite, the transaction
+        does not take the write lock when it starts (see `_sqlite_pragmas`), so it neither waits for a
+        writer nor holds one up; a write in it can then fail with "database is locked"."""
         async with self.sessionmaker() as session, session.begin():
+            if read_only and self._deferrable:
+                await session.connection(execution_options={DEFERRED: True})
             if actor is not None:
                 set_actor(session, actor)
             yield session
@@ -69,12 +80,32 @@ def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     event.listen(session.sync_session, "after_commit", on_commit)
 
 
-def _sqlite_pragmas(engine: AsyncEngine) -> None:
+def _sqlite_pragmas(engine: AsyncEngine, *, in_memory: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
         cursor = dbapi_connection.cursor()
         # Foreign keys are off by default in SQLite; WAL lets readers run beside the one writer.
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        # A writer waits for the one write lock (in aiosqlite's thread, never on the event loop), on a
+        # loaded 2-core machine sometimes for seconds.
+        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        if not in_memory:
+            # The driver's own transaction handling is switched off: SQLAlchemy's `begin` below opens each
+            # transaction itself.
+            dbapi_connection.isolation_level = None
+
+    if in_memory:
+        return  # one shared connection (StaticPool): sessions already share its one transaction
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection):  # type: ignore[no-untyped-def]
+        # A transaction takes the write lock when it starts. With the driver's deferred BEGIN, one that
+        # read first and then wrote after another connection had committed failed at once with "database
+        # is locked" (SQLite cannot move a stale read snapshot forward, and busy_timeout does not apply
+        # then): a hosted checkout met that beside the relay's tick. Taken up front, writers queue
+        # instead. Transactions that only read (`unit_of_work(read_only=True)`: the API-key and revocation
+        # reads) begin deferred, so they run beside the writer as WAL allows.
+        deferred = connection.get_execution_options().get(DEFERRED)
+        connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")

@@ -130,7 +130,7 @@ class EngineView:
         entitlements = self.tenants.get(tenant_id)
         if entitlements is None:
             return False
-        return TenantStanding(tenant_id, entitlements.plan_node, entitlements.status).grants_access
+        return entitlements.standing.grants_access
 
     def seats_used(self, tenant_id: str) -> int:
         """Active members of the tenant, as the index knows them (each holds one seat)."""
@@ -193,16 +193,21 @@ class EngineView:
             None,
         )
 
-    async def _check_feature(
-        self, tenant_id: str, feature: str, *, quantity: int = 1, consume: bool = False
-    ) -> FeatureVerdict:
-        """Is `feature` available to the tenant for `quantity` more units; with `consume`, take them
-        (atomically: reserve a gauge, or count metered usage for the current period)."""
-        entitlements = self.tenant(tenant_id)
+    def check_feature_now(self, tenant_id: str, feature: str, *, quantity: int = 1) -> FeatureVerdict | None:
+        """`check_feature`'s answer when the index alone gives it (unknown tenant, no access, not in the
+        plan, an on/off feature, seats), counted like any verdict; None when the quota store must be
+        asked (a gauge or a metered balance). Lets a batch skip a coroutine per item."""
+        verdict = self._feature_from_index(tenant_id, feature, quantity)
+        if verdict is not None:
+            self._engine.feature_verdicts[verdict.reason] += 1
+        return verdict
+
+    def _feature_from_index(self, tenant_id: str, feature: str, quantity: int) -> FeatureVerdict | None:
+        entitlements = self.tenants.get(tenant_id)
         if entitlements is None:
             return FeatureVerdict(False, "unknown_tenant", feature, None, None, None, None, None)
         grant = entitlements.features.get(feature)
-        if not self.has_access(tenant_id):
+        if not entitlements.standing.grants_access:
             return FeatureVerdict(
                 False,
                 "subscription_inactive",
@@ -217,7 +222,6 @@ class EngineView:
             return FeatureVerdict(False, "feature_not_in_plan", feature, None, None, None, None, None)
         if grant.kind is FeatureKind.BOOLEAN:
             return FeatureVerdict(True, "allowed", feature, grant.kind.value, None, None, None, None)
-        quotas = self._engine.quotas
         if grant.kind is FeatureKind.GAUGE and feature == SEATS_FEATURE:
             # Members take seats (through the one seat check), so `used` is the active members the index
             # holds; `consume` reserves nothing here: a seat is taken by adding the member.
@@ -225,6 +229,20 @@ class EngineView:
             return _verdict(
                 feature, grant.kind, grant.soft, _peek(used, quantity, grant.limit, grant.soft, None)
             )
+        return None
+
+    async def _check_feature(
+        self, tenant_id: str, feature: str, *, quantity: int = 1, consume: bool = False
+    ) -> FeatureVerdict:
+        """Is `feature` available to the tenant for `quantity` more units; with `consume`, take them
+        (atomically: reserve a gauge, or count metered usage for the current period)."""
+        from_index = self._feature_from_index(tenant_id, feature, quantity)
+        if from_index is not None:
+            return from_index
+        entitlements = self.tenant(tenant_id)
+        assert entitlements is not None  # the index answered for an unknown tenant
+        grant = entitlements.features[feature]
+        quotas = self._engine.quotas
         if grant.kind is FeatureKind.GAUGE:
             if consume:
                 result = await quotas.reserve(tenant_id, feature, quantity, grant.limit, soft=grant.soft)
@@ -518,7 +536,7 @@ class Engine:
                 tenants[tenant_id] = None
                 state.tenants.pop(tenant_id, None)
             else:
-                tenants[tenant_id] = TenantStanding(tenant_id, entitlements.plan_node, entitlements.status)
+                tenants[tenant_id] = entitlements.standing
                 state.tenants[tenant_id] = entitlements
             roles: dict[str, set[str]] = {}
             for m in loaded.memberships.get(tenant_id, ()):

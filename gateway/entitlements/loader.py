@@ -64,6 +64,24 @@ class TenantEntitlements:
     inactive_since: datetime | None = None
     # Metered features with a meter or usage credits; absent = the grant alone.
     metered: dict[str, MeteredAllowance] = field(default_factory=dict)
+    # A renewal in dunning (gateway/dunning) may narrow access while past due: `access` False is the
+    # campaign's "revoke"; `read_only_role` its "read_only" (members act with that role alone); features
+    # it switched off are `revoked_features`. Checks report these as `payment_past_due`.
+    access: bool = True
+    read_only_role: str | None = None
+    revoked_features: frozenset[str] = frozenset()
+
+    @property
+    def standing(self) -> TenantStanding:
+        return TenantStanding(self.tenant_id, self.plan_node, self.status, self.access)
+
+    @property
+    def in_dunning(self) -> bool:
+        """Past due with access narrowed by its campaign, or unpaid: a refusal is dunning's doing."""
+        return self.status is TenantStatus.UNPAID or (
+            self.status is TenantStatus.PAST_DUE
+            and (not self.access or self.read_only_role is not None or bool(self.revoked_features))
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +92,7 @@ class LoadedTenants:
     plan_nodes: dict[str, tuple[str, frozenset[str]]]
 
     def standings(self) -> list[TenantStanding]:
-        return [TenantStanding(t.tenant_id, t.plan_node, t.status) for t in self.tenants.values()]
+        return [t.standing for t in self.tenants.values()]
 
     def all_memberships(self) -> Iterable[Membership]:
         for members in self.memberships.values():
@@ -180,6 +198,12 @@ async def load_tenants(session: AsyncSession, tenant_ids: Iterable[str] | None =
         node = plan_node(key, version)
         nodes[node] = (key, frozenset(k for k, f in features.items() if f.kind is FeatureKind.BOOLEAN))
         status = _tenant_status(sub.status)
+        narrowing = sub.dunning_access if status is TenantStatus.PAST_DUE else None
+        revoked = (
+            frozenset(sub.dunning_revoked_features or ()) if status is TenantStatus.PAST_DUE else frozenset()
+        )
+        for feature in revoked:
+            features.pop(feature, None)  # this tenant's copy only: the plan node above keeps its features
         tenants[sub.tenant_id] = TenantEntitlements(
             tenant_id=sub.tenant_id,
             plan_key=key,
@@ -190,8 +214,11 @@ async def load_tenants(session: AsyncSession, tenant_ids: Iterable[str] | None =
             period_start=sub.current_period_start,
             period_end=sub.current_period_end,
             features=features,
-            inactive_since=_inactive_since(sub, status),
+            inactive_since=sub.past_due_at if narrowing == "revoke" else _inactive_since(sub, status),
             metered=_allowances(sub, features, metered_inputs),
+            access=narrowing != "revoke",
+            read_only_role=narrowing.partition(":")[2] or None if narrowing else None,
+            revoked_features=revoked,
         )
 
     members_q = select(MembershipRow.user_id, MembershipRow.tenant_id, MembershipRow.role).where(
@@ -201,6 +228,9 @@ async def load_tenants(session: AsyncSession, tenant_ids: Iterable[str] | None =
         members_q = members_q.where(MembershipRow.tenant_id.in_(only))
     memberships: dict[str, list[Membership]] = defaultdict(list)
     for user_id, tenant_id, role in (await session.execute(members_q)).all():
+        tenant = tenants.get(tenant_id)
+        if tenant is not None and tenant.read_only_role is not None:
+            role = tenant.read_only_role  # read-only while past due: every member acts with that role alone
         memberships[tenant_id].append(Membership(user_id=user_id, tenant_id=tenant_id, role=role))
     return LoadedTenants(
         tenants=tenants,

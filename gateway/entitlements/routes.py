@@ -34,6 +34,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
@@ -139,6 +140,16 @@ def _drop_extension(part: str) -> str:
     return name if dot and name else part
 
 
+# Proxies ask about the same few paths over and over: the normalised segments of recent URIs are kept
+# (a pure function of the URI and the case rule; a refused URI raises each time, it is never cached).
+_NORMALISED_CACHE_MAX_URI = 512
+
+
+@lru_cache(maxsize=8192)
+def _normalised(uri: str, case_sensitive: bool) -> tuple[str, ...]:
+    return normalise_path(uri, case_sensitive=case_sensitive)
+
+
 def normalise_path(uri: str, *, case_sensitive: bool = False) -> tuple[str, ...]:
     """The segments of the path part of `uri` as the route table matches them. Raises `BadPath`.
 
@@ -168,6 +179,8 @@ class RouteTable:
 
     def normalise(self, uri: str) -> tuple[str, ...]:
         """`uri`'s path as this table matches it (`normalise_path` with the table's case rule)."""
+        if len(uri) <= _NORMALISED_CACHE_MAX_URI:
+            return _normalised(uri, self.case_sensitive)
         return normalise_path(uri, case_sensitive=self.case_sensitive)
 
     def resolve(self, method: str, uri: str) -> RouteMatch | None:

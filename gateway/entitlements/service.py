@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from gateway.authz.domain import TenantStatus
 from gateway.entitlements.engine import Engine, EngineView, FeatureVerdict
+from gateway.entitlements.loader import TenantEntitlements
 from gateway.kernel.errors import ValidationFailed
 
 
@@ -32,6 +34,15 @@ class CheckResult:
     inactive_since: datetime | None = None
     # Metered and gauge features: units used beyond a soft limit (what billing charges as overage).
     overage: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A check the index could not finish alone: the quota store is still to be asked (what the index
+    already knew: the tenant's plan, and the role that granted the permission part)."""
+
+    plan: str | None
+    role: str | None
 
 
 class CheckService:
@@ -57,16 +68,52 @@ class CheckService:
         quantity: int = 1,
         consume: bool = False,
     ) -> CheckResult:
+        view = self.view()
+        answered = self.check_now(view, customer, user, resource, action, feature, quantity, consume)
+        if isinstance(answered, CheckResult):
+            return answered
+        assert feature is not None  # only a feature waits for the quota store
+        return await self.finish(view, answered, customer, user, feature, quantity, consume)
+
+    async def finish(
+        self,
+        view: EngineView,
+        pending: Pending,
+        customer: str,
+        user: str | None,
+        feature: str,
+        quantity: int,
+        consume: bool,
+    ) -> CheckResult:
+        """The rest of a check `check_now` left pending: the feature's counter, peeked at or consumed."""
+        verdict = await view.check_feature(customer, feature, quantity=quantity, consume=consume)
+        result = _with_feature(customer, view.version, user, pending.plan, pending.role, verdict, view.stale)
+        return _inactive_since(result, view)
+
+    def check_now(
+        self,
+        view: EngineView,
+        customer: str,
+        user: str | None,
+        resource: str | None,
+        action: str | None,
+        feature: str | None,
+        quantity: int,
+        consume: bool = False,
+    ) -> CheckResult | Pending:
+        """The check's answer from `view` alone, or `Pending` when the quota store must still be asked (a
+        gauge or metered feature, to peek at or to consume: the index cannot know its counter). `check`
+        is this plus that one await; a batch calls it directly and awaits only the items that need it."""
         wants_permission = resource is not None or action is not None
         if wants_permission and not (user and resource and action):
             raise ValidationFailed("a permission check needs user, resource and action", field="resource")
         if not wants_permission and feature is None:
             raise ValidationFailed("say what to check: user + resource + action, or feature", field="feature")
-        engine = self.view()
-        version = engine.version
-        entitlements = engine.tenant(customer)
+        version = view.version
+        entitlements = view.tenants.get(customer)
         plan = entitlements.plan_key if entitlements else None
-        if engine.stale and (feature is None or feature not in engine.settings.fail_open_features):
+        stale = view.stale
+        if stale and (feature is None or feature not in view.settings.fail_open_features):
             # The index may be arbitrarily old (database unreachable for longer than the bound): refuse
             # rather than answer from it. Features the admin marked fail-open are let through below.
             return CheckResult(False, "index_stale", customer, version, user, plan, stale=True)
@@ -74,17 +121,20 @@ class CheckService:
         role = None
         if wants_permission:
             assert user and resource and action
-            decision = engine.decide(user, customer, resource, action)
+            decision = view.decide(user, customer, resource, action)
             role = decision.role
             if not decision.allowed or feature is None:
                 return _inactive_since(
                     CheckResult(decision.allowed, decision.reason, customer, version, user, plan, role),
-                    engine,
+                    view,
                 )
         assert feature is not None
-        verdict = await engine.check_feature(customer, feature, quantity=quantity, consume=consume)
-        result = _with_feature(customer, version, user, plan, role, verdict, engine.stale)
-        return _inactive_since(result, engine)
+        if consume:
+            return Pending(plan, role)  # taking units is the quota store's (atomic), even where it says no
+        verdict = view.check_feature_now(customer, feature, quantity=quantity)
+        if verdict is None:
+            return Pending(plan, role)
+        return _inactive_since(_with_feature(customer, version, user, plan, role, verdict, stale), view)
 
     async def release(self, customer: str, feature: str, quantity: int) -> CheckResult:
         view = self.view()
@@ -94,12 +144,41 @@ class CheckService:
         return _with_feature(customer, view.version, None, plan, None, verdict, False)
 
 
+# Refusals that dunning (gateway/dunning) causes, by what the index said: the tenant's campaign revoked
+# access (subscription_inactive), made it read-only (a permission its members' own roles would have), or
+# switched a feature off; an unpaid subscription grants nothing.
+_DUNNING_REFUSALS = frozenset(
+    {"subscription_inactive", "no_permission", "role_not_allowed", "feature_not_in_plan"}
+)
+
+
 def _inactive_since(result: CheckResult, view: EngineView) -> CheckResult:
-    if result.reason != "subscription_inactive":
+    """A refusal for want of access says since when, and why when dunning is the cause:
+    `payment_past_due` (a renewal in dunning narrowed access) or `subscription_unpaid`."""
+    if result.allowed or result.reason not in _DUNNING_REFUSALS:
         return result
     entitlements = view.tenant(result.customer)
-    since = entitlements.inactive_since if entitlements else None
+    if entitlements is None:
+        return result
+    if entitlements.in_dunning:
+        reason = _dunning_reason(result, entitlements)
+        if reason is not None:
+            return replace(result, reason=reason, inactive_since=entitlements.inactive_since)
+    if result.reason != "subscription_inactive":
+        return result
+    since = entitlements.inactive_since
     return replace(result, inactive_since=since) if since is not None else result
+
+
+def _dunning_reason(result: CheckResult, entitlements: TenantEntitlements) -> str | None:
+    if entitlements.status is TenantStatus.UNPAID:
+        return "subscription_unpaid" if result.reason == "subscription_inactive" else None
+    if result.reason == "subscription_inactive":
+        return "payment_past_due" if not entitlements.access else None
+    if result.reason == "feature_not_in_plan":
+        return "payment_past_due" if result.feature in entitlements.revoked_features else None
+    # no_permission / role_not_allowed while members act with the read-only role
+    return "payment_past_due" if entitlements.read_only_role is not None and result.feature is None else None
 
 
 def _with_feature(

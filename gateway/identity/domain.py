@@ -34,6 +34,7 @@ RESOURCES = (
     "meters",  # meter definitions (usage metering)
     "usage",  # usage events (report, void) and usage queries
     "email",  # customer e-mails: suppressions, branding, preferences, template previews
+    "portal",  # customer portal: its configuration (platform keys), portal session links
 )
 ACTIONS = ("read", "write")
 ALL_SCOPES = frozenset(f"{r}:{a}" for r in RESOURCES for a in ACTIONS)

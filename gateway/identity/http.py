@@ -37,6 +37,7 @@ from gateway.identity.service import ApiKeyService
 from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import DomainError, Forbidden, Unauthenticated
+from gateway.web.cookies import STAFF_COOKIE
 from gateway.web.deps import ListParams, set_request_actor
 from gateway.web.permissions import AUTOMATIC_OPTIONS, Caller, access_for, not_in_matrix, refusal
 from gateway.web.problems import ERROR_RESPONSES
@@ -72,7 +73,7 @@ def key_cache_of(state: State) -> KeyCache:
 
 
 async def _read_key(secret: str, db: Database, clock: Clock) -> Principal:
-    async with db.unit_of_work() as session:
+    async with db.unit_of_work(read_only=True) as session:
         return await ApiKeyService(session, clock).authenticate(secret)
 
 
@@ -114,10 +115,17 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
         # A mounted app (the embedded sandbox provider) is one row, `* <mount path>`: Litestar gives a
         # mount no template of its own, and what lies below it is the mounted app's business.
         path = next(iter(handler.paths))
+    authorization = connection.headers.get("authorization", "")
+    if not authorization and not path.startswith("/v1"):
+        # A page (never /v1: the API takes no cookie, so no cross-site form can use one there) is opened by
+        # a browser whose staff session is a cookie; page routes carry CSRF protection (gateway.webui).
+        staff_cookie = connection.cookies.get(STAFF_COOKIE)
+        if staff_cookie:
+            authorization = f"Bearer {staff_cookie[:200]}"
     principal = await admit(
         method,
         path,
-        connection.headers.get("authorization", ""),
+        authorization,
         connection.app.state,
         automatic_options=_automatic_options(handler),
     )
@@ -141,7 +149,7 @@ async def admit(
         if not automatic_options:
             raise not_in_matrix(method, path)
         access = AUTOMATIC_OPTIONS
-    if not access.by_api_key:
+    if not access.by_api_key and Caller.STAFF not in access.callers:
         return None
     # A staff session token, where the row admits staff: the staff gate (gateway.admin.staff, set on the
     # state by the composition root) authenticates it and asks the staff policy for the row's scope.

@@ -21,8 +21,9 @@ key back in.
   refused with 503 (`identity/http.py`).
 
 Time is the injected `Clock`, so a test moves it. Other replicas drop a deprovisioned tenant's keys when
-their revocation list reads `access.revoked` from the outbox (its poll interval); a key revoked by hand
-is dropped on this replica at once and on the others within `ttl_seconds`.
+their revocation list reads `access.revoked` from the outbox (its poll interval, or at once when the
+Redis nudge arrives); a key revoked by hand is dropped on this replica at once (after commit) and on the
+others when their revocation list reads `api_key.revoked` the same way.
 """
 
 from __future__ import annotations

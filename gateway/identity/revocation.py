@@ -45,7 +45,10 @@ log = logging.getLogger("tiergate.revocation")
 
 TENANT = "tenant"
 USER = "user"
-EVENT_TYPES = frozenset({"access.revoked", "access.restored", "user.tokens_revoked"})
+# A tenant API key revoked by hand: not a token, but every replica's key cache must drop it within the
+# bound too (it would otherwise be served for up to the cache's TTL on the replicas that did not revoke it).
+KEY_REVOKED = "api_key.revoked"
+EVENT_TYPES = frozenset({"access.revoked", "access.restored", "user.tokens_revoked", KEY_REVOKED})
 
 
 class TokenRevoked(InvalidToken):
@@ -185,6 +188,8 @@ class RevocationList:
         self.last_sync = 0.0
         # Called with a tenant id for each `access.revoked` read (e.g. to drop its cached API keys).
         self.on_tenant_revoked: list[Callable[[str], None]] = []
+        # Called with the ids of API keys revoked by hand (each replica's key cache drops them).
+        self.on_keys_revoked: list[Callable[[list[str]], None]] = []
 
     @property
     def version(self) -> int:
@@ -231,7 +236,7 @@ class RevocationList:
         )
 
     async def load(self) -> None:
-        async with self._lock, self.db.unit_of_work() as session:
+        async with self._lock, self.db.unit_of_work(read_only=True) as session:
             tail = self._new_tail()
             watermark = await tail.start(session)  # before the rows: later changes are read again
             rows = (await session.scalars(select(AccessRevocation))).all()
@@ -247,10 +252,12 @@ class RevocationList:
             await self.load()
             return 0
         async with self._lock:
-            async with self.db.unit_of_work() as session:
+            async with self.db.unit_of_work(read_only=True) as session:
                 batch = await self._tail.read(session, OutboxEvent.type, OutboxEvent.aggregate_id)
                 subjects = {
-                    (USER if r.type == "user.tokens_revoked" else TENANT, r.aggregate_id) for r in batch.rows
+                    (USER if r.type == "user.tokens_revoked" else TENANT, r.aggregate_id)
+                    for r in batch.rows
+                    if r.type != KEY_REVOKED
                 }
                 for subject in subjects:
                     row = await session.get(AccessRevocation, subject)
@@ -259,6 +266,7 @@ class RevocationList:
                 top = await top_seq(session)
             self._tail.acknowledge(batch)
             revoked_tenants = sorted({r.aggregate_id for r in batch.rows if r.type == "access.revoked"})
+            revoked_keys = sorted({r.aggregate_id for r in batch.rows if r.type == KEY_REVOKED})
             self._watermark = max(self._watermark, top)
         self.last_sync = time.monotonic()
         # Other replicas' key caches hold a canceled tenant's keys: each replica drops them when its list
@@ -266,6 +274,9 @@ class RevocationList:
         for tenant_id in revoked_tenants:
             for callback in self.on_tenant_revoked:
                 callback(tenant_id)
+        if revoked_keys:
+            for forget in self.on_keys_revoked:
+                forget(revoked_keys)
         return len(batch.rows)
 
     def nudge(self, *_: Any) -> None:

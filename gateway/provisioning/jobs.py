@@ -24,6 +24,9 @@ from gateway.config import Settings
 from gateway.db.outbox import OutboxEvent
 from gateway.db.session import Database
 from gateway.db.stream import DEFAULT_WARN_AFTER_SECONDS, horizon_watch
+from gateway.dunning.service import consumer_handler as dunning_handler
+from gateway.dunning.service import run_due as run_due_dunning
+from gateway.dunning.service import wants as dunning_wants
 from gateway.kernel.clock import Clock
 from gateway.kernel.waiting import wait_for_nudge
 from gateway.metrics.recorder import MetricsRecorder
@@ -80,9 +83,7 @@ class Wiring:
             billing=BillingConfig.from_settings(settings),
             payments=PaymentSettings.from_settings(settings),
             mail=MailConfig.from_settings(settings, BillingConfig.from_settings(settings).issuer),
-            mail_transport=(
-                None if settings.mail_transport == "off" else transport_from_settings(settings)
-            ),
+            mail_transport=(None if settings.mail_transport == "off" else transport_from_settings(settings)),
             **kw,  # type: ignore[arg-type]
         )
 
@@ -109,6 +110,12 @@ def consumers(clock: Clock, wiring: Wiring) -> list[Consumer]:
                 wiring.payments,
             ),
             payments_wants,
+        ),
+        # Dunning: failed renewals start a run; payments, voids and cancellations move or stop it.
+        Consumer(
+            "dunning",
+            dunning_handler(clock, wiring.payments.registry(wiring.secrets), wiring.billing, wiring.payments),
+            dunning_wants,
         ),
         Consumer(
             "email",
@@ -160,25 +167,30 @@ async def deliver_mail(db: Database, clock: Clock, wiring: Wiring | None = None)
 
 async def tick(db: Database, clock: Clock, wiring: Wiring | None = None) -> int:
     """Everything once: relay, past-due sweep, retention purge, relay again (their events), first
-    payment attempts of invoices charged automatically (outside any transaction), webhook attempts."""
+    payment attempts of invoices charged automatically and dunning's due retries (outside any
+    transaction), webhook attempts."""
     wiring = wiring or default_wiring(clock)
     done = await relay_once(db, clock, wiring)
     revoked = await sweep_past_due(db, clock, wiring.provisioning, wiring.hooks, wiring.on_keys_disabled)
     revoked += await purge_expired(db, clock, wiring.provisioning, wiring.hooks)
     if revoked:
         done += await relay_once(db, clock, wiring)
-    collected = await collect_due(
-        Collector(
-            db,
-            clock,
-            wiring.payments.registry(wiring.secrets),
-            wiring.billing,
-            wiring.payments,
-            actor="system:collection",
-        )
+    collector = Collector(
+        db,
+        clock,
+        wiring.payments.registry(wiring.secrets),
+        wiring.billing,
+        wiring.payments,
+        actor="system:collection",
     )
+    collected = await collect_due(collector)
     if collected:
         done += await relay_once(db, clock, wiring)
+    # Dunning's retries that are due (on the wall clock, or on a test clock that moved), then their events.
+    dunned = await run_due_dunning(collector)
+    if dunned:
+        done += await relay_once(db, clock, wiring)
+    collected += dunned
     done += await deliver_webhooks(db, clock, wiring)
     return done + revoked + collected + await deliver_mail(db, clock, wiring)
 

@@ -51,7 +51,7 @@ from gateway.subscriptions.repository import SubscriptionRepository
 log = logging.getLogger("tiergate.provisioning")
 
 ACCESS = frozenset({"active", "trialing"})
-REVOKING = frozenset({"paused", "canceled", "expired", "incomplete", "incomplete_expired"})
+REVOKING = frozenset({"paused", "canceled", "expired", "incomplete", "incomplete_expired", "unpaid"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,13 @@ class SecretBox:
     def primary_id(self) -> str:
         return self.keys[0][0]
 
+    def derive(self, purpose: str) -> str:
+        """A secret for one purpose (e.g. signing CSRF tokens), derived from the primary key: the same on
+        every replica sharing the key, unrelated to the key itself or to another purpose's secret."""
+        import hmac
+
+        return hmac.new(self.keys[0][1], f"tiergate:{purpose}".encode(), "sha256").hexdigest()
+
     def seal(self, plaintext: str, *, context: str) -> str:
         key_id, key = self.keys[0]
         nonce = secrets.token_bytes(NONCE_BYTES)

@@ -318,6 +318,7 @@ class SsoBrowserController(Controller):
             f"<dt>Role</dt><dd id=role>{e(', '.join(roles) or '(none)')}</dd>"
             f"<dt>Plan</dt><dd id=plan>{e(tenant.plan_key if tenant else '(none)')}</dd>"
             "</dl>"
+            "<p><a id=billing href='/portal/sso'>Manage billing</a> (members whose role manages billing)</p>"
             "<form method=post action='/sso/logout'><button id=sign-out type=submit>Sign out</button></form>"
         )
         return _page("Signed in", body)

@@ -308,6 +308,22 @@ class SsoSettings:
         return self.public_url.rstrip("/") + "/sso/logged-out"
 
 
+# Why a sign-in was started: a tenant's user (`/sso/callback`) or the vendor's staff (`/admin/sso/callback`).
+MEMBER, STAFF = "member", "staff"
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A callback whose every check passed: who the IdP vouched for, through which connection."""
+
+    connection: SsoConnection
+    pending: dict[str, Any]
+    claims: dict[str, Any]
+    email: str  # verified by the IdP, in the connection's domains
+    id_token: str
+    at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class LoginStart:
     authorization_url: str
@@ -397,16 +413,28 @@ class SignInService:
                 raise NoSsoRoute("no single sign-on is set up for this organisation")
             return platform
 
-    async def begin(self, *, email: str | None, tenant: str | None) -> LoginStart:
+    async def begin(
+        self, *, email: str | None, tenant: str | None, purpose: str = MEMBER, redirect_uri: str | None = None
+    ) -> LoginStart:
         """Route to a connection; returns the IdP authorization URL to redirect the browser to, and the
         browser binding to set as a cookie. The state, nonce and PKCE verifier stay here, keyed by the state;
         the binding's hash goes with them, so the callback is accepted only from the browser that started
-        (login CSRF: an attacker cannot make a victim finish the attacker's sign-in)."""
+        (login CSRF: an attacker cannot make a victim finish the attacker's sign-in).
+
+        `purpose`: `member` (a tenant's user, the default) or `staff` (the vendor's operators signing in to
+        the console: only through a platform connection, routed by the e-mail's domain, and back to
+        `redirect_uri`, the console's own callback)."""
         if not email and not tenant:
             raise ValidationFailed("give your e-mail address or your organisation", field="email")
-        connection = await self._route(email, tenant)
+        if purpose == STAFF:
+            connection = await self._route(email, None)
+            if connection.tenant_id is not None:
+                raise NoSsoRoute("staff sign in through the platform's identity provider only")
+        else:
+            connection = await self._route(email, tenant)
         if connection.tenant_id is not None:
             await require_sso_feature(self.checks, connection.tenant_id)
+        redirect_uri = redirect_uri or self.settings.redirect_uri
         provider = await provider_for(self.oidc, connection, self.box)
         state, nonce, pkce, binding = new_state(), new_nonce(), new_pkce(), new_state()
         await self.pending.put(
@@ -417,12 +445,14 @@ class SignInService:
                 "verifier": pkce.verifier,
                 "tenant": connection.tenant_id or tenant,
                 "binding": _digest(binding),
+                "purpose": purpose,
+                "redirect_uri": redirect_uri,
             },
             self.settings.login_ttl_seconds,
         )
         url = self.oidc.authorization_url(
             provider,
-            redirect_uri=self.settings.redirect_uri,
+            redirect_uri=redirect_uri,
             state=state,
             nonce=nonce,
             code_challenge=pkce.challenge,
@@ -441,8 +471,24 @@ class SignInService:
         binding: str | None = None,
     ) -> SignedIn:
         """The callback. Every check runs before anything is written: a failed one creates nothing."""
+        verified = await self.verify(state=state, code=code, iss=iss, error=error, binding=binding)
+        return await self._member_signs_in(verified)
+
+    async def verify(
+        self,
+        *,
+        state: str | None,
+        code: str | None,
+        iss: str | None,
+        error: str | None = None,
+        binding: str | None = None,
+        purpose: str = MEMBER,
+    ) -> Verified:
+        """Every check of a callback (state, browser binding, issuer, code exchange, ID token, verified
+        e-mail in the connection's domains), writing nothing. A sign-in started for another purpose (a
+        staff sign-in's state at the members' callback, or the reverse) is refused like an unknown state."""
         pending = await self.pending.take(state) if state else None
-        if pending is None:
+        if pending is None or pending.get("purpose", MEMBER) != purpose:
             raise SignInFailed(
                 "this sign-in was not started here, has expired or was already used", code="state_mismatch"
             )
@@ -463,7 +509,10 @@ class SignInService:
         if not code:
             raise SignInFailed("the authorization response carries no code", code="code_missing")
         token = await self.oidc.exchange_code(
-            provider, code=code, code_verifier=pending["verifier"], redirect_uri=self.settings.redirect_uri
+            provider,
+            code=code,
+            code_verifier=pending["verifier"],
+            redirect_uri=pending.get("redirect_uri") or self.settings.redirect_uri,
         )
         now = self.clock.now()
         claims = await self.oidc.verify_id_token(
@@ -478,6 +527,16 @@ class SignInService:
         limited = connection.tenant_id is not None or connection.allowed_domains
         if limited and email_domain(email) not in connection.allowed_domains:
             raise SignInFailed("this IdP may not sign in addresses of that domain", code="domain_not_allowed")
+        return Verified(connection, pending, claims, email, token["id_token"], now)
+
+    async def _member_signs_in(self, verified: Verified) -> SignedIn:
+        connection, pending, claims, email, now = (
+            verified.connection,
+            verified.pending,
+            verified.claims,
+            verified.email,
+            verified.at,
+        )
         user_id, tenant_id, provisioned = await self._membership(
             connection, pending.get("tenant"), email, claims
         )
@@ -503,7 +562,7 @@ class SignInService:
                 "name": claims.get("name") if isinstance(claims.get("name"), str) else None,
                 "connection": connection.id,
                 "subject": claims["sub"],
-                "id_token": token["id_token"],
+                "id_token": verified.id_token,
             },
             ttl_seconds=self.settings.session_ttl_seconds,
         )

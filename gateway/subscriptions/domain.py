@@ -29,19 +29,27 @@ class Status(StrEnum):
     # until it is paid (-> active); unpaid 23 hours after activation -> incomplete_expired (terminal).
     INCOMPLETE = "incomplete"
     INCOMPLETE_EXPIRED = "incomplete_expired"
+    # Dunning ran out with the final action `unpaid`: the subscription is kept (and keeps renewing, so
+    # paying catches up) but grants no access until its open invoices are paid (-> active).
+    UNPAID = "unpaid"
 
 
-LIVE_STATUSES = frozenset({Status.TRIALING, Status.ACTIVE, Status.PAST_DUE, Status.PAUSED, Status.INCOMPLETE})
+LIVE_STATUSES = frozenset(
+    {Status.TRIALING, Status.ACTIVE, Status.PAST_DUE, Status.PAUSED, Status.INCOMPLETE, Status.UNPAID}
+)
 TERMINAL_STATUSES = frozenset({Status.CANCELED, Status.EXPIRED, Status.INCOMPLETE_EXPIRED})
 # Statuses whose periods roll over (and are billed): a paused subscription's time stands still.
-RUNNING_STATUSES = frozenset({Status.ACTIVE, Status.PAST_DUE})
+RUNNING_STATUSES = frozenset({Status.ACTIVE, Status.PAST_DUE, Status.UNPAID})
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.TRIALING: frozenset(
         {Status.ACTIVE, Status.PAST_DUE, Status.PAUSED, Status.CANCELED, Status.EXPIRED}
     ),
     Status.ACTIVE: frozenset({Status.PAST_DUE, Status.PAUSED, Status.CANCELED, Status.INCOMPLETE}),
-    Status.PAST_DUE: frozenset({Status.ACTIVE, Status.PAUSED, Status.CANCELED, Status.EXPIRED}),
+    Status.PAST_DUE: frozenset(
+        {Status.ACTIVE, Status.PAUSED, Status.CANCELED, Status.EXPIRED, Status.UNPAID}
+    ),
+    Status.UNPAID: frozenset({Status.ACTIVE, Status.CANCELED}),
     Status.PAUSED: frozenset({Status.ACTIVE, Status.CANCELED}),
     Status.CANCELED: frozenset(),
     Status.EXPIRED: frozenset(),
@@ -59,6 +67,7 @@ STAMPS: dict[Status, tuple[str, ...]] = {
     Status.TRIALING: (),
     Status.INCOMPLETE: (),
     Status.INCOMPLETE_EXPIRED: ("ended_at",),
+    Status.UNPAID: (),
 }
 
 # Stripe's window: a subscription whose first invoice is still unpaid this long after it started expires.
@@ -120,6 +129,22 @@ class ProrationBehavior(StrEnum):
     CREATE_PRORATIONS = "create_prorations"  # default: pending items, billed on the next invoice
     ALWAYS_INVOICE = "always_invoice"  # invoice the lines now (interval changes always do, rule 13)
     NONE = "none"  # change without prorating: the new price starts at the next period
+
+
+class CancellationFeedback(StrEnum):
+    """Why a customer cancels (asked by the portal's cancel flow, or passed by the app). Stripe's
+    `cancellation_details.feedback` values where they fit, so churn reports read the same."""
+
+    TOO_EXPENSIVE = "too_expensive"
+    MISSING_FEATURES = "missing_features"
+    SWITCHED_SERVICE = "switched_service"
+    UNUSED = "unused"
+    TECHNICAL_ISSUES = "technical_issues"
+    OTHER = "other"
+
+
+# The longest free-text comment kept with a cancellation.
+CANCELLATION_COMMENT_MAX = 500
 
 
 class ResumeAnchor(StrEnum):

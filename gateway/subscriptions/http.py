@@ -400,6 +400,8 @@ class SubscriptionController(Controller):
             subscription_id,
             at_period_end=data.at_period_end,
             reason=data.reason,
+            feedback=data.feedback,
+            comment=data.comment,
             prorate=data.prorate,
             invoice_now=data.invoice_now,
             scope=principal.tenant_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db.base import Base
@@ -55,6 +55,10 @@ class Subscription(Base):
     trial_will_end_notified_at: Mapped[datetime | None]
     activated_at: Mapped[datetime | None]
     past_due_at: Mapped[datetime | None]
+    # While a renewal is in dunning (gateway/dunning), what its campaign leaves of access: NULL = keep,
+    # "read_only:<role>" (members act with that policy role alone) or "revoke"; features switched off.
+    dunning_access: Mapped[str | None] = mapped_column(String(64))
+    dunning_revoked_features: Mapped[list[str] | None] = mapped_column(JSON)
     paused_at: Mapped[datetime | None]
     resumes_at: Mapped[datetime | None]
     resumed_at: Mapped[datetime | None]
@@ -62,6 +66,9 @@ class Subscription(Base):
     cancel_at: Mapped[datetime | None]
     canceled_at: Mapped[datetime | None]
     cancellation_reason: Mapped[str | None] = mapped_column(String(200))
+    # The customer's answer to "why?" (domain.CancellationFeedback) and their own words, if any.
+    cancellation_feedback: Mapped[str | None] = mapped_column(String(32))
+    cancellation_comment: Mapped[str | None] = mapped_column(String(500))
     ended_at: Mapped[datetime | None]
     # A change that takes effect at the period end (a downgrade by default).
     scheduled_price_id: Mapped[str | None] = mapped_column(ForeignKey("prices.id"))

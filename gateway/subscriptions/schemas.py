@@ -94,13 +94,38 @@ class ResumeRequest(Struct, forbid_unknown_fields=True):
     billing_cycle_anchor: Literal["now", "unchanged"] = "now"
 
 
+# domain.CancellationFeedback's values (a Literal so the OpenAPI document lists them).
+CancellationFeedbackValue = Literal[
+    "too_expensive", "missing_features", "switched_service", "unused", "technical_issues", "other"
+]
+
+
 class CancelRequest(Struct, forbid_unknown_fields=True):
     at_period_end: bool = True
     reason: Annotated[str, Meta(max_length=200)] | None = None
+    # Why the customer cancels, and their own words (the portal's cancel form asks both).
+    feedback: CancellationFeedbackValue | None = None
+    comment: Annotated[str, Meta(max_length=500)] | None = None
     # With `at_period_end: false` only: credit the unused part of the paid period to the customer balance
     # (`prorate`), and invoice at once what is left (usage so far, pending items, that credit).
     prorate: bool = False
     invoice_now: bool = False
+
+
+class CancellationDetails(Struct):
+    reason: str | None
+    feedback: str | None
+    comment: str | None
+
+    @classmethod
+    def of(cls, row: SubscriptionRow) -> CancellationDetails | None:
+        if (
+            row.cancellation_reason is None
+            and row.cancellation_feedback is None
+            and row.cancellation_comment is None
+        ):
+            return None
+        return cls(row.cancellation_reason, row.cancellation_feedback, row.cancellation_comment)
 
 
 class Addon(Struct):
@@ -146,6 +171,7 @@ class Subscription(Struct):
     cancel_at_period_end: bool
     cancel_at: datetime | None
     canceled_at: datetime | None
+    cancellation_details: CancellationDetails | None
     ended_at: datetime | None
     paused_at: datetime | None
     resumes_at: datetime | None
@@ -188,6 +214,7 @@ class Subscription(Struct):
             row.cancel_at_period_end,
             row.cancel_at,
             row.canceled_at,
+            CancellationDetails.of(row),
             row.ended_at,
             row.paused_at,
             row.resumes_at,

@@ -29,6 +29,7 @@ from gateway.subscriptions.domain import (
     LIVE_STATUSES,
     RUNNING_STATUSES,
     TERMINAL_STATUSES,
+    CancellationFeedback,
     ChangeTiming,
     CollectionMethod,
     Due,
@@ -639,6 +640,8 @@ class SubscriptionService:
         *,
         at_period_end: bool,
         reason: str | None = None,
+        feedback: str | None = None,
+        comment: str | None = None,
         prorate: bool = False,
         invoice_now: bool = False,
         scope: str | None = None,
@@ -652,6 +655,8 @@ class SubscriptionService:
         sub, now = await self._load_live(subscription_id, scope, if_match)
         require(sub, LIVE_STATUSES, "cancel")
         sub.cancellation_reason = reason
+        sub.cancellation_feedback = _feedback(feedback)
+        sub.cancellation_comment = comment
         if at_period_end:
             if Status(sub.status) is Status.PAUSED:
                 raise Conflict(
@@ -666,7 +671,9 @@ class SubscriptionService:
             sub.canceled_at = now
             self._touch(sub, now)
             await self.repo.flush()
-            await self._emit(sub, "subscription.cancel_scheduled", now)
+            await self._emit(
+                sub, "subscription.cancel_scheduled", now, cancellation_details=cancellation_details(sub)
+            )
             return sub
         # Billing reads these: credit the unused time (`prorate`) and bill what is left now (`invoice_now`).
         await self._end(sub, Status.CANCELED, now, prorate=prorate, invoice_now=invoice_now)
@@ -686,6 +693,7 @@ class SubscriptionService:
             raise Conflict("the subscription is not scheduled to cancel", code="no_scheduled_cancel")
         sub.cancel_at_period_end = False
         sub.cancel_at = sub.canceled_at = sub.cancellation_reason = None
+        sub.cancellation_feedback = sub.cancellation_comment = None
         self._touch(sub, now)
         await self.repo.flush()
         await self._emit(sub, "subscription.cancel_unscheduled", now)
@@ -698,6 +706,9 @@ class SubscriptionService:
         sub.scheduled_price_id = sub.scheduled_quantity = sub.scheduled_change_at = None
         self._touch(sub, at)
         await self.repo.flush()
+        if status is Status.CANCELED:
+            # Churn reports and webhook consumers read why the customer left from the event itself.
+            data["cancellation_details"] = cancellation_details(sub)
         await self._emit(sub, f"subscription.{status.value}", at, previous_status=previous.value, **data)
 
     # -- time-driven steps -----------------------------------------------------------------------
@@ -791,6 +802,54 @@ class SubscriptionService:
         activated_at = sub.activated_at
         previous = transition(sub, Status.ACTIVE, at)
         sub.activated_at = activated_at
+        self._touch(sub, at)
+        await self.repo.flush()
+        await self._emit(sub, "subscription.active", at, previous_status=previous.value, **data)
+        return True
+
+    # -- dunning (gateway/dunning drives these; the rules of each move are here) ------------------------
+    async def mark_past_due(
+        self,
+        sub: Subscription,
+        at: datetime,
+        *,
+        access: str | None = None,
+        revoked_features: Sequence[str] | None = None,
+        **data: Any,
+    ) -> bool:
+        """A renewal's payment failed: `past_due`, with what the dunning campaign leaves of access (None =
+        keep, "read_only", "revoke"; features switched off). Only an active subscription moves; one
+        already past due or unpaid stays as it is. Returns whether it changed."""
+        if Status(sub.status) is not Status.ACTIVE:
+            return False
+        previous = transition(sub, Status.PAST_DUE, at)
+        sub.dunning_access = access
+        sub.dunning_revoked_features = list(revoked_features) if revoked_features else None
+        self._touch(sub, at)
+        await self.repo.flush()
+        await self._emit(sub, "subscription.past_due", at, previous_status=previous.value, **data)
+        return True
+
+    async def mark_unpaid(self, sub: Subscription, at: datetime, **data: Any) -> bool:
+        """Dunning ran out with the final action `unpaid`: kept, no access, until paid."""
+        if Status(sub.status) is not Status.PAST_DUE:
+            return False
+        previous = transition(sub, Status.UNPAID, at)
+        sub.dunning_access = sub.dunning_revoked_features = None
+        self._touch(sub, at)
+        await self.repo.flush()
+        await self._emit(sub, "subscription.unpaid", at, previous_status=previous.value, **data)
+        return True
+
+    async def recover(self, sub: Subscription, at: datetime, **data: Any) -> bool:
+        """The invoice that put it in dunning was paid: a past-due or unpaid subscription is `active`
+        again, with all of its access (its periods never stopped). Returns whether it changed."""
+        if Status(sub.status) not in (Status.PAST_DUE, Status.UNPAID):
+            return False
+        activated_at = sub.activated_at
+        previous = transition(sub, Status.ACTIVE, at)
+        sub.activated_at = activated_at
+        sub.dunning_access = sub.dunning_revoked_features = None
         self._touch(sub, at)
         await self.repo.flush()
         await self._emit(sub, "subscription.active", at, previous_status=previous.value, **data)
@@ -892,6 +951,24 @@ def check_precondition(sub: Subscription, if_match: IfMatch) -> None:
 def _check_quantity(quantity: int) -> None:
     if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY:
         raise ValidationFailed(f"quantity must be between 1 and {MAX_QUANTITY}", field="quantity")
+
+
+def _feedback(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return CancellationFeedback(value).value
+    except ValueError:
+        raise ValidationFailed(f"unknown cancellation feedback {value!r}", field="feedback") from None
+
+
+def cancellation_details(sub: Subscription) -> dict[str, str | None]:
+    """Why the subscription was canceled, as events carry it (Stripe's `cancellation_details`)."""
+    return {
+        "reason": sub.cancellation_reason,
+        "feedback": sub.cancellation_feedback,
+        "comment": sub.cancellation_comment,
+    }
 
 
 def snapshot(sub: Subscription) -> dict[str, Any]:

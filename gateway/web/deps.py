@@ -22,6 +22,8 @@ async def provide_session(request: Request[Any, Any, Any]) -> AsyncGenerator[Asy
     (Litestar throws the handler's exception into this generator), so a refused request writes nothing.
     It acts for whoever the guards authenticated (`request_actor`): its events and audit entries say so."""
     db: Database = request.app.state.db
+    # Not read_only, even for a GET: some GETs write (a login link redeemed, a pricing page's experiment
+    # assignment), and on SQLite a deferred transaction that writes after another commit fails at once.
     async with db.unit_of_work(actor=request_actor(request)) as session:
         yield session
 

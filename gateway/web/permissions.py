@@ -15,8 +15,9 @@ Who may call (the kinds of caller):
   pay, void, ...), subscriptions, metrics and test clocks are for platform keys only: a tenant must not
   price, discount or bill itself. It may read the shared price list and tax rates (what it can buy, and
   what its invoices show), and ask whether a promotion code would apply to its own checkout.
-- **staff**: people operating Tiergate in the admin console (to come); granted what platform keys are.
-  No staff credential exists yet, so no request is identified as staff today.
+- **staff**: people operating Tiergate in the admin console (gateway/admin): a staff session token on /v1
+  rows that name staff, or the session cookie on console pages (`STAFF_PAGE` rows); the staff policy
+  decides the row's scope for the member's role.
 - **end user**: a person of a tenant, with a Tiergate access token or a browser session (SSO).
 - **SCIM token**: a tenant's IdP provisioning its members (`/scim/v2`).
 - **anyone**: no credential (the JWKS, the docs, SSO sign-in pages, the health probe).
@@ -49,6 +50,9 @@ class Caller(enum.Flag):
 PLATFORM = Caller.PLATFORM_KEY | Caller.STAFF
 TENANT = PLATFORM | Caller.TENANT_KEY  # tenant keys: their own tenant only
 END_USER = Caller.END_USER
+# A console page (gateway/admin and the operators' pages of gateway/portal): a staff member's session,
+# from the `tg_staff` cookie (pages only; never on /v1), asked of the staff policy for the row's scope.
+STAFF_PAGE = Caller.STAFF
 SCIM = Caller.SCIM_TOKEN
 ANYONE = Caller.ANYONE
 API_KEY_KINDS = Caller.PLATFORM_KEY | Caller.TENANT_KEY
@@ -141,6 +145,16 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /v1/customers/{customer_id}/scim_tokens":                  (TENANT, "customers:write"),
     "POST /v1/customers/{customer_id}/scim_tokens":                 (TENANT, "customers:write"),
     "DELETE /v1/customers/{customer_id}/scim_tokens/{token_id}":    (TENANT, "customers:write"),
+    # -- dunning (gateway/dunning): campaigns are the vendor's; a tenant reads its own invoices' dunning ----
+    "GET /v1/dunning_campaigns":                                    (PLATFORM, "billing:read"),
+    "POST /v1/dunning_campaigns":                                   (PLATFORM, "billing:write"),
+    "GET /v1/dunning_campaigns/{campaign_id}":                      (PLATFORM, "billing:read"),
+    "PATCH /v1/dunning_campaigns/{campaign_id}":                    (PLATFORM, "billing:write"),
+    "GET /v1/dunning_overrides":                                    (PLATFORM, "billing:read"),
+    "POST /v1/dunning_overrides":                                   (PLATFORM, "billing:write"),
+    "DELETE /v1/dunning_overrides/{override_id}":                   (PLATFORM, "billing:write"),
+    "GET /v1/dunning_runs":                                         (TENANT, "billing:read"),
+    "GET /v1/invoices/{invoice_id}/dunning":                        (TENANT, "billing:read"),
     "GET /v1/sso/connections":                                      (TENANT, "sso:read"),
     "POST /v1/sso/connections":                                     (TENANT, "sso:write"),
     "GET /v1/sso/connections/{connection_id}":                      (TENANT, "sso:read"),
@@ -206,6 +220,8 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /v1/credit_notes":                                         (TENANT, "billing:read"),
     "POST /v1/credit_notes":                                        (PLATFORM, "billing:write"),
     "GET /v1/credit_notes/{credit_note_id}":                        (TENANT, "billing:read"),
+    "GET /v1/credit_notes/{credit_note_id}/html":                   (TENANT, "billing:read"),
+    "GET /v1/credit_notes/{credit_note_id}/pdf":                    (TENANT, "billing:read"),
     # -- metering: meters are shared definitions (tenants may read them); usage events are reported by the
     #    platform, or by a tenant key for its own customer only (other subjects are unknown to it); voiding
     #    (a correction of what is billed) is the platform's; a tenant reads its own usage
@@ -271,6 +287,8 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "PUT /v1/customers/{customer_id}/email_preferences":            (TENANT, "email:write"),
     "GET /v1/email_templates":                                      (TENANT, "email:read"),
     "GET /v1/email_templates/{name}/preview":                       (TENANT, "email:read"),
+    "GET /v1/email_messages":                                       (TENANT, "email:read"),
+    "GET /v1/email_messages/{message_id}":                          (TENANT, "email:read"),
     "POST /v1/webhook_endpoints/{endpoint_id}/replay":               (TENANT, "webhooks:write"),
     "POST /v1/webhook_deliveries/{delivery_id}/resend":              (TENANT, "webhooks:write"),
     "GET /v1/users/{user_id}/export":                               (TENANT, "privacy:read"),
@@ -309,9 +327,58 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     # -- staff sign-in (gateway/admin): a one-time login link is the credential
     "POST /v1/staff_sessions":                                      (ANYONE, None),
     "GET /admin/login/{token}":                                     (ANYONE, None),
+    # sign-out: the staff session token (Bearer, or the tg_staff cookie) is the credential it revokes
+    "DELETE /v1/staff_sessions/current":                            (ANYONE, None),
+    "POST /admin/logout":                                           (ANYONE, None),
+    # staff SSO (gateway/admin/pages_sign_in.py): the platform IdP's verified e-mail of an active staff member
+    "GET /admin/sign-in":                                           (ANYONE, None),
+    "GET /admin/sso":                                               (ANYONE, None),
+    "GET /admin/sso/callback":                                      (ANYONE, None),
+    # the console's customer timeline (gateway/admin/timeline.py): the event log, one customer
+    "GET /v1/customers/{customer_id}/timeline":                     (PLATFORM, "events:read"),
+    # -- the operator console (gateway/admin/pages.py): the staff scope of the /v1 operation each mirrors
+    "GET /admin":                                                   (STAFF_PAGE, "metrics:read"),
+    "GET /admin/dashboard":                                         (STAFF_PAGE, "metrics:read"),
+    "GET /admin/dashboard/data":                                    (STAFF_PAGE, "metrics:read"),
+    "GET /admin/dashboard/csv/{chart}":                             (STAFF_PAGE, "metrics:read"),
+    "GET /admin/webhooks":                                          (STAFF_PAGE, "webhooks:read"),
+    "GET /admin/webhooks/{endpoint_id}":                            (STAFF_PAGE, "webhooks:read"),
+    "POST /admin/webhooks/deliveries/{delivery_id}/resend":         (STAFF_PAGE, "webhooks:write"),
+    "POST /admin/webhooks/{endpoint_id}/replay":                    (STAFF_PAGE, "webhooks:write"),
+    "GET /admin/catalog/grid":                                      (STAFF_PAGE, "catalog:read"),
+    "GET /admin/catalog/grid/{plan}":                               (STAFF_PAGE, "catalog:write"),
+    "POST /admin/catalog/grid/{plan}":                              (STAFF_PAGE, "catalog:write"),
+    # the console's customer pages (gateway/admin/pages_customers.py): the scopes of the /v1 operations
+    "GET /admin/customers":                                         (STAFF_PAGE, "customers:read"),
+    "GET /admin/customers/{customer_id}":                           (STAFF_PAGE, "customers:read"),
+    "POST /admin/customers/{customer_id}/credit":                   (STAFF_PAGE, "billing:write"),
+    "GET /admin/customers/{customer_id}/subscriptions/{subscription_id}/plan_change":
+                                                                    (STAFF_PAGE, "subscriptions:write"),
+    "POST /admin/customers/{customer_id}/subscriptions/{subscription_id}/plan_change":
+                                                                    (STAFF_PAGE, "subscriptions:write"),
+    "POST /admin/customers/{customer_id}/portal_session":           (STAFF_PAGE, "portal:write"),
+    "POST /admin/customers/{customer_id}/invoices/{invoice_id}/credit_note":
+                                                                    (STAFF_PAGE, "billing:write"),
+    "POST /admin/customers/{customer_id}/subscriptions/{subscription_id}/cancel":
+        (STAFF_PAGE, "subscriptions:write"),
+    "POST /admin/customers/{customer_id}/subscriptions/{subscription_id}/pause":
+        (STAFF_PAGE, "subscriptions:write"),
     "GET /sso/session":                                             (END_USER, None),
     "POST /sso/refresh":                                            (END_USER, None),
     "POST /sso/logout":                                             (END_USER, None),
+    # -- customer portal (gateway/portal): configuration is the platform's; the app asks for a portal link
+    #    for its own customer; the link is the credential, then the portal's own session cookie
+    "GET /v1/portal_configuration":                                 (PLATFORM, "portal:read"),
+    "PUT /v1/portal_configuration":                                 (PLATFORM, "portal:write"),
+    "POST /v1/portal_sessions":                                     (TENANT, "portal:write"),
+    "GET /portal/session/{token}":                                  (ANYONE, None),
+    # a member's SSO session (cookie `tg_session`) whose role manages billing (asked of the engine)
+    "GET /portal/sso":                                              (END_USER, None),
+    # the portal's pages: the customer's portal session (cookie `tg_portal`), checked by the pages
+    "GET /portal":                                                  (END_USER, None),
+    "GET /portal/cancel":                                           (END_USER, None),
+    "POST /portal/cancel":                                          (END_USER, None),
+    "POST /portal/undo_cancel":                                     (END_USER, None),
     # -- public documents ------------------------------------------------------------------------------------
     "GET /.well-known/jwks.json":                                   (ANYONE, None),
     "GET /health":                                                  (ANYONE, None),
@@ -343,6 +410,28 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     #    account keys; its hosted pages (setup, 3-D Secure) are for the paying customer's browser.
     "* /sandbox":                                                   (ANYONE, None),
     "HEAD /docs/assets/{file_path}":                                (ANYONE, None),
+    # -- the pages' own assets (gateway/webui): htmx, Pico, uPlot and ours, hashed names, cached forever ---
+    "GET /static/{path}":                                           (ANYONE, None),
+    # -- price experiments and hosted checkout (gateway/portal): the vendor's; the checkout page itself is
+    #    opened by anyone holding its one-time link
+    "GET /v1/experiments":                                          (PLATFORM, "catalog:read"),
+    "POST /v1/experiments":                                         (PLATFORM, "catalog:write"),
+    "GET /v1/experiments/{experiment_id}":                          (PLATFORM, "catalog:read"),
+    "POST /v1/experiments/{experiment_id}/start":                   (PLATFORM, "catalog:write"),
+    "POST /v1/experiments/{experiment_id}/stop":                    (PLATFORM, "catalog:write"),
+    "POST /v1/experiments/{experiment_id}/assignments":             (PLATFORM, "catalog:read"),
+    "GET /v1/experiments/{experiment_id}/results":                  (PLATFORM, "catalog:read"),
+    "POST /v1/experiments/{experiment_id}/promote":                 (PLATFORM, "catalog:write"),
+    "POST /v1/checkout_sessions":                                   (PLATFORM, "subscriptions:write"),
+    "GET /v1/checkout_sessions/{session_id}":                       (PLATFORM, "subscriptions:read"),
+    # pages (gateway/portal/pricing_pages.py): the pricing table is public, the checkout link is its own
+    # credential (random, hashed, single use); experiment results are for staff who may read the catalog
+    "GET /pricing/{product}":                                       (ANYONE, None),
+    "POST /pricing/{product}/checkout":                             (ANYONE, None),
+    "GET /pricing/{product}/thanks":                                (ANYONE, None),
+    "GET /checkout/{token}":                                        (ANYONE, None),
+    "POST /checkout/{token}":                                       (ANYONE, None),
+    "GET /experiments/{experiment_id}":                             (STAFF_PAGE, "catalog:read"),
 }
 # fmt: on
 

@@ -35,6 +35,7 @@ from gateway.billing.run import billing_run
 from gateway.billing.wiring import BillingConfig
 from gateway.config import Settings
 from gateway.db.session import Database
+from gateway.dunning.service import run_due as run_due_dunning
 from gateway.kernel.clock import Clock
 from gateway.kernel.waiting import wait_for_nudge
 from gateway.observability.metrics import (
@@ -88,6 +89,16 @@ async def collection_job(ctx: JobContext) -> int:
     registry = w.payments.registry(w.secrets)
     return await collect_due(
         Collector(ctx.db, ctx.clock, registry, w.billing, w.payments, actor="system:collection")
+    )
+
+
+async def dunning_job(ctx: JobContext) -> int:
+    """Dunning's retries that are due (gateway/dunning): each claimed under its run's lock, charged outside
+    any transaction; the answers reach the `dunning` consumer through the outbox."""
+    w = ctx.wiring
+    registry = w.payments.registry(w.secrets)
+    return await run_due_dunning(
+        Collector(ctx.db, ctx.clock, registry, w.billing, w.payments, actor="system:dunning")
     )
 
 
@@ -162,6 +173,7 @@ JOBS: tuple[JobSpec, ...] = (
     JobSpec("retention_purge", retention_purge_job, "7 * * * *", "relay"),
     JobSpec("webhooks", webhooks_job, "* * * * * */5", "relay"),
     JobSpec("collection", collection_job, "* * * * * */2", "relay"),
+    JobSpec("dunning", dunning_job, "* * * * * */10", "relay"),
     JobSpec("mail", mail_job, "* * * * * */5", "relay"),
     JobSpec("billing_run", billing_run_job, "* * * * *", "billing", timeout_seconds=3600),
 )
@@ -217,6 +229,7 @@ class InProcessJobs:
             if revoked:
                 done += await run_job(BY_NAME["relay"], self.ctx)
             collected = await run_job(BY_NAME["collection"], self.ctx)
+            collected += await run_job(BY_NAME["dunning"], self.ctx)
             if collected:
                 done += await run_job(BY_NAME["relay"], self.ctx)  # the payments' events
             done += revoked + collected + await run_job(BY_NAME["webhooks"], self.ctx)

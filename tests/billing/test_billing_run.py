@@ -35,6 +35,7 @@ from gateway.db.session import Database
 from gateway.demo import seed_catalog
 from gateway.kernel.clock import FrozenClock
 from gateway.kernel.ids import new_id
+from gateway.kernel.money import Money
 from gateway.subscriptions.models import Subscription
 from gateway.subscriptions.repository import SubscriptionRepository, UnlockedSubscriptionWrite
 from tests.conftest import IN_CI, POSTGRES_URL, _prepare_postgres
@@ -168,6 +169,42 @@ async def test_run_renews_each_due_subscription_once_with_gapless_numbers(db: Da
     assert line.description == "Basic (Jan 10, 2026 - Feb 10, 2026)"
 
 
+async def test_a_renewal_that_credit_pays_in_full_inside_a_batch_is_paid_and_the_run_goes_on(
+    db: Database,
+) -> None:
+    """A renewal invoice that owes nothing (credit covers it) is marked paid at the batch's end. The
+    batch writes new invoices with one bulk INSERT, so their in-memory copies lacked the column defaults:
+    `amount_paid` was None and marking it paid failed the whole run, again at every run (found by the
+    two-worker scale-out test)."""
+    covered, plain = await seed(db, 2)
+    clock = FrozenClock(CREATED_AT)
+    async with db.unit_of_work() as session:
+        sub = await session.get(Subscription, covered)
+        assert sub is not None
+        customer = await session.get(Customer, sub.tenant_id)
+        assert customer is not None
+        billing = billing_services(session, clock, CONFIG)
+        await billing.invoices.grant_credit(
+            customer, Money(900, "USD"), at=CREATED_AT, description="goodwill"
+        )
+
+    result = await billing_run(db, FrozenClock(RUN_AT), CONFIG)
+
+    assert (result.subscriptions, result.steps) == (2, 2)
+    invoices = await renewals(db)
+    assert sorted(i.subscription_id or "" for i in invoices) == sorted([covered, plain])
+    assert sorted(i.number or "" for i in invoices) == numbers(2)
+    async with db.unit_of_work() as session:
+        rows = (
+            await session.scalars(select(Invoice).where(Invoice.billing_reason == "subscription_cycle"))
+        ).all()
+        by_sub = {row.subscription_id: row for row in rows}
+    paid = by_sub[covered]
+    assert (paid.status, paid.credit_applied, paid.amount_paid, paid.amount_remaining) == ("paid", 900, 0, 0)
+    owed = by_sub[plain]
+    assert (owed.status, owed.credit_applied, owed.amount_paid, owed.amount_remaining) == ("open", 0, 0, 900)
+
+
 async def test_a_second_run_at_the_same_time_does_nothing(db: Database) -> None:
     subs = await seed(db, 12)
     clock = FrozenClock(RUN_AT)
@@ -240,7 +277,9 @@ async def test_a_stale_copy_renewed_without_the_claim_is_refused(db: Database) -
     (sub_id,) = await seed(db, 1)
     clock = FrozenClock(RUN_AT)
     with pytest.raises(UnlockedSubscriptionWrite, match=sub_id):
-        async with db.unit_of_work() as stale_session:
+        # read_only: on SQLite a writer's transaction takes the write lock when it begins, so worker B
+        # could not commit inside it; a stale reader is what this test is about.
+        async with db.unit_of_work(read_only=True) as stale_session:
             stale = billed_subscriptions(stale_session, clock, CONFIG)
             (copy,) = await stale.repo.due(RUN_AT, test_clock_id=None, limit=10)  # no claim
             assert copy.id == sub_id and copy.current_period_end == PERIOD_START

@@ -63,6 +63,11 @@ PARAMETER_IDS = {
     "event_id": "usage_event",
     "address": "email_address",
     "name": "email_template",
+    "campaign_id": "dunning_campaign",
+    "override_id": "dunning_override",
+    "message_id": "email_message",
+    "experiment_id": "experiment",
+    "session_id": "checkout_session",
 }
 TENANT_OWNED = {
     "customer",
@@ -82,6 +87,7 @@ TENANT_OWNED = {
     "invite_token",
     "payment_method",
     "payment",
+    "email_message",
 }
 
 
@@ -198,6 +204,28 @@ def body_for(operation: str, side: Side, n: int) -> Any:
         "POST /v1/email_suppressions": {"address": f"bounced{n}@{side.name}.example", "reason": "bounce"},
         "PUT /v1/email_branding": {"name": f"Brand {n}", "color": "#112233"},
         "PUT /v1/customers/{customer_id}/email_preferences": {"opted_out": ["usage_threshold"]},
+        "PUT /v1/portal_configuration": {"actions": ["cancel"]},
+        "POST /v1/portal_sessions": {"customer": c, "return_url": "https://app.example/account"},
+        "POST /v1/dunning_campaigns": {
+            "name": f"Campaign {n}",
+            "final_action": "unpaid",
+            "retry_offsets_hours": [24, 72],
+        },
+        "PATCH /v1/dunning_campaigns/{campaign_id}": {"name": "Hacked"},
+        "POST /v1/dunning_overrides": {"campaign": side["dunning_campaign"], "customer": c},
+        "POST /v1/experiments": {
+            "name": f"Experiment {n}",
+            "product": side["product"],
+            "variants": [
+                {"key": "control", "weight": 1},
+                {"key": "long_trial", "weight": 1, "trial_days": 30},
+            ],
+        },
+        "POST /v1/experiments/{experiment_id}/start": {},
+        "POST /v1/experiments/{experiment_id}/stop": {},
+        "POST /v1/experiments/{experiment_id}/assignments": {"visitor_key": f"visitor-{n}"},
+        "POST /v1/experiments/{experiment_id}/promote": {"variant": "long_trial"},
+        "POST /v1/checkout_sessions": {"price": "basic_monthly", "success_url": "https://app.example/done"},
     }
     return bodies[operation]
 
@@ -335,6 +363,34 @@ async def build_side(api: Api, name: str, shared: dict[str, str]) -> tuple[Side,
     return side, walker["secret"]
 
 
+async def email_message_rows(db: Database, side: Side) -> None:
+    """One logged e-mail of the side's customer (the walk's relay is off: nothing is mailed by itself)."""
+    from datetime import UTC, datetime
+
+    from gateway.notifications.email_models import EmailMessage
+
+    at = datetime(2026, 6, 1, tzinfo=UTC)
+    async with db.unit_of_work() as session:
+        session.add(
+            EmailMessage(
+                id=f"emsg_{side.name}",
+                tenant_id=side["customer"],
+                event_id=f"evt_{side.name}",
+                event_type="invoice.finalized",
+                template="invoice_finalized",
+                recipient=f"billing@{side.name}.example",
+                locale="en",
+                subject="Invoice",
+                raw="",
+                status="sent",
+                attempts=1,
+                sent_at=at,
+                created_at=at,
+            )
+        )
+    side.ids["email_message"] = f"emsg_{side.name}"
+
+
 async def payment_rows(db: Database, side: Side) -> None:
     """A saved method and a succeeded payment of the side's customer, as collection leaves them (no provider
     is called by any walked request: the tenant key only reads them)."""
@@ -411,7 +467,23 @@ async def shared_ids(api: Api) -> dict[str, str]:
     meter = await api.post(
         "/v1/meters", {"key": "api_calls", "event_type": "api_call", "aggregation": "count"}
     )
+    campaign = await api.post(
+        "/v1/dunning_campaigns", {"name": "Shared", "final_action": "cancel", "retry_offsets_hours": [24]}
+    )
+    override = await api.post("/v1/dunning_overrides", {"campaign": campaign["id"], "plan": "basic"})
+    product = (await api.get("/v1/products"))["data"][0]["id"]
+    variants = [{"key": "control", "weight": 1}, {"key": "long_trial", "weight": 1, "trial_days": 30}]
+    experiment = await api.post(
+        "/v1/experiments", {"name": "Shared", "product": product, "variants": variants}
+    )
+    checkout = await api.post(
+        "/v1/checkout_sessions", {"price": "basic_monthly", "success_url": "https://app.example/done"}
+    )
     return {
+        "experiment": experiment["id"],
+        "checkout_session": checkout["id"],
+        "dunning_campaign": campaign["id"],
+        "dunning_override": override["id"],
         "meter": meter["id"],
         "usage_event": "evt-walk",
         "email_template": "invoice_finalized",
@@ -454,6 +526,12 @@ async def other_credential(tenant: Api, method: str, path: str, access: Access) 
         response = await tenant.client.request(method, path, json=body, headers=headers)
         assert response.status_code == 401, f"{method} {path}: {response.status_code}"
         assert response.json()["code"] == "login_link_invalid"
+        return
+    if path == "/v1/staff_sessions/current":
+        # Sign-out: only a staff session token is revoked; an API key is no staff session.
+        response = await tenant.client.request(method, path, headers=headers)
+        assert response.status_code == 401, f"{method} {path}: {response.status_code}"
+        assert response.json()["code"] == "staff_session_invalid"
         return
     response = await tenant.client.request(method, path, headers=headers)
     if Caller.ANYONE in access.callers:
@@ -541,6 +619,8 @@ async def test_a_tenant_key_walking_every_operation_gets_exactly_what_the_matrix
     b, _ = await build_side(api, "tenant-b", shared)
     await payment_rows(db, a)
     await payment_rows(db, b)
+    await email_message_rows(db, a)
+    await email_message_rows(db, b)
     tenant = api.as_key(secret_a)
     walk = operations(app)
     assert len(walk) > 100

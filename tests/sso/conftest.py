@@ -39,7 +39,8 @@ def sso_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = Path(tmp_path_factory.mktemp("sso"))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    idp = start_idp(f"{base}/sso/callback", f"{base}/sso/logged-out")
+    # Members come back to /sso/callback, staff signing in to the console to /admin/sso/callback.
+    idp = start_idp(f"{base}/sso/callback {base}/admin/sso/callback", f"{base}/sso/logged-out")
     stops: list[Any] = [idp.stop]
     try:
         tiergate = start_tiergate(root, port)

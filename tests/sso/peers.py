@@ -286,12 +286,12 @@ class Browser:
             response = self.client.get(target)
         return response
 
-    def authorize(self, authorize_url: str, login: str) -> str:
+    def authorize(self, authorize_url: str, login: str, *, callback_path: str = "/sso/callback") -> str:
         """Sign in at the IdP (login + consent, unless the IdP session already covers them); returns the
-        callback URL the IdP redirects to, unfollowed."""
+        callback URL the IdP redirects to, unfollowed (the console's staff sign-in has its own path)."""
 
         def at_callback(url: str) -> bool:
-            return url.startswith(self.tiergate + "/sso/callback")
+            return url.startswith(self.tiergate + callback_path)
 
         response = self.follow(self.client.get(authorize_url), stop=at_callback)
         if not response.is_redirect:  # the login screen

@@ -2,7 +2,8 @@
 // and the development login/consent screens (any login with any password signs in; the login becomes `sub`).
 //
 // Configured by environment variables (all set by tests/sso/peers.py):
-//   IDP_PORT, IDP_CLIENT_ID, IDP_CLIENT_SECRET, IDP_REDIRECT_URI, IDP_POST_LOGOUT_REDIRECT_URI
+//   IDP_PORT, IDP_CLIENT_ID, IDP_CLIENT_SECRET, IDP_REDIRECT_URI (one or more, space-separated),
+//   IDP_POST_LOGOUT_REDIRECT_URI
 // Prints `ready <issuer>` on stdout once it listens on 127.0.0.1:IDP_PORT.
 //
 // Accounts: a login that looks like an e-mail address is that address with `email_verified: true`; a login
@@ -17,7 +18,7 @@ const configuration = {
     {
       client_id: process.env.IDP_CLIENT_ID,
       client_secret: process.env.IDP_CLIENT_SECRET,
-      redirect_uris: [process.env.IDP_REDIRECT_URI],
+      redirect_uris: process.env.IDP_REDIRECT_URI.split(' ').filter(Boolean),
       post_logout_redirect_uris: [process.env.IDP_POST_LOGOUT_REDIRECT_URI],
       grant_types: ['authorization_code'],
       response_types: ['code'],
