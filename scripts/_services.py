@@ -38,9 +38,7 @@ async def _postgres() -> tuple[str | None, str]:
 
     name = _database_name()
     try:
-        conn = await asyncpg.connect(
-            host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres", timeout=2
-        )
+        conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres", timeout=2)
     except Exception as exc:
         where = f"{PG_USER}@{PG_HOST}:{PG_PORT}"
         return None, f"PostgreSQL variants (no PostgreSQL at {where}: {type(exc).__name__})"

@@ -68,7 +68,10 @@ def _create_database_once(url: str, name: str) -> None:
 
     async def create() -> None:
         conn = await asyncpg.connect(
-            host=parsed.host, port=parsed.port or 5432, user=parsed.username, password=parsed.password,
+            host=parsed.host,
+            port=parsed.port or 5432,
+            user=parsed.username,
+            password=parsed.password,
             database="postgres",
         )
         try:

@@ -41,12 +41,17 @@ PACKAGES = i18n.catalog_packages()
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_every_language_has_every_message_translated(package: str) -> None:
-    ids = {lang: {m.id if isinstance(m.id, str) else m.id[0] for m in _catalog(package, lang) if m.id}
-           for lang in i18n.SUPPORTED_LANGUAGES}
+    ids = {
+        lang: {m.id if isinstance(m.id, str) else m.id[0] for m in _catalog(package, lang) if m.id}
+        for lang in i18n.SUPPORTED_LANGUAGES
+    }
     assert ids["en"] == ids["nl"], f"{package}: catalogs differ: {ids['en'] ^ ids['nl']}"
     for lang in i18n.SUPPORTED_LANGUAGES:
-        untranslated = [m.id for m in _catalog(package, lang) if m.id and not all(
-            m.string if isinstance(m.string, tuple) else (m.string,))]
+        untranslated = [
+            m.id
+            for m in _catalog(package, lang)
+            if m.id and not all(m.string if isinstance(m.string, tuple) else (m.string,))
+        ]
         assert untranslated == [], f"{package}/{lang}.po: untranslated {untranslated}"
 
 

@@ -54,7 +54,13 @@ def runs(job: str, outcome: str = "ok") -> float:
 def test_one_registry_names_every_job_once_with_a_valid_schedule() -> None:
     names = [spec.name for spec in JOBS]
     assert names == [
-        "relay", "past_due_sweep", "retention_purge", "webhooks", "collection", "dunning", "mail",
+        "relay",
+        "past_due_sweep",
+        "retention_purge",
+        "webhooks",
+        "collection",
+        "dunning",
+        "mail",
         "billing_run",
     ]
     assert all(croniter.is_valid(spec.cron) for spec in JOBS)
