@@ -219,11 +219,16 @@ class SubscriptionBilling:
         lines, behavior = await self.plan_change_lines(sub, at, data)
         if data.get("interval_changed"):
             # Rule 13: the new interval starts now and is invoiced now, whatever the behaviour.
+            key = f"{sub.id}:{sub.current_period_start.isoformat()}"
+            if await self.repo.invoice_by_period_key(key) is not None:
+                # The old period began this very instant (a switch in the first second): its invoice
+                # holds the plain key, so the new period's names its end too.
+                key = f"{key}:{sub.current_period_end.isoformat()}"
             await self._invoice_change(
                 sub,
                 lines,
                 at,
-                period_key=f"{sub.id}:{sub.current_period_start.isoformat()}",
+                period_key=key,
                 period=(sub.current_period_start, sub.current_period_end),
             )
             return

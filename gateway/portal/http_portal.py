@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -20,28 +19,30 @@ from litestar.response import Redirect, Template
 from msgspec import Meta, Struct
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.catalog import CatalogService
+from gateway.billing.wiring import billing_services
 from gateway.catalog.models import Coupon
 from gateway.customers import CustomerService
-from gateway.customers.models import Customer
 from gateway.customers.repository import CustomerRepository
 from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock
-from gateway.kernel.errors import NotFound
-from gateway.portal import portal_sso
+from gateway.kernel.errors import DomainError
+from gateway.payments.methods import MethodService
+from gateway.payments.runtime import PaymentsRuntime
+from gateway.payments.service import PaymentService
+from gateway.portal import pages_manage, portal_sso
 from gateway.portal.config import ACTIONS, PortalConfigService, PortalSettings
 from gateway.portal.entry import into_portal
 from gateway.portal.feedback import offer_text, reasons
 from gateway.portal.overview import current_plan, interval_label, status_label
-from gateway.portal.session import COOKIE, PortalSessionService
-from gateway.portal.session_models import PortalSession
+from gateway.portal.session import PortalSessionService
+from gateway.portal.visitor import Visitor, live_subscription, portal_page, visitor_of
 from gateway.subscriptions.domain import CancellationFeedback
 from gateway.subscriptions.http import DEPENDENCIES
 from gateway.subscriptions.models import Subscription
 from gateway.subscriptions.service import SubscriptionService
 from gateway.web.cookies import LANG_COOKIE
 from gateway.web.problems import ERROR_RESPONSES
-from gateway.webui.pages import page_router, render_page
+from gateway.webui.pages import page_router
 
 CONFIG_READ = {"scope": "portal:read"}
 CONFIG_WRITE = {"scope": "portal:write"}
@@ -225,46 +226,8 @@ class PortalEntryController(Controller):
 # ---- pages ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Visitor:
-    """The customer a portal session cookie names, with the configuration in force for it."""
-
-    row: PortalSession
-    customer: Customer
-    settings: PortalSettings
-
-
-async def _visitor(request: Request[Any, Any, Any], session: AsyncSession, clock: Clock) -> Visitor:
-    token = request.cookies.get(COOKIE, "")[:200]
-    row = await PortalSessionService(session, clock).authenticate(token)
-    customer = await CustomerService(CustomerRepository(session), clock).get(row.tenant_id)
-    return Visitor(row, customer, await _config_service(session, clock).for_customer(customer.id))
-
-
-def _locale(visitor: Visitor) -> str | None:
-    # The customer's own language when the customers package knows it, else the link's, else negotiated.
-    return getattr(visitor.customer, "preferred_locale", None) or visitor.row.locale
-
-
 async def _return_url(visitor: Visitor) -> str | None:
     return visitor.row.return_url or visitor.settings.default_return_url
-
-
-def _page(
-    request: Request[Any, Any, Any],
-    visitor: Visitor,
-    template: str,
-    context: dict[str, Any],
-    status: int = 200,
-) -> Template:
-    return render_page(
-        request,
-        template,
-        {"customer": visitor.customer, **context},
-        package="portal",
-        locale=_locale(visitor),
-        status_code=status,
-    )
 
 
 class PortalPagesController(Controller):
@@ -277,29 +240,9 @@ class PortalPagesController(Controller):
         request: Request[Any, Any, Any],
         session: NamedDependency[AsyncSession],
         clock: NamedDependency[Clock],
-        subscriptions: NamedDependency[SubscriptionService],
-        catalog: NamedDependency[CatalogService],
     ) -> Template:
-        visitor = await _visitor(request, session, clock)
-        plan = await current_plan(subscriptions, catalog, visitor.customer)
-        notice = {"canceled": "cancel_scheduled", "kept": "cancel_undone"}.get(
-            request.query_params.get("done", "")
-        )
-        return _page(
-            request,
-            visitor,
-            "portal/portal_overview.html",
-            {
-                "sub": plan.sub if plan else None,
-                "plan_name": plan.plan_name if plan else None,
-                "price_amount": plan.price_amount if plan else 0,
-                "interval_label": interval_label,
-                "status_label": status_label,
-                "notice_code": notice,
-                "return_url": await _return_url(visitor),
-                "can_cancel": visitor.settings.offers("cancel"),
-            },
-        )
+        visitor = await visitor_of(request, session, clock)
+        return await overview_page(request, session, clock, visitor)
 
     @get("/cancel", summary="The cancel flow: why, and the retention offer")
     async def cancel_form(
@@ -309,9 +252,9 @@ class PortalPagesController(Controller):
         clock: NamedDependency[Clock],
         subscriptions: NamedDependency[SubscriptionService],
     ) -> Template:
-        visitor = await _visitor(request, session, clock)
+        visitor = await visitor_of(request, session, clock)
         visitor.settings.require("cancel")
-        sub = await _live(subscriptions, visitor)
+        sub = await live_subscription(subscriptions, visitor)
         return await self._cancel_page(request, session, visitor, sub, None, "", "")
 
     async def _cancel_page(
@@ -326,7 +269,7 @@ class PortalPagesController(Controller):
     ) -> Template:
         coupon_id = visitor.settings.retention_coupon
         coupon = await session.get(Coupon, coupon_id) if coupon_id else None
-        return _page(
+        return portal_page(
             request,
             visitor,
             "portal/portal_cancel.html",
@@ -350,9 +293,9 @@ class PortalPagesController(Controller):
         clock: NamedDependency[Clock],
         subscriptions: NamedDependency[SubscriptionService],
     ) -> Response[Any] | Template:
-        visitor = await _visitor(request, session, clock)
+        visitor = await visitor_of(request, session, clock)
         visitor.settings.require("cancel")
-        sub = await _live(subscriptions, visitor)
+        sub = await live_subscription(subscriptions, visitor)
         form = await request.form()
         feedback = str(form.get("feedback") or "")[:40]
         comment = str(form.get("comment") or "")
@@ -373,21 +316,100 @@ class PortalPagesController(Controller):
         clock: NamedDependency[Clock],
         subscriptions: NamedDependency[SubscriptionService],
     ) -> Response[Any]:
-        visitor = await _visitor(request, session, clock)
+        visitor = await visitor_of(request, session, clock)
         visitor.settings.require("cancel")
-        sub = await _live(subscriptions, visitor)
+        sub = await live_subscription(subscriptions, visitor)
         await subscriptions.undo_cancel(sub.id, scope=visitor.customer.id)
         return Redirect("/portal?done=kept", status_code=303)
 
 
-async def _live(subscriptions: SubscriptionService, visitor: Visitor) -> Subscription:
-    sub = await subscriptions.live_for_tenant(visitor.customer.id)
-    if sub is None:
-        raise NotFound("you have no subscription to change")
-    return sub
+# What a `?done=` after an action says (the template words each code in the page's language).
+DONE_CODES = {
+    "canceled": "cancel_scheduled",
+    "kept": "cancel_undone",
+    "plan_changed": "plan_changed",
+    "plan_scheduled": "plan_scheduled",
+    "seats_changed": "seats_changed",
+    "addon_added": "addon_added",
+    "addon_removed": "addon_removed",
+    "promotion_applied": "promotion_applied",
+    "paused": "paused",
+    "resumed": "resumed",
+    "paid": "paid",
+    "payment_returned": "payment_returned",
+    "details_saved": "details_saved",
+    "method_added": "method_added",
+    "method_default": "method_default",
+}
+
+
+async def overview_page(
+    request: Request[Any, Any, Any],
+    session: AsyncSession,
+    clock: Clock,
+    visitor: Visitor,
+    *,
+    promo_error: DomainError | None = None,
+    promo: str = "",
+) -> Template:
+    """The overview: plan, seats, add-ons, discounts, the actions the configuration offers, invoices
+    (PDF, pay now) and payment methods. Also the page a refused promotion code comes back to."""
+    from gateway.portal.pages_manage import error_text
+
+    state = request.app.state
+    billing = billing_services(session, clock, state.billing_config)
+    plan = await current_plan(billing.subscriptions, billing.catalog, visitor.customer)
+    sub = plan.sub if plan else None
+    addons, discounts, scheduled_name = [], [], None
+    if sub is not None:
+        for addon in await billing.subscriptions.addons(sub):
+            price = await billing.catalog.get_price(addon.price_id)
+            addons.append((price.nickname or price.lookup_key or price.id, addon.quantity))
+        discounts = list(await billing.discounts.active(sub.tenant_id, sub.id))
+        if sub.scheduled_price_id:
+            scheduled = await billing.catalog.get_price(sub.scheduled_price_id)
+            scheduled_name = (await billing.catalog.get_plan(scheduled.plan_id)).name
+    invoices = [
+        i
+        for i in await billing.invoices.repo.list_invoices(after=None, limit=200, scope=visitor.customer.id)
+        if i.status != "draft"
+    ]
+    invoices.sort(key=lambda i: (i.finalized_at or i.created_at, i.id), reverse=True)
+    runtime: PaymentsRuntime = state.payments
+    core = PaymentService(session, clock, runtime.registry(), runtime.billing_config, runtime.settings)
+    methods = list(await MethodService(core).list(visitor.customer))
+    settings = visitor.settings
+    return portal_page(
+        request,
+        visitor,
+        "portal/portal_overview.html",
+        {
+            "sub": sub,
+            "plan_name": plan.plan_name if plan else None,
+            "price_amount": plan.price_amount if plan else 0,
+            "scheduled_name": scheduled_name,
+            "addons": addons,
+            "discounts": discounts,
+            "invoices": invoices[:24],
+            "methods": methods,
+            "interval_label": interval_label,
+            "status_label": status_label,
+            "notice_code": DONE_CODES.get(request.query_params.get("done", "")),
+            "failed_code": request.query_params.get("failed", "")[:60] or None,
+            "return_url": await _return_url(visitor),
+            "offers": settings.offers,
+            "can_cancel": settings.offers("cancel"),
+            "can_change_plan": any(settings.offers(a) for a in ("upgrade", "downgrade", "switch_interval")),
+            "promo": promo,
+            "promo_error": promo_error,
+            "error_text": error_text,
+        },
+        status=422 if promo_error else 200,
+    )
 
 
 API_CONTROLLERS = [PortalConfigurationController, PortalSessionController]
 PORTAL_PAGES = page_router(
-    path="/portal", route_handlers=[PortalEntryController, PortalPagesController, *portal_sso.ROUTES]
+    path="/portal",
+    route_handlers=[PortalEntryController, PortalPagesController, *pages_manage.ROUTES, *portal_sso.ROUTES],
 )

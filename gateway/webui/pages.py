@@ -19,6 +19,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from litestar import Request, Response, Router
 from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import Cookie
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
@@ -200,7 +201,18 @@ def render_page(
     response_headers.update(headers or {})
     response_headers["Content-Language"] = language
     response_headers["Vary"] = "Accept-Language, Cookie, HX-Request"
-    return Template(template_name=template, context=full, status_code=status_code, headers=response_headers)
+    cookies = []
+    picked = request.query_params.get("lang")
+    if picked and picked[:35] == language and request.cookies.get(LANG_COOKIE) != language:
+        # A language picked with `?lang=` stays for the next pages and the forms posted from this one.
+        cookies.append(Cookie(key=LANG_COOKIE, value=language, path="/", samesite="lax", max_age=31_536_000))
+    return Template(
+        template_name=template,
+        context=full,
+        status_code=status_code,
+        headers=response_headers,
+        cookies=cookies,
+    )
 
 
 # ---- routing ---------------------------------------------------------------------------------------

@@ -272,6 +272,25 @@ async def test_interval_change_resets_the_anchor_and_invoices_now(api: Api, demo
     assert len(await invoices_of(api, customer)) == 2  # the new year is already paid for
 
 
+async def test_interval_change_in_the_first_second_invoices_the_new_period_beside_the_first(
+    api: Api, demo: Any
+) -> None:
+    """The new yearly period starts the very instant the first month did: both invoices stand (the
+    period key once collided here, a 409 "concurrent change" for a customer switching at once)."""
+    monthly = await plan(api, "instant", amounts={"USD": {"unit_amount": 1000}})
+    yearly = await plan(api, "instant", interval="year", amounts={"USD": {"unit_amount": 9600}})
+    clock, customer = await on_clock(api, datetime(2026, 4, 1, tzinfo=UTC))
+    sub = await api.post("/v1/subscriptions", {"customer": customer, "price": monthly})
+    sub = await api.post(f"/v1/subscriptions/{sub['id']}/plan_change", {"price": yearly}, expect=201)
+    assert (sub["current_period_start"][:10], sub["current_period_end"][:10]) == ("2026-04-01", "2027-04-01")
+    first, change = await invoices_of(api, customer)
+    assert first["total"] == 1000
+    assert [line["amount"] for line in change["lines"]] == [-1000, 9600]  # the whole month credited
+    assert change["total"] == 8600
+    await advance(api, clock, 2027, 3, 31)
+    assert len(await invoices_of(api, customer)) == 2
+
+
 async def test_addon_mid_period_is_prorated(api: Api, demo: Any) -> None:
     clock, customer = await on_clock(api, datetime(2026, 4, 1, tzinfo=UTC))
     sub = await api.post("/v1/subscriptions", {"customer": customer, "price": "pro_monthly", "trial_days": 0})

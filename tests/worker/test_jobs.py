@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from croniter import croniter
+from saq.queue.base import JobError
 from saq.queue.redis import RedisQueue
 
 from gateway.all_models import Base
@@ -66,6 +68,18 @@ def test_one_registry_names_every_job_once_with_a_valid_schedule() -> None:
     assert all(croniter.is_valid(spec.cron) for spec in JOBS)
 
 
+async def apply(queue: RedisQueue, function: str) -> Any:
+    """`queue.apply`, once more when saq's sweep aborted the job: the worker's first sweep, at start,
+    aborts a job it finds dequeued but not yet marked active ("swept"), a race inside saq (the cron
+    enqueues the job again in production; a test that applies it by hand asks again)."""
+    try:
+        return await queue.apply(function, timeout=60)
+    except JobError as error:
+        if error.job.error != queue.swept_error_message:
+            raise
+        return await queue.apply(function, timeout=60)
+
+
 @pytest.mark.skipif(not REDIS_URL and not IN_CI, reason="needs Redis (always run in CI)")
 async def test_the_jobs_run_on_saq_over_real_redis(tmp_path: Path) -> None:
     db = await seeded(tmp_path)
@@ -76,15 +90,15 @@ async def test_the_jobs_run_on_saq_over_real_redis(tmp_path: Path) -> None:
     before = runs("relay")
     running = asyncio.create_task(worker.start())
     try:
-        handled = await queue.apply("relay", timeout=60)
+        handled = await apply(queue, "relay")
         assert handled > 0  # the demo's subscription events reached provisioning, metrics, audit, webhooks
         positions = await consumer_positions(db)
         assert {positions[c] for c in ("provisioning", "metrics", "audit", "webhooks")} == {positions["top"]}
-        assert await queue.apply("relay", timeout=60) == 0  # nothing is handled twice
-        assert await queue.apply("webhooks", timeout=60) == 0  # the demo subscribes no endpoint
-        assert await queue.apply("past_due_sweep", timeout=60) == 0
-        assert await queue.apply("retention_purge", timeout=60) == 0
-        assert await queue.apply("billing_run", timeout=60) == 0  # nothing is due on the wall clock yet
+        assert await apply(queue, "relay") == 0  # nothing is handled twice
+        assert await apply(queue, "webhooks") == 0  # the demo subscribes no endpoint
+        assert await apply(queue, "past_due_sweep") == 0
+        assert await apply(queue, "retention_purge") == 0
+        assert await apply(queue, "billing_run") == 0  # nothing is due on the wall clock yet
         assert runs("relay") >= before + 2  # (and the cron ticks meanwhile)
     finally:
         running.cancel()
