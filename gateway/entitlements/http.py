@@ -195,49 +195,10 @@ class EntitlementsController(Controller):
         principal: NamedDependency[Principal],
     ) -> Response[s.Entitlements]:
         _scope(principal, customer)
-        view = deciding.engine.view()  # one snapshot: the features and the standing agree
-        tenant = view.tenant(customer)
-        if tenant is None:
+        body = await entitlements_snapshot(deciding.engine, customer)
+        if body is None:
             # Only a customer that never subscribed: an ended subscription keeps its standing (200 below).
             raise NotFound(f"customer {customer!r} has never subscribed", code="customer_not_found")
-        access = view.has_access(customer)
-        features = []
-        for key, grant in sorted(tenant.features.items()):
-            verdict = await view.check_feature(customer, key, quantity=1, consume=False)
-            balance = tenant.metered.get(key)
-            metered = grant.kind.value == "metered"
-            features.append(
-                s.FeatureEntitlement(
-                    feature=key,
-                    kind=grant.kind.value,
-                    enabled=access,
-                    limit=grant.limit
-                    if balance is None or grant.limit is None
-                    else grant.limit + balance.credits,
-                    unlimited=grant.kind.value != "boolean" and grant.limit is None,
-                    soft=grant.soft,
-                    used=verdict.used,
-                    remaining=verdict.remaining,
-                    resets_at=verdict.resets_at,
-                    included=grant.limit if metered else None,
-                    credits=(balance.credits if balance else 0) if metered else None,
-                    overage=verdict.overage if metered and verdict.used is not None else None,
-                    meter=balance.meter if balance else None,
-                )
-            )
-        body = s.Entitlements(
-            "entitlements",
-            customer,
-            tenant.plan_key,
-            tenant.plan_version,
-            tenant.status.value,
-            access,
-            tenant.inactive_since,
-            tenant.period_start,
-            tenant.period_end,
-            features,
-            view.version,
-        )
         # The ETag covers everything but the index version: an unrelated tenant's change moves the
         # version without changing this snapshot, and must not invalidate caches.
         content = msgspec.json.encode(msgspec.structs.replace(body, index_version=0))
@@ -246,6 +207,54 @@ class EntitlementsController(Controller):
         if etag in request.headers.get("if-none-match", ""):
             return Response(content=b"", status_code=304, headers=headers)  # type: ignore[arg-type]
         return Response(body, headers=headers)
+
+
+async def entitlements_snapshot(engine: Engine, customer: str) -> s.Entitlements | None:
+    """The tenant's plan, standing and every feature with its limit, use and what is left, from one
+    view of the decision index (the features and the standing agree); None for a customer that never
+    subscribed. `GET /v1/entitlements/{customer}` and the customer portal both show this."""
+    view = engine.view()
+    tenant = view.tenant(customer)
+    if tenant is None:
+        return None
+    access = view.has_access(customer)
+    features = []
+    for key, grant in sorted(tenant.features.items()):
+        verdict = await view.check_feature(customer, key, quantity=1, consume=False)
+        balance = tenant.metered.get(key)
+        metered = grant.kind.value == "metered"
+        features.append(
+            s.FeatureEntitlement(
+                feature=key,
+                kind=grant.kind.value,
+                enabled=access,
+                limit=grant.limit
+                if balance is None or grant.limit is None
+                else grant.limit + balance.credits,
+                unlimited=grant.kind.value != "boolean" and grant.limit is None,
+                soft=grant.soft,
+                used=verdict.used,
+                remaining=verdict.remaining,
+                resets_at=verdict.resets_at,
+                included=grant.limit if metered else None,
+                credits=(balance.credits if balance else 0) if metered else None,
+                overage=verdict.overage if metered and verdict.used is not None else None,
+                meter=balance.meter if balance else None,
+            )
+        )
+    return s.Entitlements(
+        "entitlements",
+        customer,
+        tenant.plan_key,
+        tenant.plan_version,
+        tenant.status.value,
+        access,
+        tenant.inactive_since,
+        tenant.period_start,
+        tenant.period_end,
+        features,
+        view.version,
+    )
 
 
 def _credit_out(row: UsageCreditRow) -> s.UsageCredit:

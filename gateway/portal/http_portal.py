@@ -20,6 +20,7 @@ from msgspec import Meta, Struct
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.billing.wiring import billing_services
+from gateway.entitlements.http import entitlements_snapshot
 from gateway.catalog.models import Coupon
 from gateway.customers import CustomerService
 from gateway.customers.repository import CustomerRepository
@@ -378,6 +379,9 @@ async def overview_page(
     runtime: PaymentsRuntime = state.payments
     core = PaymentService(session, clock, runtime.registry(), runtime.billing_config, runtime.settings)
     methods = list(await MethodService(core).list(visitor.customer))
+    snapshot = await entitlements_snapshot(state.engine, visitor.customer.id)
+    names = {f.key: f.name for f in (await billing.catalog.list_features(after=None, limit=200)).items}
+    features = [(names.get(f.feature, f.feature), f) for f in snapshot.features] if snapshot else []
     settings = visitor.settings
     return portal_page(
         request,
@@ -392,6 +396,7 @@ async def overview_page(
             "discounts": discounts,
             "invoices": invoices[:24],
             "methods": methods,
+            "features": features,
             "interval_label": interval_label,
             "status_label": status_label,
             "notice_code": DONE_CODES.get(request.query_params.get("done", "")),

@@ -7,6 +7,7 @@ The served app runs on the test's frozen clock, so every prorated amount is exac
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -148,10 +149,36 @@ async def test_a_downgrade_the_configuration_does_not_offer_is_refused_and_chang
     assert await page.get_attribute("#problem", "data-code") == "portal_action_not_offered"
 
 
+async def _until(page: Any, selector: str, text: str) -> None:
+    """Reload until `selector` reads `text`: the decision index follows a commit within its bound."""
+    for _ in range(50):
+        if await page.locator(selector).count() and await _text(page, selector) == text:
+            return
+        await asyncio.sleep(0.1)
+        await page.reload()
+    assert await _text(page, selector) == text
+
+
 async def test_a_downgrade_waits_for_the_period_end(web_server: Api, page: Any) -> None:
     api = web_server
     customer, sub = await _customer_on(api, "pro_monthly")
-    await page.goto(await portal_link(api, customer["id"]))
+    link = await portal_link(api, customer["id"])
+    # The app counts 250 API calls through the check endpoint; the portal shows them against the limit.
+    for _ in range(50):
+        check = await api.post(
+            "/v1/check",
+            {"customer": customer["id"], "feature": "api_calls", "quantity": 250, "consume": True},
+            expect=None,
+        )
+        if check.get("allowed"):
+            break
+        await asyncio.sleep(0.1)
+    await page.goto(link)
+    await _until(page, '[data-feature="api_calls"] .usage', "250 / 100,000")
+    assert await _text(page, '[data-feature="projects"] td') == "Unlimited"
+    assert await _text(page, '[data-feature="support_priority"] td') == "Included"
+    assert await page.get_attribute('[data-feature="api_calls"] progress', "value") == "250"
+    await axe_check(page)
     await page.goto(f"{api.url}/portal/plan?price=basic_monthly")  # type: ignore[attr-defined]
     assert await _text(page, "#preview-summary") == (
         "Nothing is charged now: the change takes effect on February 1, 2026."
@@ -191,9 +218,7 @@ async def test_seats_and_an_add_on_with_previews(web_server: Api, page: Any, clo
     assert await _text(page, "#e-quantity") == "Choose between 1 and 1,000,000 seats."
     await page.fill("#f-quantity", "4")
     await page.click("#preview-seats")
-    api_preview = await api.post(
-        f"/v1/subscriptions/{sub['id']}/preview_change", {"quantity": 4}, expect=200
-    )
+    api_preview = await api.post(f"/v1/subscriptions/{sub['id']}/preview_change", {"quantity": 4}, expect=200)
     pending = sum(i["amount"] for i in api_preview["pending_items"])
     # Two more seats for the half month that is left: 2 × $10.00 × ½.
     assert (api_preview["outcome"], pending) == ("pending", 1_000)
