@@ -9,6 +9,8 @@ answer them; each calls the same service as that operation.
   `/admin/dashboard/csv/{chart}` each chart's CSV (`cohorts` too).
 - `/admin/catalog/grid…`: the tier grid (gateway/admin/pages_catalog.py).
 - `/admin/customers…`: customer search, a customer's page and its actions (gateway/admin/pages_customers.py).
+- `/admin/policies…`: the policy as a matrix, a draft with its diff and what-if, publish, restore
+  (gateway/admin/pages_policies.py).
 - `/admin/webhooks…`: endpoints, deliveries, resend and replay (gateway/admin/pages_webhooks.py).
 - `/admin/sign-in`, `/admin/sso…`: staff sign-in with the platform's SSO (gateway/admin/pages_sign_in.py).
 """
@@ -26,7 +28,14 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.admin import dashboard, pages_catalog, pages_customers, pages_sign_in, pages_webhooks
+from gateway.admin import (
+    dashboard,
+    pages_catalog,
+    pages_customers,
+    pages_policies,
+    pages_sign_in,
+    pages_webhooks,
+)
 from gateway.catalog import CatalogService
 from gateway.catalog.repository import CatalogRepository
 from gateway.kernel.clock import Clock
@@ -175,6 +184,7 @@ ADMIN_PAGES = page_router(
         dashboard_csv,
         *pages_catalog.ROUTES,
         *pages_customers.ROUTES,
+        *pages_policies.ROUTES,
         *pages_sign_in.ROUTES,
         *pages_webhooks.ROUTES,
     ],

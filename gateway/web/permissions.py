@@ -348,6 +348,11 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /admin/catalog/grid":                                      (STAFF_PAGE, "catalog:read"),
     "GET /admin/catalog/grid/{plan}":                               (STAFF_PAGE, "catalog:write"),
     "POST /admin/catalog/grid/{plan}":                              (STAFF_PAGE, "catalog:write"),
+    # the console's policy editor (gateway/admin/pages_policies.py): the scopes of /v1/policies
+    "GET /admin/policies":                                          (STAFF_PAGE, "policies:read"),
+    "POST /admin/policies/draft":                                   (STAFF_PAGE, "policies:read"),
+    "POST /admin/policies/publish":                                 (STAFF_PAGE, "policies:write"),
+    "POST /admin/policies/versions/{version}/restore":              (STAFF_PAGE, "policies:write"),
     # the console's customer pages (gateway/admin/pages_customers.py): the scopes of the /v1 operations
     "GET /admin/customers":                                         (STAFF_PAGE, "customers:read"),
     "GET /admin/customers/{customer_id}":                           (STAFF_PAGE, "customers:read"),
