@@ -115,7 +115,7 @@ from gateway.web.strict import reject_unknown_query_params
 from gateway.webui.assets import AssetRegistry, serve_static
 from gateway.webui.pages import template_config
 from gateway.worker.dashboard import dashboard_router
-from gateway.worker.jobs import InProcessJobs, SaqJobs, job_context, saq_queue
+from gateway.worker.jobs import JOBS, InProcessJobs, SaqJobs, job_context, saq_queue
 
 log = logging.getLogger("tiergate")
 
@@ -256,6 +256,8 @@ def create_app(
     # Pages (WEB.md): their static files by hashed name, and the secret their CSRF tokens are signed with.
     state.assets = AssetRegistry.scan(folder / "static" for folder in PAGE_PACKAGES)
     state.csrf_secret = secret_box.derive("csrf")
+    # The background jobs' names and schedules, for the console's jobs page (admin sits below the worker).
+    state.job_specs = [(spec.name, spec.cron, spec.family) for spec in JOBS]
     state.sso_pending = sso_pending
     state.sso_oidc = sso_oidc
     # Payments: provider adapters from accounts (credentials opened with the secret box); test clocks move

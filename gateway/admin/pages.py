@@ -11,6 +11,8 @@ answer them; each calls the same service as that operation.
 - `/admin/customers…`: customer search, a customer's page and its actions (gateway/admin/pages_customers.py).
 - `/admin/policies…`: the policy as a matrix, a draft with its diff and what-if, publish, restore
   (gateway/admin/pages_policies.py).
+- `/admin/audit`, `/admin/jobs`: the audit log with filters; readiness, jobs, relay and queues
+  (gateway/admin/pages_operations.py).
 - `/admin/webhooks…`: endpoints, deliveries, resend and replay (gateway/admin/pages_webhooks.py).
 - `/admin/sign-in`, `/admin/sso…`: staff sign-in with the platform's SSO (gateway/admin/pages_sign_in.py).
 """
@@ -32,6 +34,7 @@ from gateway.admin import (
     dashboard,
     pages_catalog,
     pages_customers,
+    pages_operations,
     pages_policies,
     pages_sign_in,
     pages_webhooks,
@@ -185,6 +188,7 @@ ADMIN_PAGES = page_router(
         *pages_catalog.ROUTES,
         *pages_customers.ROUTES,
         *pages_policies.ROUTES,
+        *pages_operations.ROUTES,
         *pages_sign_in.ROUTES,
         *pages_webhooks.ROUTES,
     ],

@@ -155,9 +155,12 @@ class AuditService:
         user_id: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        newest_first: bool = False,
     ) -> Page[AuditEntry]:
-        """Oldest first by id (ids are time-ordered). A tenant-scoped caller sees only its tenant."""
-        query = select(AuditEntry).order_by(AuditEntry.id).limit(limit + 1)
+        """Oldest first by id (ids are time-ordered), or newest first (the console), `after` then being
+        the last id of the previous page either way. A tenant-scoped caller sees only its tenant."""
+        order = AuditEntry.id.desc() if newest_first else AuditEntry.id
+        query = select(AuditEntry).order_by(order).limit(limit + 1)
         if scope is not None:
             query = query.where(AuditEntry.tenant_id == scope)
         if tenant_id is not None:
@@ -175,7 +178,7 @@ class AuditService:
         if until is not None:
             query = query.where(AuditEntry.at < until)
         if after is not None:
-            query = query.where(AuditEntry.id > after)
+            query = query.where(AuditEntry.id < after if newest_first else AuditEntry.id > after)
         return Page.from_overfetch((await self.session.scalars(query)).all(), limit)
 
     async def about_user(self, user_id: str) -> Sequence[AuditEntry]:

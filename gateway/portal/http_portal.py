@@ -20,10 +20,10 @@ from msgspec import Meta, Struct
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.billing.wiring import billing_services
-from gateway.entitlements.http import entitlements_snapshot
 from gateway.catalog.models import Coupon
 from gateway.customers import CustomerService
 from gateway.customers.repository import CustomerRepository
+from gateway.entitlements.http import entitlements_snapshot
 from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import DomainError

@@ -348,6 +348,9 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /admin/catalog/grid":                                      (STAFF_PAGE, "catalog:read"),
     "GET /admin/catalog/grid/{plan}":                               (STAFF_PAGE, "catalog:write"),
     "POST /admin/catalog/grid/{plan}":                              (STAFF_PAGE, "catalog:write"),
+    # the console's operations pages (gateway/admin/pages_operations.py)
+    "GET /admin/audit":                                             (STAFF_PAGE, "audit:read"),
+    "GET /admin/jobs":                                              (STAFF_PAGE, "operations:read"),
     # the console's policy editor (gateway/admin/pages_policies.py): the scopes of /v1/policies
     "GET /admin/policies":                                          (STAFF_PAGE, "policies:read"),
     "POST /admin/policies/draft":                                   (STAFF_PAGE, "policies:read"),
