@@ -16,6 +16,9 @@ permission matrix (same staff scope), so a staff member may do on the page exact
 - `GET|POST /admin/customers/{id}/subscriptions/{sub}/plan_change` (subscriptions:write): pick a price,
   see `preview_change` (the API's preview: the change run in a rolled-back transaction), then confirm
   with `SubscriptionService.change_plan` (as `POST /v1/subscriptions/{id}/plan_change`); audited.
+- `POST /admin/customers/{id}/subscriptions/{sub}/extend_trial` (subscriptions:write): the trial's end
+  moved by 1-365 days with `SubscriptionService.extend_trial` (as `POST /v1/subscriptions/{id}/
+  extend_trial`), audited as `admin.trial_extended`.
 - `POST /admin/customers/{id}/portal_session` (portal:write): a one-time portal link, shown on the page
   (`PortalSessionService.issue`, as `POST /v1/portal_sessions`).
 - `POST /admin/customers/{id}/credit` (billing:write): grant credit with `InvoiceService.grant_credit`
@@ -25,6 +28,7 @@ permission matrix (same staff scope), so a staff member may do on the page exact
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from litestar import Request, get, post
@@ -44,8 +48,8 @@ from gateway.billing.service import CurrencyLocked
 from gateway.billing.wiring import BillingConfig, BillingServices, billing_services
 from gateway.catalog.models import Plan
 from gateway.kernel.auth import Principal
-from gateway.kernel.clock import Clock
-from gateway.kernel.errors import Conflict, ValidationFailed
+from gateway.kernel.clock import Clock, isoformat_or_none
+from gateway.kernel.errors import Conflict, DomainError, ValidationFailed
 from gateway.kernel.money import Money
 from gateway.portal.session import PortalSessionService
 from gateway.scim.service import ScimTokenService
@@ -271,6 +275,53 @@ async def pause_subscription(
 
 
 @post(
+    "/customers/{customer_id:str}/subscriptions/{subscription_id:str}/extend_trial",
+    summary="Extend a trial by a number of days",
+    status_code=303,
+    dependencies=SUBSCRIPTION_DEPENDENCIES,
+)
+async def extend_trial(
+    request: Request[Any, Any, Any],
+    customer_id: FromPath[str],
+    subscription_id: FromPath[str],
+    session: NamedDependency[AsyncSession],
+    clock: NamedDependency[Clock],
+    billing_config: NamedDependency[BillingConfig],
+    principal: NamedDependency[Principal],
+    subscriptions: NamedDependency[SubscriptionService],
+) -> Template | Redirect:
+    """As `POST /v1/subscriptions/{id}/extend_trial {trial_end}`, the new end the current one plus the days
+    asked for (1-365); bad input comes back beside the field, nothing changed."""
+    customer = customer_id[:40]
+    raw = str((await request.form()).get("days") or "").strip()[:6]
+    sub = await subscriptions.get(subscription_id[:40], scope=customer)
+    error = None
+    if not raw.isdigit() or not 1 <= int(raw) <= 365:
+        error = "days"
+    elif sub.trial_end is None or sub.status != "trialing":
+        error = "not_trialing"
+    if error is not None:
+        billing = billing_services(session, clock, billing_config)
+        return await _customer_page(
+            request, session, billing, principal, customer, values={"days": raw}, errors={"days": error}
+        )
+    assert sub.trial_end is not None
+    previous = sub.trial_end
+    row = await subscriptions.extend_trial(
+        sub.id, trial_end=previous + timedelta(days=int(raw)), scope=customer
+    )
+    await record(
+        session,
+        action="admin.trial_extended",
+        at=await subscriptions.now_for(row.test_clock_id),
+        tenant_id=customer,
+        target=row.id,
+        data={"days": int(raw), "trial_end": isoformat_or_none(row.trial_end)},
+    )
+    return Redirect(f"/admin/customers/{customer}?done=trial_extended", status_code=303)
+
+
+@post(
     "/customers/{customer_id:str}/invoices/{invoice_id:str}/credit_note",
     summary="Issue a credit note on one of the customer's invoices",
     status_code=303,
@@ -379,7 +430,7 @@ async def plan_change_page(
                 subscription_id[:40],
                 billing_schemas.ChangePreviewRequest(price=price),
             )
-        except (ValidationFailed, Conflict) as exc:
+        except DomainError as exc:  # an unknown price, a refused change: beside the choice
             error = exc.detail
     sub = await subscriptions.get(subscription_id[:40], scope=customer_id[:40])
     prices = (
@@ -436,6 +487,7 @@ async def change_plan(
 
 
 ROUTES = [
+    extend_trial,
     plan_change_page,
     change_plan,
     open_portal_session,

@@ -364,6 +364,27 @@ class SubscriptionController(Controller):
         return await _out(subscriptions, row)
 
     @post(
+        "/{subscription_id:str}/extend_trial",
+        opt=WRITE,
+        responses=WRITE_RESPONSES,
+        summary="Move a trial's end later (the trial period and the billing anchor move with it)",
+    )
+    async def extend_trial(
+        self,
+        subscription_id: FromPath[str],
+        data: JSONBody[s.ExtendTrialRequest],
+        subscriptions: NamedDependency[SubscriptionService],
+        principal: NamedDependency[Principal],
+        if_match: NamedDependency[IfMatch],
+    ) -> s.Subscription:
+        trial_end = parse_timestamp(data.trial_end, "trial_end")
+        assert trial_end is not None  # the field is required
+        row = await subscriptions.extend_trial(
+            subscription_id, trial_end=trial_end, scope=principal.tenant_id, if_match=if_match
+        )
+        return await _out(subscriptions, row)
+
+    @post(
         "/{subscription_id:str}/resume",
         opt=WRITE,
         responses=WRITE_RESPONSES,

@@ -90,6 +90,10 @@ class PauseRequest(Struct, forbid_unknown_fields=True):
     resumes_at: AwareTimestamp | None = None
 
 
+class ExtendTrialRequest(Struct, forbid_unknown_fields=True):
+    trial_end: AwareTimestamp
+
+
 class ResumeRequest(Struct, forbid_unknown_fields=True):
     billing_cycle_anchor: Literal["now", "unchanged"] = "now"
 

@@ -29,6 +29,7 @@ from gateway.subscriptions.domain import (
     LIVE_STATUSES,
     RUNNING_STATUSES,
     TERMINAL_STATUSES,
+    TRIAL_WILL_END_NOTICE,
     CancellationFeedback,
     ChangeTiming,
     CollectionMethod,
@@ -49,6 +50,7 @@ from gateway.subscriptions.ports import NO_PAYMENT_METHODS, PaymentMethodLookup
 from gateway.subscriptions.repository import SubscriptionRepository
 
 MAX_QUANTITY = 1_000_000
+MAX_TRIAL_EXTENSION = timedelta(days=730)  # how far from now an extended trial may end
 MAX_TRIAL_DAYS = 730
 # Safety valve for one advance: 10 years of monthly periods plus trial steps, far beyond any real use.
 MAX_STEPS_PER_ADVANCE = 200
@@ -579,6 +581,42 @@ class SubscriptionService:
             proration_behavior=behavior,
         )
         return row
+
+    async def extend_trial(
+        self,
+        subscription_id: str,
+        *,
+        trial_end: datetime,
+        scope: str | None = None,
+        if_match: IfMatch = None,
+    ) -> Subscription:
+        """Move a trial's end later (support's "extend the trial"). Only a trialing subscription, only
+        later than its current end and at most `MAX_TRIAL_EXTENSION` from now. The trial period and the
+        billing anchor move with it; the 3-day reminder goes again when the new end is more than 3 days
+        away (as Stripe's `customer.subscription.trial_will_end`)."""
+        sub, now = await self._load_live(subscription_id, scope, if_match)
+        require(sub, frozenset({Status.TRIALING}), "extend the trial of")
+        trial_end = ensure_utc(trial_end)
+        assert sub.trial_end is not None  # a trialing subscription has its end
+        if trial_end <= sub.trial_end:
+            raise ValidationFailed(
+                f"trial_end must be later than the current end {format_timestamp(sub.trial_end)}",
+                field="trial_end",
+            )
+        if trial_end > now + MAX_TRIAL_EXTENSION:
+            raise ValidationFailed(
+                f"trial_end may be at most {MAX_TRIAL_EXTENSION.days} days from now", field="trial_end"
+            )
+        previous = sub.trial_end
+        sub.trial_end = sub.current_period_end = sub.billing_cycle_anchor = trial_end
+        if trial_end - TRIAL_WILL_END_NOTICE > now:
+            sub.trial_will_end_notified_at = None
+        self._touch(sub, now)
+        await self.repo.flush()
+        await self._emit(
+            sub, "subscription.trial_extended", now, previous_trial_end=format_timestamp(previous)
+        )
+        return sub
 
     async def pause(
         self,

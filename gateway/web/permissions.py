@@ -178,6 +178,7 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "POST /v1/subscriptions/{subscription_id}/discounts":           (PLATFORM, "subscriptions:write"),
     "DELETE /v1/subscriptions/{subscription_id}/discounts/{discount_id}": (PLATFORM, "subscriptions:write"),
     "POST /v1/subscriptions/{subscription_id}/pause":               (PLATFORM, "subscriptions:write"),
+    "POST /v1/subscriptions/{subscription_id}/extend_trial":        (PLATFORM, "subscriptions:write"),
     "POST /v1/subscriptions/{subscription_id}/resume":              (PLATFORM, "subscriptions:write"),
     "POST /v1/subscriptions/{subscription_id}/plan_change":         (PLATFORM, "subscriptions:write"),
     "POST /v1/subscriptions/{subscription_id}/preview_change":      (TENANT, "billing:read"),
@@ -370,6 +371,8 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "POST /admin/customers/{customer_id}/subscriptions/{subscription_id}/cancel":
         (STAFF_PAGE, "subscriptions:write"),
     "POST /admin/customers/{customer_id}/subscriptions/{subscription_id}/pause":
+        (STAFF_PAGE, "subscriptions:write"),
+    "POST /admin/customers/{customer_id}/subscriptions/{subscription_id}/extend_trial":
         (STAFF_PAGE, "subscriptions:write"),
     "GET /sso/session":                                             (END_USER, None),
     "POST /sso/refresh":                                            (END_USER, None),

@@ -161,7 +161,7 @@ async def test_change_plan_shows_the_preview_then_changes_it(
     # The preview changed nothing.
     assert (await api.get(f"/v1/subscriptions/{sub['id']}"))["plan"] == sub["plan"]
     unknown = await client.get(path, params={"price": "nope"})
-    assert unknown.status_code in (404, 422)
+    assert unknown.status_code == 422 and 'id="e-price"' in unknown.text  # beside the choice
 
     done = await client.post(path, data={"price": "pro_monthly", "_csrf_token": csrf}, follow_redirects=False)
     assert done.status_code == 303
@@ -170,3 +170,30 @@ async def test_change_plan_shows_the_preview_then_changes_it(
     log = (await api.get("/v1/audit_log", params={"customer": customer, "limit": 100}))["data"]
     [entry] = [e for e in log if e["action"] == "admin.plan_changed"]
     assert entry["target"] == sub["id"] and entry["actor"].startswith("staff:")
+
+
+async def test_extend_a_trial_from_the_page(api: Api, db: Database, clock: FrozenClock, demo: Any) -> None:
+    customer = (await api.post("/v1/customers", {"name": "Trialist", "currency": "USD"}))["id"]
+    sub = await api.post("/v1/subscriptions", {"customer": customer, "price": "pro_monthly"})
+    assert (sub["status"], sub["trial_end"]) == ("trialing", "2026-01-15T00:00:00Z")
+    client, csrf = await as_staff(api, await staff_cookie(db, clock, "sup@ops.example", "finance"))
+    path = f"/admin/customers/{customer}/subscriptions/{sub['id']}/extend_trial"
+    assert f'action="{path}"' in (await client.get(f"/admin/customers/{customer}")).text
+    for bad in ("0", "366", "ten"):
+        refused = await client.post(path, data={"days": bad, "_csrf_token": csrf})
+        assert refused.status_code == 422 and 'id="e-days"' in refused.text
+    assert (await api.get(f"/v1/subscriptions/{sub['id']}"))["trial_end"] == "2026-01-15T00:00:00Z"
+    done = await client.post(path, data={"days": "10", "_csrf_token": csrf}, follow_redirects=False)
+    assert (done.status_code, done.headers["location"]) == (
+        303,
+        f"/admin/customers/{customer}?done=trial_extended",
+    )
+    extended = await api.get(f"/v1/subscriptions/{sub['id']}")
+    assert (extended["trial_end"], extended["current_period_end"]) == ("2026-01-25T00:00:00Z",) * 2
+    log = (await api.get("/v1/audit_log", params={"customer": customer, "limit": 100}))["data"]
+    [entry] = [e for e in log if e["action"] == "admin.trial_extended"]
+    assert entry["data"] == {"days": 10, "trial_end": "2026-01-25T00:00:00Z"}
+    # Support may read the customer but not change subscriptions: no form, and the post is refused.
+    support, csrf = await as_staff(api, await staff_cookie(db, clock, "sam@ops.example", "support"))
+    assert f'action="{path}"' not in (await support.get(f"/admin/customers/{customer}")).text
+    assert (await support.post(path, data={"days": "5", "_csrf_token": csrf})).status_code == 403

@@ -324,6 +324,44 @@ async def test_trial_is_not_invoiced_and_converts_into_the_first_invoice(api: Ap
     ]
 
 
+async def test_an_extended_trial_reminds_again_and_converts_at_its_new_end(api: Api, demo: Any) -> None:
+    clock, customer = await on_clock(api, datetime(2026, 3, 10, 12, 0, tzinfo=UTC))
+    sub = await api.post("/v1/subscriptions", {"customer": customer, "price": "pro_monthly"})
+    assert sub["trial_end"][:10] == "2026-03-24"
+    await advance(api, clock, 2026, 3, 22, 12, 0)  # the 3-day reminder went on the 21st
+    # Bad input changes nothing: an end not later than the current one, or more than two years out.
+    for bad in ("2026-03-24T12:00:00Z", "2028-04-01T00:00:00Z"):
+        problem = await api.post(
+            f"/v1/subscriptions/{sub['id']}/extend_trial", {"trial_end": bad}, expect=422
+        )
+        assert problem["field"] == "trial_end"
+    extended = await api.post(
+        f"/v1/subscriptions/{sub['id']}/extend_trial", {"trial_end": iso(2026, 4, 9, 12)}, expect=201
+    )
+    assert (extended["status"], extended["trial_end"], extended["current_period_end"]) == (
+        "trialing",
+        "2026-04-09T12:00:00Z",
+        "2026-04-09T12:00:00Z",
+    )
+    await advance(api, clock, 2026, 4, 1, 12, 0)
+    assert await invoices_of(api, customer) == []  # still a trial past its first end
+    await advance(api, clock, 2026, 4, 10, 12, 0)
+    events = await api.get("/v1/events", params={"aggregate": sub["id"], "limit": 100})
+    types = [e["type"] for e in events["data"]]
+    assert types.count("subscription.trial_extended") == 1
+    will_end = [e["occurred_at"][:10] for e in events["data"] if e["type"] == "subscription.trial_will_end"]
+    assert will_end == ["2026-03-21", "2026-04-06"]  # reminded again, 3 days before the new end
+    invoices = await invoices_of(api, customer)
+    assert [(i["billing_reason"], i["total"], i["period_start"][:10]) for i in invoices] == [
+        ("subscription_create", 2900, "2026-04-09")
+    ]
+    # Once active there is no trial to extend.
+    conflict = await api.post(
+        f"/v1/subscriptions/{sub['id']}/extend_trial", {"trial_end": iso(2026, 5, 1)}, expect=409
+    )
+    assert conflict["code"] == "invalid_transition"
+
+
 # -- taxes, currencies, credit ----------------------------------------------------------------------
 async def test_vat_exclusive_inclusive_and_reverse_charge(api: Api, demo: Any) -> None:
     hundred = await plan(
