@@ -19,6 +19,10 @@ permission matrix (same staff scope), so a staff member may do on the page exact
 - `POST /admin/customers/{id}/subscriptions/{sub}/extend_trial` (subscriptions:write): the trial's end
   moved by 1-365 days with `SubscriptionService.extend_trial` (as `POST /v1/subscriptions/{id}/
   extend_trial`), audited as `admin.trial_extended`.
+- `POST /admin/customers/{id}/emails/{message}/resend` (email:write): a copy of a sent or failed e-mail
+  queued now (`resend_message`, as `POST /v1/email_messages/{id}/resend`), audited. The page lists the
+  latest e-mails for roles that may read them, and the entitlements with their use (the snapshot of
+  `GET /v1/entitlements/{customer}`).
 - `POST /admin/customers/{id}/portal_session` (portal:write): a one-time portal link, shown on the page
   (`PortalSessionService.issue`, as `POST /v1/portal_sessions`).
 - `POST /admin/customers/{id}/credit` (billing:write): grant credit with `InvoiceService.grant_credit`
@@ -36,6 +40,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.admin.models import StaffMember
@@ -47,10 +52,13 @@ from gateway.billing.http import preview_change
 from gateway.billing.service import CurrencyLocked
 from gateway.billing.wiring import BillingConfig, BillingServices, billing_services
 from gateway.catalog.models import Plan
+from gateway.entitlements.http import entitlements_snapshot
 from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock, isoformat_or_none
-from gateway.kernel.errors import Conflict, DomainError, ValidationFailed
+from gateway.kernel.errors import Conflict, DomainError, NotFound, ValidationFailed
 from gateway.kernel.money import Money
+from gateway.notifications.email_models import EmailMessage
+from gateway.notifications.email_service import resend_message
 from gateway.portal.session import PortalSessionService
 from gateway.scim.service import ScimTokenService
 from gateway.sso.http import provide_connections
@@ -59,6 +67,7 @@ from gateway.subscriptions.service import SubscriptionService
 from gateway.webui.pages import render_page
 
 SEARCH_LIMIT = 25
+EMAILS_SHOWN = 10  # the customer's latest e-mails on its page
 LIST_LIMIT = 50  # subscriptions, invoices, credit notes, members, timeline entries a page shows
 Search = Annotated[str, QueryParameter(name="q", max_length=200)]
 
@@ -129,6 +138,19 @@ async def _customer_page(
         )
     ).items
     role = await _role(session, principal)
+    snapshot = await entitlements_snapshot(request.app.state.engine, customer.id)
+    emails: list[EmailMessage] = []
+    if scope_allows(role, "email:read"):
+        emails = list(
+            (
+                await session.scalars(
+                    select(EmailMessage)
+                    .where(EmailMessage.tenant_id == customer.id)
+                    .order_by(EmailMessage.id.desc())
+                    .limit(EMAILS_SHOWN)
+                )
+            ).all()
+        )
     return render_page(
         request,
         "admin/customer.html",
@@ -146,6 +168,9 @@ async def _customer_page(
             "can_grant_credit": scope_allows(role, "billing:write"),
             "can_change_subscriptions": scope_allows(role, "subscriptions:write"),
             "can_open_portal": scope_allows(role, "portal:write"),
+            "can_resend_email": scope_allows(role, "email:write"),
+            "features": snapshot.features if snapshot else [],
+            "emails": emails,
             "portal_link": portal_link,
             "values": values or {"currency": customer.currency or ""},
             "errors": errors or {},
@@ -322,6 +347,34 @@ async def extend_trial(
 
 
 @post(
+    "/customers/{customer_id:str}/emails/{message_id:str}/resend",
+    summary="Send one of the customer's e-mails again",
+    status_code=303,
+)
+async def resend_email(
+    customer_id: FromPath[str],
+    message_id: FromPath[str],
+    session: NamedDependency[AsyncSession],
+    clock: NamedDependency[Clock],
+) -> Redirect:
+    """As `POST /v1/email_messages/{id}/resend`: a copy queued now (refused for a suppressed address)."""
+    customer = customer_id[:40]
+    row = await session.get(EmailMessage, message_id[:40])
+    if row is None or row.tenant_id != customer:
+        raise NotFound(f"no e-mail message {message_id[:40]!r} of customer {customer!r}")
+    copy = await resend_message(session, clock, row)
+    await record(
+        session,
+        action="admin.email_resent",
+        at=clock.now(),
+        tenant_id=customer,
+        target=copy.id,
+        data={"original": row.id, "template": row.template},
+    )
+    return Redirect(f"/admin/customers/{customer}?done=email_resent", status_code=303)
+
+
+@post(
     "/customers/{customer_id:str}/invoices/{invoice_id:str}/credit_note",
     summary="Issue a credit note on one of the customer's invoices",
     status_code=303,
@@ -487,6 +540,7 @@ async def change_plan(
 
 
 ROUTES = [
+    resend_email,
     extend_trial,
     plan_change_page,
     change_plan,

@@ -27,7 +27,7 @@ from gateway.notifications.email_models import (
     EmailSuppression,
 )
 from gateway.notifications.email_render import TEMPLATES, render
-from gateway.notifications.email_service import PLATFORM_SCOPE, brand_for
+from gateway.notifications.email_service import PLATFORM_SCOPE, brand_for, resend_message
 from gateway.web.problems import ERROR_RESPONSES
 
 READ = {"scope": "email:read"}
@@ -215,6 +215,24 @@ class EmailMessageController(Controller):
         if row is None or (principal.tenant_id and row.tenant_id != principal.tenant_id):
             raise MessageNotFound(f"no e-mail message {message_id!r}")
         return Message.of(row)
+
+    @post(
+        "/{message_id:str}/resend",
+        opt=WRITE,
+        responses=ERROR_RESPONSES,
+        summary="Send a sent or failed e-mail again (a copy with a new Message-ID, queued now)",
+    )
+    async def resend(
+        self,
+        message_id: FromPath[str],
+        session: NamedDependency[AsyncSession],
+        clock: NamedDependency[Clock],
+        principal: NamedDependency[Principal],
+    ) -> Message:
+        row = await session.get(EmailMessage, message_id[:40])
+        if row is None or (principal.tenant_id and row.tenant_id != principal.tenant_id):
+            raise MessageNotFound(f"no e-mail message {message_id!r}")
+        return Message.of(await resend_message(session, clock, row))
 
 
 class EmailSuppressionController(Controller):

@@ -23,6 +23,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email import message_from_string
+from email import policy as email_policy
 from email.message import EmailMessage as MimeMessage
 from email.utils import format_datetime, formataddr, parseaddr
 from typing import Any
@@ -40,6 +42,7 @@ from gateway.db.outbox import OutboxEvent
 from gateway.db.session import Database
 from gateway.dunning.service import is_dunned
 from gateway.kernel.clock import Clock
+from gateway.kernel.errors import Conflict
 from gateway.kernel.ids import new_id
 from gateway.notifications.email_models import EmailBranding, EmailMessage, EmailPreference, EmailSuppression
 from gateway.notifications.email_render import TEMPLATES, Brand, render
@@ -156,6 +159,52 @@ async def suppression_of(
         else EmailSuppression.tenant_id.is_(None)
     )
     return (await session.scalars(query.limit(1))).first()
+
+
+RESENDABLE = ("sent", "failed", "unknown")
+
+
+async def resend_message(session: AsyncSession, clock: Clock, original: EmailMessage) -> EmailMessage:
+    """Queue a copy of a sent or failed message (support's "resend the invoice"): the same content, a new
+    Message-ID and Date, a row of its own (its `event_id` is the copy's id, so the original's
+    once-per-recipient guarantee is untouched). A message still queued, skipped, or to an address now
+    suppressed is refused (409)."""
+    if original.status not in RESENDABLE:
+        raise Conflict(
+            f"an e-mail that is {original.status} cannot be resent; only {', '.join(RESENDABLE)} ones",
+            code="email_not_resendable",
+        )
+    if await suppression_of(session, original.tenant_id, original.recipient) is not None:
+        raise Conflict(
+            f"{original.recipient} is suppressed (bounced or complained); clear it first",
+            code="email_suppressed",
+        )
+    now = clock.now()
+    row_id = new_id("em")
+    mime = message_from_string(original.raw, policy=email_policy.default)
+    del mime["Message-ID"]
+    del mime["Date"]
+    mime["Message-ID"] = f"<{row_id}@tiergate.mail>"
+    mime["Date"] = format_datetime(now)
+    copy = EmailMessage(
+        id=row_id,
+        tenant_id=original.tenant_id,
+        event_id=row_id,
+        event_type=original.event_type,
+        template=original.template,
+        recipient=original.recipient,
+        locale=original.locale,
+        subject=original.subject,
+        raw=mime.as_string(),
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        last_error=None,
+        created_at=now,
+    )
+    session.add(copy)
+    await session.flush()
+    return copy
 
 
 async def _dunning_speaks(session: AsyncSession, data: dict[str, Any]) -> bool:

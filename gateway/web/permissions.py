@@ -290,6 +290,7 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /v1/email_templates/{name}/preview":                       (TENANT, "email:read"),
     "GET /v1/email_messages":                                       (TENANT, "email:read"),
     "GET /v1/email_messages/{message_id}":                          (TENANT, "email:read"),
+    "POST /v1/email_messages/{message_id}/resend":                  (TENANT, "email:write"),
     "POST /v1/webhook_endpoints/{endpoint_id}/replay":               (TENANT, "webhooks:write"),
     "POST /v1/webhook_deliveries/{delivery_id}/resend":              (TENANT, "webhooks:write"),
     "GET /v1/users/{user_id}/export":                               (TENANT, "privacy:read"),
@@ -366,6 +367,8 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "POST /admin/customers/{customer_id}/subscriptions/{subscription_id}/plan_change":
                                                                     (STAFF_PAGE, "subscriptions:write"),
     "POST /admin/customers/{customer_id}/portal_session":           (STAFF_PAGE, "portal:write"),
+    "POST /admin/customers/{customer_id}/emails/{message_id}/resend":
+        (STAFF_PAGE, "email:write"),
     "POST /admin/customers/{customer_id}/invoices/{invoice_id}/credit_note":
                                                                     (STAFF_PAGE, "billing:write"),
     "POST /admin/customers/{customer_id}/subscriptions/{subscription_id}/cancel":

@@ -197,3 +197,67 @@ async def test_extend_a_trial_from_the_page(api: Api, db: Database, clock: Froze
     support, csrf = await as_staff(api, await staff_cookie(db, clock, "sam@ops.example", "support"))
     assert f'action="{path}"' not in (await support.get(f"/admin/customers/{customer}")).text
     assert (await support.post(path, data={"days": "5", "_csrf_token": csrf})).status_code == 403
+
+
+async def test_the_page_shows_entitlements_and_resends_an_email(
+    api: Api, db: Database, clock: FrozenClock, demo: Any
+) -> None:
+    from gateway.kernel.ids import new_id
+    from gateway.notifications.email_models import EmailMessage
+    from tests.entitlements.test_check_api import synced
+
+    customer = (await api.post("/v1/customers", {"name": "Mailed BV", "currency": "EUR"}))["id"]
+    await api.post("/v1/subscriptions", {"customer": customer, "price": "basic_monthly", "trial_days": 0})
+    original = new_id("em")
+    raw = (
+        f"Subject: Your invoice\r\nMessage-ID: <{original}@tiergate.mail>\r\n"
+        "To: ap@mailed.example\r\n\r\nHello\r\n"
+    )
+    async with db.unit_of_work() as session:
+        session.add(
+            EmailMessage(
+                id=original,
+                tenant_id=customer,
+                event_id="ev_1",
+                event_type="invoice.finalized",
+                template="invoice_finalized",
+                recipient="ap@mailed.example",
+                locale="en",
+                subject="Your invoice",
+                raw=raw,
+                status="sent",
+                attempts=1,
+                created_at=clock.now(),
+            )
+        )
+    await synced(api)
+    client, csrf = await as_staff(api, await staff_cookie(db, clock, "ada@ops.example", "admin"))
+    page = (await client.get(f"/admin/customers/{customer}")).text
+    # Basic's grants, as GET /v1/entitlements/{customer} has them.
+    assert re.search(r'data-feature="projects"><th scope="row">projects</th>\s*<td>5</td>', page)
+    assert f'data-email="{original}"' in page
+    path = f"/admin/customers/{customer}/emails/{original}/resend"
+    done = await client.post(path, data={"_csrf_token": csrf}, follow_redirects=False)
+    assert (done.status_code, done.headers["location"]) == (
+        303,
+        f"/admin/customers/{customer}?done=email_resent",
+    )
+    # The copy is queued (its delivery over real SMTP: tests/notifications/test_email.py).
+    listed = (await api.get("/v1/email_messages", params={"customer": customer}))["data"]
+    assert [(m["id"] == original, m["status"], m["subject"]) for m in listed] == [
+        (False, "pending", "Your invoice"),
+        (True, "sent", "Your invoice"),
+    ]
+    log = (await api.get("/v1/audit_log", params={"customer": customer, "limit": 100}))["data"]
+    [entry] = [e for e in log if e["action"] == "admin.email_resent"]
+    assert entry["data"] == {"original": original, "template": "invoice_finalized"}
+    # Another customer's e-mail through this customer's path: not found, nothing queued.
+    other = (await api.post("/v1/customers", {"name": "Other", "currency": "EUR"}))["id"]
+    assert (
+        await client.post(f"/admin/customers/{other}/emails/{original}/resend", data={"_csrf_token": csrf})
+    ).status_code == 404
+    # Finance may not read e-mails: no section, and the resend is refused.
+    finance, csrf = await as_staff(api, await staff_cookie(db, clock, "fin@ops.example", "finance"))
+    assert f'data-email="{original}"' not in (await finance.get(f"/admin/customers/{customer}")).text
+    assert (await finance.post(path, data={"_csrf_token": csrf})).status_code == 403
+    assert len((await api.get("/v1/email_messages", params={"customer": customer}))["data"]) == 2

@@ -343,3 +343,47 @@ async def test_an_opted_out_customer_misses_optional_mails_but_not_invoices(
     assert subjects[0].startswith("Invoice ") and subjects[0].endswith(" from Acme Cloud")
     skipped = [(r.template, r.status, r.last_error) for r in await messages(db) if r.status == "skipped"]
     assert skipped == [("subscription_paused", "skipped", "opted_out")]
+
+
+async def test_resend_a_sent_invoice_mail_once_more_with_a_new_message_id(
+    api: Api, app: Litestar, mailbox: Mailbox, db: Database
+) -> None:
+    jansen = await customer(api, "boekhouding@jansen.example")
+    await finalised_invoice(api, jansen)
+    await settle(api, app)
+    [first] = mailbox.arrived
+    [row] = await messages(db)
+    # Another tenant's key cannot see it, so cannot resend it either.
+    other = await customer(api, "x@other.example", name="Other")
+    other_key = await api.post(
+        "/v1/api_keys", {"name": "other", "customer": other, "scopes": ["email:write"]}
+    )
+    await api.as_key(other_key["secret"]).post(f"/v1/email_messages/{row.id}/resend", expect=404)
+
+    copy = await api.post(f"/v1/email_messages/{row.id}/resend")
+    assert copy["id"] != row.id
+    assert (copy["status"], copy["recipient"], copy["template"], copy["subject"]) == (
+        "pending",
+        "boekhouding@jansen.example",
+        "invoice_finalized",
+        row.subject,
+    )
+    await settle(api, app)
+    assert len(mailbox.arrived) == 2
+    second = mailbox.arrived[1].message
+    assert second["Message-ID"] == f"<{copy['id']}@tiergate.mail>" != first.message["Message-ID"]
+    assert second["Subject"] == first.message["Subject"]
+    assert text_part(second) == text_part(first.message)
+    assert [a.get_filename() for a in second.iter_attachments()] == [
+        a.get_filename() for a in first.message.iter_attachments()
+    ]
+    assert (await api.get(f"/v1/email_messages/{copy['id']}"))["status"] == "sent"
+    await settle(api, app)
+    assert len(mailbox.arrived) == 2  # the copy, like the original, goes once
+
+    # A suppressed address gets nothing: the resend is refused and queues nothing.
+    await api.post("/v1/email_suppressions", {"address": "boekhouding@jansen.example", "reason": "bounce"})
+    refused = await api.post(f"/v1/email_messages/{row.id}/resend", expect=409)
+    assert refused["code"] == "email_suppressed"
+    assert len(await messages(db)) == 2
+    await api.post("/v1/email_messages/em_nope/resend", expect=404)

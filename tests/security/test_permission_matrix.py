@@ -156,6 +156,7 @@ def body_for(operation: str, side: Side, n: int) -> Any:
         "POST /v1/subscriptions/{subscription_id}/undo_cancel": {},
         "POST /v1/subscriptions/{subscription_id}/discounts": {"coupon": side["coupon"]},
         "POST /v1/subscriptions/{subscription_id}/pause": {},
+        "POST /v1/email_messages/{message_id}/resend": {},
         "POST /v1/subscriptions/{subscription_id}/extend_trial": {"trial_end": "2026-03-01T00:00:00Z"},
         "POST /v1/subscriptions/{subscription_id}/resume": {},
         "POST /v1/subscriptions/{subscription_id}/plan_change": {"price": "basic_monthly"},
