@@ -334,12 +334,12 @@ class PortalActions(Controller):
 
     async def _addon_options(
         self, subscriptions: SubscriptionService, sub: Subscription
-    ) -> tuple[list[tuple[str, str, int]], list[tuple[str, str]]]:
-        """The add-ons that may be added (ref, name, amount per period) and those the subscription has
-        (ref, name)."""
+    ) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, str]]]:
+        """The add-ons that may be added (price ref, name, amount per period) and those the subscription
+        has (its add-on id, which removing names, price ref, name)."""
         catalog = subscriptions.catalog
         plan = await catalog.get_plan(sub.plan_id)
-        had = {a.price_id for a in await subscriptions.addons(sub)}
+        had = {a.price_id: a.id for a in await subscriptions.addons(sub) if a.removed_at is None}
         prices = (
             await catalog.list_prices(after=None, limit=200, plan_id=None, active=True, currency=sub.currency)
         ).items
@@ -351,7 +351,7 @@ class PortalActions(Controller):
             ref = price.lookup_key or price.id
             name = price.nickname or addon.name
             if price.id in had:
-                current.append((ref, name))
+                current.append((had[price.id], ref, name))
             elif not addon.compatible_plans or plan.key in addon.compatible_plans:
                 addable.append((ref, name, period_amount(price, sub.currency, 1)))
         return addable, current

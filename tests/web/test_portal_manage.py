@@ -294,3 +294,34 @@ async def test_promotion_code_billing_details_and_pause(
     await page.click("#resume")
     assert await _text(page, "#plan-status") == "Active"
     assert (await api.get(f"/v1/subscriptions/{sub['id']}"))["status"] == "active"
+
+
+async def test_add_then_remove_an_add_on_with_previews(
+    web_server: Api, page: Any, clock: FrozenClock
+) -> None:
+    api = web_server
+    customer, sub = await _customer_on(api, "pro_monthly")
+    clock.advance(timedelta(days=15, hours=12))  # half of January is left
+    await page.goto(await portal_link(api, customer["id"]))
+    await page.click("#addons-link")
+    assert await _text(page, "#addable-addons") == "5 extra seats: $10.00 / period Add 5 extra seats"
+    await page.click("#add-extra_seats_monthly")
+    api_preview = await api.post(
+        f"/v1/subscriptions/{sub['id']}/preview_change", {"add_addon": "extra_seats_monthly"}, expect=200
+    )
+    assert [i["amount"] for i in api_preview["pending_items"]] == [500]  # half a month of $10.00
+    assert await _text(page, "#preview-summary") == "$5.00 is added to your next invoice."
+    await axe_check(page)
+    await screenshot(page, "portal-addon-preview-en")
+    await page.click("#confirm-addon")
+    assert await _text(page, "[role=status]") == "The add-on has been added."
+    assert await _text(page, "#plan-addons") == "5 extra seats"
+    [addon] = (await api.get(f"/v1/subscriptions/{sub['id']}"))["addons"]
+    assert addon["price"] == await _price(api, "extra_seats_monthly")
+
+    await page.click("#addons-link")
+    await page.click("#remove-extra_seats_monthly")
+    assert await _text(page, "#preview-summary") == "$5.00 is credited on your next invoice."
+    await page.click("#confirm-addon")
+    assert await _text(page, "[role=status]") == "The add-on has been removed."
+    assert (await api.get(f"/v1/subscriptions/{sub['id']}"))["addons"] == []
