@@ -6,9 +6,10 @@
   its text (the policy file's CSV, the draft to edit) and the versions with their authors and notes.
 - `POST /admin/policies/draft` (policies:read, as `POST /v1/policies/what_if`): the edited text, parsed as
   a policy file is (an error names its line, beside the text), its diff against the policy in force, and
-  the **what-if** of the requests given (`user, customer, resource, action` per line): each decided under
-  both, Casbin as the reference and the decision index beside it, the changed ones marked. Nothing is
-  written.
+  the **what-if** of the requests given (`user, customer, resource, action` per line) and, for the
+  customers named, of every member asking for every resource and action the draft touches (who gains or
+  loses what): each decided under both, Casbin as the reference and the decision index beside it, the
+  changed ones marked. Nothing is written.
 - `POST /admin/policies/publish` (policies:write, as `POST /v1/policies/replace`): the draft becomes the
   next version; audited with the staff member as author. Every replica's decision index follows within
   the propagation bound (the policy's change stream, as for the API).
@@ -26,6 +27,7 @@ from litestar import Request, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.admin.models import StaffMember
@@ -33,9 +35,11 @@ from gateway.admin.staff import scope_allows
 from gateway.audit.service import record
 from gateway.authz.domain import (
     FeatureGate,
+    NodeKind,
     PolicyRule,
     PolicySnapshot,
     RolePermission,
+    TierGrant,
     parse_policy,
     plan_unlocks,
 )
@@ -47,6 +51,7 @@ from gateway.authz.service import (
     WhatIfRequest,
     line_text,
 )
+from gateway.customers.models import Membership
 from gateway.kernel.auth import Principal
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import DomainError, ValidationFailed
@@ -54,7 +59,8 @@ from gateway.webui.pages import render_page
 
 DEPENDENCIES = {"policies": Provide(provide_policies, sync_to_thread=False)}
 MAX_TEXT = 500_000  # characters of policy text a form may send (the API's 10,000 rules fit)
-MAX_REQUESTS = 200  # what-if requests per draft on the page (the API takes 1,000)
+MAX_REQUESTS = 500  # what-if requests per draft on the page (the API takes 1,000)
+MAX_CUSTOMERS = 20  # customers whose members the what-if asks for
 VERSIONS_SHOWN = 20
 
 
@@ -110,6 +116,47 @@ def parse_requests(text: str) -> list[WhatIfRequest]:
     return requests
 
 
+def _sample(resource: str) -> str:
+    """A concrete resource a pattern matches (`projects/*` → `projects/example`, `*` → `example`)."""
+    return resource[:-1] + "example" if resource.endswith("*") else resource
+
+
+def touched(current: Sequence[PolicyRule], draft: Sequence[PolicyRule]) -> list[tuple[str, str]]:
+    """(resource, action) pairs whose decision the draft may change: those of the permissions and gates
+    it adds or removes, and every permission of a role a plan gains or loses."""
+    added, removed = set(draft) - set(current), set(current) - set(draft)
+    changed_roles = {r.key for r in added | removed if isinstance(r, TierGrant) and r.kind is NodeKind.ROLE}
+    pairs: dict[tuple[str, str], None] = {}
+    for rule in [*added, *removed, *current, *draft]:
+        if isinstance(rule, (RolePermission, FeatureGate)) and (
+            rule in added
+            or rule in removed
+            or (isinstance(rule, RolePermission) and rule.role in changed_roles)
+        ):
+            action = "read" if rule.action == "*" else rule.action
+            pairs[(_sample(rule.resource), action)] = None
+    return list(pairs)
+
+
+async def who_may_change(
+    session: AsyncSession, customers: list[str], pairs: list[tuple[str, str]]
+) -> list[WhatIfRequest]:
+    """Every active member of `customers` asking for every touched (resource, action): the what-if
+    then names the users and customers who gain or lose something."""
+    if not customers or not pairs:
+        return []
+    rows = (
+        await session.execute(
+            select(Membership.tenant_id, Membership.user_id)
+            .where(Membership.tenant_id.in_(customers), Membership.removed_at.is_(None))
+            .order_by(Membership.tenant_id, Membership.user_id)
+        )
+    ).all()
+    return [
+        WhatIfRequest(user, tenant, resource, action) for tenant, user in rows for resource, action in pairs
+    ]
+
+
 async def _role(session: AsyncSession, principal: Principal) -> str:
     member = await session.get(StaffMember, principal.key_id.removeprefix("staff:"))
     return member.role if member is not None else "read_only"
@@ -123,6 +170,7 @@ async def _page(
     *,
     draft_text: str | None = None,
     requests_text: str = "",
+    customers_text: str = "",
     report: WhatIfReport | None = None,
     errors: dict[str, str] | None = None,
     notice: str | None = None,
@@ -137,6 +185,7 @@ async def _page(
             "matrix": matrix_of(current),
             "draft_text": policy_text(current.rules) if draft_text is None else draft_text,
             "requests_text": requests_text,
+            "customers_text": customers_text,
             "report": report,
             "line_text": lambda rule: line_text(rule.casbin_line()),
             "versions": versions,
@@ -167,6 +216,7 @@ async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
         "rules": str(form.get("rules") or "")[:MAX_TEXT],
         "requests": str(form.get("requests") or "")[:MAX_TEXT],
         "note": str(form.get("note") or "").strip()[:1000],
+        "customers": str(form.get("customers") or "")[:MAX_TEXT],
     }
 
 
@@ -189,7 +239,12 @@ async def draft_page(
         requests = parse_requests(form["requests"])
     except DomainError as exc:
         errors["requests"] = exc.detail
+    customers = [c.strip() for c in form["customers"].replace("\n", ",").split(",") if c.strip()][
+        :MAX_CUSTOMERS
+    ]
     if not errors:
+        generated = await who_may_change(session, customers, touched((await policies.current()).rules, draft))
+        requests = list(dict.fromkeys([*requests, *generated]))[:MAX_REQUESTS]
         assignments = await assignments_loader(session, {r.tenant_id for r in requests})
         try:
             report = await policies.what_if(
@@ -208,6 +263,7 @@ async def draft_page(
         principal,
         draft_text=form["rules"],
         requests_text=form["requests"],
+        customers_text=form["customers"],
         report=report,
         errors=errors,
     )

@@ -77,11 +77,18 @@ async def test_edit_what_if_publish_and_restore_the_policy(
     # The draft and its what-if: the viewer's update changes from denied to allowed.
     await page.fill("#f-rules", draft + GRANT + "\n")
     await page.fill("#f-requests", f"{viewer['user']}, {customer['id']}, projects/7, update\n")
+    # Who gains or loses: every member of the customer, asked for what the draft touches.
+    await page.fill("#f-customers", customer["id"])
     await page.click("#preview-draft")
     assert [await _text(page, "#diff li")] == [f"+ {GRANT}"]
     assert await _text(page, "#what-if-summary") == (
-        "1 of 1 requests change: 1 newly allowed, 0 newly denied."
+        "2 of 2 requests change: 2 newly allowed, 0 newly denied."
     )
+    asked = await page.locator("#what-if tbody th").all_inner_texts()
+    assert [" ".join(a.split()) for a in asked] == [
+        f"{viewer['user']} @ {customer['id']}: update projects/7",
+        f"{viewer['user']} @ {customer['id']}: update projects/example",
+    ]
     assert "changed" in await _text(page, "#what-if tbody tr.changed")
     await axe_check(page)
     await screenshot(page, "admin-policies-what-if-en")
