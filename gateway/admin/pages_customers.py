@@ -19,6 +19,8 @@ permission matrix (same staff scope), so a staff member may do on the page exact
 - `POST /admin/customers/{id}/subscriptions/{sub}/extend_trial` (subscriptions:write): the trial's end
   moved by 1-365 days with `SubscriptionService.extend_trial` (as `POST /v1/subscriptions/{id}/
   extend_trial`), audited as `admin.trial_extended`.
+- `POST /admin/customers/{id}/payments/{payment}/refund` (payments:write): all or part of a succeeded
+  payment, with its credit note (`Refunds.refund`, as `POST /v1/payments/{id}/refund`), audited.
 - `POST /admin/customers/{id}/emails/{message}/resend` (email:write): a copy of a sent or failed e-mail
   queued now (`resend_message`, as `POST /v1/email_messages/{id}/resend`), audited. The page lists the
   latest e-mails for roles that may read them, and the entitlements with their use (the snapshot of
@@ -59,6 +61,7 @@ from gateway.kernel.errors import Conflict, DomainError, NotFound, ValidationFai
 from gateway.kernel.money import Money
 from gateway.notifications.email_models import EmailMessage
 from gateway.notifications.email_service import resend_message
+from gateway.payments.repository import PaymentsRepository
 from gateway.portal.session import PortalSessionService
 from gateway.scim.service import ScimTokenService
 from gateway.sso.http import provide_connections
@@ -138,6 +141,13 @@ async def _customer_page(
         )
     ).items
     role = await _role(session, principal)
+    payments = [
+        p
+        for p in await PaymentsRepository(session).list_payments(
+            after=None, limit=LIST_LIMIT, scope=customer.id, customer_id=customer.id
+        )
+        if p.status == "succeeded"
+    ]
     snapshot = await entitlements_snapshot(request.app.state.engine, customer.id)
     emails: list[EmailMessage] = []
     if scope_allows(role, "email:read"):
@@ -169,6 +179,8 @@ async def _customer_page(
             "can_change_subscriptions": scope_allows(role, "subscriptions:write"),
             "can_open_portal": scope_allows(role, "portal:write"),
             "can_resend_email": scope_allows(role, "email:write"),
+            "can_refund": scope_allows(role, "payments:write"),
+            "payments": payments,
             "features": snapshot.features if snapshot else [],
             "emails": emails,
             "portal_link": portal_link,
@@ -344,6 +356,54 @@ async def extend_trial(
         data={"days": int(raw), "trial_end": isoformat_or_none(row.trial_end)},
     )
     return Redirect(f"/admin/customers/{customer}?done=trial_extended", status_code=303)
+
+
+@post(
+    "/customers/{customer_id:str}/payments/{payment_id:str}/refund",
+    summary="Refund all or part of one of the customer's payments",
+    status_code=303,
+)
+async def refund_payment(
+    request: Request[Any, Any, Any],
+    customer_id: FromPath[str],
+    payment_id: FromPath[str],
+    state: State,
+    session: NamedDependency[AsyncSession],
+    clock: NamedDependency[Clock],
+    billing_config: NamedDependency[BillingConfig],
+    principal: NamedDependency[Principal],
+) -> Template | Redirect:
+    """As `POST /v1/payments/{id}/refund {amount}` (empty: all that is left), with its credit note. The
+    refund runs in transactions of its own, before this request's session reads anything (SQLite's write
+    lock, see gateway/portal/visitor.py); a refusal comes back beside the field."""
+    customer = customer_id[:40]
+    form = {k: str(v)[:100] for k, v in (await request.form()).items()}
+    raw = form.get("refund_amount", "").strip()
+    try:
+        amount = parse_amount(raw, "refund_amount") if raw else None
+        refund = await state.payments.refunds(actor=principal.key_id).refund(
+            payment_id[:40], amount=amount, reason="requested_by_customer", scope=customer
+        )
+    except DomainError as exc:
+        billing = billing_services(session, clock, billing_config)
+        return await _customer_page(
+            request,
+            session,
+            billing,
+            principal,
+            customer,
+            values={"refund_amount": raw, "refund_payment": payment_id[:40]},
+            errors={"refund_amount": exc.detail},
+        )
+    await record(
+        session,
+        action="admin.payment_refunded",
+        at=clock.now(),
+        tenant_id=customer,
+        target=refund.id,
+        data={"payment": payment_id[:40], "amount": refund.amount, "status": refund.status},
+    )
+    return Redirect(f"/admin/customers/{customer}?done=refunded", status_code=303)
 
 
 @post(
@@ -540,6 +600,7 @@ async def change_plan(
 
 
 ROUTES = [
+    refund_payment,
     resend_email,
     extend_trial,
     plan_change_page,

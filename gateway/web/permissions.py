@@ -369,6 +369,8 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "POST /admin/customers/{customer_id}/portal_session":           (STAFF_PAGE, "portal:write"),
     "POST /admin/customers/{customer_id}/emails/{message_id}/resend":
         (STAFF_PAGE, "email:write"),
+    "POST /admin/customers/{customer_id}/payments/{payment_id}/refund":
+        (STAFF_PAGE, "payments:write"),
     "POST /admin/customers/{customer_id}/invoices/{invoice_id}/credit_note":
                                                                     (STAFF_PAGE, "billing:write"),
     "POST /admin/customers/{customer_id}/subscriptions/{subscription_id}/cancel":
