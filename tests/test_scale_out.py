@@ -285,7 +285,7 @@ class Worker:
             "TIERGATE_REDIS_URL": "",
             "TIERGATE_MIGRATE_ON_START": "false",
             "TIERGATE_SCHEDULER_INTERVAL_SECONDS": str(interval),
-            "TIERGATE_BILLING_RUN_BATCH_SIZE": "5",  # small batches, so both workers find some
+            "TIERGATE_BILLING_RUN_BATCH_SIZE": "2",  # small batches, so both workers find some
             "TIERGATE_LOG_LEVEL": "INFO",
             "TIERGATE_LOG_FORMAT": "json",
         }
@@ -302,6 +302,10 @@ class Worker:
         self.log.seek(0)
         text = self.log.read().decode(errors="replace")
         return sum(int(n) for n in re.findall(r"billing run: (\d+) steps", text))
+
+    def says(self, text: str) -> bool:
+        self.log.seek(0)
+        return text in self.log.read().decode(errors="replace")
 
     def tail(self) -> str:
         self.log.seek(0)
@@ -351,10 +355,16 @@ def test_two_workers_share_the_billing_run_and_bill_each_subscription_once() -> 
         await db.dispose()
         return counted
 
-    time.sleep(0.5)  # the periods end after the last subscription began
-    asyncio.run(make_due())
     workers = [Worker(url, interval=0.5), Worker(url, interval=0.5)]
     try:
+        # Both workers running their loops before anything is due: a worker that started seconds after
+        # the other (a loaded CI machine) would otherwise find the whole run done.
+        deadline = time.monotonic() + 60
+        while not all(worker.says("running the jobs in process") for worker in workers):
+            assert time.monotonic() < deadline, f"a worker did not start: {workers[1].tail()}"
+            time.sleep(0.2)
+        time.sleep(1.0)  # a pass or two of each loop, and the periods end after the last one began
+        asyncio.run(make_due())
         deadline = time.monotonic() + 90
         while len(asyncio.run(renewal_invoices())) < len(subs):
             assert time.monotonic() < deadline, f"not every subscription renewed: {workers[0].tail()}"

@@ -24,6 +24,7 @@ from gateway.db.session import Database
 from gateway.kernel.clock import FrozenClock
 from gateway.web.permissions import MATRIX, Access, Caller, access_for
 from tests.conftest import Api
+from tests.entitlements.test_check_api import synced
 
 METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -623,6 +624,9 @@ async def test_a_tenant_key_walking_every_operation_gets_exactly_what_the_matrix
     await payment_rows(db, b)
     await email_message_rows(db, a)
     await email_message_rows(db, b)
+    # The decision index has both tenants before the walk: the SSO operations ask it whether the plan
+    # includes SSO, and a loaded machine's index may still be catching up with the setup's events.
+    await synced(api)
     tenant = api.as_key(secret_a)
     walk = operations(app)
     assert len(walk) > 100
