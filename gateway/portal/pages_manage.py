@@ -43,11 +43,12 @@ from gateway.catalog.models import Plan, Price
 from gateway.customers import CustomerService
 from gateway.customers.repository import CustomerRepository
 from gateway.kernel.clock import Clock
-from gateway.kernel.errors import DomainError, ValidationFailed
+from gateway.kernel.errors import DomainError, NotFound, ValidationFailed
 from gateway.payments.methods import MethodService
 from gateway.payments.port import MethodType
 from gateway.payments.runtime import PaymentsRuntime
 from gateway.payments.service import PaymentService
+from gateway.portal.config import ActionNotOffered
 from gateway.portal.overview import interval_label
 from gateway.portal.visitor import (
     Visitor,
@@ -59,7 +60,7 @@ from gateway.portal.visitor import (
 from gateway.subscriptions.domain import is_upgrade
 from gateway.subscriptions.http import DEPENDENCIES
 from gateway.subscriptions.models import Subscription
-from gateway.subscriptions.service import MAX_QUANTITY, SubscriptionService
+from gateway.subscriptions.service import MAX_QUANTITY, AddonInput, SubscriptionService
 
 PLAN_ACTIONS = ("upgrade", "downgrade", "switch_interval")
 Ref = Annotated[str, QueryParameter(max_length=100)]
@@ -158,10 +159,6 @@ async def plan_options(catalog: CatalogService, sub: Subscription, visitor: Visi
     return options
 
 
-def _offered(visitor: Visitor, action: str) -> None:
-    visitor.settings.require(action)
-
-
 async def _preview(
     state: State, clock: Clock, visitor: Visitor, sub_id: str, change: billing_schemas.ChangePreviewRequest
 ) -> tuple[billing_schemas.ChangePreview | None, DomainError | None]:
@@ -214,8 +211,6 @@ class PortalActions(Controller):
         for option in await plan_options(subscriptions.catalog, sub, visitor):
             if option.ref == ref:
                 return option
-        from gateway.portal.config import ActionNotOffered
-
         raise ActionNotOffered("this portal does not offer that plan", field="price")
 
     @get("/plan", summary="Change plan: the plans offered, then the preview of the one chosen")
@@ -229,7 +224,7 @@ class PortalActions(Controller):
     ) -> Template:
         visitor = await visitor_before_own_transactions(request, state.db, clock)
         if not any(visitor.settings.offers(a) for a in PLAN_ACTIONS):
-            _offered(visitor, "upgrade")
+            visitor.settings.require("upgrade")
         preview, error = None, None
         if price:
             sub_id = await self._sub_id(state, clock, visitor)
@@ -281,7 +276,7 @@ class PortalActions(Controller):
         quantity: Annotated[str, QueryParameter(max_length=10)] = "",
     ) -> Template:
         visitor = await visitor_before_own_transactions(request, state.db, clock)
-        _offered(visitor, "change_seats")
+        visitor.settings.require("change_seats")
         preview, error = None, None
         if quantity:
             sub_id = await self._sub_id(state, clock, visitor)
@@ -320,7 +315,7 @@ class PortalActions(Controller):
         subscriptions: NamedDependency[SubscriptionService],
     ) -> Response[Any] | Template:
         visitor = await visitor_of(request, session, clock)
-        _offered(visitor, "change_seats")
+        visitor.settings.require("change_seats")
         raw = str((await request.form()).get("quantity") or "")[:10]
         sub = await live_subscription(subscriptions, visitor)
         try:
@@ -367,7 +362,7 @@ class PortalActions(Controller):
         remove: Ref = "",
     ) -> Template:
         visitor = await visitor_before_own_transactions(request, state.db, clock)
-        _offered(visitor, "addons")
+        visitor.settings.require("addons")
         preview, error = None, None
         if add or remove:
             sub_id = await self._sub_id(state, clock, visitor)
@@ -416,10 +411,8 @@ class PortalActions(Controller):
         clock: NamedDependency[Clock],
         subscriptions: NamedDependency[SubscriptionService],
     ) -> Response[Any] | Template:
-        from gateway.subscriptions.service import AddonInput
-
         visitor = await visitor_of(request, session, clock)
-        _offered(visitor, "addons")
+        visitor.settings.require("addons")
         form = await request.form()
         add, remove = str(form.get("add") or "")[:100], str(form.get("remove") or "")[:100]
         sub = await live_subscription(subscriptions, visitor)
@@ -447,7 +440,7 @@ class PortalActions(Controller):
         from gateway.portal.http_portal import overview_page
 
         visitor = await visitor_of(request, session, clock)
-        _offered(visitor, "promotion_code")
+        visitor.settings.require("promotion_code")
         code = str((await request.form()).get("code") or "").strip()[:40]
         sub = await live_subscription(subscriptions, visitor)
         billing = billing_services(session, clock, billing_config)
@@ -466,6 +459,23 @@ class PortalActions(Controller):
             return await overview_page(request, session, clock, visitor, promo_error=refused, promo=code)
         return Redirect("/portal?done=promotion_applied", status_code=303)
 
+    async def _pause_or_resume(
+        self,
+        request: Request[Any, Any, Any],
+        session: AsyncSession,
+        clock: Clock,
+        subscriptions: SubscriptionService,
+        resume: bool,
+    ) -> Response[Any]:
+        visitor = await visitor_of(request, session, clock)
+        visitor.settings.require("pause")  # one action offers both
+        sub = await live_subscription(subscriptions, visitor)
+        if resume:
+            await subscriptions.resume(sub.id, scope=visitor.customer.id)
+        else:
+            await subscriptions.pause(sub.id, scope=visitor.customer.id)
+        return Redirect(f"/portal?done={'resumed' if resume else 'paused'}", status_code=303)
+
     @post("/pause", summary="Pause the subscription", status_code=303)
     async def pause(
         self,
@@ -474,11 +484,7 @@ class PortalActions(Controller):
         clock: NamedDependency[Clock],
         subscriptions: NamedDependency[SubscriptionService],
     ) -> Response[Any]:
-        visitor = await visitor_of(request, session, clock)
-        _offered(visitor, "pause")
-        sub = await live_subscription(subscriptions, visitor)
-        await subscriptions.pause(sub.id, scope=visitor.customer.id)
-        return Redirect("/portal?done=paused", status_code=303)
+        return await self._pause_or_resume(request, session, clock, subscriptions, resume=False)
 
     @post("/resume", summary="Resume a paused subscription", status_code=303)
     async def resume(
@@ -488,11 +494,7 @@ class PortalActions(Controller):
         clock: NamedDependency[Clock],
         subscriptions: NamedDependency[SubscriptionService],
     ) -> Response[Any]:
-        visitor = await visitor_of(request, session, clock)
-        _offered(visitor, "pause")
-        sub = await live_subscription(subscriptions, visitor)
-        await subscriptions.resume(sub.id, scope=visitor.customer.id)
-        return Redirect("/portal?done=resumed", status_code=303)
+        return await self._pause_or_resume(request, session, clock, subscriptions, resume=True)
 
     # ---- invoices -------------------------------------------------------------------------------------
 
@@ -509,8 +511,6 @@ class PortalActions(Controller):
         billing = billing_services(session, clock, billing_config)
         invoice = await billing.invoices.get(invoice_id[:40], scope=visitor.customer.id)
         if invoice.status == "draft":
-            from gateway.kernel.errors import NotFound
-
             raise NotFound(f"no invoice {invoice_id[:40]!r}")  # a draft is not the customer's to see yet
         document = document_of(
             invoice, await billing.invoices.lines(invoice), visitor.customer, billing.invoices.issuer
@@ -557,7 +557,7 @@ class PortalActions(Controller):
         clock: NamedDependency[Clock],
     ) -> Template:
         visitor = await visitor_of(request, session, clock)
-        _offered(visitor, "update_billing_details")
+        visitor.settings.require("update_billing_details")
         return _details_page(request, visitor, _details_of(visitor), {})
 
     @post("/billing_details", summary="Save billing details and tax id", status_code=303)
@@ -568,7 +568,7 @@ class PortalActions(Controller):
         clock: NamedDependency[Clock],
     ) -> Response[Any] | Template:
         visitor = await visitor_of(request, session, clock)
-        _offered(visitor, "update_billing_details")
+        visitor.settings.require("update_billing_details")
         form = await request.form()
         values = {name: str(form.get(name) or "").strip()[:200] for name in DETAIL_FIELDS}
         errors: dict[str, str] = {}
@@ -603,7 +603,7 @@ class PortalActions(Controller):
         clock: NamedDependency[Clock],
     ) -> Response[Any]:
         visitor = await visitor_before_own_transactions(request, state.db, clock)
-        _offered(visitor, "update_billing_details")
+        visitor.settings.require("update_billing_details")
         runtime: PaymentsRuntime = state.payments
         base = str(request.base_url).rstrip("/")
         record = await runtime.method_calls(actor=visitor.actor).start_setup(
@@ -628,7 +628,7 @@ class PortalActions(Controller):
         clock: NamedDependency[Clock],
     ) -> Response[Any]:
         visitor = await visitor_of(request, session, clock)
-        _offered(visitor, "update_billing_details")
+        visitor.settings.require("update_billing_details")
         runtime: PaymentsRuntime = state.payments
         core = PaymentService(session, clock, runtime.registry(), runtime.billing_config, runtime.settings)
         await MethodService(core).set_default(visitor.customer, method_id[:40])
