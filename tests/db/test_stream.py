@@ -148,6 +148,9 @@ async def test_a_transaction_overtaken_by_22500_commits_is_read_once_it_commits(
             assert await drain(pg, tail) == ([] if overtaking == 20_000 else ["first"]) + [
                 f"after {overtaking}"
             ]
+            # The reader's last pass looked only at transactions that ended since the pass before it:
+            # none. (A horizon-bounded read would look at every key committed since `held` began.)
+            assert tail.keys_read == 0
             await relay.run_once()
         assert handled.names == ["first", "after 2500", "after 20000"]
     # Committed now, 22,502 seqs below the newest: the reader and the relay both get it, once.
