@@ -27,6 +27,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from gateway import i18n
 from gateway.config import Settings
+from gateway.customers.taxids import tax_id_label
 from gateway.kernel.money import exponent
 from gateway.taxes.domain import TaxSubtotal, format_percent
 
@@ -165,9 +166,8 @@ class BilledCustomer(Protocol):
 
 
 def format_tax_id(entry: Mapping[str, Any]) -> str:
-    """ "VAT DE136695976" for an EU VAT id, "US_EIN 12-3456789" for anything else."""
-    kind = str(entry.get("type", "")).strip()
-    label = "VAT" if kind == "eu_vat" else kind.upper()
+    """ "VAT DE136695976" for an EU VAT id, "EIN 12-3456789", "CH VAT CHE-116.281.710 MWST"."""
+    label = tax_id_label(str(entry.get("type", "")).strip())
     return f"{label} {entry.get('value', '')}".strip()
 
 

@@ -26,9 +26,18 @@ Line = Annotated[str, Meta(max_length=200)]
 
 
 class TaxId(Struct, forbid_unknown_fields=True):
-    """`eu_vat` values are checked (python-stdnum, offline) and stored compact; other types as given."""
+    """Checked offline (python-stdnum: format and check digits) and stored in a canonical form; `eu_vat`
+    compact under its prefix. The types are Stripe's names (gateway/customers/taxids.py)."""
 
-    type: Annotated[str, Meta(min_length=2, max_length=20)]
+    type: Annotated[
+        str,
+        Meta(
+            min_length=2,
+            max_length=20,
+            description="eu_vat, gb_vat, ch_vat, no_vat, is_vat, au_abn, nz_gst, ca_bn, us_ein, in_gst, "
+            "br_cnpj, jp_cn, kr_brn, mx_rfc, sg_uen or tr_tin",
+        ),
+    ]
     value: Annotated[str, Meta(min_length=1, max_length=40)]
 
 

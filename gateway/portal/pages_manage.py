@@ -13,8 +13,9 @@ or credit: the API's `preview_change`, the change itself run in a transaction th
 - `POST /portal/pause`, `POST /portal/resume` (pause).
 - `GET /portal/invoices/{id}/pdf`: the invoice's PDF; `POST /portal/invoices/{id}/pay`: charge an open
   invoice now with the default method, the customer present (a 3-D Secure page may follow).
-- `GET|POST /portal/billing_details` (update_billing_details): name, e-mail, address, country, EU VAT id,
-  each refused beside its field (`CustomerService.update`, as `PATCH /v1/customers/{id}`).
+- `GET|POST /portal/billing_details` (update_billing_details): name, e-mail, address, country, and a tax
+  id (EU VAT or one of 15 national types, checked offline), each refused beside its field
+  (`CustomerService.update`, as `PATCH /v1/customers/{id}`).
 - `POST /portal/payment_methods` (update_billing_details): a setup session at the provider, then back to
   the portal; `POST /portal/payment_methods/{id}/default`: the method tried first.
 """
@@ -77,7 +78,6 @@ def error_text(gettext: Callable[..., str], error: DomainError) -> str:
         "coupon_expired": gettext("This promotion code has expired."),
         "promotion_code_inactive": gettext("This promotion code can no longer be used."),
         "promotion_code_exhausted": gettext("This promotion code can no longer be used."),
-        "invalid_tax_id": gettext("This is not a valid EU VAT number."),
         "invalid_subscription_state": gettext("Your subscription cannot make this change now."),
     }
     return known.get(error.error_code, error.detail)
@@ -571,6 +571,7 @@ class PortalActions(Controller):
         visitor.settings.require("update_billing_details")
         form = await request.form()
         values = {name: str(form.get(name) or "").strip()[:200] for name in DETAIL_FIELDS}
+        values["tax_id_type"] = values["tax_id_type"] or "eu_vat"
         errors: dict[str, str] = {}
         if not values["name"]:
             errors["name"] = "name_missing"
@@ -580,7 +581,7 @@ class PortalActions(Controller):
                 "email": values["email"] or None,
                 "country": values["country"].upper() or None,
                 "address": {k: values[k] for k in ("line1", "line2", "postal_code", "city")},
-                "tax_ids": [{"type": "eu_vat", "value": values["vat"]}] if values["vat"] else [],
+                "tax_ids": _tax_ids(visitor, values),
             }
             try:
                 async with session.begin_nested():
@@ -635,12 +636,20 @@ class PortalActions(Controller):
         return Redirect("/portal?done=method_default", status_code=303)
 
 
-DETAIL_FIELDS = ("name", "email", "line1", "line2", "postal_code", "city", "country", "vat")
+DETAIL_FIELDS = ("name", "email", "line1", "line2", "postal_code", "city", "country", "tax_id_type", "tax_id")
+
+
+def _tax_ids(visitor: Visitor, values: dict[str, str]) -> list[dict[str, str]]:
+    """The form edits the customer's first tax id (as Stripe's portal shows one); any further ones the
+    app set through the API are kept as they are."""
+    kept = [{"type": t["type"], "value": t["value"]} for t in (visitor.customer.tax_ids or [])[1:]]
+    shown = [{"type": values["tax_id_type"], "value": values["tax_id"]}] if values["tax_id"] else []
+    return shown + kept
 
 
 def _form_field(service_field: str) -> str:
     if service_field.startswith("tax_ids"):
-        return "vat"
+        return "tax_id_type" if service_field.endswith(".type") else "tax_id"
     if service_field.startswith("address"):
         return "line1"
     return service_field if service_field in DETAIL_FIELDS else "name"
@@ -648,12 +657,13 @@ def _form_field(service_field: str) -> str:
 
 def _details_of(visitor: Visitor) -> dict[str, str]:
     customer = visitor.customer
-    vat = next((t["value"] for t in customer.tax_ids or [] if t.get("type") == "eu_vat"), "")
+    first = (customer.tax_ids or [{}])[0]
     values = {
         "name": customer.name or "",
         "email": customer.email or "",
         "country": customer.country or "",
-        "vat": vat,
+        "tax_id_type": str(first.get("type") or "eu_vat"),
+        "tax_id": str(first.get("value") or ""),
     }
     for key in ("line1", "line2", "postal_code", "city"):
         values[key] = getattr(customer, f"address_{key}") or ""

@@ -20,6 +20,7 @@ from gateway.billing.render import (
     TaxSummary,
     customer_details,
     format_money,
+    format_tax_id,
     format_unit_amount,
     invoice_view,
     issuer_details,
@@ -371,3 +372,17 @@ def test_party_details_round_trip_through_json() -> None:
         tax_ids=("VAT IE6388047V",),
     )
     assert PartyDetails.from_dict({}) == PartyDetails(name="")
+
+
+@pytest.mark.parametrize(
+    ("entry", "printed"),
+    [
+        ({"type": "eu_vat", "value": "DE136695976"}, "VAT DE136695976"),
+        ({"type": "us_ein", "value": "12-3456789"}, "EIN 12-3456789"),
+        ({"type": "ch_vat", "value": "CHE-116.281.710 MWST"}, "CH VAT CHE-116.281.710 MWST"),
+        ({"type": "au_abn", "value": "51 824 753 556"}, "ABN 51 824 753 556"),
+        ({"type": "legacy_id", "value": "X-1"}, "LEGACY_ID X-1"),  # stored before types were checked
+    ],
+)
+def test_invoices_name_each_tax_id_type_as_its_country_writes_it(entry: dict[str, str], printed: str) -> None:
+    assert format_tax_id(entry) == printed

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.customers.taxids import MEMBER_STATE_PREFIXES, InvalidTaxId, normalize_tax_id
+import gateway.portal
+from gateway.customers.taxids import MEMBER_STATE_PREFIXES, TAX_ID_TYPES, InvalidTaxId, normalize_tax_id
 from gateway.taxes.domain import VAT_PREFIX_TO_COUNTRY
 from tests.conftest import Api
 
@@ -57,13 +60,50 @@ async def test_a_customer_without_billing_details_keeps_the_old_shape(api: Api) 
     assert created["address"] is None and created["tax_exempt"] == "none" and created["tax_ids"] == []
 
 
-async def test_other_tax_id_types_are_kept_unverified(api: Api) -> None:
-    created = await api.post(
-        "/v1/customers", {"name": "US Co", "tax_ids": [{"type": "us_ein", "value": " 12-3456789 "}]}
+@pytest.mark.parametrize(
+    ("kind", "given", "stored", "country"),
+    [
+        ("us_ein", " 12-3456789 ", "12-3456789", "US"),
+        ("gb_vat", "GB 980 7806 84", "980 7806 84", "GB"),
+        ("ch_vat", "CHE116281710MWST", "CHE-116.281.710 MWST", "CH"),
+        ("no_vat", "NO995525828MVA", "NO 995 525 828 MVA", "NO"),
+        ("au_abn", "51824753556", "51 824 753 556", "AU"),
+        ("nz_gst", "49091850", "49-091-850", "NZ"),
+        ("ca_bn", "123456782", "123456782", "CA"),
+        ("in_gst", "27AAPFU0939F1ZV", "27AAPFU0939F1ZV", "IN"),
+        ("br_cnpj", "16727230000197", "16.727.230/0001-97", "BR"),
+    ],
+)
+async def test_national_tax_ids_are_checked_and_stored_in_their_written_form(
+    api: Api, kind: str, given: str, stored: str, country: str
+) -> None:
+    created = await api.post("/v1/customers", {"name": "Abroad", "tax_ids": [{"type": kind, "value": given}]})
+    assert created["tax_ids"] == [{"type": kind, "value": stored, "country": country, "verified": True}]
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "code", "field"),
+    [
+        ("us_ein", "00-0000000", "invalid_tax_id", "tax_ids[0].value"),
+        ("gb_vat", "GB980780685", "invalid_tax_id", "tax_ids[0].value"),
+        ("au_abn", "51824753557", "invalid_tax_id", "tax_ids[0].value"),
+        ("xx_tax", "12345", "unsupported_tax_id_type", "tax_ids[0].type"),
+    ],
+)
+async def test_a_bad_national_tax_id_or_an_unknown_type_is_refused_and_nothing_is_created(
+    api: Api, kind: str, value: str, code: str, field: str
+) -> None:
+    problem = await api.post(
+        "/v1/customers", {"name": "Bad", "tax_ids": [{"type": kind, "value": value}]}, expect=422
     )
-    assert created["tax_ids"] == [
-        {"type": "us_ein", "value": "12-3456789", "country": None, "verified": False}
-    ]
+    assert (problem["code"], problem["field"]) == (code, field)
+    assert (await api.get("/v1/customers"))["data"] == []
+
+
+def test_the_portal_offers_exactly_the_supported_tax_id_types() -> None:
+    template = (Path(gateway.portal.__file__).parent / "templates/portal/portal_details.html").read_text()
+    offered = re.findall(r'^  \("([a-z_]+)", _\(', template, flags=re.MULTILINE)
+    assert offered == list(TAX_ID_TYPES)
 
 
 @pytest.mark.parametrize(

@@ -266,15 +266,15 @@ async def test_promotion_code_billing_details_and_pause(
     await page.click("#details-link")
     await axe_check(page)
     await screenshot(page, "portal-details-en")
-    await page.fill("#f-vat", "NL123")
+    await page.fill("#f-tax_id", "NL123")
     await page.fill("#f-city", "Amsterdam")
     await page.click("#save-details")
-    assert await _text(page, "#e-vat") == "This is not a valid EU VAT number."
+    assert await _text(page, "#e-tax_id") == "This is not a valid EU VAT number."
     assert await page.input_value("#f-city") == "Amsterdam"  # what was typed stays in the form
     await axe_check(page)
     unchanged = await api.get(f"/v1/customers/{customer['id']}")
     assert (unchanged["tax_ids"], unchanged["address"]) == ([], None)
-    await page.fill("#f-vat", "nl 0044.95.445.B01")
+    await page.fill("#f-tax_id", "nl 0044.95.445.B01")
     await page.fill("#f-country", "nl")
     await page.click("#save-details")
     assert await _text(page, "[role=status]") == "Your billing details have been saved."
@@ -286,6 +286,20 @@ async def test_promotion_code_billing_details_and_pause(
     await page.goto(f"{api.url}/portal/billing_details?lang=nl")  # type: ignore[attr-defined]
     await axe_check(page)
     await screenshot(page, "portal-details-nl")
+    # A Swiss company: the type chosen from the list, a wrong check digit refused beside the field in
+    # Dutch (the choice kept), then the right number saved in its written form.
+    await page.select_option("#f-tax_id_type", "ch_vat")
+    await page.fill("#f-tax_id", "CHE-116.281.711 MWST")
+    await page.click("#save-details")
+    assert await _text(page, "#e-tax_id") == "Dit is geen geldig Zwitsers btw-nummer."
+    assert await page.input_value("#f-tax_id_type") == "ch_vat"
+    await axe_check(page)
+    assert (await api.get(f"/v1/customers/{customer['id']}"))["tax_ids"][0]["type"] == "eu_vat"
+    await page.fill("#f-tax_id", "CHE116281710MWST")
+    await page.click("#save-details")
+    assert (await api.get(f"/v1/customers/{customer['id']}"))["tax_ids"] == [
+        {"type": "ch_vat", "value": "CHE-116.281.710 MWST", "country": "CH", "verified": True}
+    ]
 
     await page.goto(f"{api.url}/portal?lang=en")  # type: ignore[attr-defined]
     await page.click("#pause")
