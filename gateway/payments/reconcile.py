@@ -58,51 +58,78 @@ async def reconcile_payments(
         due = list(await repo.due_for_reconciliation([s.value for s in UNSETTLED], clock.now(), limit))
     settled = still = 0
     for payment_id in due:
-        async with db.unit_of_work(actor=actor) as session:
-            core = PaymentService(session, clock, registry, billing_config, settings)
-            payment = await core.repo.get_payment(payment_id, scope=None)
-            if payment is None or PaymentStatus(payment.status) not in UNSETTLED:
-                continue
-            account = await core.get_account(payment.account_id)
-            provider = core.provider(account)
-            provider_payment_id = payment.provider_payment_id
-            request = None
-            if provider_payment_id is None:
-                method = await core.repo.get_method(payment.method_id or "", scope=None)
-                mapping = await core.repo.provider_customer(payment.tenant_id, account.id)
-                if method is None or mapping is None:
-                    log.warning("payment %s cannot be re-sent: method or customer gone", payment.id)
-                    continue
-                request = charge_request_of(
-                    payment, mapping.provider_customer_id, method.provider_method_id, settings.return_url
-                )
-        result: ChargeResult | None = None
-        try:
-            if provider_payment_id is not None:
-                result = await provider.retrieve_payment(provider_payment_id)
-            else:
-                assert request is not None
-                result = await provider.charge(request)
-        except ProviderUnavailable:
-            result = None
-        except ProviderRejected as exc:
-            log.warning("payment %s: the provider refused the re-sent charge: %s", payment_id, exc.code)
-            result = None
-        async with db.unit_of_work(actor=actor) as session:
-            core = PaymentService(session, clock, registry, billing_config, settings)
-            payment = await core.repo.get_payment(payment_id, scope=None, for_update=True)
-            if payment is None or PaymentStatus(payment.status) not in UNSETTLED:
-                continue
-            if result is not None:
-                await core.apply(payment, result, source="reconcile")
-                await replay_unmatched(core, payment.account_id, result.provider_payment_id)
-            if PaymentStatus(payment.status) in UNSETTLED:
-                payment.reconcile_after = clock.now() + timedelta(seconds=settings.reconcile_after_seconds)
-                still += 1
-            else:
-                settled += 1
-            await core.repo.flush()
+        status = await settle_payment(db, clock, registry, billing_config, settings, payment_id, actor=actor)
+        if status is None:
+            continue
+        if status in UNSETTLED:
+            still += 1
+        else:
+            settled += 1
     return ReconcileResult(len(due), settled, still)
+
+
+async def settle_payment(
+    db: Database,
+    clock: Clock,
+    registry: ProviderRegistry,
+    billing_config: BillingConfig | None,
+    settings: PaymentSettings,
+    payment_id: str,
+    *,
+    actor: str,
+    open_states: frozenset[PaymentStatus] = UNSETTLED,
+) -> PaymentStatus | None:
+    """Ask the provider where one unsettled payment stands and apply the answer. Returns the payment's
+    status afterwards; None when nothing was asked or applied (no such payment, settled already, or it
+    cannot be re-sent). The reconciler calls it for
+    payments left open too long; the portal for the payment a customer just came back from (3-D Secure),
+    so the page can say at once whether it went through instead of waiting for the provider's webhook:
+    that one also asks about `requires_action` (`open_states`), which the reconciler leaves to the
+    customer."""
+    async with db.unit_of_work(actor=actor) as session:
+        core = PaymentService(session, clock, registry, billing_config, settings)
+        payment = await core.repo.get_payment(payment_id, scope=None)
+        if payment is None or PaymentStatus(payment.status) not in open_states:
+            return None
+        account = await core.get_account(payment.account_id)
+        provider = core.provider(account)
+        provider_payment_id = payment.provider_payment_id
+        request = None
+        if provider_payment_id is None:
+            method = await core.repo.get_method(payment.method_id or "", scope=None)
+            mapping = await core.repo.provider_customer(payment.tenant_id, account.id)
+            if method is None or mapping is None:
+                log.warning("payment %s cannot be re-sent: method or customer gone", payment.id)
+                return None
+            request = charge_request_of(
+                payment, mapping.provider_customer_id, method.provider_method_id, settings.return_url
+            )
+    # The provider is asked outside any transaction.
+    result: ChargeResult | None = None
+    try:
+        if provider_payment_id is not None:
+            result = await provider.retrieve_payment(provider_payment_id)
+        else:
+            assert request is not None
+            result = await provider.charge(request)
+    except ProviderUnavailable:
+        result = None
+    except ProviderRejected as exc:
+        log.warning("payment %s: the provider refused the re-sent charge: %s", payment_id, exc.code)
+        result = None
+    async with db.unit_of_work(actor=actor) as session:
+        core = PaymentService(session, clock, registry, billing_config, settings)
+        payment = await core.repo.get_payment(payment_id, scope=None, for_update=True)
+        if payment is None or PaymentStatus(payment.status) not in open_states:
+            return None  # a webhook or another reconciler settled it meanwhile
+        if result is not None:
+            await core.apply(payment, result, source="reconcile")
+            await replay_unmatched(core, payment.account_id, result.provider_payment_id)
+        status = PaymentStatus(payment.status)
+        if status in UNSETTLED:
+            payment.reconcile_after = clock.now() + timedelta(seconds=settings.reconcile_after_seconds)
+        await core.repo.flush()
+        return status
 
 
 async def reconcile_refunds(

@@ -17,10 +17,11 @@ from gateway.db.outbox import OutboxEvent
 from gateway.db.session import Database
 from gateway.kernel.clock import Clock
 from gateway.payments.collection import Collector
+from gateway.payments.domain import UNSETTLED, PaymentStatus
 from gateway.payments.methods import MethodCalls
 from gateway.payments.port import ProviderUnavailable
 from gateway.payments.providers.registry import ProviderRegistry
-from gateway.payments.reconcile import ReconcileResult, reconcile_payments, reconcile_refunds
+from gateway.payments.reconcile import ReconcileResult, reconcile_payments, reconcile_refunds, settle_payment
 from gateway.payments.refunds import Refunds
 from gateway.payments.repository import PaymentsRepository
 from gateway.payments.service import PaymentSettings
@@ -59,6 +60,19 @@ class PaymentsRuntime:
     async def reconcile(self) -> ReconcileResult:
         return await reconcile_payments(
             self.db, self.clock, self.registry(), self.billing_config, self.settings
+        )
+
+    async def settle(self, payment_id: str, *, actor: str) -> None:
+        """Ask the provider about one unsettled payment now (a customer back from 3-D Secure)."""
+        await settle_payment(
+            self.db,
+            self.clock,
+            self.registry(),
+            self.billing_config,
+            self.settings,
+            payment_id,
+            actor=actor,
+            open_states=UNSETTLED | {PaymentStatus.REQUIRES_ACTION},
         )
 
     async def reconcile_refunds(self) -> ReconcileResult:

@@ -12,7 +12,8 @@ or credit: the API's `preview_change`, the change itself run in a transaction th
 - `POST /portal/promotion_code` (promotion_code): `DiscountService.redeem` on the subscription.
 - `POST /portal/pause`, `POST /portal/resume` (pause).
 - `GET /portal/invoices/{id}/pdf`: the invoice's PDF; `POST /portal/invoices/{id}/pay`: charge an open
-  invoice now with the default method, the customer present (a 3-D Secure page may follow).
+  invoice now with the default method, the customer present (a 3-D Secure page may follow; the way back,
+  `GET /portal/invoices/{id}/payment_return`, asks the provider at once and says whether it went through).
 - `GET|POST /portal/billing_details` (update_billing_details): name, e-mail, address, country, and a tax
   id (EU VAT or one of 15 national types, checked offline), each refused beside its field
   (`CustomerService.update`, as `PATCH /v1/customers/{id}`).
@@ -32,10 +33,12 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.billing import schemas as billing_schemas
 from gateway.billing.http import preview_change
+from gateway.billing.models import Invoice
 from gateway.billing.render import render_pdf
 from gateway.billing.rendering import document_of
 from gateway.billing.wiring import BillingConfig, billing_services
@@ -45,8 +48,11 @@ from gateway.customers import CustomerService
 from gateway.customers.repository import CustomerRepository
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import DomainError, NotFound, ValidationFailed
+from gateway.payments.domain import PaymentStatus
 from gateway.payments.methods import MethodService
+from gateway.payments.models import Payment
 from gateway.payments.port import MethodType
+from gateway.payments.repository import PaymentsRepository
 from gateway.payments.runtime import PaymentsRuntime
 from gateway.payments.service import PaymentService
 from gateway.portal.config import ActionNotOffered
@@ -537,7 +543,7 @@ class PortalActions(Controller):
                 invoice_id[:40],
                 scope=visitor.customer.id,
                 off_session=False,
-                return_url=f"{base}/portal?done=payment_returned",
+                return_url=f"{base}/portal/invoices/{invoice_id[:40]}/payment_return",
             )
         except DomainError as refused:
             return Redirect(f"/portal?failed={refused.error_code}", status_code=303)
@@ -546,6 +552,40 @@ class PortalActions(Controller):
         if payment is None or payment.status not in ("succeeded", "processing"):
             return Redirect("/portal?failed=payment_failed", status_code=303)
         return Redirect("/portal?done=paid", status_code=303)
+
+    @get(
+        "/invoices/{invoice_id:str}/payment_return",
+        summary="Back from the provider's 3-D Secure page: where the invoice's payment stands",
+    )
+    async def payment_return(
+        self,
+        request: Request[Any, Any, Any],
+        invoice_id: FromPath[str],
+        state: State,
+        clock: NamedDependency[Clock],
+    ) -> Redirect:
+        """The provider sends the customer here after its authentication page (its own query parameters
+        differ per provider and are not trusted). The invoice's latest payment is asked about at the
+        provider at once, so the overview says whether it went through, not "being processed" until the
+        provider's webhook comes. Another customer's invoice is a 404, as everywhere in the portal."""
+        visitor = await visitor_before_own_transactions(request, state.db, clock)
+        runtime: PaymentsRuntime = state.payments
+        async with state.db.unit_of_work() as session:
+            invoice = await session.get(Invoice, invoice_id[:40])
+            if invoice is None or invoice.tenant_id != visitor.customer.id:
+                raise NotFound(f"no invoice {invoice_id[:40]!r}")
+            payments = await PaymentsRepository(session).payments_of_invoice(invoice.id)
+            latest = max(payments, key=lambda p: p.attempt).id if payments else None
+        if latest is None:
+            return Redirect("/portal?failed=payment_failed", status_code=303)
+        await runtime.settle(latest, actor=visitor.actor)
+        async with state.db.unit_of_work() as session:
+            status = await session.scalar(select(Payment.status).where(Payment.id == latest))
+        if status == PaymentStatus.SUCCEEDED.value:
+            return Redirect("/portal?done=paid", status_code=303)
+        if status in (PaymentStatus.FAILED.value, PaymentStatus.CANCELED.value):
+            return Redirect("/portal?failed=authentication_failed", status_code=303)
+        return Redirect("/portal?done=payment_returned", status_code=303)
 
     # ---- billing details and payment methods ----------------------------------------------------------
 

@@ -406,6 +406,7 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "POST /portal/resume":                                          (END_USER, None),
     "GET /portal/invoices/{invoice_id}/pdf":                        (END_USER, None),
     "POST /portal/invoices/{invoice_id}/pay":                       (END_USER, None),
+    "GET /portal/invoices/{invoice_id}/payment_return":             (END_USER, None),
     "GET /portal/billing_details":                                  (END_USER, None),
     "POST /portal/billing_details":                                 (END_USER, None),
     "POST /portal/payment_methods":                                 (END_USER, None),

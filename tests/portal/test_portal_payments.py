@@ -119,3 +119,57 @@ async def test_add_a_card_then_pay_an_open_invoice_from_the_portal(clock: Frozen
         assert (refused.status_code, refused.headers["location"]) == (303, "/portal?failed=invoice_not_found")
         assert (await api.get(f"/v1/invoices/{foreign['id']}"))["status"] == "open"
         assert (await api.get("/v1/payments", params={"invoice": foreign["id"]}))["data"] == []
+
+
+async def test_back_from_3d_secure_the_portal_says_at_once_whether_it_went_through(
+    clock: FrozenClock, db: Database
+) -> None:
+    """A card that asks for 3-D Secure: "pay now" sends the customer to the provider's authentication page;
+    coming back, the portal asks the provider where the payment stands before it answers, so a failed
+    check says so (and the invoice stays open) and a completed one shows the invoice paid, without
+    waiting for the provider's webhook."""
+    settings = _settings()
+    base = f"http://127.0.0.1:{settings.port}"
+    async with served(settings, clock, db) as api, httpx.AsyncClient(base_url=base) as browser:
+        customer = (await api.post("/v1/customers", {"name": "Secure BV", "currency": "EUR"}))["id"]
+        other = (await api.post("/v1/customers", {"name": "Other BV", "currency": "EUR"}))["id"]
+        link = await api.post("/v1/portal_sessions", {"customer": customer})
+        await browser.get(urlsplit(link["url"]).path)
+        token = await _csrf(browser, "/portal")
+        started = await browser.post("/portal/payment_methods", data={"_csrf_token": token})
+        await browser.post(started.headers["location"], data={"test_method": "card_3ds"})
+
+        async def methods() -> Any:
+            return (await api.get(f"/v1/customers/{customer}/payment_methods"))["data"]
+
+        await eventually(methods, lambda rows: len(rows) == 1)
+        invoice = await _open_invoice(api, customer, 3_509)
+        back_path = f"/portal/invoices/{invoice['id']}/payment_return"
+
+        async def pay_now_through_the_challenge(outcome: str) -> str:
+            token = await _csrf(browser, "/portal")
+            paid = await browser.post(f"/portal/invoices/{invoice['id']}/pay", data={"_csrf_token": token})
+            assert paid.status_code == 303
+            challenge = paid.headers["location"]
+            assert challenge.startswith(f"{base}/sandbox/challenge/")
+            answered = await browser.post(challenge, data={"outcome": outcome})
+            assert answered.status_code == 303
+            assert answered.headers["location"].startswith(f"{base}{back_path}?")
+            back = await browser.get(answered.headers["location"])
+            assert back.status_code == 303
+            return str(back.headers["location"])
+
+        assert await pay_now_through_the_challenge("fail") == "/portal?failed=authentication_failed"
+        page = await browser.get("/portal?failed=authentication_failed")
+        assert "check was not completed, so nothing was paid." in page.text
+        assert (await api.get(f"/v1/invoices/{invoice['id']}"))["status"] == "open"
+
+        assert await pay_now_through_the_challenge("complete") == "/portal?done=paid"
+        settled = await api.get(f"/v1/invoices/{invoice['id']}")
+        assert (settled["status"], settled["amount_paid"]) == ("paid", 3_509)
+        attempts = (await api.get("/v1/payments", params={"invoice": invoice["id"]}))["data"]
+        assert sorted(p["status"] for p in attempts) == ["failed", "succeeded"]
+
+        # The way back names an invoice: another customer's is a 404 here, as everywhere in the portal.
+        foreign = await _open_invoice(api, other, 1_000)
+        assert (await browser.get(f"/portal/invoices/{foreign['id']}/payment_return")).status_code == 404
