@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from gateway.authz.domain import TenantStatus
 from gateway.entitlements.engine import Engine, EngineView, FeatureVerdict
-from gateway.entitlements.loader import TenantEntitlements
+from gateway.entitlements.loader import TenantEntitlements, load_tenants
 from gateway.kernel.errors import ValidationFailed
 
 
@@ -89,6 +91,25 @@ class CheckService:
         verdict = await view.check_feature(customer, feature, quantity=quantity, consume=consume)
         result = _with_feature(customer, view.version, user, pending.plan, pending.role, verdict, view.stale)
         return _inactive_since(result, view)
+
+    async def check_feature_as_stored(
+        self, session: AsyncSession, customer: str, feature: str
+    ) -> CheckResult:
+        """A feature check against what `session` sees of the database instead of the index.
+
+        For a change an app makes right after a write of its own: create a customer and its subscription,
+        then at once its SSO connection. Until the index catches up (within the propagation bound) it
+        does not know the tenant yet (`unknown_tenant`), and the app would be refused what its plan
+        gives. The tenant is loaded as the index loads it and asked through a view holding that one
+        tenant, so the rules are the same code; only the data is newer. Not for the per-request path:
+        it costs queries."""
+        current = self.engine.view()
+        loaded = await load_tenants(session, [customer])
+        view = EngineView(self.engine, current.index, loaded.tenants, current.version)
+        answered = self.check_now(view, customer, None, None, None, feature, 1)
+        if isinstance(answered, CheckResult):
+            return answered
+        return await self.finish(view, answered, customer, None, feature, 1, False)
 
     def check_now(
         self,

@@ -66,8 +66,15 @@ SSO_FEATURE = "sso"
 URL_FIELDS = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri", "end_session_endpoint")
 
 
-async def require_sso_feature(checks: CheckService, tenant_id: str) -> None:
+async def require_sso_feature(
+    checks: CheckService, tenant_id: str, *, as_stored_in: AsyncSession | None = None
+) -> None:
+    """Refuse unless the tenant's plan includes SSO now. Sign-ins ask the index (fast, per request); a
+    connection being configured (`as_stored_in` its request's session) asks the database when the index
+    says no, so an app that has just subscribed the tenant is not refused until the index catches up."""
     result = await checks.check(customer=tenant_id, feature=SSO_FEATURE)
+    if not result.allowed and as_stored_in is not None:
+        result = await checks.check_feature_as_stored(as_stored_in, tenant_id, SSO_FEATURE)
     if not result.allowed:
         raise SsoNotInPlan(
             "single sign-on is not included in this organisation's plan"
@@ -123,7 +130,7 @@ class ConnectionService:
             tenant_id = scope  # a tenant key configures its own organisation, never a platform IdP
         if tenant_id is not None:
             await self.customers.get(tenant_id, scope=scope)
-            await require_sso_feature(self.checks, tenant_id)
+            await require_sso_feature(self.checks, tenant_id, as_stored_in=self.repo.session)
         for name in URL_FIELDS:
             if fields.get(name) is not None:
                 check_url(fields[name], name)
@@ -199,7 +206,7 @@ class ConnectionService:
         if "issuer" in changes and changes["issuer"] is None:
             raise ValidationFailed("issuer cannot be removed", field="issuer")
         if changes.get("enabled") and row.tenant_id is not None:
-            await require_sso_feature(self.checks, row.tenant_id)
+            await require_sso_feature(self.checks, row.tenant_id, as_stored_in=self.repo.session)
         if "allowed_domains" in changes:
             domains = normalize_domains(changes.pop("allowed_domains") or [])
             _require_domains(row.tenant_id, domains)

@@ -83,6 +83,36 @@ async def test_a_plan_without_sso_is_refused_and_nothing_is_created(
     assert (await api.get("/v1/sso/connections"))["data"] == []
 
 
+async def test_an_sso_connection_right_after_subscribing_is_not_refused_while_the_index_catches_up(
+    api: Api, app: Litestar, demo: Any
+) -> None:
+    """An app creates a customer, subscribes it and at once configures its IdP. The decision index follows
+    commits within the propagation bound, so it may not know the tenant yet (`unknown_tenant`). Writes ask
+    the database then: the plan's answer, not the index's lag, decides. Held here by keeping the engine
+    from syncing at all."""
+    async with app.state.engine._lock:  # no index sync while the app subscribes and configures
+        big = await api.post("/v1/customers", {"name": "Fresh Enterprise", "currency": "USD"})
+        await api.post("/v1/subscriptions", {"customer": big["id"], "price": "enterprise_monthly"})
+        small = await api.post("/v1/customers", {"name": "Fresh Basic", "currency": "USD"})
+        await api.post("/v1/subscriptions", {"customer": small["id"], "price": "basic_monthly"})
+        asked = {"customer": big["id"], "feature": "sso"}
+        behind = await api.call("POST", "/v1/check", json=asked)
+        assert behind["reason"] == "unknown_tenant", "the index is behind"
+
+        created = await api.post("/v1/sso/connections", body(customer=big["id"]))
+        assert (created["customer"], created["enabled"]) == (big["id"], True)
+        # The database answers with the same rules: a plan without SSO is still refused, for its reason.
+        problem = await api.post(
+            "/v1/sso/connections", body(customer=small["id"], allowed_domains=["small.example"]), expect=403
+        )
+        assert (problem["code"], problem["reason"], problem["plan"]) == (
+            "sso_not_in_plan",
+            "feature_not_in_plan",
+            "basic",
+        )
+    assert [c["customer"] for c in (await api.get("/v1/sso/connections"))["data"]] == [big["id"]]
+
+
 async def test_a_domain_routes_to_one_connection_only(api: Api, app: Litestar, demo: Any) -> None:
     first = await customer_on(api, "enterprise_monthly")
     second = await customer_on(api, "enterprise_monthly")
