@@ -76,6 +76,7 @@ class BillingReason(StrEnum):
     SUBSCRIPTION_CYCLE = "subscription_cycle"  # a renewal
     SUBSCRIPTION_UPDATE = "subscription_update"  # a mid-period change invoiced now (always_invoice)
     SUBSCRIPTION_END = "subscription_end"  # usage of the last period, billed in arrears
+    USAGE_ADJUSTMENT = "usage_adjustment"  # late usage of an ended subscription's invoiced periods
     MANUAL = "manual"  # an invoice made through the API from pending items
 
 

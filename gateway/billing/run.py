@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from gateway.billing.wiring import BillingConfig, billed_subscriptions, billing_services
 from gateway.db.session import Database
@@ -31,6 +31,7 @@ class RunResult:
     batches: int
     seconds: float
     overdue: int = 0  # send_invoice invoices that became overdue (`invoice.overdue` raised)
+    late_usage: int = 0  # invoices of late usage of ended subscriptions (`sweep_late_usage`)
 
 
 async def billing_run(
@@ -67,7 +68,43 @@ async def billing_run(
         if after_batch is not None:
             await after_batch()
     overdue = await sweep_overdue(db, clock, config, at=at, batch_size=batch_size)
-    return RunResult(subscriptions, steps, batches, time.perf_counter() - started, overdue)
+    late = await _late_usage_hourly(db, clock, config, at=at, batch_size=batch_size)
+    return RunResult(subscriptions, steps, batches, time.perf_counter() - started, overdue, late)
+
+
+# When this process last swept ended subscriptions for late usage (see `_late_usage_hourly`).
+_LATE_USAGE_SWEPT: dict[int, datetime] = {}
+LATE_USAGE_EVERY = timedelta(hours=1)
+
+
+async def _late_usage_hourly(
+    db: Database, clock: Clock, config: BillingConfig, *, at: datetime, batch_size: int
+) -> int:
+    """The late-usage sweep recomputes every ended subscription's metered periods in the adjustment
+    window (meter queries): worth once an hour, not every minute. Per process and database; a second
+    worker sweeping in the same hour finds nothing new (the sweep is idempotent)."""
+    last = _LATE_USAGE_SWEPT.get(id(db))
+    if last is not None and at - last < LATE_USAGE_EVERY:
+        return 0
+    _LATE_USAGE_SWEPT[id(db)] = at
+    return await sweep_late_usage(db, clock, config, at=at, batch_size=batch_size)
+
+
+async def sweep_late_usage(
+    db: Database, clock: Clock, config: BillingConfig, *, at: datetime, batch_size: int = 200
+) -> int:
+    """Bill the late usage of wall-clock subscriptions that have ended (`SubscriptionBilling.
+    bill_late_usage`): usage that grew on an invoice of its own, usage that shrank as a credit note.
+    Test-clock subscriptions are swept when their clock is advanced."""
+    made = 0
+    after: str | None = ""
+    while after is not None:  # a transaction per page of ended subscriptions
+        async with db.unit_of_work(actor="system:billing_run") as session:
+            invoiced, after = await billing_services(session, clock, config).billing.bill_late_usage(
+                at, test_clock_id=None, after=after, limit=batch_size
+            )
+        made += invoiced
+    return made
 
 
 async def sweep_overdue(

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+from sqlalchemy import select
 
 from gateway.billing.discounts import Coupon
 from gateway.billing.domain import BillingReason, DraftLine, InvoiceTotals, LineKind
 from gateway.billing.metered import MeteredItem, MeteredPricing
+from gateway.billing.metered_models import MeteredCharge
 from gateway.billing.models import Invoice
 from gateway.billing.proration import (
     ProrationLine,
@@ -131,11 +134,69 @@ class SubscriptionBilling:
 
     async def on_clock_advanced(self, test_clock_id: str, to: datetime) -> int:
         """A test clock moved to `to`: its customers' send_invoice invoices that fell due meanwhile
-        become overdue, each at its due instant (the wall clock's are swept by the billing run)."""
+        become overdue, each at its due instant, and the late usage of its ended subscriptions is billed
+        (the wall clock's are swept by the billing run)."""
         marked = 0
         while swept := await self.invoices.mark_overdue(to, test_clock_id=test_clock_id):
             marked += swept
+        # Late usage of its ended subscriptions (the wall clock's: the billing run, hourly).
+        after: str | None = ""
+        while after is not None:
+            made, after = await self.bill_late_usage(to, test_clock_id=test_clock_id, after=after)
+            marked += made
         return marked
+
+    async def bill_late_usage(
+        self, at: datetime, *, test_clock_id: str | None, after: str = "", limit: int = 200
+    ) -> tuple[int, str | None]:
+        """Late usage of subscriptions that have ended. A running subscription's next invoice carries it
+        (`invoice_period`); an ended one has no next invoice, so within the adjustment window its
+        invoiced periods are recomputed here: usage that grew is billed on an invoice of its own
+        (`usage_adjustment`), usage that shrank is credited on the invoice that billed it. A rerun finds
+        nothing (the remembered charges move with the invoice, in the same transaction), and each
+        subscription is claimed with SKIP LOCKED, so two runs never bill one twice. Pages by id: returns
+        the invoices made and the last subscription looked at (None: no more)."""
+        if self.metered is None:
+            return 0, None
+        since = at - timedelta(days=self.settings.usage_adjustment_days)
+        clock = (
+            Subscription.test_clock_id.is_(None)
+            if test_clock_id is None
+            else Subscription.test_clock_id == test_clock_id
+        )
+        ended = select(Subscription).where(
+            clock,
+            Subscription.id > after,
+            Subscription.ended_at.is_not(None),
+            Subscription.id.in_(
+                select(MeteredCharge.subscription_id).where(MeteredCharge.period_end >= since)
+            ),
+        )
+        subs = (
+            await self.repo.session.scalars(
+                ended.order_by(Subscription.id).limit(limit).with_for_update(skip_locked=True)
+            )
+        ).all()
+        made = 0
+        for sub in subs:
+            assert sub.ended_at is not None
+            late, lowered = await self.metered.late_changes(sub, sub.ended_at, at, self._metered_item)
+            if late:
+                customer = await self.customers.get(sub.tenant_id)
+                spans = [(line.period_start or at, line.period_end or at) for line in late]
+                await self._invoice_now(
+                    sub,
+                    customer,
+                    late,
+                    at,
+                    BillingReason.USAGE_ADJUSTMENT,
+                    period=(min(start for start, _ in spans), max(end for _, end in spans)),
+                    period_key=None,
+                )
+                made += 1
+            self._metered_billed_on(None)
+            await self._credit_lowered(lowered, at)
+        return made, (subs[-1].id if len(subs) == limit else None)
 
     async def on_event(self, sub: Subscription, event_type: str, at: datetime, data: dict[str, Any]) -> None:
         handler = _HANDLERS.get(event_type)
@@ -194,7 +255,16 @@ class SubscriptionBilling:
                             proration=True,
                         )
                     )
+        lowered: list[Any] = []
+        if self.metered is not None:
+            # Late usage of the periods invoiced before this last one: this is their last invoice too.
+            late, lowered = await self.metered.late_changes(
+                sub, sub.current_period_start, at, self._metered_item
+            )
+            lines += late
+        await self._credit_lowered(lowered, at)
         if not lines and not data.get("invoice_now"):
+            self._metered_billed_on(None)
             return
         customer = await self.customers.get(sub.tenant_id)
         pending, items = await self.invoices.pending_lines(customer, sub.currency, subscription_id=sub.id)

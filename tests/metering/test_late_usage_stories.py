@@ -105,3 +105,69 @@ async def test_a_grouped_price_bills_one_line_per_group(api: Api, app: Litestar)
         ("API calls [region=eu]", 100, 500),
         ("API calls [region=us]", 140, 700),
     ]
+
+
+async def test_late_usage_of_a_canceled_subscription_is_billed_on_an_invoice_of_its_own(
+    api: Api, app: Litestar
+) -> None:
+    """No next invoice comes after a subscription ends, so late usage of its invoiced periods cannot ride
+    on one: within the adjustment window it is billed on an invoice of its own (`usage_adjustment`), and
+    usage that shrank is credited on the invoice that billed it. January is invoiced at the renewal;
+    the subscription is canceled in February; then 500 calls of January arrive, then 5 are voided."""
+    plan = await metered_plan(api, app)
+    story = await subscribed(api, plan["price"], datetime(2026, 1, 1, tzinfo=UTC))
+    customer, sub = story["customer"], story["subscription"]
+    await send_calls(api, customer, plan["meter"], range(12_345))
+    await advance(api, story["clock"], 2026, 2, 1)
+    [january] = await invoices_of(api, customer)
+    assert usage_lines(january) == [("usage", 469, 2_345)]
+
+    await advance(api, story["clock"], 2026, 2, 10)
+    await api.post(f"/v1/subscriptions/{sub}/cancel", {"at_period_end": False})
+    assert (await api.get(f"/v1/subscriptions/{sub}"))["status"] == "canceled"
+    assert [i["id"] for i in await invoices_of(api, customer)] == [january["id"]]  # February: no overage
+
+    late = await send_calls(api, customer, plan["meter"], range(20_000, 20_500), time=iso(2026, 1, 20))
+    assert late["accepted"] == 500
+    await advance(api, story["clock"], 2026, 2, 11)
+    first, adjustment = await invoices_of(api, customer)
+    assert first["id"] == january["id"] and first["total"] == 469  # final, unchanged
+    assert (adjustment["billing_reason"], adjustment["status"], adjustment["total"]) == (
+        "usage_adjustment",
+        "open",
+        100,
+    )
+    assert usage_lines(adjustment) == [("usage", 100, 500)]  # 2,845 × 0.2¢ = 569 against 469 billed
+    assert adjustment["lines"][0]["description"].startswith(
+        "API calls adjustment: late usage, 12,345 → 12,845 used"
+    )
+
+    for i in range(5):  # 5 calls of January voided: 2,840 × 0.2¢ = 568, one cent less than billed
+        await api.post(f"/v1/usage_events/call-{i}/void", {"source": "app", "subject": customer}, expect=200)
+    await advance(api, story["clock"], 2026, 2, 12)
+    notes = (await api.get("/v1/credit_notes", params={"invoice": january["id"]}))["data"]
+    assert [(n["total"], n["reason"]) for n in notes] == [(1, "order_change")]
+    # Nothing new arrives: the next sweep bills nothing.
+    await advance(api, story["clock"], 2026, 2, 20)
+    assert len(await invoices_of(api, customer)) == 2
+
+
+async def test_late_usage_known_when_a_subscription_ends_goes_on_its_final_invoice(
+    api: Api, app: Litestar
+) -> None:
+    """The final invoice is the last one of a subscription, so it carries the late usage of the periods
+    before it too (as a renewal's invoice does)."""
+    plan = await metered_plan(api, app)
+    story = await subscribed(api, plan["price"], datetime(2026, 1, 1, tzinfo=UTC))
+    customer, sub = story["customer"], story["subscription"]
+    await send_calls(api, customer, plan["meter"], range(12_345))
+    await advance(api, story["clock"], 2026, 2, 1)
+    await advance(api, story["clock"], 2026, 2, 5)
+    await send_calls(api, customer, plan["meter"], range(20_000, 20_500), time=iso(2026, 1, 20))
+    await api.post(f"/v1/subscriptions/{sub}/cancel", {"at_period_end": False})
+    january, final = await invoices_of(api, customer)
+    assert usage_lines(january) == [("usage", 469, 2_345)]  # final, unchanged
+    assert (final["billing_reason"], usage_lines(final)) == ("subscription_end", [("usage", 100, 500)])
+    assert final["lines"][0]["description"].startswith("API calls adjustment: late usage")
+    await advance(api, story["clock"], 2026, 2, 12)  # billed once: the sweep finds nothing more
+    assert len(await invoices_of(api, customer)) == 2
