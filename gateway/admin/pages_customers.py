@@ -34,7 +34,7 @@ permission matrix (same staff scope), so a staff member may do on the page exact
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from litestar import Request, get, post
@@ -244,15 +244,34 @@ async def grant_credit(
         return await _customer_page(
             request, session, billing, principal, customer.id, values=form, errors={field: exc.detail}
         )
-    await record(
+    return await audited_redirect(
         session,
         action="admin.credit_granted",
         at=at,
-        tenant_id=customer.id,
+        customer=customer.id,
         target=grant.id,
         data={"amount": amount, "currency": currency},
+        done=grant.id,
+        query="granted",
     )
-    return Redirect(f"/admin/customers/{customer.id}?granted={grant.id}", status_code=303)
+
+
+async def audited_redirect(
+    session: AsyncSession,
+    *,
+    action: str,
+    at: datetime,
+    customer: str,
+    target: str,
+    data: dict[str, Any],
+    done: str,
+    query: str = "done",
+) -> Redirect:
+    """How every console action on a customer ends: its audit entry (in the action's own transaction;
+    the unit of work names the staff member as actor), then back to the customer's page saying what
+    was done (`?done=refunded`)."""
+    await record(session, action=action, at=at, tenant_id=customer, target=target, data=data)
+    return Redirect(f"/admin/customers/{customer}?{query}={done}", status_code=303)
 
 
 async def _subscription_action(
@@ -270,15 +289,15 @@ async def _subscription_action(
     else:
         row = await subscriptions.pause(sub, scope=customer)
     at = await subscriptions.now_for(row.test_clock_id)  # the customer's time (a test clock's)
-    await record(
+    return await audited_redirect(
         session,
         action=f"admin.subscription_{'canceled' if action == 'cancel' else 'paused'}",
         at=at,
-        tenant_id=customer,
+        customer=customer,
         target=row.id,
         data={"status": row.status, "cancel_at_period_end": row.cancel_at_period_end},
+        done=action,
     )
-    return Redirect(f"/admin/customers/{customer}?done={action}", status_code=303)
 
 
 @post(
@@ -347,15 +366,15 @@ async def extend_trial(
     row = await subscriptions.extend_trial(
         sub.id, trial_end=previous + timedelta(days=int(raw)), scope=customer
     )
-    await record(
+    return await audited_redirect(
         session,
         action="admin.trial_extended",
         at=await subscriptions.now_for(row.test_clock_id),
-        tenant_id=customer,
+        customer=customer,
         target=row.id,
         data={"days": int(raw), "trial_end": isoformat_or_none(row.trial_end)},
+        done="trial_extended",
     )
-    return Redirect(f"/admin/customers/{customer}?done=trial_extended", status_code=303)
 
 
 @post(
@@ -395,15 +414,15 @@ async def refund_payment(
             values={"refund_amount": raw, "refund_payment": payment_id[:40]},
             errors={"refund_amount": exc.detail},
         )
-    await record(
+    return await audited_redirect(
         session,
         action="admin.payment_refunded",
         at=clock.now(),
-        tenant_id=customer,
+        customer=customer,
         target=refund.id,
         data={"payment": payment_id[:40], "amount": refund.amount, "status": refund.status},
+        done="refunded",
     )
-    return Redirect(f"/admin/customers/{customer}?done=refunded", status_code=303)
 
 
 @post(
@@ -423,15 +442,15 @@ async def resend_email(
     if row is None or row.tenant_id != customer:
         raise NotFound(f"no e-mail message {message_id[:40]!r} of customer {customer!r}")
     copy = await resend_message(session, clock, row)
-    await record(
+    return await audited_redirect(
         session,
         action="admin.email_resent",
         at=clock.now(),
-        tenant_id=customer,
+        customer=customer,
         target=copy.id,
         data={"original": row.id, "template": row.template},
+        done="email_resent",
     )
-    return Redirect(f"/admin/customers/{customer}?done=email_resent", status_code=303)
 
 
 @post(
@@ -471,15 +490,15 @@ async def issue_credit_note(
         return await _customer_page(
             request, session, billing, principal, customer.id, values=form, errors={field: exc.detail}
         )
-    await record(
+    return await audited_redirect(
         session,
         action="admin.credit_note_issued",
         at=note.created_at,
-        tenant_id=customer.id,
+        customer=customer.id,
         target=note.id,
         data={"invoice": invoice.id, "amount": amount, "currency": note.currency},
+        done="credit_note",
     )
-    return Redirect(f"/admin/customers/{customer.id}?done=credit_note", status_code=303)
 
 
 @post("/customers/{customer_id:str}/portal_session", summary="Open a portal session for the customer")
@@ -588,15 +607,15 @@ async def change_plan(
     row = await subscriptions.change_plan(
         subscription_id[:40], price=form.get("price", ""), scope=customer_id[:40]
     )
-    await record(
+    return await audited_redirect(
         session,
         action="admin.plan_changed",
         at=await subscriptions.now_for(row.test_clock_id),
-        tenant_id=row.tenant_id,
+        customer=row.tenant_id,
         target=row.id,
         data={"price": form.get("price", ""), "scheduled": row.scheduled_price_id is not None},
+        done="plan_change",
     )
-    return Redirect(f"/admin/customers/{row.tenant_id}?done=plan_change", status_code=303)
 
 
 ROUTES = [
