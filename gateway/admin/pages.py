@@ -8,6 +8,7 @@ answer them; each calls the same service as that operation.
   `metadata=key:value`), and each month's moves between plans; `/admin/dashboard/data` is the charts' JSON and
   `/admin/dashboard/csv/{chart}` each chart's CSV (`cohorts` too).
 - `/admin/catalog/grid…`: the tier grid (gateway/admin/pages_catalog.py).
+- `/admin/coupons…`: coupons and promotion codes (gateway/admin/pages_coupons.py).
 - `/admin/customers…`: customer search, a customer's page and its actions (gateway/admin/pages_customers.py).
 - `/admin/policies…`: the policy as a matrix, a draft with its diff and what-if, publish, restore
   (gateway/admin/pages_policies.py).
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.admin import (
     dashboard,
     pages_catalog,
+    pages_coupons,
     pages_customers,
     pages_operations,
     pages_policies,
@@ -186,6 +188,7 @@ ADMIN_PAGES = page_router(
         dashboard_data,
         dashboard_csv,
         *pages_catalog.ROUTES,
+        *pages_coupons.ROUTES,
         *pages_customers.ROUTES,
         *pages_policies.ROUTES,
         *pages_operations.ROUTES,

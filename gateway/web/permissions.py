@@ -350,6 +350,11 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /admin/catalog/grid":                                      (STAFF_PAGE, "catalog:read"),
     "GET /admin/catalog/grid/{plan}":                               (STAFF_PAGE, "catalog:write"),
     "POST /admin/catalog/grid/{plan}":                              (STAFF_PAGE, "catalog:write"),
+    # the console's coupons and promotion codes (gateway/admin/pages_coupons.py): the scopes of /v1/coupons
+    "GET /admin/coupons":                                           (STAFF_PAGE, "catalog:read"),
+    "POST /admin/coupons":                                          (STAFF_PAGE, "catalog:write"),
+    "POST /admin/coupons/promotion_codes":                          (STAFF_PAGE, "catalog:write"),
+    "POST /admin/coupons/{coupon_id}/deactivate":                   (STAFF_PAGE, "catalog:write"),
     # the console's operations pages (gateway/admin/pages_operations.py)
     "GET /admin/audit":                                             (STAFF_PAGE, "audit:read"),
     "GET /admin/jobs":                                              (STAFF_PAGE, "operations:read"),
