@@ -9,6 +9,7 @@ answer them; each calls the same service as that operation.
   `/admin/dashboard/csv/{chart}` each chart's CSV (`cohorts` too).
 - `/admin/catalog/grid…`: the tier grid (gateway/admin/pages_catalog.py).
 - `/admin/coupons…`: coupons and promotion codes (gateway/admin/pages_coupons.py).
+- `/admin/catalog`, `/admin/catalog/prices`: products, plans, add-ons, prices (gateway/admin/pages_prices.py).
 - `/admin/customers…`: customer search, a customer's page and its actions (gateway/admin/pages_customers.py).
 - `/admin/policies…`: the policy as a matrix, a draft with its diff and what-if, publish, restore
   (gateway/admin/pages_policies.py).
@@ -38,6 +39,7 @@ from gateway.admin import (
     pages_customers,
     pages_operations,
     pages_policies,
+    pages_prices,
     pages_sign_in,
     pages_webhooks,
 )
@@ -189,6 +191,7 @@ ADMIN_PAGES = page_router(
         dashboard_csv,
         *pages_catalog.ROUTES,
         *pages_coupons.ROUTES,
+        *pages_prices.ROUTES,
         *pages_customers.ROUTES,
         *pages_policies.ROUTES,
         *pages_operations.ROUTES,

@@ -350,6 +350,9 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /admin/catalog/grid":                                      (STAFF_PAGE, "catalog:read"),
     "GET /admin/catalog/grid/{plan}":                               (STAFF_PAGE, "catalog:write"),
     "POST /admin/catalog/grid/{plan}":                              (STAFF_PAGE, "catalog:write"),
+    # the console's catalog overview and new prices (gateway/admin/pages_prices.py): the scopes of /v1/prices
+    "GET /admin/catalog":                                           (STAFF_PAGE, "catalog:read"),
+    "POST /admin/catalog/prices":                                   (STAFF_PAGE, "catalog:write"),
     # the console's coupons and promotion codes (gateway/admin/pages_coupons.py): the scopes of /v1/coupons
     "GET /admin/coupons":                                           (STAFF_PAGE, "catalog:read"),
     "POST /admin/coupons":                                          (STAFF_PAGE, "catalog:write"),
