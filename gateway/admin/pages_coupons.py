@@ -17,8 +17,6 @@ the staff member as actor.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from litestar import Request, get, post
@@ -27,12 +25,12 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.admin.forms import end_of_day, form_values, minor_units, whole
 from gateway.audit.service import record
 from gateway.catalog.coupons import CouponService
 from gateway.catalog.repository import CatalogRepository
 from gateway.kernel.clock import Clock
-from gateway.kernel.errors import DomainError, ValidationFailed
-from gateway.kernel.money import UnknownCurrency, exponent
+from gateway.kernel.errors import DomainError
 from gateway.webui.pages import render_page
 
 MAX_ROWS = 100  # the newest coupons and codes a page lists
@@ -61,41 +59,6 @@ def _error_field(refused: DomainError, fields: dict[str, str], default: str) -> 
 
 def _coupons(session: AsyncSession, clock: Clock) -> CouponService:
     return CouponService(CatalogRepository(session), clock)
-
-
-def minor_units(text: str, currency: str, field: str) -> int:
-    """ "5" or "5.00" of `currency` in minor units (500); more decimals than the currency has is refused."""
-    try:
-        amount = Decimal(text.replace(",", "."))
-    except InvalidOperation:
-        raise ValidationFailed("enter an amount such as 5.00", field=field) from None
-    try:
-        digits = exponent(currency)
-    except UnknownCurrency:
-        raise ValidationFailed(f"{currency!r} is not an ISO 4217 currency", field="currency") from None
-    minor = amount.scaleb(digits)
-    if not amount.is_finite() or minor != minor.to_integral_value() or minor <= 0:
-        raise ValidationFailed("enter a positive amount with at most the currency's decimals", field=field)
-    return int(minor)
-
-
-def whole(text: str, field: str) -> int | None:
-    if not text:
-        return None
-    if not text.isdigit() or int(text) < 1:
-        raise ValidationFailed("enter a whole number of at least 1", field=field)
-    return int(text)
-
-
-def end_of_day(text: str, field: str) -> datetime | None:
-    """A day typed as YYYY-MM-DD: the code works until that day's end (UTC)."""
-    if not text:
-        return None
-    try:
-        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        raise ValidationFailed("enter a day as YYYY-MM-DD", field=field) from None
-    return day.replace(hour=23, minute=59, second=59)
 
 
 async def _page(
@@ -131,10 +94,6 @@ async def _page(
     )
 
 
-def _form_of(form: Any, fields: tuple[str, ...]) -> dict[str, str]:
-    return {name: str(form.get(name) or "").strip()[:100] for name in fields}
-
-
 @get("/coupons", summary="Coupons and promotion codes")
 async def coupons_page(
     request: Request[Any, Any, Any], session: NamedDependency[AsyncSession], clock: NamedDependency[Clock]
@@ -147,7 +106,7 @@ async def create_coupon(
     request: Request[Any, Any, Any], session: NamedDependency[AsyncSession], clock: NamedDependency[Clock]
 ) -> Template | Redirect:
     coupons = _coupons(session, clock)
-    values = _form_of(await request.form(), COUPON_FIELDS)
+    values = form_values(await request.form(), COUPON_FIELDS)
     try:
         percent = values["kind"] != "amount"
         currency = values["currency"].upper()
@@ -177,7 +136,7 @@ async def create_promotion_code(
     request: Request[Any, Any, Any], session: NamedDependency[AsyncSession], clock: NamedDependency[Clock]
 ) -> Template | Redirect:
     coupons = _coupons(session, clock)
-    values = _form_of(await request.form(), CODE_FIELDS)
+    values = form_values(await request.form(), CODE_FIELDS)
     try:
         async with session.begin_nested():
             row = await coupons.create_promotion_code(

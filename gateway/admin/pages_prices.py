@@ -20,7 +20,7 @@ from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.admin.pages_coupons import minor_units
+from gateway.admin.forms import form_values, minor_units
 from gateway.audit.service import record
 from gateway.catalog import CatalogService
 from gateway.catalog.models import Plan, Price, Product
@@ -118,8 +118,7 @@ async def create_price(
     request: Request[Any, Any, Any], session: NamedDependency[AsyncSession], clock: NamedDependency[Clock]
 ) -> Template | Redirect:
     catalog = _catalog(session, clock)
-    form = await request.form()
-    values = {name: str(form.get(name) or "").strip()[:200] for name in PRICE_FIELDS}
+    values = form_values(await request.form(), PRICE_FIELDS)
     try:
         currency = values["currency"].upper()
         amount = minor_units(values["amount"], currency, "amount")
