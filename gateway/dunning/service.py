@@ -424,8 +424,8 @@ class DunningService:
         )
 
     async def _email(self, run: DunningRun, template: str, at: datetime) -> None:
-        """The e-mail package sends it (gateway/notifications: `dunning.email_requested`)."""
-        base = self.core.settings.return_url or ""
+        """The e-mail package sends it (gateway/notifications: `dunning.email_requested`); its button
+        leads to the portal's payment methods."""
         await record_event(
             self.session,
             DomainEvent(
@@ -442,7 +442,6 @@ class DunningService:
                     "next_attempt_at": run.next_attempt_at.isoformat() if run.next_attempt_at else None,
                     "amount_due": run.amount_due,
                     "currency": run.currency,
-                    "hosted_url": f"{base.rstrip('/')}/invoices/{run.invoice_id}" if base else None,
                 },
                 tenant_id=run.tenant_id,
             ),

@@ -51,6 +51,9 @@ from gateway.notifications.email_transport import MailSendError, MailTransport
 log = logging.getLogger("tiergate.mail")
 
 PLATFORM_SCOPE = "platform"
+# Where a mail's button leads: the portal's overview, at its invoices or its payment methods.
+INVOICES = "/portal#invoices-heading"
+PAYMENT_METHODS = "/portal#methods-heading"
 
 EVENT_TEMPLATES: dict[str, str] = {
     "invoice.finalized": "invoice_finalized",
@@ -311,6 +314,9 @@ class EmailQueuer:
         return found
 
     def _link(self, path: str) -> str:
+        """A page of the customer portal. Opened without a portal session, it asks the reader to sign in
+        with their organisation's SSO or to open Billing from the app again (a bearer link in an e-mail
+        that anyone it is forwarded to could use is what this avoids)."""
         return f"{self.config.link_base_url}{path}"
 
     async def _context(
@@ -320,7 +326,7 @@ class EmailQueuer:
             return {
                 "amount": int(data.get("amount_due") or 0),
                 "currency": str(data.get("currency") or "USD"),
-                "link": str(data.get("hosted_url") or self._link("/portal/billing")),
+                "link": str(data.get("hosted_url") or self._link(PAYMENT_METHODS)),
                 "next_attempt_at": data.get("next_attempt_at"),
                 "invoice_number": await self._invoice_number(session, data.get("invoice_id")),
             }
@@ -333,7 +339,7 @@ class EmailQueuer:
                 "amount_due": int(inv.get("amount_remaining", inv.get("amount_due")) or 0),
                 "currency": str(inv.get("currency") or "USD"),
                 "due_date": inv.get("due_date"),
-                "link": self._link("/portal/invoices"),
+                "link": self._link(INVOICES),
             }
         if event.type.startswith("payment."):
             pay = data.get("payment") or {}
@@ -345,7 +351,7 @@ class EmailQueuer:
                 ctx["paid_at"] = pay.get("settled") or event.occurred_at
                 ctx["invoice_number"] = await self._invoice_number(session, pay.get("invoice"))
             elif template == "payment_failed":
-                ctx["link"] = self._link("/portal/billing")
+                ctx["link"] = self._link(PAYMENT_METHODS)
                 ctx["next_attempt_at"] = None
                 ctx["invoice_number"] = await self._invoice_number(session, pay.get("invoice"))
             else:
@@ -358,7 +364,7 @@ class EmailQueuer:
             sub = data.get("subscription") or {}
             if not sub.get("trial_end"):
                 return None
-            return {"trial_end": sub["trial_end"], "link": self._link("/portal/billing")}
+            return {"trial_end": sub["trial_end"], "link": self._link(PAYMENT_METHODS)}
         if template == "card_expiring":
             method = data.get("payment_method") or {}
             return {
@@ -366,7 +372,7 @@ class EmailQueuer:
                 "last4": method.get("last4") or "",
                 "exp_month": method.get("exp_month") or "",
                 "exp_year": method.get("exp_year") or "",
-                "link": self._link("/portal/billing"),
+                "link": self._link(PAYMENT_METHODS),
             }
         if template == "usage_threshold":
             return {
@@ -375,7 +381,7 @@ class EmailQueuer:
                 "used": int(data.get("used") or 0),
                 "allowance": int(data.get("allowance") or 0),
             }
-        return {"link": self._link("/portal/billing")}
+        return {"link": self._link(PAYMENT_METHODS)}
 
     async def _invoice_number(self, session: AsyncSession, invoice_id: Any) -> str | None:
         if not invoice_id:

@@ -97,7 +97,7 @@ async def test_an_invoice_finalised_for_a_dutch_customer_is_one_dutch_mail_with_
     text = text_part(message)
     assert f"Je factuur {number} van {EURO_35_09} staat klaar. De pdf zit in de bijlage." in text
     assert f"Te betalen: {EURO_35_09}" in text
-    assert "Bekijk je facturen: https://billing.acme.example/portal/invoices" in text
+    assert "Bekijk je facturen: https://billing.acme.example/portal#invoices-heading" in text
     html = html_part(message)
     assert '<html lang="nl">' in html and f"<p>Te betalen: {EURO_35_09}</p>" in html
     [pdf] = list(message.iter_attachments())

@@ -44,4 +44,4 @@ async def test_a_declined_card_mails_payment_failed_with_the_update_link(
     assert failed.recipients == ["ap@short.example"]
     text = text_part(failed.message)
     assert "We could not collect your payment of €12.50." in text
-    assert "Update payment method: https://billing.acme.example/portal/billing" in text
+    assert "Update payment method: https://billing.acme.example/portal#methods-heading" in text

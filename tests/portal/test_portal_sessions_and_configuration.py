@@ -202,6 +202,9 @@ async def test_cancel_with_a_reason_and_undo_through_the_pages(
     clock.advance(timedelta(hours=1, seconds=1))
     stale = await client.get("/portal")
     assert stale.status_code == 401 and 'data-code="portal_session_invalid"' in stale.text
+    # The way back in, which is also where a customer e-mail's button (/portal#...) lands without a
+    # session: a new link from the app, or the organisation's SSO for members who manage billing.
+    assert "open Billing from the app again" in stale.text and 'href="/portal/sso"' in stale.text
 
 
 async def test_a_portal_that_does_not_offer_cancel_refuses_it(api: Api, app: Litestar, demo: Any) -> None:
