@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, event, select, text
+from sqlalchemy import ColumnElement, and_, event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -92,6 +92,72 @@ class SubscriptionRepository:
             Subscription.tenant_id == tenant_id, Subscription.status.in_([s.value for s in LIVE_STATUSES])
         )
         return (await self.session.scalars(query)).first()
+
+    async def live_by_version(self, plan_id: str) -> dict[str, int]:
+        """Live subscriptions of a plan per plan version id (one grouped query)."""
+        query = (
+            select(Subscription.plan_version_id, func.count())
+            .where(Subscription.plan_id == plan_id, Subscription.status.in_([s.value for s in LIVE_STATUSES]))
+            .group_by(Subscription.plan_version_id)
+        )
+        return {version_id: count for version_id, count in (await self.session.execute(query)).all()}
+
+    @staticmethod
+    def _on_versions(
+        plan_id: str,
+        version_ids: Sequence[str],
+        currency: str | None,
+        interval: str | None,
+        customers: Sequence[str] | None,
+    ) -> Sequence[ColumnElement[bool]]:
+        conditions = [
+            Subscription.plan_id == plan_id,
+            Subscription.plan_version_id.in_(version_ids),
+            Subscription.status.in_([s.value for s in LIVE_STATUSES]),
+        ]
+        if currency is not None:
+            conditions.append(Subscription.currency == currency)
+        if interval is not None:
+            conditions.append(Subscription.interval == interval)
+        if customers is not None:
+            conditions.append(Subscription.tenant_id.in_(customers))
+        return conditions
+
+    async def count_on_versions(
+        self,
+        plan_id: str,
+        version_ids: Sequence[str],
+        *,
+        currency: str | None,
+        interval: str | None,
+        customers: Sequence[str] | None,
+    ) -> int:
+        """How many live subscriptions of the plan are on these versions and pass the filters."""
+        conditions = self._on_versions(plan_id, version_ids, currency, interval, customers)
+        query = select(func.count()).select_from(Subscription).where(*conditions)
+        return int(await self.session.scalar(query) or 0)
+
+    async def on_versions(
+        self,
+        plan_id: str,
+        version_ids: Sequence[str],
+        *,
+        currency: str | None,
+        interval: str | None,
+        customers: Sequence[str] | None,
+        limit: int,
+    ) -> Sequence[tuple[str, str, str]]:
+        """(id, customer, plan version id) of the first `limit` of them by id; read without locks (the
+        caller locks each one before it changes it, and checks it again)."""
+        conditions = self._on_versions(plan_id, version_ids, currency, interval, customers)
+        query = (
+            select(Subscription.id, Subscription.tenant_id, Subscription.plan_version_id)
+            .where(*conditions)
+            .order_by(Subscription.id)
+            .limit(limit)
+        )
+        rows = (await self.session.execute(query)).all()
+        return [(sub_id, tenant_id, version_id) for sub_id, tenant_id, version_id in rows]
 
     async def had_trial(self, tenant_id: str, product_id: str) -> bool:
         query = select(Subscription.id).where(

@@ -106,6 +106,7 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "PATCH /v1/plans/{plan}":                                       (PLATFORM, "catalog:write"),
     "GET /v1/plans/{plan}/versions":                                (TENANT, "catalog:read"),
     "POST /v1/plans/{plan}/versions":                               (PLATFORM, "catalog:write"),
+    "POST /v1/plans/{plan}/versions/{version}/migrations":          (PLATFORM, "catalog:write"),
     "GET /v1/prices":                                               (TENANT, "catalog:read"),
     "POST /v1/prices":                                              (PLATFORM, "catalog:write"),
     "GET /v1/prices/{price}":                                       (TENANT, "catalog:read"),
