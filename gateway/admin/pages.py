@@ -8,6 +8,8 @@ answer them; each calls the same service as that operation.
   `metadata=key:value`), and each month's moves between plans; `/admin/dashboard/data` is the charts' JSON and
   `/admin/dashboard/csv/{chart}` each chart's CSV (`cohorts` too).
 - `/admin/catalog/grid…`: the tier grid (gateway/admin/pages_catalog.py).
+- `/admin/catalog/plans/{plan}/versions`: a plan's versions, their subscribers, and moving subscribers
+  to a version by rule (gateway/admin/pages_versions.py).
 - `/admin/customers…`: customer search, a customer's page and its actions (gateway/admin/pages_customers.py).
 - `/admin/policies…`: the policy as a matrix, a draft with its diff and what-if, publish, restore
   (gateway/admin/pages_policies.py).
@@ -37,6 +39,7 @@ from gateway.admin import (
     pages_operations,
     pages_policies,
     pages_sign_in,
+    pages_versions,
     pages_webhooks,
 )
 from gateway.catalog import CatalogService
@@ -186,6 +189,7 @@ ADMIN_PAGES = page_router(
         dashboard_data,
         dashboard_csv,
         *pages_catalog.ROUTES,
+        *pages_versions.ROUTES,
         *pages_customers.ROUTES,
         *pages_policies.ROUTES,
         *pages_operations.ROUTES,

@@ -351,6 +351,8 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /admin/catalog/grid":                                      (STAFF_PAGE, "catalog:read"),
     "GET /admin/catalog/grid/{plan}":                               (STAFF_PAGE, "catalog:write"),
     "POST /admin/catalog/grid/{plan}":                              (STAFF_PAGE, "catalog:write"),
+    "GET /admin/catalog/plans/{plan}/versions":                     (STAFF_PAGE, "catalog:read"),
+    "POST /admin/catalog/plans/{plan}/versions":                    (STAFF_PAGE, "catalog:write"),
     # the console's operations pages (gateway/admin/pages_operations.py)
     "GET /admin/audit":                                             (STAFF_PAGE, "audit:read"),
     "GET /admin/jobs":                                              (STAFF_PAGE, "operations:read"),
