@@ -1,5 +1,7 @@
 """Plan versions and who is on them (issue #14): count the live subscribers of each version, and move
 existing subscribers to a newer version by rule (Stigg's "migrate subscriptions to the latest version").
+For an add-on plan, its subscribers are the live subscriptions with the add-on attached, and what moves
+is the attached add-on's version.
 
 A subscription keeps the plan version it bought (grandfathering) until a migration moves it. A
 migration names the target version and a rule: the versions to move from (default: every older one),
@@ -11,8 +13,9 @@ what a customer was granted is never taken back by a bulk rule; a downgrade goes
 Each subscription moves in `SubscriptionService.migrate_plan_version`, under its lock, re-checked
 against the rule there: its `plan_version_id` changes, its `version` is bumped and the outbox gets a
 `subscription.plan_version_migrated` event (with the previous and the new version) in the same
-transaction, which the decision index (it reloads the tenants events name) and webhooks follow. Prices
-and billing do not change: a plan version carries grants only.
+transaction, which the decision index (it reloads the tenants events name) and webhooks follow. Prices,
+quantities and periods do not change: a plan version carries grants only (a metered feature's included
+units are the new version's, so the overage billed at the period's end counts against those).
 
 One call moves at most `MIGRATION_BATCH` subscriptions (one transaction); the answer's `remaining` says
 how many still match, and calling again with the same rule moves the next ones. A dry run moves none
@@ -107,12 +110,7 @@ class PlanVersionMigrations:
         """Move (or, in a dry run, list) the live subscriptions of `plan` the rule matches to `version`.
         Everything is checked before anything moves: bad input changes nothing."""
         plan_row = await self.catalog.get_plan(plan)
-        if plan_row.kind != PlanKind.BASE:
-            raise ValidationFailed(
-                f"{plan_row.key} is an add-on; only a base plan's subscribers can be migrated",
-                code="addon_plan_not_migratable",
-                field="plan",
-            )
+        addon = plan_row.kind == PlanKind.ADDON
         versions = {t.version.version: t.version for t in await self.catalog.list_versions(plan_row.id)}
         target = versions.get(version)
         if target is None:
@@ -121,10 +119,11 @@ class PlanVersionMigrations:
         currency, interval, customers = await self._filters(rule)
         checked = MigrationRule(sorted(sources), currency, interval, customers)
         source_ids = {versions[n].id: n for n in sources}
-        matched = await self._count(plan_row.id, list(source_ids), checked)
+        matched = await self._count(plan_row.id, list(source_ids), addon, checked)
         rows = await self.repo.on_versions(
             plan_row.id,
             list(source_ids),
+            addon=addon,
             currency=currency,
             interval=interval,
             customers=customers,
@@ -142,14 +141,19 @@ class PlanVersionMigrations:
             )
             if sub is not None:
                 moved.append(candidate)
-        remaining = await self._count(plan_row.id, list(source_ids), checked)
+        remaining = await self._count(plan_row.id, list(source_ids), addon, checked)
         return MigrationResult(
             plan_row.key, version, sorted(sources), False, matched, len(moved), remaining, moved[:LISTED]
         )
 
-    async def _count(self, plan_id: str, version_ids: list[str], rule: MigrationRule) -> int:
+    async def _count(self, plan_id: str, version_ids: list[str], addon: bool, rule: MigrationRule) -> int:
         return await self.repo.count_on_versions(
-            plan_id, version_ids, currency=rule.currency, interval=rule.interval, customers=rule.customers
+            plan_id,
+            version_ids,
+            addon=addon,
+            currency=rule.currency,
+            interval=rule.interval,
+            customers=rule.customers,
         )
 
     @staticmethod

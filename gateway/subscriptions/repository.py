@@ -94,27 +94,48 @@ class SubscriptionRepository:
         return (await self.session.scalars(query)).first()
 
     async def live_by_version(self, plan_id: str) -> dict[str, int]:
-        """Live subscriptions of a plan per plan version id (one grouped query)."""
-        query = (
+        """Live subscriptions on the plan per plan version id: as their base plan, or (an add-on plan) with
+        the add-on attached. Two grouped queries."""
+        live = [s.value for s in LIVE_STATUSES]
+        base = (
             select(Subscription.plan_version_id, func.count())
-            .where(Subscription.plan_id == plan_id, Subscription.status.in_([s.value for s in LIVE_STATUSES]))
+            .where(Subscription.plan_id == plan_id, Subscription.status.in_(live))
             .group_by(Subscription.plan_version_id)
         )
-        return {version_id: count for version_id, count in (await self.session.execute(query)).all()}
+        attached = (
+            select(SubscriptionAddon.plan_version_id, func.count())
+            .join(Subscription, Subscription.id == SubscriptionAddon.subscription_id)
+            .where(
+                SubscriptionAddon.plan_id == plan_id,
+                SubscriptionAddon.removed_at.is_(None),
+                Subscription.status.in_(live),
+            )
+            .group_by(SubscriptionAddon.plan_version_id)
+        )
+        counts: dict[str, int] = {}
+        for query in (base, attached):
+            for version_id, count in (await self.session.execute(query)).all():
+                counts[version_id] = counts.get(version_id, 0) + count
+        return counts
 
     @staticmethod
     def _on_versions(
         plan_id: str,
         version_ids: Sequence[str],
+        addon: bool,
         currency: str | None,
         interval: str | None,
         customers: Sequence[str] | None,
     ) -> Sequence[ColumnElement[bool]]:
-        conditions = [
-            Subscription.plan_id == plan_id,
-            Subscription.plan_version_id.in_(version_ids),
-            Subscription.status.in_([s.value for s in LIVE_STATUSES]),
-        ]
+        conditions: list[ColumnElement[bool]] = [Subscription.status.in_([s.value for s in LIVE_STATUSES])]
+        if addon:
+            conditions += [
+                SubscriptionAddon.plan_id == plan_id,
+                SubscriptionAddon.plan_version_id.in_(version_ids),
+                SubscriptionAddon.removed_at.is_(None),
+            ]
+        else:
+            conditions += [Subscription.plan_id == plan_id, Subscription.plan_version_id.in_(version_ids)]
         if currency is not None:
             conditions.append(Subscription.currency == currency)
         if interval is not None:
@@ -128,34 +149,38 @@ class SubscriptionRepository:
         plan_id: str,
         version_ids: Sequence[str],
         *,
+        addon: bool = False,
         currency: str | None,
         interval: str | None,
         customers: Sequence[str] | None,
     ) -> int:
-        """How many live subscriptions of the plan are on these versions and pass the filters."""
-        conditions = self._on_versions(plan_id, version_ids, currency, interval, customers)
-        query = select(func.count()).select_from(Subscription).where(*conditions)
-        return int(await self.session.scalar(query) or 0)
+        """How many live subscriptions are on these versions of the plan (as their base plan, or with the
+        add-on plan attached) and pass the filters."""
+        conditions = self._on_versions(plan_id, version_ids, addon, currency, interval, customers)
+        query = select(func.count()).select_from(Subscription)
+        if addon:
+            query = query.join(SubscriptionAddon, SubscriptionAddon.subscription_id == Subscription.id)
+        return int(await self.session.scalar(query.where(*conditions)) or 0)
 
     async def on_versions(
         self,
         plan_id: str,
         version_ids: Sequence[str],
         *,
+        addon: bool = False,
         currency: str | None,
         interval: str | None,
         customers: Sequence[str] | None,
         limit: int,
     ) -> Sequence[tuple[str, str, str]]:
-        """(id, customer, plan version id) of the first `limit` of them by id; read without locks (the
-        caller locks each one before it changes it, and checks it again)."""
-        conditions = self._on_versions(plan_id, version_ids, currency, interval, customers)
-        query = (
-            select(Subscription.id, Subscription.tenant_id, Subscription.plan_version_id)
-            .where(*conditions)
-            .order_by(Subscription.id)
-            .limit(limit)
-        )
+        """(subscription id, customer, plan version id) of the first `limit` of them by id; read without
+        locks (the caller locks each one before it changes it, and checks it again)."""
+        conditions = self._on_versions(plan_id, version_ids, addon, currency, interval, customers)
+        version = SubscriptionAddon.plan_version_id if addon else Subscription.plan_version_id
+        query = select(Subscription.id, Subscription.tenant_id, version)
+        if addon:
+            query = query.join(SubscriptionAddon, SubscriptionAddon.subscription_id == Subscription.id)
+        query = query.where(*conditions).order_by(Subscription.id).limit(limit)
         rows = (await self.session.execute(query)).all()
         return [(sub_id, tenant_id, version_id) for sub_id, tenant_id, version_id in rows]
 

@@ -432,17 +432,27 @@ class SubscriptionService:
         from_versions: Mapping[str, int],
         matches: Callable[[Subscription], bool],
     ) -> Subscription | None:
-        """Move one subscription to version `to` of its plan (`PlanVersionMigrations` picks them): under
-        its lock, and only if it is still live, still on one of `from_versions` (version id → number)
-        and still `matches` the rule; else None and nothing changes. The grants change with the
-        version; the price, quantity, periods and billing do not (a plan version carries grants only)."""
+        """Move one subscription to version `to` of its plan, or of the add-on plan attached to it
+        (`PlanVersionMigrations` picks them): under its lock, and only if it is still live, its plan (or
+        attached add-on) is still on one of `from_versions` (version id → number) and it still `matches`
+        the rule; else None and nothing changes. The grants change with the version; the price,
+        quantity, periods and billing do not (a plan version carries grants only)."""
         sub, now = await self._load_live(subscription_id, None)
-        if Status(sub.status) not in LIVE_STATUSES or sub.plan_version_id not in from_versions:
+        if Status(sub.status) not in LIVE_STATUSES or not matches(sub):
             return None
-        if sub.plan_id != to.plan_id or not matches(sub):
-            return None
-        previous = sub.plan_version_id
-        sub.plan_version_id = to.id
+        data: dict[str, Any] = {}
+        if sub.plan_id == to.plan_id:
+            previous = sub.plan_version_id
+            if previous not in from_versions:
+                return None
+            sub.plan_version_id = to.id
+        else:
+            addon = next((a for a in await self.repo.addons(sub.id) if a.plan_id == to.plan_id), None)
+            if addon is None or addon.plan_version_id not in from_versions:
+                return None
+            previous = addon.plan_version_id
+            addon.plan_version_id = to.id
+            data["addon"] = {"id": addon.id, "price": addon.price_id, "quantity": addon.quantity}
         self._touch(sub, now)
         await self.repo.flush()
         await self._emit(
@@ -451,6 +461,7 @@ class SubscriptionService:
             now,
             previous_plan_version={"id": previous, "version": from_versions[previous]},
             plan_version={"id": to.id, "version": to.version},
+            **data,
         )
         return sub
 

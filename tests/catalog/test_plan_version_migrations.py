@@ -132,7 +132,6 @@ async def test_bad_rules_are_refused_and_change_nothing(api: Api, demo: Any) -> 
         ("/v1/plans/nope/versions/2/migrations", {}, 404, "plan_not_found"),
         ("/v1/plans/basic/versions/9/migrations", {}, 404, "plan_version_not_found"),
         ("/v1/plans/basic/versions/0/migrations", {}, 404, "plan_version_not_found"),
-        ("/v1/plans/extra_seats/versions/1/migrations", {}, 422, "addon_plan_not_migratable"),
         (MIGRATE, {"from_versions": [7]}, 422, "plan_version_not_found"),
         (MIGRATE, {"from_versions": []}, 422, "validation_failed"),
         (MIGRATE, {"customers": []}, 422, "validation_failed"),
@@ -163,3 +162,50 @@ async def test_a_tenant_key_reads_versions_without_subscriber_counts_and_cannot_
     assert await counts(tenant) == {1: None}
     refused = await tenant.post("/v1/plans/basic/versions/1/migrations", {"dry_run": True}, expect=403)
     assert refused["code"] == "platform_key_required"
+
+
+async def test_an_add_on_plans_subscribers_move_with_the_add_on_they_have_attached(
+    api: Api, demo: Any
+) -> None:
+    customer = await api.post("/v1/customers", {"name": "Bright Agency", "currency": "USD"})
+    sub = await api.post(
+        "/v1/subscriptions",
+        {
+            "customer": customer["id"],
+            "price": "pro_monthly",
+            "trial_days": 0,
+            "addons": [{"price": "extra_seats_monthly", "quantity": 2}],
+        },
+    )
+    pro = await api.get("/v1/plans/pro/versions")
+    await api.post("/v1/plans/extra_seats/versions", {"grants": [{"feature": "seats", "limit": 10}]})
+    seats = {
+        v["version"]: v["subscribers"] for v in (await api.get("/v1/plans/extra_seats/versions"))["data"]
+    }
+    assert seats == {1: 1, 2: 0}
+    await synced(api)
+    before = await api.get(f"/v1/entitlements/{customer['id']}")
+    assert next(f["limit"] for f in before["features"] if f["feature"] == "seats") == 10 + 2 * 5
+
+    moved = await api.post("/v1/plans/extra_seats/versions/2/migrations", {}, expect=200)
+    assert (moved["matched"], moved["migrated"], moved["subscriptions"]) == (
+        1,
+        1,
+        [{"id": sub["id"], "customer": customer["id"], "from_version": 1}],
+    )
+    await synced(api)
+    after = await api.get(f"/v1/entitlements/{customer['id']}")
+    assert next(f["limit"] for f in after["features"] if f["feature"] == "seats") == 10 + 2 * 10
+    assert (after["plan"], after["plan_version"]) == ("pro", 1)  # the base plan did not move
+    [event] = await events(api)
+    assert event["data"]["addon"] == {
+        "id": sub["addons"][0]["id"],
+        "price": sub["addons"][0]["price"],
+        "quantity": 2,
+    }
+    assert event["data"]["plan_version"]["version"] == 2
+    seats = {
+        v["version"]: v["subscribers"] for v in (await api.get("/v1/plans/extra_seats/versions"))["data"]
+    }
+    assert seats == {1: 0, 2: 1}
+    assert await api.get("/v1/plans/pro/versions") == pro
