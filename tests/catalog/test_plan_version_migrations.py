@@ -4,10 +4,12 @@ at once, and the EUR one and a canceled one stay where they were; bad rules are 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.conftest import Api
 from tests.entitlements.test_check_api import synced
+from tests.subscriptions.test_concurrent_writes import AtOnce
 
 MIGRATE = "/v1/plans/basic/versions/2/migrations"
 
@@ -209,3 +211,35 @@ async def test_an_add_on_plans_subscribers_move_with_the_add_on_they_have_attach
     }
     assert seats == {1: 0, 2: 1}
     assert await api.get("/v1/plans/pro/versions") == pro
+
+
+async def test_a_migration_and_a_plan_change_at_once_lose_nothing(api: Api, demo: Any) -> None:
+    """Released together, with no order forced: a migration that locks the subscription first moves it
+    and the plan change follows; one that locks it second finds it on Pro and leaves it. Either way each
+    event carries the next version and the subscription ends on Pro."""
+    for n in range(4):
+        customer, sub = await subscriber(api, f"Race {n}", "USD", "basic_monthly")
+        latest = await api.post(
+            "/v1/plans/basic/versions", {"grants": [{"feature": "projects", "limit": 10}]}
+        )
+        at_once = AtOnce(api)
+        migration, change = await asyncio.gather(
+            at_once.post(
+                f"/v1/plans/basic/versions/{latest['version']}/migrations", {"customers": [customer]}
+            ),
+            at_once.post(f"/v1/subscriptions/{sub}/plan_change", {"price": "pro_monthly"}),
+        )
+        assert (migration.status_code, change.status_code) == (200, 201)
+        page = await api.get("/v1/events", params={"aggregate": sub, "limit": 100})
+        kinds = [(e["type"], e["data"]["subscription"]["version"]) for e in page["data"]]
+        if migration.json()["migrated"] == 1:
+            assert kinds == [
+                ("subscription.created", 1),
+                ("subscription.plan_version_migrated", 2),
+                ("subscription.plan_changed", 3),
+            ]
+        else:
+            assert migration.json()["matched"] in (0, 1)
+            assert kinds == [("subscription.created", 1), ("subscription.plan_changed", 2)]
+        after = await api.get(f"/v1/subscriptions/{sub}")
+        assert (after["plan"], after["version"]) == ((await api.get("/v1/plans/pro"))["id"], len(kinds))
