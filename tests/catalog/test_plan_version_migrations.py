@@ -149,6 +149,11 @@ async def test_bad_rules_are_refused_and_change_nothing(api: Api, demo: Any) -> 
     # Nothing moved, no event: the subscription is exactly as it was.
     assert await api.get(f"/v1/subscriptions/{sub}") == before
     assert await events(api) == []
+    # Version 2 to version 2, or version 1 from every older one (none): a no-op, not an error.
+    for path, body in ((MIGRATE, {"from_versions": [2]}), ("/v1/plans/basic/versions/1/migrations", {})):
+        noop = await api.post(path, body, expect=200)
+        assert (noop["from_versions"], noop["matched"], noop["migrated"]) == ([], 0, 0), path
+    assert await api.get(f"/v1/subscriptions/{sub}") == before
     # A rule naming the customer moves it (and only with a live subscription of the plan).
     named = await api.post(MIGRATE, {"customers": [customer], "interval": "month"}, expect=200)
     assert (named["matched"], named["migrated"]) == (1, 1)
