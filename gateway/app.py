@@ -102,7 +102,7 @@ from gateway.sso.pending import MemoryPendingLogins, PendingLogins, RedisPending
 from gateway.sso.service import seal_client_secrets
 from gateway.subscriptions.hooks import SubscriptionListener
 from gateway.subscriptions.http import CONTROLLERS as SUBSCRIPTIONS
-from gateway.subscriptions.http import EventController
+from gateway.subscriptions.http import EventController, provide_version_subscribers
 from gateway.subscriptions.ports import PaymentMethodLookup
 from gateway.taxes.http import CONTROLLERS as TAXES
 from gateway.web.bodies import check_request
@@ -477,6 +477,8 @@ def create_app(
             "billing_config": Provide(lambda: billing_config, sync_to_thread=False),
             # Trial ends ask whether the customer can be charged (subscriptions.ports).
             "payment_method_lookup": Provide(provide_payment_method_lookup, sync_to_thread=False),
+            # The catalog's list of plan versions counts their subscribers (catalog.ports).
+            "version_subscribers": Provide(provide_version_subscribers, sync_to_thread=False),
             # Invites (identity) reach customers and the tier through this adapter (layers).
             "member_directory": Provide(provide_member_directory, sync_to_thread=False),
             # Members added or given a role over REST go through the one seat and role check.

@@ -10,6 +10,8 @@ answer them; each calls the same service as that operation.
 - `/admin/catalog/grid…`: the tier grid (gateway/admin/pages_catalog.py).
 - `/admin/coupons…`: coupons and promotion codes (gateway/admin/pages_coupons.py).
 - `/admin/catalog`, `/admin/catalog/prices`: products, plans, add-ons, prices (gateway/admin/pages_prices.py).
+- `/admin/catalog/plans/{plan}/versions`: a plan's versions, their subscribers, and moving subscribers
+  to a version by rule (gateway/admin/pages_versions.py).
 - `/admin/customers…`: customer search, a customer's page and its actions (gateway/admin/pages_customers.py).
 - `/admin/policies…`: the policy as a matrix, a draft with its diff and what-if, publish, restore
   (gateway/admin/pages_policies.py).
@@ -41,6 +43,7 @@ from gateway.admin import (
     pages_policies,
     pages_prices,
     pages_sign_in,
+    pages_versions,
     pages_webhooks,
 )
 from gateway.catalog import CatalogService
@@ -192,6 +195,7 @@ ADMIN_PAGES = page_router(
         *pages_catalog.ROUTES,
         *pages_coupons.ROUTES,
         *pages_prices.ROUTES,
+        *pages_versions.ROUTES,
         *pages_customers.ROUTES,
         *pages_policies.ROUTES,
         *pages_operations.ROUTES,

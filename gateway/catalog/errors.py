@@ -13,6 +13,10 @@ class PlanNotFound(NotFound):
     code = "plan_not_found"
 
 
+class PlanVersionNotFound(NotFound):
+    code = "plan_version_not_found"
+
+
 class PriceNotFound(NotFound):
     code = "price_not_found"
 

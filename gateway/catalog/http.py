@@ -17,6 +17,7 @@ from gateway.catalog.domain import Checkout
 from gateway.catalog.errors import CustomerNotFound
 from gateway.catalog.models import Coupon as CouponRow
 from gateway.catalog.models import PromotionCode as PromotionCodeRow
+from gateway.catalog.ports import VersionSubscribers
 from gateway.catalog.repository import CatalogRepository
 from gateway.catalog.service import CatalogService, GrantInput
 from gateway.kernel.auth import Principal
@@ -182,11 +183,24 @@ class PlanController(Controller):
         version = await catalog.publish_grants(plan, _grants(data.grants), data.note)
         return s.version_out(await catalog.terms(plan, version.version))
 
-    @get("/{plan:str}/versions", opt=READ, responses=ERROR_RESPONSES, summary="List a plan's versions")
+    @get(
+        "/{plan:str}/versions",
+        opt=READ,
+        responses=ERROR_RESPONSES,
+        summary="List a plan's versions (with their live subscribers, for platform keys and staff)",
+    )
     async def versions(
-        self, plan: FromPath[str], catalog: NamedDependency[CatalogService]
+        self,
+        plan: FromPath[str],
+        catalog: NamedDependency[CatalogService],
+        principal: NamedDependency[Principal],
+        version_subscribers: NamedDependency[VersionSubscribers],
     ) -> s.PlanVersionList:
-        return s.PlanVersionList([s.version_out(t) for t in await catalog.list_versions(plan)])
+        terms = await catalog.list_versions(plan)
+        if principal.tenant_id is not None:  # a tenant key: the platform's customer count is not its business
+            return s.PlanVersionList([s.version_out(t) for t in terms])
+        counts = await version_subscribers.live_by_version(terms[0].plan.id) if terms else {}
+        return s.PlanVersionList([s.version_out(t, counts.get(t.version.id, 0)) for t in terms])
 
 
 class PriceController(Controller):

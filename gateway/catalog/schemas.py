@@ -179,6 +179,9 @@ class PlanVersion(Struct):
     note: str | None
     created_at: datetime
     grants: list[GrantOut]
+    # Live subscriptions on this version (platform keys and staff; null for a tenant key, which must not
+    # learn how many customers the platform has). Only in the list of a plan's versions.
+    subscribers: int | None = None
 
 
 class Plan(Struct):
@@ -234,8 +237,10 @@ def grants_out(terms: PlanTerms) -> list[GrantOut]:
     ]
 
 
-def version_out(terms: PlanTerms) -> PlanVersion:
-    return PlanVersion(terms.version.version, terms.version.note, terms.version.created_at, grants_out(terms))
+def version_out(terms: PlanTerms, subscribers: int | None = None) -> PlanVersion:
+    return PlanVersion(
+        terms.version.version, terms.version.note, terms.version.created_at, grants_out(terms), subscribers
+    )
 
 
 class PlanList(Struct):

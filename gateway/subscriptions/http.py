@@ -23,6 +23,7 @@ from gateway.kernel.pagination import encode_cursor
 from gateway.subscriptions import schemas as s
 from gateway.subscriptions.clocks import DEFAULT_MAX_ADVANCE_MONTHS, TestClockService
 from gateway.subscriptions.hooks import SubscriptionListener
+from gateway.subscriptions.migrations import MigrationRule, PlanVersionMigrations, SubscriberCounts
 from gateway.subscriptions.models import Subscription
 from gateway.subscriptions.ports import PaymentMethodLookup
 from gateway.subscriptions.repository import SubscriptionRepository
@@ -447,6 +448,49 @@ class SubscriptionController(Controller):
         return await _out(subscriptions, row)
 
 
+def provide_migrations(subscriptions: NamedDependency[SubscriptionService]) -> PlanVersionMigrations:
+    return PlanVersionMigrations(subscriptions)
+
+
+def provide_version_subscribers(session: NamedDependency[AsyncSession]) -> SubscriberCounts:
+    """The catalog's `VersionSubscribers` port (the composition root wires it for `GET …/versions`)."""
+    return SubscriberCounts(SubscriptionRepository(session))
+
+
+class PlanVersionMigrationController(Controller):
+    """Moving a plan's existing subscribers to another of its versions (the catalog's own plan routes
+    are in gateway/catalog/http.py; this one changes subscriptions, which sit above the catalog)."""
+
+    path = "/plans"
+    tags = ["catalog"]
+    dependencies = {**DEPENDENCIES, "migrations": Provide(provide_migrations, sync_to_thread=False)}
+
+    @post(
+        "/{plan:str}/versions/{version:int}/migrations",
+        opt={"scope": "catalog:write"},
+        responses=ERROR_RESPONSES,
+        status_code=200,
+        summary="Move live subscribers of older versions to this version, by rule (or preview: dry_run)",
+        description=(
+            "Live subscriptions of the plan on `from_versions` (default: every older version) that pass "
+            "the filters get this version's grants; their price and billing do not change. Each moved "
+            "subscription's `version` is bumped and a `subscription.plan_version_migrated` event is "
+            "recorded. A call moves at most 1,000 (`remaining` says how many still match: call again). "
+            "Moving to an older version is a 422 `migration_to_older_version`."
+        ),
+    )
+    async def migrate(
+        self,
+        plan: FromPath[str],
+        version: FromPath[int],
+        data: JSONBody[s.VersionMigrationRequest],
+        migrations: NamedDependency[PlanVersionMigrations],
+    ) -> s.VersionMigration:
+        rule = MigrationRule(data.from_versions, data.currency, data.interval, data.customers)
+        result = await migrations.migrate(plan[:100], version, rule, dry_run=data.dry_run)
+        return s.VersionMigration.of(result)
+
+
 CLOCK_WRITE = {"scope": "test_clocks:write"}
 CLOCK_READ = {"scope": "test_clocks:read"}
 
@@ -560,4 +604,4 @@ class EventController(Controller):
         return s.EventList([s.Event.of(r) for r in rows], has_more, cursor)
 
 
-CONTROLLERS = [SubscriptionController, TestClockController]
+CONTROLLERS = [SubscriptionController, TestClockController, PlanVersionMigrationController]

@@ -32,7 +32,8 @@ class Subscription(Base):
     status: Mapped[str] = mapped_column(String(24))  # up to "incomplete_expired"
     product_id: Mapped[str] = mapped_column(ForeignKey("products.id"))
     plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id"))
-    # The grants this subscriber bought: a later plan version does not change them (grandfathering).
+    # The grants this subscriber bought: a later plan version does not change them (grandfathering), until
+    # a migration moves the subscription to it (migrations.py; the price stays).
     plan_version_id: Mapped[str] = mapped_column(ForeignKey("plan_versions.id"))
     price_id: Mapped[str] = mapped_column(ForeignKey("prices.id"))
     quantity: Mapped[int] = mapped_column(Integer, default=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, event, select, text
+from sqlalchemy import ColumnElement, and_, event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -92,6 +92,97 @@ class SubscriptionRepository:
             Subscription.tenant_id == tenant_id, Subscription.status.in_([s.value for s in LIVE_STATUSES])
         )
         return (await self.session.scalars(query)).first()
+
+    async def live_by_version(self, plan_id: str) -> dict[str, int]:
+        """Live subscriptions on the plan per plan version id: as their base plan, or (an add-on plan) with
+        the add-on attached. Two grouped queries."""
+        live = [s.value for s in LIVE_STATUSES]
+        base = (
+            select(Subscription.plan_version_id, func.count())
+            .where(Subscription.plan_id == plan_id, Subscription.status.in_(live))
+            .group_by(Subscription.plan_version_id)
+        )
+        attached = (
+            select(SubscriptionAddon.plan_version_id, func.count())
+            .join(Subscription, Subscription.id == SubscriptionAddon.subscription_id)
+            .where(
+                SubscriptionAddon.plan_id == plan_id,
+                SubscriptionAddon.removed_at.is_(None),
+                Subscription.status.in_(live),
+            )
+            .group_by(SubscriptionAddon.plan_version_id)
+        )
+        counts: dict[str, int] = {}
+        for query in (base, attached):
+            for version_id, count in (await self.session.execute(query)).all():
+                counts[version_id] = counts.get(version_id, 0) + count
+        return counts
+
+    @staticmethod
+    def _on_versions(
+        plan_id: str,
+        version_ids: Sequence[str],
+        addon: bool,
+        currency: str | None,
+        interval: str | None,
+        customers: Sequence[str] | None,
+    ) -> Sequence[ColumnElement[bool]]:
+        conditions: list[ColumnElement[bool]] = [Subscription.status.in_([s.value for s in LIVE_STATUSES])]
+        if addon:
+            conditions += [
+                SubscriptionAddon.plan_id == plan_id,
+                SubscriptionAddon.plan_version_id.in_(version_ids),
+                SubscriptionAddon.removed_at.is_(None),
+            ]
+        else:
+            conditions += [Subscription.plan_id == plan_id, Subscription.plan_version_id.in_(version_ids)]
+        if currency is not None:
+            conditions.append(Subscription.currency == currency)
+        if interval is not None:
+            conditions.append(Subscription.interval == interval)
+        if customers is not None:
+            conditions.append(Subscription.tenant_id.in_(customers))
+        return conditions
+
+    async def count_on_versions(
+        self,
+        plan_id: str,
+        version_ids: Sequence[str],
+        *,
+        addon: bool = False,
+        currency: str | None,
+        interval: str | None,
+        customers: Sequence[str] | None,
+    ) -> int:
+        """How many live subscriptions are on these versions of the plan (as their base plan, or with the
+        add-on plan attached) and pass the filters."""
+        conditions = self._on_versions(plan_id, version_ids, addon, currency, interval, customers)
+        query = select(func.count()).select_from(Subscription)
+        if addon:
+            query = query.join(SubscriptionAddon, SubscriptionAddon.subscription_id == Subscription.id)
+        return int(await self.session.scalar(query.where(*conditions)) or 0)
+
+    async def on_versions(
+        self,
+        plan_id: str,
+        version_ids: Sequence[str],
+        *,
+        addon: bool = False,
+        currency: str | None,
+        interval: str | None,
+        customers: Sequence[str] | None,
+        limit: int,
+    ) -> Sequence[tuple[str, str, str]]:
+        """(subscription id, customer, plan version id) of the first `limit` of them by id; read without
+        locks (the caller locks each one before it changes it, and checks it again)."""
+        conditions = self._on_versions(plan_id, version_ids, addon, currency, interval, customers)
+        version = SubscriptionAddon.plan_version_id if addon else Subscription.plan_version_id
+        query = select(Subscription.id, Subscription.tenant_id, version)
+        if addon:
+            query = query.join(SubscriptionAddon, SubscriptionAddon.subscription_id == Subscription.id)
+        query = query.where(*conditions).order_by(Subscription.id).limit(limit)
+        rows = (await self.session.execute(query)).all()
+        return [(sub_id, tenant_id, version_id) for sub_id, tenant_id, version_id in rows]
 
     async def had_trial(self, tenant_id: str, product_id: str) -> bool:
         query = select(Subscription.id).where(

@@ -9,6 +9,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from gateway.db.outbox import OutboxEvent
+from gateway.subscriptions.migrations import MigrationResult
 from gateway.subscriptions.models import Subscription as SubscriptionRow
 from gateway.subscriptions.models import SubscriptionAddon
 from gateway.subscriptions.models import TestClock as TestClockRow
@@ -306,3 +307,65 @@ class EventList(Struct):
     data: list[Event]
     has_more: bool
     next_cursor: str | None
+
+
+class VersionMigrationRequest(Struct, forbid_unknown_fields=True):
+    """Which live subscriptions of the plan move to the version in the path. Omitted filters match all."""
+
+    from_versions: (
+        Annotated[
+            list[Annotated[int, Meta(ge=1, le=1_000_000)]],
+            Meta(min_length=1, max_length=100, description="Versions to move from (default: all older)"),
+        ]
+        | None
+    ) = None
+    currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$", description="Only subscriptions in it")] | None = (
+        None
+    )
+    interval: Literal["month", "quarter", "year"] | None = None
+    customers: (
+        Annotated[
+            list[Annotated[str, Meta(min_length=1, max_length=40)]],
+            Meta(min_length=1, max_length=100, description="Only these customers' subscriptions"),
+        ]
+        | None
+    ) = None
+    dry_run: bool = False
+
+
+class MigratedSubscription(Struct):
+    id: str
+    customer: str
+    from_version: int
+
+
+class VersionMigration(Struct):
+    """A migration's outcome. `matched`: live subscriptions the rule matched; `migrated`: moved by this
+    call (at most 1,000; 0 in a dry run); `remaining`: still matching (call again to move them);
+    `subscriptions`: the first 100 that would move (dry run) or that moved."""
+
+    object: Literal["plan_version_migration"]
+    plan: str
+    to_version: int
+    from_versions: list[int]
+    dry_run: bool
+    matched: int
+    migrated: int
+    remaining: int
+    subscriptions: list[MigratedSubscription]
+    has_more: bool
+
+    @classmethod
+    def of(cls, result: MigrationResult) -> VersionMigration:
+        return cls(
+            "plan_version_migration",
+            result.plan,
+            result.to_version,
+            result.from_versions,
+            result.dry_run,
+            result.matched,
+            result.migrated,
+            result.remaining,
+            [MigratedSubscription(m.id, m.customer, m.from_version) for m in result.subscriptions],
+            result.has_more,
+        )

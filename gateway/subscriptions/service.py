@@ -7,14 +7,14 @@ same transaction. Time is always the *customer's* time: its test clock's if it h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.catalog import CatalogService, price_terms
 from gateway.catalog.domain import PlanKind
-from gateway.catalog.models import Plan, Price
+from gateway.catalog.models import Plan, PlanVersion, Price
 from gateway.customers import CustomerService
 from gateway.customers.models import Customer
 from gateway.db.bulk import start_buffering, stop_buffering, write_buffered
@@ -421,6 +421,47 @@ class SubscriptionService:
             direction="upgrade" if upgrade else "downgrade",
             interval_changed=interval_change,
             proration_behavior=behavior,
+        )
+        return sub
+
+    async def migrate_plan_version(
+        self,
+        subscription_id: str,
+        *,
+        to: PlanVersion,
+        from_versions: Mapping[str, int],
+        matches: Callable[[Subscription], bool],
+    ) -> Subscription | None:
+        """Move one subscription to version `to` of its plan, or of the add-on plan attached to it
+        (`PlanVersionMigrations` picks them): under its lock, and only if it is still live, its plan (or
+        attached add-on) is still on one of `from_versions` (version id → number) and it still `matches`
+        the rule; else None and nothing changes. The grants change with the version; the price,
+        quantity, periods and billing do not (a plan version carries grants only)."""
+        sub, now = await self._load_live(subscription_id, None)
+        if Status(sub.status) not in LIVE_STATUSES or not matches(sub):
+            return None
+        data: dict[str, Any] = {}
+        if sub.plan_id == to.plan_id:
+            previous = sub.plan_version_id
+            if previous not in from_versions:
+                return None
+            sub.plan_version_id = to.id
+        else:
+            addon = next((a for a in await self.repo.addons(sub.id) if a.plan_id == to.plan_id), None)
+            if addon is None or addon.plan_version_id not in from_versions:
+                return None
+            previous = addon.plan_version_id
+            addon.plan_version_id = to.id
+            data["addon"] = {"id": addon.id, "price": addon.price_id, "quantity": addon.quantity}
+        self._touch(sub, now)
+        await self.repo.flush()
+        await self._emit(
+            sub,
+            "subscription.plan_version_migrated",
+            now,
+            previous_plan_version={"id": previous, "version": from_versions[previous]},
+            plan_version={"id": to.id, "version": to.version},
+            **data,
         )
         return sub
 

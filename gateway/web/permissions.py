@@ -106,6 +106,7 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "PATCH /v1/plans/{plan}":                                       (PLATFORM, "catalog:write"),
     "GET /v1/plans/{plan}/versions":                                (TENANT, "catalog:read"),
     "POST /v1/plans/{plan}/versions":                               (PLATFORM, "catalog:write"),
+    "POST /v1/plans/{plan}/versions/{version}/migrations":          (PLATFORM, "catalog:write"),
     "GET /v1/prices":                                               (TENANT, "catalog:read"),
     "POST /v1/prices":                                              (PLATFORM, "catalog:write"),
     "GET /v1/prices/{price}":                                       (TENANT, "catalog:read"),
@@ -358,6 +359,8 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "POST /admin/coupons":                                          (STAFF_PAGE, "catalog:write"),
     "POST /admin/coupons/promotion_codes":                          (STAFF_PAGE, "catalog:write"),
     "POST /admin/coupons/{coupon_id}/deactivate":                   (STAFF_PAGE, "catalog:write"),
+    "GET /admin/catalog/plans/{plan}/versions":                     (STAFF_PAGE, "catalog:read"),
+    "POST /admin/catalog/plans/{plan}/versions":                    (STAFF_PAGE, "catalog:write"),
     # the console's operations pages (gateway/admin/pages_operations.py)
     "GET /admin/audit":                                             (STAFF_PAGE, "audit:read"),
     "GET /admin/jobs":                                              (STAFF_PAGE, "operations:read"),

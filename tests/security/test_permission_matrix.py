@@ -115,6 +115,7 @@ def body_for(operation: str, side: Side, n: int) -> Any:
         "POST /v1/plans": {"key": f"plan_{n}", "name": "Plan", "product": side["product"]},
         "PATCH /v1/plans/{plan}": {"name": "Hacked"},
         "POST /v1/plans/{plan}/versions": {"grants": [{"feature": "projects", "limit": 1000}]},
+        "POST /v1/plans/{plan}/versions/{version}/migrations": {"dry_run": True},
         "POST /v1/prices": {
             "plan": "basic",
             "currency_options": {"USD": {"unit_amount": 1}},
