@@ -336,6 +336,12 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /admin/sign-in":                                           (ANYONE, None),
     "GET /admin/sso":                                               (ANYONE, None),
     "GET /admin/sso/callback":                                      (ANYONE, None),
+    # staff management (gateway/admin/http.py): `staff:write` is the staff policy's `staff, manage`, owners
+    # only; admins (and any owner) may list the staff
+    "GET /v1/staff":                                                (PLATFORM, "staff:read"),
+    "POST /v1/staff":                                               (PLATFORM, "staff:write"),
+    "PATCH /v1/staff/{staff_id}":                                   (PLATFORM, "staff:write"),
+    "POST /v1/staff/{staff_id}/login_link":                         (PLATFORM, "staff:write"),
     # the console's customer timeline (gateway/admin/timeline.py): the event log, one customer
     "GET /v1/customers/{customer_id}/timeline":                     (PLATFORM, "events:read"),
     # -- the operator console (gateway/admin/pages.py): the staff scope of the /v1 operation each mirrors
