@@ -359,6 +359,11 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     # the console's operations pages (gateway/admin/pages_operations.py)
     "GET /admin/audit":                                             (STAFF_PAGE, "audit:read"),
     "GET /admin/jobs":                                              (STAFF_PAGE, "operations:read"),
+    # the console's staff page (gateway/admin/pages_staff.py): the scopes of /v1/staff
+    "GET /admin/staff":                                             (STAFF_PAGE, "staff:read"),
+    "POST /admin/staff":                                            (STAFF_PAGE, "staff:write"),
+    "POST /admin/staff/{staff_id}":                                 (STAFF_PAGE, "staff:write"),
+    "POST /admin/staff/{staff_id}/login_link":                      (STAFF_PAGE, "staff:write"),
     # the console's policy editor (gateway/admin/pages_policies.py): the scopes of /v1/policies
     "GET /admin/policies":                                          (STAFF_PAGE, "policies:read"),
     "POST /admin/policies/draft":                                   (STAFF_PAGE, "policies:read"),
