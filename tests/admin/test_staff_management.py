@@ -5,12 +5,14 @@ nothing; every change is in the audit log under the staff member who made it."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from litestar import Litestar
 
-from gateway.admin.staff import ROLES, scope_allows
+from gateway.admin.staff import ROLES, LastOwner, StaffService, scope_allows
 from gateway.config import Settings
 from gateway.db.session import Database
 from gateway.kernel.clock import FrozenClock
@@ -204,3 +206,40 @@ async def test_platform_keys_need_the_staff_scopes(api: Api) -> None:
 def test_only_owners_hold_staff_write_and_admins_may_read() -> None:
     assert [r for r in ROLES if scope_allows(r, "staff:write")] == ["owner"]
     assert [r for r in ROLES if scope_allows(r, "staff:read")] == ["owner", "admin"]
+
+
+async def test_two_owners_demoting_each_other_at_once_leave_one_owner(
+    db: Database, clock: FrozenClock
+) -> None:
+    """The last-owner check locks every active owner's row: the second of two crossing demotions waits
+    for the first, then finds one owner left and is refused."""
+    ttl = timedelta(hours=1)
+    async with db.unit_of_work(actor="system:test") as session:
+        staff = StaffService(session, clock, session_ttl=ttl)
+        a, b = (await staff.add("a@ops.example", "owner")).id, (await staff.add("b@ops.example", "owner")).id
+    second_started = asyncio.Event()
+
+    async def demote(target: str, acting: str, *, hold: bool) -> str:
+        try:
+            async with db.unit_of_work(actor=f"staff:{acting}") as session:
+                if not hold:
+                    second_started.set()
+                await StaffService(session, clock, session_ttl=ttl).change(
+                    target, role="admin", acting=acting
+                )
+                if hold:  # keep the lock until the other demotion has begun
+                    await second_started.wait()
+                    await asyncio.sleep(0.3)
+            return "changed"
+        except LastOwner:
+            return "last_owner"
+
+    first = asyncio.create_task(demote(a, b, hold=True))
+    await asyncio.sleep(0.1)  # the first holds the owners' rows
+    second = await demote(b, a, hold=False)
+    assert (await first, second) == ("changed", "last_owner")
+    async with db.unit_of_work() as session:
+        roles = {
+            m.email: m.role for m, _ in await StaffService(session, clock, session_ttl=ttl).list_members()
+        }
+    assert roles == {"a@ops.example": "admin", "b@ops.example": "owner"}
