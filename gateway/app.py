@@ -30,7 +30,7 @@ import gateway.webui
 from gateway.admin.http import API_CONTROLLERS as STAFF_API
 from gateway.admin.http import BROWSER_CONTROLLERS as STAFF_BROWSER
 from gateway.admin.pages import ADMIN_PAGES
-from gateway.admin.staff import StaffGate
+from gateway.admin.staff import StaffGate, staff_may
 from gateway.audit.http import CONTROLLERS as AUDIT
 from gateway.authz.domain import PolicySnapshot
 from gateway.authz.http import CONTROLLERS as AUTHZ
@@ -485,7 +485,9 @@ def create_app(
             "member_admission": Provide(provide_member_admission, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        template_config=template_config(folder / "templates" for folder in PAGE_PACKAGES),
+        template_config=template_config(
+            (folder / "templates" for folder in PAGE_PACKAGES), functions={"staff_may": staff_may}
+        ),
         middleware=middleware,
         plugins=plugins,
         lifespan=lifespans,

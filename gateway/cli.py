@@ -487,7 +487,7 @@ def admin_login(email: str, role: str | None) -> None:
     """Print a one-time admin console login link for a staff member (15 minutes, single use)."""
     from datetime import timedelta
 
-    from gateway.admin.staff import StaffService
+    from gateway.admin.staff import StaffService, login_url
 
     settings = load_settings()
 
@@ -504,8 +504,7 @@ def admin_login(email: str, role: str | None) -> None:
         return await staff.issue_login_link(member), member.role, created
 
     token, member_role, created = _run(work)
-    base = (settings.sso_public_url or settings.served_url).rstrip("/")
     if created:
         click.echo(f"Created staff member {email} ({member_role}).", err=True)
-    click.echo(f"{base}/admin/login/{token}")
+    click.echo(login_url(settings, token))
     click.echo("One-time link for the admin console; expires in 15 minutes.", err=True)

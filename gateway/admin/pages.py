@@ -17,6 +17,7 @@ answer them; each calls the same service as that operation.
   (gateway/admin/pages_policies.py).
 - `/admin/audit`, `/admin/jobs`: the audit log with filters; readiness, jobs, relay and queues
   (gateway/admin/pages_operations.py).
+- `/admin/staff…`: the staff, invitations, roles, deactivation (gateway/admin/pages_staff.py).
 - `/admin/webhooks…`: endpoints, deliveries, resend and replay (gateway/admin/pages_webhooks.py).
 - `/admin/sign-in`, `/admin/sso…`: staff sign-in with the platform's SSO (gateway/admin/pages_sign_in.py).
 """
@@ -43,6 +44,7 @@ from gateway.admin import (
     pages_policies,
     pages_prices,
     pages_sign_in,
+    pages_staff,
     pages_versions,
     pages_webhooks,
 )
@@ -200,6 +202,7 @@ ADMIN_PAGES = page_router(
         *pages_policies.ROUTES,
         *pages_operations.ROUTES,
         *pages_sign_in.ROUTES,
+        *pages_staff.ROUTES,
         *pages_webhooks.ROUTES,
     ],
 )

@@ -2,6 +2,11 @@
 that admits a staff session to an operation when the staff policy (Casbin, policies/staff_model.conf)
 grants the member's role the operation's scope.
 
+Staff management (`StaffService.invite`, `change`, `list_members`): owners invite members, change their
+role, deactivate and reactivate them, for the API (`gateway/admin/http.py`, /v1/staff) and the console page
+(`gateway/admin/pages_staff.py`) alike. The last active owner can never be demoted or deactivated
+(`last_owner`), and nobody changes their own role or deactivates themself (`staff_self_change`).
+
 Secrets: a login link token (`tglink_…`, 15 minutes, single use) and a session token (`tgstaff_…`,
 `staff_session_ttl_seconds`) are random; only their SHA-256 is stored. Every change a staff member
 makes is recorded with the actor `staff:<id>` (the audit log names them).
@@ -17,10 +22,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import casbin
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.admin.models import StaffLoginLink, StaffMember, StaffSession
+from gateway.config import Settings
+from gateway.customers.service import check_email
 from gateway.db.outbox import record_change
 from gateway.db.session import Database
 from gateway.kernel.auth import Principal
@@ -60,6 +67,23 @@ class StaffNotFound(NotFound):
     code = "staff_member_not_found"
 
 
+class StaffInactive(Conflict):
+    code = "staff_member_inactive"
+
+
+class LastOwner(Conflict):
+    code = "last_owner"
+
+
+class SelfChange(Conflict):
+    code = "staff_self_change"
+
+
+# Managing staff (inviting, changing roles, deactivating) is the policy's `staff, manage`: owners only,
+# although admins may `write` every other resource. Its API scope is `staff:write`.
+STAFF_READ, STAFF_WRITE = "staff:read", "staff:write"
+
+
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -79,8 +103,26 @@ def scope_allows(role: str, scope: str | None) -> bool:
     checks another credential) are for owners and admins only."""
     if scope is None:
         return role_allows(role, "*", "write")
+    if scope == STAFF_WRITE:
+        return role_allows(role, "staff", "manage")
     resource, _, action = scope.partition(":")
     return role_allows(role, resource, action or "read")
+
+
+def acting_staff(principal: Principal) -> str | None:
+    """The staff member a request acts for (`staff:<id>`), or None for an API key."""
+    return principal.key_id.removeprefix("staff:") if principal.key_id.startswith("staff:") else None
+
+
+def login_url(settings: Settings, token: str) -> str:
+    """The one-time login link as a browser opens it (what `tiergate admin-login` prints)."""
+    base = (settings.sso_public_url or settings.served_url).rstrip("/")
+    return f"{base}/admin/login/{token}"
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise ValidationFailed(f"unknown staff role {role[:40]!r}; choose from {list(ROLES)}", field="role")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,16 +143,17 @@ class StaffService:
         return await self.session.scalar(query)
 
     async def add(self, email: str, role: str, *, name: str | None = None) -> StaffMember:
-        if role not in ROLES:
-            raise ValidationFailed(f"unknown staff role {role!r}; choose from {list(ROLES)}", field="role")
-        if "@" not in email or len(email) > 320:
-            raise ValidationFailed("not an e-mail address", field="email")
+        _check_role(role)
+        email = check_email(email.strip()[:400])
+        name = (name or "").strip() or None
+        if name is not None and len(name) > 200:
+            raise ValidationFailed("a name of at most 200 characters", field="name")
         if await self.by_email(email) is not None:
             raise Conflict(f"a staff member with e-mail {email!r} exists", code="staff_member_exists")
         now = self.clock.now()
         row = StaffMember(
             id=new_id("stf"),
-            email=email.strip().lower(),
+            email=email,
             name=name,
             role=role,
             locale="en",
@@ -131,7 +174,7 @@ class StaffService:
     async def issue_login_link(self, staff: StaffMember) -> str:
         """A one-time login token for `staff` (the caller prints it as a link)."""
         if not staff.active:
-            raise StaffForbidden(f"staff member {staff.email!r} is deactivated")
+            raise StaffInactive(f"staff member {staff.email!r} is deactivated; reactivate them first")
         token = LINK_PREFIX + secrets.token_urlsafe(32)
         now = self.clock.now()
         self.session.add(
@@ -149,6 +192,124 @@ class StaffService:
             self.session, "staff.login_link_issued", "staff_member", staff.id, now, tenant_id=None
         )
         return token
+
+    async def get(self, staff_id: str) -> StaffMember:
+        member = await self.session.get(StaffMember, staff_id[:40])
+        if member is None:
+            raise StaffNotFound(f"no staff member {staff_id[:40]!r}")
+        return member
+
+    async def list_members(self) -> list[tuple[StaffMember, datetime | None]]:
+        """Every staff member, oldest first, with their latest sign-in (None: never signed in)."""
+        last = (
+            select(StaffSession.staff_id, func.max(StaffSession.created_at).label("at"))
+            .group_by(StaffSession.staff_id)
+            .subquery()
+        )
+        rows = await self.session.execute(
+            select(StaffMember, last.c.at)
+            .outerjoin(last, last.c.staff_id == StaffMember.id)
+            .order_by(StaffMember.created_at, StaffMember.id)
+        )
+        return [(member, at) for member, at in rows.all()]
+
+    async def last_sign_in(self, staff_id: str) -> datetime | None:
+        at = await self.session.scalar(
+            select(func.max(StaffSession.created_at)).where(StaffSession.staff_id == staff_id)
+        )
+        return at
+
+    async def invite(self, email: str, role: str, *, name: str | None = None) -> tuple[StaffMember, str]:
+        """A new staff member and their first one-time login token (shown once, by the caller)."""
+        member = await self.add(email, role, name=name)
+        return member, await self.issue_login_link(member)
+
+    async def change(
+        self,
+        staff_id: str,
+        *,
+        role: str | None = None,
+        active: bool | None = None,
+        acting: str | None = None,
+    ) -> StaffMember:
+        """Change a member's role and/or whether they are active; `acting` is the id of the staff member
+        asking (None for an API key). Every refusal comes before any write, so a refused change writes
+        nothing. Deactivating ends the member's open sessions and expires their unused login links."""
+        if role is not None:
+            _check_role(role)
+        member = await self.get(staff_id)
+        new_role = member.role if role is None else role
+        new_active = member.active if active is None else active
+        if new_role == member.role and new_active == member.active:
+            return member
+        if acting is not None and acting == member.id:
+            raise SelfChange("you cannot change your own role or deactivate yourself; ask another owner")
+        if member.role == "owner" and member.active and (new_role != "owner" or not new_active):
+            # Lock every active owner's row: two owners demoting each other at once wait for one another,
+            # and the second finds only one owner left.
+            owners = await self.session.scalars(
+                select(StaffMember.id)
+                .where(StaffMember.role == "owner", StaffMember.active.is_(True))
+                .with_for_update()
+            )
+            if len(owners.all()) <= 1:
+                raise LastOwner(
+                    "this is the last active owner: make someone else an owner first", staff=member.id
+                )
+        now = self.clock.now()
+        if new_role != member.role:
+            previous, member.role = member.role, new_role
+            await record_change(
+                self.session,
+                "staff.role_changed",
+                "staff_member",
+                member.id,
+                now,
+                tenant_id=None,
+                role=new_role,
+                previous_role=previous,
+            )
+        if new_active != member.active:
+            member.active = new_active
+            ended = 0
+            if not new_active:
+                ended = await self._end_sessions(member.id, now)
+            await record_change(
+                self.session,
+                "staff.deactivated" if not new_active else "staff.reactivated",
+                "staff_member",
+                member.id,
+                now,
+                tenant_id=None,
+                **({"sessions_ended": ended} if not new_active else {}),
+            )
+        member.updated_at = now
+        await self.session.flush()
+        return member
+
+    async def _end_sessions(self, staff_id: str, now: datetime) -> int:
+        """Revoke the member's open sessions and expire their unused login links; the sessions ended."""
+        open_sessions = await self.session.execute(
+            update(StaffSession)
+            .where(
+                StaffSession.staff_id == staff_id,
+                StaffSession.revoked_at.is_(None),
+                StaffSession.expires_at > now,
+            )
+            .values(revoked_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        await self.session.execute(
+            update(StaffLoginLink)
+            .where(
+                StaffLoginLink.staff_id == staff_id,
+                StaffLoginLink.used_at.is_(None),
+                StaffLoginLink.expires_at > now,
+            )
+            .values(expires_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(open_sessions, "rowcount", 0) or 0)
 
     async def redeem(self, token: str) -> SignedIn:
         """Exchange a login link for a session: once, before it expires."""
@@ -208,6 +369,12 @@ class StaffService:
         )
 
 
+def staff_may(principal: Principal | None, scope: str) -> bool:
+    """Whether the request's caller is a staff session whose role the staff policy grants `scope`: what a
+    console page (its nav, its forms) asks before offering something (a template global, `staff_may`)."""
+    return principal is not None and principal.role is not None and scope_allows(principal.role, scope)
+
+
 class StaffGate:
     """What the app's one guard asks when a request carries a staff session token (Bearer tgstaff_…)
     for an operation the matrix opens to staff: authenticate, then ask the staff policy."""
@@ -232,4 +399,4 @@ class StaffGate:
         if not scope_allows(role, scope):
             raise StaffForbidden(f"the staff role {role!r} may not call this operation ({scope or 'admin'})")
         # The scope the matrix asked for, and nothing more: the services check no other scope.
-        return Principal(f"staff:{staff_id}", frozenset({scope} if scope else {"*"}), None)
+        return Principal(f"staff:{staff_id}", frozenset({scope} if scope else {"*"}), None, role=role)

@@ -89,6 +89,14 @@ AUDITED_EVENTS = {
     "sso_connection.updated": "sso_connection.updated",
     "sso_connection.deleted": "sso_connection.deleted",
     "user.exported": "user.exported",
+    # Staff (gateway/admin): who operates Tiergate, with which role, and their sign-ins.
+    "staff.created": "staff.created",
+    "staff.role_changed": "staff.role_changed",
+    "staff.deactivated": "staff.deactivated",
+    "staff.reactivated": "staff.reactivated",
+    "staff.login_link_issued": "staff.login_link_issued",
+    "staff.signed_in": "staff.signed_in",
+    "staff.signed_out": "staff.signed_out",
     "invoice.reopened": "invoice.reopened",  # a paid invoice due again (chargeback)
     # Dunning's decisions about a customer's access and subscription (gateway/dunning).
     "dunning.started": "dunning.started",

@@ -35,6 +35,7 @@ RESOURCES = (
     "usage",  # usage events (report, void) and usage queries
     "email",  # customer e-mails: suppressions, branding, preferences, template previews
     "portal",  # customer portal: its configuration (platform keys), portal session links
+    "staff",  # staff members (gateway/admin): `staff:read` lists them, `staff:write` manages them (owners)
 )
 ACTIONS = ("read", "write")
 ALL_SCOPES = frozenset(f"{r}:{a}" for r in RESOURCES for a in ACTIONS)

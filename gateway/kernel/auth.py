@@ -10,6 +10,9 @@ class Principal:
     key_id: str
     scopes: frozenset[str]
     tenant_id: str | None  # None = platform-wide
+    # A staff session's role (gateway/admin: owner, admin, ...), so a console page offers only what the
+    # role may use; None for every other caller.
+    role: str | None = None
 
     def allows(self, needed: str) -> bool:
         if "*" in self.scopes or needed in self.scopes:

@@ -337,6 +337,12 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /admin/sign-in":                                           (ANYONE, None),
     "GET /admin/sso":                                               (ANYONE, None),
     "GET /admin/sso/callback":                                      (ANYONE, None),
+    # staff management (gateway/admin/http.py): `staff:write` is the staff policy's `staff, manage`, owners
+    # only; admins (and any owner) may list the staff
+    "GET /v1/staff":                                                (PLATFORM, "staff:read"),
+    "POST /v1/staff":                                               (PLATFORM, "staff:write"),
+    "PATCH /v1/staff/{staff_id}":                                   (PLATFORM, "staff:write"),
+    "POST /v1/staff/{staff_id}/login_link":                         (PLATFORM, "staff:write"),
     # the console's customer timeline (gateway/admin/timeline.py): the event log, one customer
     "GET /v1/customers/{customer_id}/timeline":                     (PLATFORM, "events:read"),
     # -- the operator console (gateway/admin/pages.py): the staff scope of the /v1 operation each mirrors
@@ -364,6 +370,11 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     # the console's operations pages (gateway/admin/pages_operations.py)
     "GET /admin/audit":                                             (STAFF_PAGE, "audit:read"),
     "GET /admin/jobs":                                              (STAFF_PAGE, "operations:read"),
+    # the console's staff page (gateway/admin/pages_staff.py): the scopes of /v1/staff
+    "GET /admin/staff":                                             (STAFF_PAGE, "staff:read"),
+    "POST /admin/staff":                                            (STAFF_PAGE, "staff:write"),
+    "POST /admin/staff/{staff_id}":                                 (STAFF_PAGE, "staff:write"),
+    "POST /admin/staff/{staff_id}/login_link":                      (STAFF_PAGE, "staff:write"),
     # the console's policy editor (gateway/admin/pages_policies.py): the scopes of /v1/policies
     "GET /admin/policies":                                          (STAFF_PAGE, "policies:read"),
     "POST /admin/policies/draft":                                   (STAFF_PAGE, "policies:read"),

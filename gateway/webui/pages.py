@@ -54,8 +54,12 @@ PAGE_HEADERS = {
 }
 
 
-def template_config(folders: Iterable[Path]) -> TemplateConfig[JinjaTemplateEngine]:
-    """One environment over the page packages' template folders (autoescape on, undefined names fail)."""
+def template_config(
+    folders: Iterable[Path], functions: Mapping[str, Callable[..., Any]] | None = None
+) -> TemplateConfig[JinjaTemplateEngine]:
+    """One environment over the page packages' template folders (autoescape on, undefined names fail);
+    `functions` are globals the composition root hands the packages' templates (e.g. the console's
+    `staff_may(principal, scope)`)."""
     environment = Environment(
         loader=FileSystemLoader([str(f) for f in folders if f.is_dir()]),
         autoescape=select_autoescape(default=True, default_for_string=True),
@@ -64,6 +68,7 @@ def template_config(folders: Iterable[Path]) -> TemplateConfig[JinjaTemplateEngi
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    environment.globals.update(functions or {})
     return TemplateConfig(engine=JinjaTemplateEngine.from_environment(environment))
 
 

@@ -69,6 +69,7 @@ PARAMETER_IDS = {
     "message_id": "email_message",
     "experiment_id": "experiment",
     "session_id": "checkout_session",
+    "staff_id": "staff_member",
 }
 TENANT_OWNED = {
     "customer",
@@ -230,6 +231,9 @@ def body_for(operation: str, side: Side, n: int) -> Any:
         "POST /v1/experiments/{experiment_id}/assignments": {"visitor_key": f"visitor-{n}"},
         "POST /v1/experiments/{experiment_id}/promote": {"variant": "long_trial"},
         "POST /v1/checkout_sessions": {"price": "basic_monthly", "success_url": "https://app.example/done"},
+        "POST /v1/staff": {"email": f"staff{n}@{side.name}.example", "role": "owner"},
+        "PATCH /v1/staff/{staff_id}": {"role": "owner", "active": True},
+        "POST /v1/staff/{staff_id}/login_link": {},
     }
     return bodies[operation]
 
@@ -504,6 +508,7 @@ async def shared_ids(api: Api) -> dict[str, str]:
         "payment_provider_account": "ppa_none",
         "payment_method": "pm_none",
         "payment": "pay_none",
+        "staff_member": "stf_none",  # platform-only rows: a tenant key is refused before any lookup
     }
 
 
