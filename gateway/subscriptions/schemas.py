@@ -319,9 +319,13 @@ class VersionMigrationRequest(Struct, forbid_unknown_fields=True):
         ]
         | None
     ) = None
-    currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$", description="Only subscriptions in it")] | None = (
-        None
-    )
+    currency: (
+        Annotated[
+            str,
+            Meta(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$", description="Only subscriptions in it"),
+        ]
+        | None
+    ) = None
     interval: Literal["month", "quarter", "year"] | None = None
     customers: (
         Annotated[
