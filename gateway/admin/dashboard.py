@@ -21,7 +21,7 @@ from gateway.kernel.clock import format_timestamp
 from gateway.kernel.periods import add_months
 from gateway.metrics.history import MrrHistory
 from gateway.metrics.report import window_report
-from gateway.metrics.service import MetricsService, Scope, Segment, cohort_rows, month_ends
+from gateway.metrics.service import MetricsService, Scope, cohort_rows, month_ends
 
 MONTH_CHOICES = (3, 6, 12, 24)
 
@@ -49,7 +49,7 @@ async def monthly(
 ) -> list[Month]:
     """Each month's report. The months' ends come from one pass over the MRR history
     (gateway/metrics/history.py) and the trials from one query, instead of queries per month. Payments and
-    dunning are there for the whole scope, left out for a segment (as GET /v1/metrics does)."""
+    dunning are the segment's, as GET /v1/metrics counts them."""
     windows = month_windows(now, months)
     if not windows:
         return []
@@ -67,7 +67,6 @@ async def monthly(
             end,
             ends=(snaps[start], snaps[end]),
             trials=(sum(ended), len(ended)),
-            money=scope.segment == Segment(),
         )
         rows.append(Month(start, end, report))
     return rows
@@ -114,16 +113,15 @@ CHARTS: dict[str, list[tuple[str, Callable[[dict[str, Any]], Any]]]] = {
         ("customers", lambda r: r["customers"]["end"]),
         ("churned_customers", lambda r: r["customers"]["churned"]),
     ],
-    # Not segmented: empty when the dashboard shows a segment.
     "payments": [
-        ("first_attempt_success_rate", lambda r: _money(r, "payments", "first_attempt_success_rate")),
-        ("final_success_rate", lambda r: _money(r, "payments", "final_success_rate")),
-        ("dunning_recovery_rate", lambda r: _money(r, "dunning", "recovery_rate")),
+        ("first_attempt_success_rate", lambda r: r["payments"]["first_attempt_success_rate"]),
+        ("final_success_rate", lambda r: r["payments"]["final_success_rate"]),
+        ("dunning_recovery_rate", lambda r: r["dunning"]["recovery_rate"]),
     ],
     "recovery": [
-        ("recovered_revenue", lambda r: _money(r, "dunning", "recovered_revenue")),
-        ("involuntary_churn", lambda r: _money(r, "dunning", "involuntary_churn", "mrr")),
-        ("voluntary_churn", lambda r: _money(r, "dunning", "voluntary_churn", "mrr")),
+        ("recovered_revenue", lambda r: r["dunning"]["recovered_revenue"]),
+        ("involuntary_churn", lambda r: r["dunning"]["involuntary_churn"]["mrr"]),
+        ("voluntary_churn", lambda r: r["dunning"]["voluntary_churn"]["mrr"]),
     ],
 }
 RATE_SERIES = {
@@ -137,16 +135,6 @@ RATE_SERIES = {
     "final_success_rate",
     "dunning_recovery_rate",
 }
-
-
-def _money(report: dict[str, Any], *path: str) -> Any:
-    """A payments or dunning figure of a month's report; None when the report has none (a segment)."""
-    value: Any = report
-    for key in path:
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return value
 
 
 def series(months: list[Month]) -> dict[str, Any]:

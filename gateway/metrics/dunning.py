@@ -1,5 +1,6 @@
 """Dunning's metrics for a window `[start, end)`, one currency, the wall clock's customers or one test
-clock's (`/v1/metrics` → `dunning`):
+clock's, and a segment's runs (by their invoice, as payments are: `service.invoice_filter`)
+(`/v1/metrics` → `dunning`):
 
 - **Runs started**: invoices whose dunning started in the window (a failed renewal's first failure).
 - **Recovered / exhausted / stopped / active**: where those runs stand now.
@@ -10,8 +11,8 @@ clock's (`/v1/metrics` → `dunning`):
 - **Time to recover**: seconds from the first failure to the payment, median and mean, over the runs
   recovered in the window.
 - **Involuntary churn**: MRR lost to exhausted dunning in the window (the final action `cancel`, `unpaid`
-  or `pause`): each such customer's MRR just before the run ran out. Voluntary churn is the window's
-  churn movement minus that (customers who left on their own).
+  or `pause`): each such customer's MRR just before the run ran out (in a segment, its MRR there). Voluntary
+  churn is the window's churn movement minus that (customers who left on their own).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.dunning.domain import FinalAction, RunStatus
 from gateway.dunning.models import DunningRun
 from gateway.metrics.domain import rate_text, ratio
-from gateway.metrics.service import MetricsService, Scope
+from gateway.metrics.service import MetricsService, Scope, customer_filter, invoice_filter
 
 CHURNING_ACTIONS = frozenset({FinalAction.CANCEL.value, FinalAction.UNPAID.value, FinalAction.PAUSE.value})
 
@@ -42,7 +43,12 @@ class DunningMetrics:
             if scope.test_clock_id is None
             else DunningRun.test_clock_id == scope.test_clock_id
         )
-        return [DunningRun.currency == scope.currency, clock]
+        return [
+            DunningRun.currency == scope.currency,
+            clock,
+            *customer_filter(DunningRun.tenant_id, scope),
+            *invoice_filter(DunningRun.invoice_id, scope),
+        ]
 
     async def summary(self, scope: Scope, start: datetime, end: datetime, churned_mrr: int) -> dict[str, Any]:
         started = (

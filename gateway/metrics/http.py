@@ -18,7 +18,7 @@ from gateway.kernel.errors import ValidationFailed
 from gateway.kernel.periods import add_months
 from gateway.metrics.domain import MovementView
 from gateway.metrics.report import SegmentQuery, scope_and_now, window_report
-from gateway.metrics.service import MetricsService, Segment
+from gateway.metrics.service import MetricsService
 from gateway.web.problems import ERROR_RESPONSES
 from gateway.web.timestamps import parse_timestamp
 
@@ -85,8 +85,9 @@ class MetricsController(Controller):
         "`plan_changes`: moves between plans in the window (from, to, how many, how many raised or lowered "
         "the MRR, the MRR they added). Segments: `plan`, `interval`, `country`, `metadata=key:value` narrow "
         "every figure (a subscription counts in a plan's segment while it is on that plan, so a move from "
-        "Basic to Pro is contraction or churn in Basic and new MRR in Pro); with a segment, `payments` and "
-        "`dunning` are left out (they are not segmented).",
+        "Basic to Pro is contraction or churn in Basic and new MRR in Pro); `payments` and `dunning` count "
+        "the segment's invoices: of its customers, and of a subscription on its plan or interval when the "
+        "invoice was created (a Basic renewal's failed payment stays Basic's after an upgrade).",
     )
     async def summary(
         self,
@@ -111,9 +112,7 @@ class MetricsController(Controller):
         since = parse_timestamp(start, "start") or add_months(until, -1)
         if since >= until:
             raise ValidationFailed("start must be before end", field="start")
-        # Payments and dunning are not segmented: with a segment they are left out rather than mixed in.
-        whole = scope.segment == Segment()
-        return await window_report(session, scope, since, until, MovementView(movements), money=whole)
+        return await window_report(session, scope, since, until, MovementView(movements))
 
     @get(
         "/mrr",

@@ -1,4 +1,6 @@
-"""Payment metrics for a window `[start, end)`, one currency, the wall clock's customers or one test clock's:
+"""Payment metrics for a window `[start, end)`, one currency, the wall clock's customers or one test clock's,
+and a segment's invoices (`service.invoice_filter`: of its customers, and of its plan or interval when
+the invoice was created):
 how often invoices are paid at the first attempt and in the end, why payments fail, and how much.
 
 Definitions (each a count of invoices or payments the API returns beside the rate, so a reader can check):
@@ -15,7 +17,6 @@ Recovery rate and recovered revenue belong to dunning (the next issue) and are n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from gateway.metrics.domain import rate_text, ratio
+from gateway.metrics.service import Scope, customer_filter, invoice_filter
 from gateway.payments.domain import PaymentStatus
 from gateway.payments.models import Payment
 
@@ -38,27 +40,26 @@ UNSETTLED = frozenset(
 NO_CODE = "unspecified"  # a failed attempt whose provider gave no decline code
 
 
-@dataclass(frozen=True, slots=True)
-class PaymentScope:
-    currency: str
-    test_clock_id: str | None = None  # None: the wall-clock customers
-
-
 class PaymentMetrics:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     @staticmethod
-    def _in_scope(scope: PaymentScope) -> list[ColumnElement[bool]]:
+    def _in_scope(scope: Scope, payment: Any = Payment) -> list[ColumnElement[bool]]:
         clock = (
-            Payment.test_clock_id.is_(None)
+            payment.test_clock_id.is_(None)
             if scope.test_clock_id is None
-            else Payment.test_clock_id == scope.test_clock_id
+            else payment.test_clock_id == scope.test_clock_id
         )
-        return [Payment.currency == scope.currency, clock]
+        return [
+            payment.currency == scope.currency,
+            clock,
+            *customer_filter(payment.tenant_id, scope),
+            *invoice_filter(payment.invoice_id, scope),
+        ]
 
     async def invoice_outcomes(
-        self, scope: PaymentScope, start: datetime, end: datetime
+        self, scope: Scope, start: datetime, end: datetime
     ) -> tuple[int, int, int, int]:
         """(invoices attempted, first attempt succeeded, succeeded at any attempt, still pending)."""
         first = aliased(Payment)
@@ -70,10 +71,7 @@ class PaymentMetrics:
                 first.invoice_id.is_not(None),
                 first.created_at >= start,
                 first.created_at < end,
-                first.currency == scope.currency,
-                first.test_clock_id.is_(None)
-                if scope.test_clock_id is None
-                else first.test_clock_id == scope.test_clock_id,
+                *self._in_scope(scope, first),
             )
             .subquery()
         )
@@ -92,7 +90,7 @@ class PaymentMetrics:
         pending = sum(1 for _, seen in by_invoice.values() if succeeded not in seen and seen & UNSETTLED)
         return attempted, first_ok, final_ok, pending
 
-    async def declines(self, scope: PaymentScope, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    async def declines(self, scope: Scope, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Failed attempts made in the window by decline code: most frequent first, then by code."""
         code = func.coalesce(Payment.decline_code, NO_CODE)
         query = (
@@ -109,13 +107,13 @@ class PaymentMetrics:
         rows.sort(key=lambda r: (-r[1], r[0]))
         return [{"decline_code": c, "count": n, "amount": amount} for c, n, amount in rows]
 
-    async def attempts(self, scope: PaymentScope, start: datetime, end: datetime) -> int:
+    async def attempts(self, scope: Scope, start: datetime, end: datetime) -> int:
         query = select(func.count()).where(
             Payment.created_at >= start, Payment.created_at < end, *self._in_scope(scope)
         )
         return int(await self.session.scalar(query) or 0)
 
-    async def summary(self, scope: PaymentScope, start: datetime, end: datetime) -> dict[str, Any]:
+    async def summary(self, scope: Scope, start: datetime, end: datetime) -> dict[str, Any]:
         attempted, first_ok, final_ok, pending = await self.invoice_outcomes(scope, start, end)
         declines = await self.declines(scope, start, end)
         return {

@@ -20,7 +20,7 @@ from gateway.kernel.periods import Interval
 from gateway.metrics.domain import MovementView, movements
 from gateway.metrics.dunning import DunningMetrics
 from gateway.metrics.history import Snapshot
-from gateway.metrics.payments import PaymentMetrics, PaymentScope
+from gateway.metrics.payments import PaymentMetrics
 from gateway.metrics.service import MetricsService, Scope, Segment
 from gateway.subscriptions.clocks import TestClockNotFound
 from gateway.subscriptions.repository import SubscriptionRepository
@@ -35,12 +35,12 @@ async def window_report(
     *,
     ends: tuple[Snapshot, Snapshot] | None = None,
     trials: tuple[int, int] | None = None,
-    money: bool = True,
 ) -> dict[str, Any]:
     """MRR, movements, churn, retention, ARPA, LTV, trials, payments and dunning for `[start, end)`.
     `ends`: the snapshots just before `start` and `end` when the caller has them already (the
     dashboard's one pass over the history, gateway/metrics/history.py); net movements only. `trials`:
-    (converted, ended) when counted already; `money=False` leaves out `payments` and `dunning`."""
+    (converted, ended) when counted already. A segment narrows every part, payments and dunning by their
+    invoices (`service.invoice_filter`)."""
     service = MetricsService(session)
     if ends is None:
         result = await service.summary(scope, start, end, view)
@@ -50,10 +50,7 @@ async def window_report(
         opening, closing = ends
         moved = movements(opening.mrr, closing.mrr, opening.had_mrr)
         result = await service.summary_of(scope, start, end, view, opening.mrr, closing.mrr, moved, trials)
-    if not money:
-        return result
-    payment_scope = PaymentScope(scope.currency, scope.test_clock_id)
-    result["payments"] = await PaymentMetrics(session).summary(payment_scope, start, end)
+    result["payments"] = await PaymentMetrics(session).summary(scope, start, end)
     churned = int(result["movements"]["churn"]["amount"])
     result["dunning"] = await DunningMetrics(session).summary(scope, start, end, churned)
     return result

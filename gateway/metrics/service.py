@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
+from gateway.billing.models import Invoice
 from gateway.customers.models import Customer
 from gateway.kernel.clock import ensure_utc, format_timestamp
 from gateway.kernel.periods import add_months
@@ -89,6 +90,44 @@ def subscription_criteria(plan_column: Any, interval_column: Any, scope: Scope) 
     if segment.interval is not None:
         criteria.append(interval_column == segment.interval)
     return criteria
+
+
+def subscription_in_segment_at(
+    subscription_column: Any, at_column: Any, scope: Scope
+) -> list[ColumnElement[bool]]:
+    """The conditions that keep a subscription which was, at an instant, on the segment's plan and
+    interval: its latest change at or before that instant is (the rule MRR counts by). None when the
+    segment names no plan or interval."""
+    criteria = subscription_criteria(MrrChange.plan_id, MrrChange.interval, scope)
+    if not criteria:
+        return []
+    latest = aliased(MrrChange)
+    latest_seq = (
+        select(latest.seq)
+        .where(latest.subscription_id == subscription_column, latest.at <= at_column)
+        .order_by(latest.at.desc(), latest.seq.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    # Two levels down from the outer row, so its table is named for correlation (automatic correlation
+    # only looks one level up and would join a second copy of it instead).
+    latest_seq = latest_seq.correlate(subscription_column.table, at_column.table)
+    return [exists().where(MrrChange.seq == latest_seq, *criteria)]
+
+
+def invoice_filter(invoice_column: Any, scope: Scope) -> list[ColumnElement[bool]]:
+    """The conditions on an invoice id column (a payment's, a dunning run's) that keep the segment's
+    invoices: of its customers and, with a plan or interval, of a subscription that was on them when the
+    invoice was created. So a Basic renewal's failed payment stays Basic's after an upgrade to Pro, and
+    an invoice of no subscription (a one-off) is in no plan's segment."""
+    segment = scope.segment
+    if not segment.by_customer and not segment.by_subscription:
+        return []
+    kept = select(Invoice.id).where(
+        *customer_filter(Invoice.tenant_id, scope),
+        *subscription_in_segment_at(Invoice.subscription_id, Invoice.created_at, scope),
+    )
+    return [invoice_column.in_(kept)]
 
 
 def change_value(scope: Scope) -> Any:

@@ -91,7 +91,8 @@ async def test_segments_narrow_every_figure_and_plan_changes_show_the_upgrade_pa
     assert on_pro["customers"] == {"start": 1, "end": 2, "churned": 1}
     assert {k: on_pro["movements"][k]["amount"] for k in moved()} == moved(new=5800, churn=2900)
     assert [(f["from"], f["to"]) for f in on_pro["plan_changes"]] == [(basic, pro), (pro, basic)]
-    assert "payments" not in on_pro and "dunning" not in on_pro  # not segmented: left out
+    # Payments and dunning count the segment's invoices (figures: tests/dunning/test_segmented_metrics.py).
+    assert "payments" in on_pro and "dunning" in on_pro
     # Basic is the mirror image: A and D leave, B arrives; C stays.
     on_basic = await march(plan=basic)
     assert on_basic["mrr"] == {"start": 900 + 720 + 900, "end": 900 + 720}

@@ -214,8 +214,12 @@ async def test_a_plan_segment_shows_v1_metrics_for_that_plan_and_the_moves_betwe
     # Pro alone: B from February ($29), A arriving in March; every month is GET /v1/metrics?plan=….
     assert await page.locator('[data-metric="mrr"]').get_attribute("data-value") == "5800"
     assert (await row_values(page, "2026-02"))["mrr"] == "2900"
-    # Payments and dunning are not segmented: not shown for a segment.
-    assert await page.locator('[data-metric="first_attempt_success_rate"]').count() == 0
+    # Payments and dunning are the segment's too, as the API counts them.
+    pro_now = await api.get(
+        "/v1/metrics", params={"test_clock": test_clock, "plan": pro, "start": APR, "end": NOW}
+    )
+    recovery = page.locator('[data-metric="dunning_recovery_rate"]')
+    assert await recovery.get_attribute("data-value") == (pro_now["dunning"]["recovery_rate"] or "")
     for month, start, end in (("2026-02", FEB, MAR), ("2026-03", MAR, APR), ("2026-04", APR, NOW)):
         params = {"test_clock": test_clock, "start": start, "end": end, "plan": pro}
         assert await row_values(page, month) == api_row(await api.get("/v1/metrics", params=params)), month
