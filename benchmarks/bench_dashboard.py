@@ -9,8 +9,11 @@ Seeding goes around the API on purpose: `mrr_changes` (what the metrics recorder
 events) gets each customer's signup in a random month of the two years at $9/$29/$99, then each month a
 3 % chance of an upgrade, 2 % of a downgrade and 4 % of a cancellation (a third of those come back
 later); `metrics_subscriptions` a trial for half of them (60 % convert). Then, in the same run:
-- dashboard: `gateway.admin.dashboard.monthly` + `cohorts` (what GET /admin/dashboard computes): the
-  history read once and swept for every month's ends, trials/payments/dunning queried per month;
+- dashboard: `gateway.admin.dashboard.board` + `cohorts` (what GET /admin/dashboard computes): the closed
+  months from their roll-ups (gateway/metrics/rollups.py), the month in progress from the history read
+  once, payments and dunning queried per month;
+- first visit: the same with no roll-up kept (as after a change to an old month): every month from the
+  one pass over the history, then kept;
 - baseline: the same months as 24 calls of `window_report` (GET /v1/metrics each) + the cohorts query;
 - one window: `window_report` for the last month (what GET /v1/metrics computes), the per-window cost.
 THE DATABASE GIVEN IS EMPTIED (schema dropped and migrated): point it at a scratch database.
@@ -29,15 +32,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import insert, text
+from sqlalchemy import delete, insert, text
 
 from benchmarks._scratch_db import ensure_database
 from gateway.admin import dashboard
 from gateway.db.migrate import upgrade_head
 from gateway.db.session import Database
 from gateway.kernel.periods import add_months
-from gateway.metrics.history import MrrHistory
-from gateway.metrics.models import MetricsSubscription, MrrChange
+from gateway.metrics.models import MetricsMonthRollup, MetricsSubscription, MrrChange
 from gateway.metrics.report import window_report
 from gateway.metrics.service import MetricsService, Scope
 
@@ -138,10 +140,11 @@ async def timed(db: Database, runs: int, what: str, months: int) -> list[float]:
     for _ in range(runs):
         began = time.perf_counter()
         async with db.unit_of_work() as session:
-            if what == "dashboard":
-                history = await MrrHistory.load(session, scope)
-                await dashboard.monthly(session, scope, NOW, months, history)
-                await dashboard.cohorts(session, scope, NOW, months, history)
+            if what in ("dashboard", "first"):
+                if what == "first":  # as the first visit after the history changed: nothing kept
+                    await session.execute(delete(MetricsMonthRollup))
+                shown = await dashboard.board(session, scope, NOW, months)
+                await dashboard.cohorts(session, scope, NOW, months, shown.history)
             elif what == "recompute":
                 for start, end in dashboard.month_windows(NOW, months):
                     await window_report(session, scope, start, end)
@@ -169,21 +172,26 @@ async def main() -> int:
     print(f"seeded {args.customers:,} customers, {rows:,} MRR changes ({time.perf_counter() - began:.0f} s)")
     await timed(db, 1, "window", args.months)  # warm the caches
     window = await timed(db, args.runs, "window", args.months)
+    first = await timed(db, args.runs, "first", args.months)
     board = await timed(db, args.runs, "dashboard", args.months)
     recompute = await timed(db, args.recompute_runs, "recompute", args.months)
     await db.dispose()
     print(f"{'what':<44} {'runs':>5} {'min ms':>9} {'median ms':>10}")
     for label, t in (
         ("one window (GET /v1/metrics)", window),
-        (f"dashboard: one pass ({args.months} months + cohorts)", board),
+        (f"dashboard, first visit ({args.months} months + cohorts)", first),
+        ("dashboard, closed months kept", board),
         (f"baseline: {args.months} x GET /v1/metrics + cohorts", recompute),
     ):
         print(f"{label:<44} {len(t):>5} {min(t):>9.1f} {sorted(t)[len(t) // 2]:>10.1f}")
     median = sorted(board)[len(board) // 2]
+    first_median = sorted(first)[len(first) // 2]
     print(f"baseline / dashboard (medians): {sorted(recompute)[len(recompute) // 2] / median:.1f}x")
-    met = median <= TARGET_MS
+    print(f"first visit / dashboard (medians): {first_median / median:.1f}x")
+    met = max(median, first_median) <= TARGET_MS
     print(
-        f"\ntarget: dashboard median <= {TARGET_MS:.0f} ms -> {'met' if met else 'NOT met'} ({median:.1f} ms)"
+        f"\ntarget: dashboard median <= {TARGET_MS:.0f} ms, first visit too -> {'met' if met else 'NOT met'} "
+        f"({median:.1f} ms, {first_median:.1f} ms)"
     )
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores)")
     return 0 if met else 1

@@ -2,8 +2,9 @@
 `GET /v1/metrics?start=<1st>&end=<next 1st>` answers (the month in progress ends now), built by the same
 function (`gateway.metrics.report.window_report`), plus the cohorts of `GET /v1/metrics/cohorts`.
 
-The months' MRR ends come from one pass over the history (gateway/metrics/history.py); the rest of each
-month from the same queries as the API. The page draws its charts from `series()` (as JSON) and each
+Closed months come from their roll-ups (gateway/metrics/rollups.py: computed once, kept while their
+inputs are unchanged); the others' MRR ends from one pass over the history (gateway/metrics/history.py)
+and the rest from the same queries as the API. The page draws its charts from `series()` (as JSON) and each
 chart's CSV is the same rows, so the table, the charts, the CSV and the API can never disagree."""
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.kernel.clock import format_timestamp
 from gateway.kernel.periods import add_months
 from gateway.metrics.history import MrrHistory
-from gateway.metrics.report import window_report
+from gateway.metrics.report import mrr_side, window_report
+from gateway.metrics.rollups import MonthRollups, rolled_up
 from gateway.metrics.service import MetricsService, Scope, cohort_rows, month_ends
 
 MONTH_CHOICES = (3, 6, 12, 24)
@@ -44,32 +46,47 @@ def month_windows(now: datetime, months: int) -> list[tuple[datetime, datetime]]
     return [(start, min(add_months(start, 1), now)) for start in starts if start < now]
 
 
-async def monthly(
-    session: AsyncSession, scope: Scope, now: datetime, months: int, history: MrrHistory | None = None
-) -> list[Month]:
-    """Each month's report. The months' ends come from one pass over the MRR history
-    (gateway/metrics/history.py) and the trials from one query, instead of queries per month. Payments and
-    dunning are the segment's, as GET /v1/metrics counts them."""
+@dataclass(frozen=True, slots=True)
+class Board:
+    months: list[Month]
+    history: MrrHistory  # read once: the cohorts reuse it
+
+
+async def board(session: AsyncSession, scope: Scope, now: datetime, months: int) -> Board:
+    """Each month's report. Closed months of the unsegmented scope come from their roll-ups while these
+    are right (gateway/metrics/rollups.py); the others from one pass over the MRR history
+    (gateway/metrics/history.py) and the trials from one query, instead of queries per month, and the
+    closed ones among them are kept. Payments and dunning are read live for every month."""
     windows = month_windows(now, months)
+    store = MonthRollups(session, scope) if rolled_up(scope) else None
+    closed = [(start, end) for start, end in windows if end == add_months(start, 1)]
+    # The fingerprints are read before the history: see MonthRollups.keep.
+    kept, prints = await store.kept(closed) if store is not None else ({}, {})
+    history = await MrrHistory.load(session, scope)
     if not windows:
-        return []
-    history = history or await MrrHistory.load(session, scope)
-    snaps = history.snapshots([bound for window in windows for bound in window])
+        return Board([], history)
+    todo = [(start, end) for start, end in windows if start not in kept]
+    snaps = history.snapshots([bound for window in todo for bound in window])
     # The months' trials in one query, counted per month as `MetricsService.trials` counts one.
-    endings = await MetricsService(session).trial_endings(scope, windows[0][0], windows[-1][1])
+    endings = await MetricsService(session).trial_endings(scope, todo[0][0], todo[-1][1]) if todo else []
     rows = []
     for start, end in windows:
-        ended = [converted for at, converted in endings if start <= at < end]
-        report = await window_report(
-            session,
-            scope,
-            start,
-            end,
-            ends=(snaps[start], snaps[end]),
-            trials=(sum(ended), len(ended)),
-        )
+        if start in kept:
+            report = await window_report(session, scope, start, end, kept=kept[start])
+        else:
+            ended = [converted for at, converted in endings if start <= at < end]
+            report = await window_report(
+                session, scope, start, end, ends=(snaps[start], snaps[end]), trials=(sum(ended), len(ended))
+            )
+            if store is not None and start in prints:
+                await store.keep(start, prints[start], mrr_side(report), now)
         rows.append(Month(start, end, report))
-    return rows
+    return Board(rows, history)
+
+
+async def monthly(session: AsyncSession, scope: Scope, now: datetime, months: int) -> list[Month]:
+    """Each month's report (`board` without the cohorts)."""
+    return (await board(session, scope, now, months)).months
 
 
 async def cohorts(

@@ -53,7 +53,6 @@ from gateway.catalog.repository import CatalogRepository
 from gateway.kernel.clock import Clock
 from gateway.kernel.errors import ValidationFailed
 from gateway.kernel.periods import Interval
-from gateway.metrics.history import MrrHistory
 from gateway.metrics.http import provide_segment
 from gateway.metrics.report import SegmentQuery, scope_and_now
 from gateway.metrics.service import Scope, Segment
@@ -120,9 +119,9 @@ async def dashboard_page(
 ) -> Template:
     filters = _filters(currency, test_clock, months, segment)
     scope, now = await _scope(session, clock, state, filters)
-    history = await MrrHistory.load(session, scope)  # read once for the months and the cohorts
-    rows = await dashboard.monthly(session, scope, now, months, history)
-    cohort_rows = await dashboard.cohorts(session, scope, now, months, history)
+    shown = await dashboard.board(session, scope, now, months)
+    rows = shown.months
+    cohort_rows = await dashboard.cohorts(session, scope, now, months, shown.history)
     return render_page(
         request,
         "admin/dashboard.html",

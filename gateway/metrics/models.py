@@ -8,8 +8,9 @@ so windows in the past are answered exactly, and no subscription state has to be
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db.base import Base
@@ -65,3 +66,18 @@ class MetricsSubscription(Base):
     plan_id: Mapped[str | None] = mapped_column(String(40))
     interval: Mapped[str | None] = mapped_column(String(10))
     updated_at: Mapped[datetime]
+
+
+class MetricsMonthRollup(Base):
+    """A closed month's MRR-side report, computed once (gateway/metrics/rollups.py). `fingerprint` sums
+    up what it was computed from; a roll-up whose inputs have changed since is computed again."""
+
+    __tablename__ = "metrics_month_rollups"
+
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    clock_key: Mapped[str] = mapped_column(String(40), primary_key=True)  # "" for the wall clock
+    subtract_discounts: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    month_start: Mapped[datetime] = mapped_column(primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(200))
+    report: Mapped[dict[str, Any]]
+    computed_at: Mapped[datetime]

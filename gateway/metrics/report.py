@@ -25,6 +25,14 @@ from gateway.metrics.service import MetricsService, Scope, Segment
 from gateway.subscriptions.clocks import TestClockNotFound
 from gateway.subscriptions.repository import SubscriptionRepository
 
+# The parts of a window's report read live, never kept in a month roll-up ("as known now").
+LIVE_PARTS = ("payments", "dunning")
+
+
+def mrr_side(report: dict[str, Any]) -> dict[str, Any]:
+    """A window's report without its live parts: what a month roll-up keeps."""
+    return {key: value for key, value in report.items() if key not in LIVE_PARTS}
+
 
 async def window_report(
     session: AsyncSession,
@@ -35,14 +43,18 @@ async def window_report(
     *,
     ends: tuple[Snapshot, Snapshot] | None = None,
     trials: tuple[int, int] | None = None,
+    kept: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """MRR, movements, churn, retention, ARPA, LTV, trials, payments and dunning for `[start, end)`.
     `ends`: the snapshots just before `start` and `end` when the caller has them already (the
     dashboard's one pass over the history, gateway/metrics/history.py); net movements only. `trials`:
-    (converted, ended) when counted already. A segment narrows every part, payments and dunning by their
+    (converted, ended) when counted already. `kept`: the MRR side (`mrr_side`) of a closed month kept by
+    gateway/metrics/rollups.py. A segment narrows every part, payments and dunning by their
     invoices (`service.invoice_filter`)."""
     service = MetricsService(session)
-    if ends is None:
+    if kept is not None:
+        result = dict(kept)
+    elif ends is None:
         result = await service.summary(scope, start, end, view)
     else:
         if view is not MovementView.NET:
