@@ -2,11 +2,12 @@
 and a form that moves subscribers to a newer version by rule, with a preview first.
 
 - `GET /admin/catalog/plans/{plan}/versions` (catalog:read): the versions (grants, subscribers: the
-  counts of `GET /v1/plans/{plan}/versions`) and the migration form: target version, the version to
-  move from (one, or every older one), currency, interval, customer ids. With `preview=1` the rule runs
-  as a dry run (`PlanVersionMigrations.migrate(dry_run=True)`, what `POST /v1/plans/{plan}/versions/
-  {version}/migrations {"dry_run": true}` runs): how many would move and the first 100 of them, then a
-  confirm form. A refused rule (an older target, an unknown customer) shows its error beside the field.
+  counts of `GET /v1/plans/{plan}/versions`) and the migration form: target version, the versions to
+  move from (any of them ticked; none: every older one), currency, interval, customer ids. With
+  `preview=1` the rule runs as a dry run (`PlanVersionMigrations.migrate(dry_run=True)`, what
+  `POST /v1/plans/{plan}/versions/{version}/migrations {"dry_run": true}` runs): how many would move
+  and the first 100 of them, then a confirm form. A refused rule (an older target, an unknown
+  customer) shows its error beside the field.
 - `POST /admin/catalog/plans/{plan}/versions` (catalog:write): the confirmed rule, moved with the same
   service call without `dry_run`; audited as `admin.plan_version_migrated`; back to the page with how
   many moved (and how many still match, past the 1,000 one call moves).
@@ -39,6 +40,7 @@ from gateway.webui.pages import render_page
 PATH = "/catalog/plans/{plan:str}/versions"
 DEPENDENCIES = {**SUBSCRIPTION_DEPENDENCIES, "migrations": Provide(provide_migrations, sync_to_thread=False)}
 MAX_FEATURES = 200
+MAX_VERSIONS = 100
 FIELDS = ("to", "from", "currency", "interval", "customer_ids")
 Field = Annotated[str, QueryParameter(max_length=2000)]
 
@@ -65,14 +67,15 @@ def rule_of(values: dict[str, str]) -> tuple[int, MigrationRule]:
     raw_to = values.get("to", "").strip()
     if not raw_to.isdigit() or len(raw_to) > 9:
         raise ValidationFailed("choose the version to move to", field="to")
-    raw_from = values.get("from", "").strip()
-    if raw_from and (not raw_from.isdigit() or len(raw_from) > 9):
-        raise ValidationFailed("choose the version to move from", field="from")
+    # The ticked versions travel as one comma-separated value (the confirm form's hidden field).
+    raw_from = [v for v in re.split(r"[\s,]+", values.get("from", "")) if v]
+    if len(raw_from) > MAX_VERSIONS or any(not v.isdigit() or len(v) > 9 for v in raw_from):
+        raise ValidationFailed("choose the versions to move from", field="from")
     customers = [c for c in re.split(r"[\s,;]+", values.get("customer_ids", "")) if c]
     if any(len(c) > 40 for c in customers):
         raise ValidationFailed("a customer id has at most 40 characters", field="customers")
     rule = MigrationRule(
-        from_versions=[int(raw_from)] if raw_from else None,
+        from_versions=sorted({int(v) for v in raw_from}) or None,
         currency=values.get("currency", "").strip().upper() or None,
         interval=values.get("interval", "").strip() or None,
         customers=customers or None,
@@ -132,6 +135,7 @@ async def _page(
         names = {customer_id: row.name for customer_id, row in found.items()}
     form = {name: values.get(name, "") for name in FIELDS}
     form["to"] = form["to"] or str(latest.plan.current_version)
+    ticked = {v for v in re.split(r"[\s,]+", form["from"]) if v}
     return render_page(
         request,
         "admin/plan_versions.html",
@@ -141,6 +145,7 @@ async def _page(
             "version_options": [(str(v.version), f"v{v.version}") for v in versions],
             "currency_options": [(c, c) for c in currencies],
             "form": form,
+            "ticked": ticked,
             "preview": preview,
             "names": names,
             "error_field": str(error.extra.get("field", "")) if error else "",
@@ -162,13 +167,14 @@ async def versions_page(
     version_subscribers: NamedDependency[VersionSubscribers],
     preview: Annotated[str, QueryParameter(name="preview", max_length=1)] = "",
     to: Annotated[str, QueryParameter(name="to", max_length=9)] = "",
-    from_: Annotated[str, QueryParameter(name="from", max_length=9)] = "",
+    from_: Annotated[list[str] | None, QueryParameter(name="from", max_items=MAX_VERSIONS)] = None,
     currency: Annotated[str, QueryParameter(name="currency", max_length=3)] = "",
     interval: Annotated[str, QueryParameter(name="interval", max_length=10)] = "",
     customer_ids: Annotated[str, QueryParameter(name="customer_ids", max_length=5000)] = "",
 ) -> Template:
     """With `preview=1`: the rule as a dry run (nothing moves), and a form to confirm it."""
-    values = {"to": to, "from": from_, "currency": currency, "interval": interval}
+    ticked = ",".join(v[:9] for v in from_ or [])
+    values = {"to": to, "from": ticked, "currency": currency, "interval": interval}
     values["customer_ids"] = customer_ids
     plan = plan[:100]
     if not preview:
@@ -196,7 +202,9 @@ async def migrate(
     version_subscribers: NamedDependency[VersionSubscribers],
 ) -> Template | Redirect:
     """As `POST /v1/plans/{plan}/versions/{version}/migrations` without `dry_run`."""
-    form = {k: str(v)[:5000] for k, v in (await request.form()).items() if k in FIELDS}
+    submitted = await request.form()
+    form = {k: str(v)[:5000] for k, v in submitted.items() if k in FIELDS}
+    form["from"] = ",".join(str(v)[:2000] for v in submitted.getall("from")) if "from" in submitted else ""
     plan = plan[:100]
     try:
         version, rule = rule_of(form)

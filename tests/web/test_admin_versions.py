@@ -60,13 +60,16 @@ async def test_an_admin_previews_and_moves_the_usd_subscribers_of_basic_to_versi
 
     # An older target: the error beside "Move from", and nothing moves.
     await page.get_by_label("Move to version").select_option("1")
-    await page.get_by_label("Move from").select_option("2")
+    await page.get_by_role("group", name="Move from").get_by_label("v2").check()
     await page.get_by_role("button", name="Preview").click()
     assert await page.locator("#e-from").inner_text() == "Subscribers are never moved to an older version."
 
-    # The rule: every older version to version 2, USD only. The preview moves nothing.
+    # The rule: version 1 to version 2, USD only. The preview moves nothing.
     await page.get_by_label("Move to version").select_option("2")
-    await page.get_by_label("Move from").select_option("")
+    sources = page.get_by_role("group", name="Move from")
+    assert await sources.get_by_label("v2").is_checked()  # the refused form kept what was ticked
+    await sources.get_by_label("v2").uncheck()
+    await sources.get_by_label("v1").check()
     await page.get_by_label("Currency").select_option("USD")
     await page.get_by_role("button", name="Preview").click()
     assert await page.locator("#preview-count").inner_text() == (
@@ -96,6 +99,7 @@ async def test_an_admin_previews_and_moves_the_usd_subscribers_of_basic_to_versi
     audit = await api.get("/v1/audit_log", params={"action": "admin.plan_version_migrated"})
     [entry] = audit["data"]
     assert (entry["target"], entry["data"]["migrated"], entry["data"]["currency"]) == ("basic", 1, "USD")
+    assert entry["data"]["from_versions"] == [1]
     # The refused preview's 422 is the only thing the console noted (no CSP refusal, no script error).
     assert [e for e in errors if "status of 422" not in e] == [], errors
 
@@ -144,3 +148,39 @@ async def test_the_versions_page_and_its_preview_are_accessible_in_both_language
         "nl": ("Abonnementen die naar versie 2 zouden worden verplaatst: 1."),
     }[language]
     assert await page.locator("#preview-count").inner_text() == count
+
+
+async def test_subscribers_of_two_ticked_versions_move_to_the_third_and_a_bad_tick_is_refused(
+    web_server: Api, db: Database, clock: FrozenClock
+) -> None:
+    """Tiny Studio stays on version 1, Bright Agency is moved to version 2, then version 3 is published:
+    ticking versions 1 and 2 moves both to 3 (the confirm form carries both ticks)."""
+    subs = await basic_subscribers(web_server)
+    await web_server.post(
+        "/v1/plans/basic/versions/2/migrations", {"customers": [subs["EUR"][0]]}, expect=200
+    )
+    await web_server.post("/v1/plans/basic/versions", {**VERSION_2, "note": "even more"})
+    token = await staff_session(db, clock, "ada@vendor.example", "admin")
+    base = "/admin/catalog/plans/basic/versions"
+    async with httpx.AsyncClient(base_url=web_server.url) as client:  # type: ignore[attr-defined]
+        client.cookies.set(STAFF_COOKIE, token)
+        only_1 = await client.get(base, params=[("preview", "1"), ("to", "3"), ("from", "1")])
+        assert "Subscriptions that would move to version 3: 1." in only_1.text
+        both = await client.get(base, params=[("preview", "1"), ("to", "3"), ("from", "1"), ("from", "2")])
+        assert "Subscriptions that would move to version 3: 2." in both.text
+        assert both.text.count(" checked>") == 2  # both ticks shown as ticked
+        assert '<input type="hidden" name="from" value="1,2">' in both.text
+        bad = await client.get(base, params=[("preview", "1"), ("to", "3"), ("from", "x")])
+        assert bad.status_code == 422 and 'id="e-from"' in bad.text
+        csrf = client.cookies.get("tg_csrf") or ""
+        moved = await client.post(base, data={"to": "3", "from": "1,2", "_csrf_token": csrf})
+        assert moved.status_code == 303
+        assert moved.headers["location"].endswith("?migrated=2&remaining=0&moved_to=3")
+    versions = {
+        v["version"]: v["subscribers"] for v in (await web_server.get("/v1/plans/basic/versions"))["data"]
+    }
+    assert versions == {1: 0, 2: 0, 3: 2}
+    [entry] = (await web_server.get("/v1/audit_log", params={"action": "admin.plan_version_migrated"}))[
+        "data"
+    ]
+    assert entry["data"]["from_versions"] == [1, 2]
