@@ -10,9 +10,13 @@ Under load (`--connections 32`, the target's condition): Tiergate served as `tie
 (granian, one worker, a separate process), nginx proxying to a static nginx "app" (so the app costs
 nothing and the difference is the subrequest alone), and `wrk -c32` alternating between the plain and the
 guarded server in adjacent runs; the added p99 is the guarded run's p99 minus the plain run's, the median
-over the pairs. `--connections 0` skips it.
+over the pairs. Two readings: saturated (closed loop, each connection sends as soon as it is answered:
+one worker's queue sets the tail) and paced at a fixed offered rate (`--rate`, default 2,000 req/s over
+the same 32 connections, below one worker's capacity), where the difference is the subrequest's own
+cost; the target is read on the paced one. `--connections 0` skips both.
 
     .venv/bin/python benchmarks/bench_forward_auth.py [--requests 2000] [--warmup 200] [--connections 32]
+        [--rate 2000]
 """
 
 from __future__ import annotations
@@ -150,13 +154,23 @@ def under_load(binary: str, args: argparse.Namespace) -> bool | None:
                 response = httpx.get(f"http://127.0.0.1:{ports[name]}{case.path}", headers=case.headers)
                 if response.status_code != 200:
                     raise SystemExit(f"{name}: HTTP {response.status_code} {response.text[:200]}")
-            pairs: list[tuple[Result, Result]] = []
             for name in ("plain", "guarded"):  # warm-up
                 run_wrk(f"http://127.0.0.1:{ports[name]}", case, args, tmp, 2)
+            # Saturated (closed loop: every connection sends again as soon as it has its answer), then
+            # paced at a fixed offered rate below what one worker can take.
+            paces: list[float | None] = [None]
+            if args.rate:
+                paces.append(args.connections * 1000 / args.rate)
+            readings: dict[float | None, list[tuple[Result, Result]]] = {pace: [] for pace in paces}
             for _ in range(args.rounds):
-                plain = run_wrk(f"http://127.0.0.1:{ports['plain']}", case, args, tmp, args.duration)
-                guarded = run_wrk(f"http://127.0.0.1:{ports['guarded']}", case, args, tmp, args.duration)
-                pairs.append((plain, guarded))
+                for pace in paces:
+                    plain = run_wrk(
+                        f"http://127.0.0.1:{ports['plain']}", case, args, tmp, args.duration, pace
+                    )
+                    guarded = run_wrk(
+                        f"http://127.0.0.1:{ports['guarded']}", case, args, tmp, args.duration, pace
+                    )
+                    readings[pace].append((plain, guarded))
         finally:
             if nginx is not None:
                 nginx.terminate()
@@ -166,6 +180,20 @@ def under_load(binary: str, args: argparse.Namespace) -> bool | None:
         f"\nUnder load: wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
         f"Tiergate on {args.server} ×1, nginx ×1 worker, {args.rounds} adjacent pairs"
     )
+    met = True
+    for pace, pairs in readings.items():
+        how = "saturated (closed loop)" if pace is None else f"paced at {args.rate:,} req/s offered"
+        median = report_pairs(how, pairs, args.connections)
+        # The target is read at the fixed rate when one is given: at saturation the queue one worker
+        # builds (not the check) sets the tail, and both sides of a pair run at different rates.
+        if pace is not None or len(readings) == 1:
+            met = median <= TARGET_P99_ADDED_MS
+    return met
+
+
+def report_pairs(how: str, pairs: list[tuple[Result, Result]], connections: int) -> float:
+    """Prints the pairs of one reading; the median added p99."""
+    print(f"\n{how}")
     print(
         f"{'round':>5} | {'plain req/s':>11} | {'p50':>6} | {'p99':>6} | {'guarded req/s':>13} | "
         f"{'p50':>6} | {'p99':>6} | added p50 / p99 ms"
@@ -178,15 +206,15 @@ def under_load(binary: str, args: argparse.Namespace) -> bool | None:
         print(
             f"{n:>5} | {plain.rps:>11,.0f} | {plain.p50_ms:>6.2f} | {plain.p99_ms:>6.2f} | "
             f"{guarded.rps:>13,.0f} | {guarded.p50_ms:>6.2f} | {guarded.p99_ms:>6.2f} | "
-            f"+{guarded.p50_ms - plain.p50_ms:.2f} / +{guarded.p99_ms - plain.p99_ms:.2f}{errors}"
+            f"{guarded.p50_ms - plain.p50_ms:+.2f} / {guarded.p99_ms - plain.p99_ms:+.2f}{errors}"
         )
     median = statistics.median(added)
     verdict = "meets" if median <= TARGET_P99_ADDED_MS else "MISSES"
     print(
-        f"p99 added by auth_request under {args.connections} connections (median of pairs): "
+        f"p99 added by auth_request under {connections} connections, {how} (median of pairs): "
         f"{median:.2f} ms ({verdict} the ≤ {TARGET_P99_ADDED_MS} ms target)"
     )
-    return median <= TARGET_P99_ADDED_MS
+    return median
 
 
 def main() -> int:
@@ -197,6 +225,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run under load")
     parser.add_argument("--rounds", type=int, default=3, help="adjacent plain/guarded pairs under load")
+    parser.add_argument(
+        "--rate",
+        type=int,
+        default=2000,
+        help="requests/s offered in the paced reading under load (0: only the saturated one)",
+    )
     parser.add_argument("--server", default="granian", help="serves Tiergate under load")
     parser.add_argument("--sequential", type=int, default=1, help="0: skip the one-at-a-time measurement")
     args = parser.parse_args()

@@ -190,7 +190,12 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def lua_script(case: Case, directory: Path) -> Path:
+def lua_script(case: Case, directory: Path, pace_ms: float | None = None) -> Path:
+    """wrk's script for a case. `pace_ms`: each connection waits that long on average (uniformly 0 to
+    twice it, so connections do not fall into step) before each request, which offers a fixed rate
+    (connections x 1000 / pace_ms per second, a little less as responses take time) instead of as many
+    requests as the server can take."""
+
     def quote(text: str) -> str:
         return json.dumps(text)  # a JSON string literal is a valid Lua string literal for ASCII text
 
@@ -199,13 +204,23 @@ def lua_script(case: Case, directory: Path) -> Path:
         lines.append(f"wrk.headers[{quote(name)}] = {quote(value)}")
     if case.body is not None:
         lines.append(f"wrk.body = {quote(case.body)}")
-    path = directory / (re.sub(r"[^a-z0-9]+", "_", case.name.lower()) + ".lua")
+    if pace_ms is not None:
+        lines.append(f"function delay() return math.random() * {2 * pace_ms:.3f} end")
+    suffix = "" if pace_ms is None else f"_paced_{int(pace_ms * 1000)}"
+    path = directory / (re.sub(r"[^a-z0-9]+", "_", case.name.lower()) + suffix + ".lua")
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def run_wrk(url: str, case: Case, args: argparse.Namespace, directory: Path, duration: int) -> Result:
-    script = lua_script(case, directory)
+def run_wrk(
+    url: str,
+    case: Case,
+    args: argparse.Namespace,
+    directory: Path,
+    duration: int,
+    pace_ms: float | None = None,
+) -> Result:
+    script = lua_script(case, directory, pace_ms)
     command = [
         "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{max(1, duration)}s", "--latency",
         "--timeout", "5s", "-s", str(script), url + case.path,
