@@ -3,7 +3,6 @@ and when access goes — at the exact instant the retries run out, not before.""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -14,7 +13,7 @@ from litestar import Litestar
 from gateway.config import Settings
 from tests.dunning.helpers import START, Subscriber, subscriber
 from tests.entitlements.test_check_api import check, synced
-from tests.notifications.smtp import Mailbox, SmtpServer, text_part
+from tests.notifications.smtp import Mailbox, SmtpServer, mailing_to, text_part
 from tests.payments.conftest import PayKit
 
 RENEWAL = START.replace(month=2)
@@ -31,13 +30,7 @@ def smtp() -> Iterator[tuple[Mailbox, SmtpServer]]:
 
 @pytest.fixture
 def settings(settings: Settings, smtp: tuple[Mailbox, SmtpServer]) -> Settings:
-    return dataclasses.replace(
-        settings,
-        mail_transport="smtp",
-        smtp_port=smtp[1].port,
-        mail_link_base_url="https://billing.acme.example",
-        issuer_name="Acme Cloud",
-    )
+    return mailing_to(settings, smtp[1])
 
 
 def subjects(mailbox: Mailbox) -> list[str]:

@@ -3,6 +3,7 @@ first messages with a temporary failure (451)."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -10,6 +11,8 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from gateway.config import Settings
 
 
 @dataclass
@@ -60,6 +63,17 @@ class SmtpServer:
 
     def __exit__(self, *_: object) -> None:
         self.controller.stop()
+
+
+def mailing_to(settings: Settings, smtp: SmtpServer) -> Settings:
+    """`settings` sending mail to `smtp`, as Acme Cloud, with links to its billing site."""
+    return dataclasses.replace(
+        settings,
+        mail_transport="smtp",
+        smtp_port=smtp.port,
+        mail_link_base_url="https://billing.acme.example",
+        issuer_name="Acme Cloud",
+    )
 
 
 def text_part(message: EmailMessage) -> str:

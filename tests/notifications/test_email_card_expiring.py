@@ -6,14 +6,13 @@ in their language, with the link to update the method. Not a second early, and n
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.config import Settings
 from gateway.db.session import Database
 from gateway.kernel.clock import FrozenClock
-from tests.notifications.smtp import Mailbox, SmtpServer, text_part
+from tests.notifications.smtp import Mailbox, SmtpServer, mailing_to, text_part
 from tests.payments.test_sandbox_stories import World, eventually, world_on
 
 SAVED = datetime(2027, 1, 10, tzinfo=UTC)
@@ -34,14 +33,7 @@ async def test_a_card_that_cannot_be_renewed_is_announced_once_thirty_days_ahead
 ) -> None:
     mailbox = Mailbox()
     with SmtpServer(mailbox) as smtp:
-        mailing = dataclasses.replace(
-            settings,
-            mail_transport="smtp",
-            smtp_port=smtp.port,
-            mail_link_base_url="https://billing.acme.example",
-            issuer_name="Acme Cloud",
-        )
-        async with world_on(db, clock, mailing) as world:
+        async with world_on(db, clock, mailing_to(settings, smtp)) as world:
             test_clock = (await world.api.post("/v1/test_clocks", {"frozen_time": SAVED.isoformat()}))["id"]
             customers: dict[str, Any] = {}
             for name, email, locale in [

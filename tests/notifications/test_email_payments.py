@@ -3,12 +3,10 @@ mail with the link to update the payment method, over a real SMTP server."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from gateway.config import Settings
 from gateway.db.session import Database
 from gateway.kernel.clock import FrozenClock
-from tests.notifications.smtp import Mailbox, SmtpServer, text_part
+from tests.notifications.smtp import Mailbox, SmtpServer, mailing_to, text_part
 from tests.payments.test_sandbox_stories import eventually, world_on
 
 
@@ -17,14 +15,7 @@ async def test_a_declined_card_mails_payment_failed_with_the_update_link(
 ) -> None:
     mailbox = Mailbox()
     with SmtpServer(mailbox) as smtp:
-        mailing = dataclasses.replace(
-            settings,
-            mail_transport="smtp",
-            smtp_port=smtp.port,
-            mail_link_base_url="https://billing.acme.example",
-            issuer_name="Acme Cloud",
-        )
-        async with world_on(db, clock, mailing) as world:
+        async with world_on(db, clock, mailing_to(settings, smtp)) as world:
             short = await world.api.post(
                 "/v1/customers",
                 {"name": "Short", "email": "ap@short.example", "currency": "EUR", "country": "NL"},
