@@ -379,8 +379,9 @@ class EmailQueuer:
 
     def _link(self, path: str) -> str:
         """A page of the customer portal. Opened without a portal session, it asks the reader to sign in
-        with their organisation's SSO or to open Billing from the app again (a bearer link in an e-mail
-        that anyone it is forwarded to could use is what this avoids)."""
+        with their organisation's SSO, with a code mailed to the billing address (back to this page), or
+        to open Billing from the app again (a bearer link in an e-mail that anyone it is forwarded to
+        could use is what this avoids)."""
         return f"{self.config.link_base_url}{path}"
 
     async def _context(
