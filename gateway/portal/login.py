@@ -105,19 +105,22 @@ class PortalLoginService:
         # Keyed and bound to the row: a million guesses against a copied table find nothing without the key.
         return hmac.new(self._key, f"{login_id}:{code}".encode(), hashlib.sha256).hexdigest()
 
-    async def customers_of(self, email: str) -> list[Customer]:
+    async def customers_of(self, email: str, *, lock: bool = False) -> list[Customer]:
         """Wall-clock customers whose billing e-mail is `email` (already normalized), oldest first."""
-        rows = await self.session.scalars(
+        query = (
             select(Customer)
             .where(func.lower(func.trim(Customer.email)) == email, Customer.test_clock_id.is_(None))
             .order_by(Customer.created_at, Customer.id)
         )
+        rows = await self.session.scalars(query.with_for_update() if lock else query)
         return list(rows.all())
 
     async def request_code(self, email: str) -> bool:
         """Make and mail a code for `email` when it is a customer's billing address and the hour's
         allowance is not used up; True when a mail was queued (the page must not tell)."""
-        customers = await self.customers_of(email)
+        # Locked: concurrent requests for one address take turns, so the hour's count cannot be read by
+        # two at once and exceeded (PostgreSQL; SQLite has one writer anyway).
+        customers = await self.customers_of(email, lock=True)
         if not customers:
             return False
         now = self.clock.now()
