@@ -19,7 +19,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.response import Template
+from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.kernel.clock import Clock
@@ -141,4 +141,17 @@ async def choose_customer(
     return into_portal(opened.token, request, next_path)
 
 
-ROUTES = [login_form, request_code, verify_code, choose_customer]
+@get(
+    ["/login/verify", "/login/choose"],
+    summary="Back to the sign-in page (where the pages' language links lead after a posted step)",
+)
+async def back_to_login(request: Request[Any, Any, Any]) -> Response[Any]:
+    # The steps after the first are answers to POSTs; the layout's language links (`?lang=nl`) GET the
+    # same path. The code and the choice token are not in a URL, so the visitor starts again, in the
+    # language picked.
+    lang = request.query_params.get("lang", "")[:8]
+    target = f"/portal/login?lang={lang}" if lang.isalpha() else "/portal/login"
+    return Redirect(target, status_code=303)
+
+
+ROUTES = [login_form, request_code, verify_code, choose_customer, back_to_login]

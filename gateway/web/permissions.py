@@ -418,6 +418,8 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "POST /portal/login":                                           (ANYONE, None),
     "POST /portal/login/verify":                                    (ANYONE, None),
     "POST /portal/login/choose":                                    (ANYONE, None),
+    "GET /portal/login/verify":                                     (ANYONE, None),
+    "GET /portal/login/choose":                                     (ANYONE, None),
     # the portal's pages: the customer's portal session (cookie `tg_portal`), checked by the pages
     "GET /portal":                                                  (END_USER, None),
     "GET /portal/cancel":                                           (END_USER, None),

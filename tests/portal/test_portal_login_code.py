@@ -175,6 +175,10 @@ async def test_a_code_for_a_known_address_arrives_in_dutch_and_opens_that_custom
         )
     assert opened is not None and (opened.tenant_id, opened.data) == (jansen, {"login_code": row.id})
 
+    # The page's language links after a posted step lead back to the first step, in that language.
+    switched = await b.client.get("/portal/login/verify", params={"lang": "nl"}, follow_redirects=False)
+    assert (switched.status_code, switched.headers["location"]) == (303, "/portal/login?lang=nl")
+
     # Once only.
     again = await b.verify(JANSEN, code)
     assert again.status_code == 422 and WRONG in again.text and "tg_portal" not in again.cookies

@@ -110,3 +110,28 @@ async def test_a_code_that_expired_before_the_relay_got_to_it_is_not_mailed(
         await queuer.handle(session, event)
         [queued] = (await session.scalars(select(EmailMessage))).all()
     assert (queued.recipient, queued.template, queued.status) == (ADDRESS, "portal_login_code", "pending")
+
+
+async def test_the_right_code_twice_at_once_opens_once_and_wrong_tries_stop_at_five(
+    db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _jansen(db, clock)
+    monkeypatch.setattr("gateway.portal.login.secrets.randbelow", lambda _n: 42)
+    async with db.unit_of_work() as session:
+        assert await PortalLoginService(session, clock, BOX).request_code(ADDRESS)
+
+    async def verify(code: str) -> bool:
+        async with db.unit_of_work() as session:
+            return await PortalLoginService(session, clock, BOX).verify(ADDRESS, code) is not None
+
+    assert sorted(await asyncio.gather(verify("000042"), verify("000042"))) == [False, True]
+
+    async with db.unit_of_work() as session:
+        assert await PortalLoginService(session, clock, BOX).request_code(ADDRESS)
+    assert await asyncio.gather(*(verify("999999") for _ in range(8))) == [False] * 8
+    assert await verify("000042") is False  # dead after five wrong tries
+    async with db.unit_of_work() as session:
+        newest = await session.scalar(
+            select(PortalLoginCode).order_by(PortalLoginCode.created_at.desc(), PortalLoginCode.id.desc())
+        )
+    assert newest is not None and (newest.tries, newest.used_at) == (5, None)
