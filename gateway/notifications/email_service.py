@@ -186,8 +186,14 @@ async def resend_message(session: AsyncSession, clock: Clock, original: EmailMes
     """Queue a copy of a sent or failed message (support's "resend the invoice"): the same content, a new
     Message-ID and Date, a row of its own (its `event_id` is the copy's id, so the original's
     once-per-recipient guarantee is untouched). A message still queued, skipped, or to an address now
-    suppressed is refused (409)."""
-    if original.status not in RESENDABLE or original.template in ONE_TIME_TEMPLATES:
+    suppressed, or a one-time sign-in code, is refused (409)."""
+    if original.template in ONE_TIME_TEMPLATES:
+        raise Conflict(
+            "a one-time sign-in code is not resent: its stored copy is gone and the code is used or "
+            "expired; the customer asks for a new one",
+            code="email_not_resendable",
+        )
+    if original.status not in RESENDABLE:
         raise Conflict(
             f"an e-mail that is {original.status} cannot be resent; only {', '.join(RESENDABLE)} ones",
             code="email_not_resendable",

@@ -163,6 +163,9 @@ async def test_a_code_for_a_known_address_arrives_in_dutch_and_opens_that_custom
         "nl",
         "",
     )
+    # Support cannot resend it either: there is nothing left to send, and the code is single-use.
+    resend = await api.post(f"/v1/email_messages/{stored.id}/resend", expect=409)
+    assert resend["code"] == "email_not_resendable"
 
     landed = await b.verify(JANSEN, code)
     assert signed_in(landed) == "/portal"
