@@ -1,6 +1,7 @@
 """Portal sign-in by an e-mailed code in Chromium, English and Dutch (WEB.md: roles and labels, axe on every
 page and state, a screenshot of each): the address asked, the code page, a wrong code refused beside the
-field, the right one landing on the portal page the visitor was going to. The code comes from a real SMTP
+field, the right one asking which of the address's two customers, then landing on the portal page the
+visitor was going to. The code comes from a real SMTP
 server (aiosmtpd) that the served Tiergate's own background relay mails it to."""
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ async def test_sign_in_with_an_emailed_code_in_english_and_dutch(
     base = f"http://127.0.0.1:{settings.port}"
     errors = console_errors(page)
     async with served(settings, clock, db) as api:
+        # Two customers share the address: after the code, the page asks which one.
         await api.post("/v1/customers", {"name": "Bakkerij Jansen", "email": ADDRESS, "currency": "EUR"})
+        await api.post("/v1/customers", {"name": "Jansen Catering", "email": ADDRESS, "currency": "EUR"})
 
         # English: from a page that needed a session, so the sign-in returns there.
         await page.goto(f"{base}/portal/login?next=/portal/billing_details")
@@ -87,7 +90,13 @@ async def test_sign_in_with_an_emailed_code_in_english_and_dutch(
         await screenshot(page, "portal-login-code-wrong-en")
         await page.get_by_label("Code").fill(code)
         await page.get_by_role("button", name="Sign in").click()
+        assert await page.get_by_role("group", name="Customer").is_visible()
+        await axe_check(page)
+        await screenshot(page, "portal-login-choose-en")
+        await page.get_by_label("Jansen Catering").check()
+        await page.get_by_role("button", name="Open billing").click()
         assert page.url == f"{base}/portal/billing_details"
+        assert await page.get_by_label("Name or company").input_value() == "Jansen Catering"
         assert await page.get_by_role("heading", level=1).inner_text() == "Billing details"
 
         # Dutch, picked on the page.
