@@ -22,6 +22,7 @@ from gateway.notifications import relay as relay_models
 from gateway.payments import models as payment_models
 from gateway.portal import config_models as portal_config_models
 from gateway.portal import experiment_models as portal_experiment_models
+from gateway.portal import login_models as portal_login_models
 from gateway.portal import session_models as portal_session_models
 from gateway.provisioning import models as provisioning_models
 from gateway.scim import models as scim_models
@@ -51,6 +52,7 @@ __all__ = [
     "payment_models",
     "portal_config_models",
     "portal_experiment_models",
+    "portal_login_models",
     "portal_session_models",
     "provisioning_models",
     "relay_models",

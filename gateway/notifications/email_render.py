@@ -113,6 +113,10 @@ TEMPLATES: dict[str, TemplateSpec] = {
             False,
             {"feature": "api_calls", "threshold": 80, "used": 8000, "allowance": 10000},
         ),
+        # The portal's e-mailed sign-in code (gateway/portal/login.py): transactional, no link to follow.
+        TemplateSpec(
+            "portal_login_code", _("Your sign-in code for %(brand)s"), True, {"code": "123456", "minutes": 10}
+        ),
     )
 }
 

@@ -47,6 +47,7 @@ from gateway.kernel.ids import new_id
 from gateway.notifications.email_models import EmailBranding, EmailMessage, EmailPreference, EmailSuppression
 from gateway.notifications.email_render import TEMPLATES, Brand, render
 from gateway.notifications.email_transport import MailSendError, MailTransport
+from gateway.security.secretbox import SecretBox, column_context
 
 log = logging.getLogger("tiergate.mail")
 
@@ -81,8 +82,22 @@ DUNNING_TEMPLATES = frozenset(
 )
 
 
+# The portal's e-mailed sign-in code (gateway/portal/login.py). The event carries the code sealed by the
+# secret box (bound to the code's row id), because the portal keeps only its HMAC and the mail must say it.
+LOGIN_CODE_EVENT = "portal_login.code_requested"
+LOGIN_CODE_TEMPLATE = "portal_login_code"
+# Mails whose content is a one-time secret: once sent (or given up), the stored copy is blanked and they
+# are never resent (a resent code would be dead anyway; a stored live one is a credential lying around).
+ONE_TIME_TEMPLATES = frozenset({LOGIN_CODE_TEMPLATE})
+
+
+def login_code_context(login_id: str) -> str:
+    """What a login code sealed into its outbox event is bound to: its own row, nothing else."""
+    return column_context("portal_login_codes", "code", login_id)
+
+
 def wants_email(type_: str) -> bool:
-    return type_ in EVENT_TEMPLATES or type_ == DUNNING_EVENT
+    return type_ in EVENT_TEMPLATES or type_ in (DUNNING_EVENT, LOGIN_CODE_EVENT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +186,13 @@ async def resend_message(session: AsyncSession, clock: Clock, original: EmailMes
     """Queue a copy of a sent or failed message (support's "resend the invoice"): the same content, a new
     Message-ID and Date, a row of its own (its `event_id` is the copy's id, so the original's
     once-per-recipient guarantee is untouched). A message still queued, skipped, or to an address now
-    suppressed is refused (409)."""
+    suppressed, or a one-time sign-in code, is refused (409)."""
+    if original.template in ONE_TIME_TEMPLATES:
+        raise Conflict(
+            "a one-time sign-in code is not resent: its stored copy is gone and the code is used or "
+            "expired; the customer asks for a new one",
+            code="email_not_resendable",
+        )
     if original.status not in RESENDABLE:
         raise Conflict(
             f"an e-mail that is {original.status} cannot be resent; only {', '.join(RESENDABLE)} ones",
@@ -223,12 +244,16 @@ async def _dunning_speaks(session: AsyncSession, data: dict[str, Any]) -> bool:
 class EmailQueuer:
     """The relay consumer: outbox event → rendered messages, one row per recipient."""
 
-    def __init__(self, clock: Clock, config: MailConfig) -> None:
+    def __init__(self, clock: Clock, config: MailConfig, box: SecretBox | None = None) -> None:
         self.clock = clock
         self.config = config
+        self.box = box  # opens the sealed sign-in codes; without it none is mailed
 
     async def handle(self, session: AsyncSession, event: OutboxEvent) -> None:
         data = event.data or {}
+        if event.type == LOGIN_CODE_EVENT:
+            await self._login_code(session, event, data)
+            return
         if event.type == DUNNING_EVENT:
             template = str(data.get("template", ""))
             if template not in DUNNING_TEMPLATES:
@@ -293,6 +318,51 @@ class EmailQueuer:
             )
         await session.flush()
 
+    async def _login_code(self, session: AsyncSession, event: OutboxEvent, data: dict[str, Any]) -> None:
+        """One mail, to the address the code was asked for only (not the customers' billing members: the
+        code signs in whoever holds that address), in the language of the customer it names."""
+        address = str(data.get("email") or "").strip().lower()
+        expires_at = datetime.fromisoformat(str(data.get("expires_at")))
+        if not address or expires_at <= self.clock.now():
+            return  # ran out before the relay got to it: a dead code is not worth a mail
+        if self.box is None:
+            log.warning("sign-in code %s: no secret box to open it; not mailed", event.aggregate_id)
+            return
+        already = await session.scalar(
+            select(EmailMessage.id).where(
+                EmailMessage.event_id == event.event_id, EmailMessage.recipient == address
+            )
+        )
+        if already is not None:
+            return
+        code = self.box.open(str(data.get("code") or ""), context=login_code_context(event.aggregate_id))
+        customer = await session.get(Customer, event.tenant_id) if event.tenant_id else None
+        locale = customer_locale(customer)
+        brand = await brand_for(session, event.tenant_id, self.config.issuer.name)
+        minutes = int(data.get("minutes") or 10)
+        rendered = render(LOGIN_CODE_TEMPLATE, {"code": code, "minutes": minutes}, locale, brand)
+        now = self.clock.now()
+        row_id = new_id("em")
+        session.add(
+            EmailMessage(
+                id=row_id,
+                tenant_id=event.tenant_id,
+                event_id=event.event_id,
+                event_type=event.type,
+                template=LOGIN_CODE_TEMPLATE,
+                recipient=address,
+                locale=locale,
+                subject=rendered.subject[:500],
+                raw=self._mime(row_id, address, rendered, brand, locale, now, None).as_string(),
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                last_error=None,
+                created_at=now,
+            )
+        )
+        await session.flush()
+
     async def recipients(self, session: AsyncSession, customer: Customer) -> list[str]:
         found: list[str] = []
         if customer.email:
@@ -315,8 +385,9 @@ class EmailQueuer:
 
     def _link(self, path: str) -> str:
         """A page of the customer portal. Opened without a portal session, it asks the reader to sign in
-        with their organisation's SSO or to open Billing from the app again (a bearer link in an e-mail
-        that anyone it is forwarded to could use is what this avoids)."""
+        with their organisation's SSO, with a code mailed to the billing address (back to this page), or
+        to open Billing from the app again (a bearer link in an e-mail that anyone it is forwarded to
+        could use is what this avoids)."""
         return f"{self.config.link_base_url}{path}"
 
     async def _context(
@@ -523,3 +594,5 @@ class EmailSender:
                     row.status, row.next_attempt_at = "failed", None
                 else:
                     row.next_attempt_at = now + self.config.delay(row.attempts)
+                if row.template in ONE_TIME_TEMPLATES and row.status != "pending":
+                    row.raw = ""  # the code it carried is not kept once the mail is out of our hands

@@ -30,7 +30,7 @@ from gateway.kernel.errors import DomainError
 from gateway.payments.methods import MethodService
 from gateway.payments.runtime import PaymentsRuntime
 from gateway.payments.service import PaymentService
-from gateway.portal import pages_manage, portal_sso
+from gateway.portal import login_pages, pages_manage, portal_sso
 from gateway.portal.config import ACTIONS, PortalConfigService, PortalSettings
 from gateway.portal.entry import into_portal
 from gateway.portal.feedback import offer_text, reasons
@@ -416,5 +416,11 @@ async def overview_page(
 API_CONTROLLERS = [PortalConfigurationController, PortalSessionController]
 PORTAL_PAGES = page_router(
     path="/portal",
-    route_handlers=[PortalEntryController, PortalPagesController, *pages_manage.ROUTES, *portal_sso.ROUTES],
+    route_handlers=[
+        PortalEntryController,
+        PortalPagesController,
+        *pages_manage.ROUTES,
+        *portal_sso.ROUTES,
+        *login_pages.ROUTES,
+    ],
 )

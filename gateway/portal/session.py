@@ -125,6 +125,22 @@ class PortalSessionService:
         )
         return opened
 
+    async def open_by_email_code(self, customer_id: str, *, login_id: str, locale: str | None) -> Opened:
+        """A portal session for whoever typed the right e-mailed code for the customer's billing address
+        (gateway/portal/login.py checked it): as a link issued and opened at once, with no link to leak."""
+        issued = await self.issue(customer_id, scope=customer_id, return_url=None, locale=locale)
+        opened = await self.open(issued.token)
+        await record_change(
+            self.session,
+            "portal_session.opened_by_email_code",
+            "portal_session",
+            opened.row.id,
+            self.clock.now(),
+            tenant_id=customer_id,
+            login_code=login_id,
+        )
+        return opened
+
     async def authenticate(self, token: str) -> PortalSession:
         """The session a `tg_portal` cookie names, while it lasts."""
         now = self.clock.now()

@@ -119,7 +119,7 @@ def consumers(clock: Clock, wiring: Wiring) -> list[Consumer]:
         ),
         Consumer(
             "email",
-            EmailQueuer(clock, wiring.mail).handle,
+            EmailQueuer(clock, wiring.mail, wiring.secrets).handle,
             wants_email if wiring.mail_transport is not None else (lambda _type: False),
         ),
     ]

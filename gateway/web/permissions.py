@@ -412,6 +412,14 @@ _TABLE: dict[str, tuple[Caller, str | None]] = {
     "GET /portal/session/{token}":                                  (ANYONE, None),
     # a member's SSO session (cookie `tg_session`) whose role manages billing (asked of the engine)
     "GET /portal/sso":                                              (END_USER, None),
+    # sign-in by a code e-mailed to the billing address (gateway/portal/login_pages.py): the code is the
+    # credential, checked by the pages; the same answer for any address, throttled per address
+    "GET /portal/login":                                            (ANYONE, None),
+    "POST /portal/login":                                           (ANYONE, None),
+    "POST /portal/login/verify":                                    (ANYONE, None),
+    "POST /portal/login/choose":                                    (ANYONE, None),
+    "GET /portal/login/verify":                                     (ANYONE, None),
+    "GET /portal/login/choose":                                     (ANYONE, None),
     # the portal's pages: the customer's portal session (cookie `tg_portal`), checked by the pages
     "GET /portal":                                                  (END_USER, None),
     "GET /portal/cancel":                                           (END_USER, None),

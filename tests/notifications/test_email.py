@@ -268,7 +268,7 @@ async def test_dunning_requests_use_their_template_and_an_unknown_one_is_skipped
 
 async def test_preview_in_both_languages_with_the_tenant_branding(api: Api) -> None:
     names = [t["name"] for t in (await api.get("/v1/email_templates"))["data"]]
-    assert len(names) == 12 and "invoice_finalized" in names and "usage_threshold" in names
+    assert len(names) == 13 and "invoice_finalized" in names and "portal_login_code" in names
     branding = await api.call(
         "PUT",
         "/v1/email_branding",
