@@ -2,7 +2,7 @@
 of its inputs (gateway/metrics/rollups.py). A cache of what the ledger says: dropping it loses nothing.
 
 Revision ID: rollups_2026_12e
-Revises: segments_2026_12d
+Revises: otp_2026_12d
 Create Date: 2026-12-04 07:00:00
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "rollups_2026_12e"
-down_revision: str | None = "segments_2026_12d"
+down_revision: str | None = "otp_2026_12d"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
