@@ -45,6 +45,8 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from gateway.config import Settings  # noqa: E402
+
 KEY = "tg_sk_bench_http_check_0123456789abcdef"
 BATCH = 100
 TARGET_THROUGHPUT_RATIO = 0.8
@@ -114,8 +116,13 @@ def server_command(kind: str, target: str, factory: bool, port: int, workers: in
             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
             "--no-access-log", "--log-level", "warning", "--app-dir", str(ROOT / "benchmarks"),
         ]  # fmt: skip
+    # As `tiergate serve` runs granian (its runtime and task settings; GRANIAN_* in the environment win).
+    settings = Settings()
+    runtime = os.environ.get("GRANIAN_RUNTIME_MODE", settings.server_runtime_mode)
+    tasks = os.environ.get("GRANIAN_TASK_IMPL", settings.server_task_impl)
     return [
         sys.executable, "-m", "granian", "--interface", "asgi", *(["--factory"] if factory else []),
+        "--runtime-mode", runtime, "--task-impl", tasks,
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-access-log",
         "--log-level", "warning", "--working-dir", str(ROOT / "benchmarks"), target,
     ]  # fmt: skip

@@ -8,6 +8,7 @@ with wrk, and prints, per suspect, how many of the slow requests it overlapped. 
 around it is not.
 
     .venv/bin/python benchmarks/profile_check_stalls.py [--duration 15] [--slow-ms 50] [--server uvicorn]
+        [--rate 1000]
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--what", default="/v1/check permission,/v1/authz/forward")
+    parser.add_argument("--rate", type=int, default=0, help="requests/s offered (0: as many as taken)")
     parser.add_argument(
         "--before", action="store_true", help="full stack, heap not frozen (the key-cache fix stays in)"
     )
@@ -132,10 +134,11 @@ def main() -> int:
             try:
                 fx = fixture(server.url, customers)
                 case: Case = next(c for c in cases(fx) if c.name == case_name)
-                run_wrk(server.url, case, args, tmp, 2)
+                pace = args.connections * 1000 / args.rate if args.rate else None
+                run_wrk(server.url, case, args, tmp, 2, pace)
                 # The window: the measured run only (perf_counter is system-wide monotonic on Linux).
                 begin = time.perf_counter()
-                result = run_wrk(server.url, case, args, tmp, args.duration)
+                result = run_wrk(server.url, case, args, tmp, args.duration, pace)
                 end = time.perf_counter()
             finally:
                 server.stop()

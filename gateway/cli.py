@@ -168,6 +168,8 @@ async def _seed_history() -> None:
 
 
 SERVERS = ("granian", "uvicorn")
+RUNTIME_MODES = ("st", "mt")  # granian's RuntimeModes, but `auto`
+TASK_IMPLS = ("asyncio", "rust")  # granian's TaskImpl
 # What each worker process builds: the app, with its heap frozen after start-up (gateway/app.py).
 APP_FACTORY = "gateway.app:create_served_app"
 
@@ -196,6 +198,15 @@ def serve(host: str | None, port: int | None, workers: int, demo: bool, server: 
     kind = server or settings.server
     if kind not in SERVERS:
         raise click.BadParameter(f"{kind!r}: one of {', '.join(SERVERS)}", param_hint="server (config)")
+    if settings.server_runtime_mode not in RUNTIME_MODES:
+        raise click.BadParameter(
+            f"{settings.server_runtime_mode!r}: one of {', '.join(RUNTIME_MODES)}",
+            param_hint="server_runtime_mode",
+        )
+    if settings.server_task_impl not in TASK_IMPLS:
+        raise click.BadParameter(
+            f"{settings.server_task_impl!r}: one of {', '.join(TASK_IMPLS)}", param_hint="server_task_impl"
+        )
     if demo:
         key = settings.bootstrap_api_key or "tg_sk_demo_local_only"
         os.environ["TIERGATE_BOOTSTRAP_API_KEY"] = key
@@ -226,7 +237,7 @@ def _serve_uvicorn(settings: Settings, workers: int) -> None:
 
 def _serve_granian(settings: Settings, workers: int) -> None:
     from granian import Granian
-    from granian.constants import Interfaces, Loops
+    from granian.constants import Interfaces, Loops, RuntimeModes, TaskImpl
     from granian.log import LogLevels
 
     Granian(
@@ -239,6 +250,10 @@ def _serve_granian(settings: Settings, workers: int) -> None:
         # uvloop where installed (granian's `auto`), else asyncio. TCP_NODELAY: granian sets it on each
         # worker's listening socket, and Linux hands it to every connection accepted there.
         loop=Loops.auto,
+        # One Python event loop per worker: a single-threaded Rust runtime beside it hands requests over
+        # with less cross-thread jitter (the tail under load; numbers in gateway/config.py).
+        runtime_mode=RuntimeModes(settings.server_runtime_mode),
+        task_impl=TaskImpl(settings.server_task_impl),
         log_level=LogLevels(settings.log_level.lower()),
         log_access=False,
         # Granian's own lines in Tiergate's one format (gateway/logs.py).

@@ -40,6 +40,13 @@ class Settings:
     # `tiergate serve`: "granian" (default; Rust HTTP, one event loop per worker, uvloop where installed)
     # or "uvicorn".
     server: str = "granian"
+    # Granian's Rust runtime per worker: "st" (default; one thread, beside the worker's one event loop)
+    # or "mt". And how it runs each request's coroutine: "asyncio" (default) or "rust" (granian calls it
+    # experimental; Python < 3.12 only). Measured with nginx auth_request at 2,000 req/s over 32
+    # connections: added p99 2.09 ms (mt, asyncio), 1.71 ms (st), 1.38 ms (st, rust):
+    # benchmarks/bench_forward_auth.py.
+    server_runtime_mode: str = "st"
+    server_task_impl: str = "asyncio"
     # One test-clock advance moves the clock at most this many calendar months (bounds one request's work).
     test_clock_max_advance_months: int = 24
     # Decision engine: how often each replica looks for changes when nobody nudged it, and how old its

@@ -34,7 +34,7 @@ def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 def test_granian_serves_by_default_with_the_served_factory(env: pytest.MonkeyPatch) -> None:
     import granian
-    from granian.constants import Interfaces, Loops
+    from granian.constants import Interfaces, Loops, RuntimeModes, TaskImpl
 
     FakeGranian.made.clear()
     env.setattr(granian, "Granian", FakeGranian)
@@ -44,7 +44,25 @@ def test_granian_serves_by_default_with_the_served_factory(env: pytest.MonkeyPat
     assert made["target"] == "gateway.app:create_served_app" and made["factory"] is True
     assert (made["address"], made["port"], made["workers"]) == ("127.0.0.1", 8812, 2)
     assert made["interface"] == Interfaces.ASGI and made["loop"] == Loops.auto  # uvloop where installed
+    assert (made["runtime_mode"], made["task_impl"]) == (RuntimeModes.st, TaskImpl.asyncio)
     assert made["served"] is True
+
+
+def test_granians_runtime_and_task_implementation_are_settings(env: pytest.MonkeyPatch) -> None:
+    import granian
+    from granian.constants import RuntimeModes, TaskImpl
+
+    FakeGranian.made.clear()
+    env.setattr(granian, "Granian", FakeGranian)
+    env.setenv("TIERGATE_SERVER_RUNTIME_MODE", "mt")
+    env.setenv("TIERGATE_SERVER_TASK_IMPL", "rust")
+    result = CliRunner().invoke(cli.main, ["serve"])
+    assert result.exit_code == 0, result.output
+    [made] = FakeGranian.made
+    assert (made["runtime_mode"], made["task_impl"]) == (RuntimeModes.mt, TaskImpl.rust)
+    env.setenv("TIERGATE_SERVER_RUNTIME_MODE", "many")
+    refused = CliRunner().invoke(cli.main, ["serve"])
+    assert refused.exit_code != 0 and "'many': one of st, mt" in refused.output
 
 
 def test_uvicorn_on_request_by_flag_or_setting(env: pytest.MonkeyPatch) -> None:
