@@ -11,7 +11,7 @@ events) gets each customer's signup in a random month of the two years at $9/$29
 later); `metrics_subscriptions` a trial for half of them (60 % convert). Then, in the same run:
 - dashboard: `gateway.admin.dashboard.board` + `cohorts` (what GET /admin/dashboard computes): the closed
   months from their roll-ups (gateway/metrics/rollups.py), the month in progress from the history read
-  once, payments and dunning queried per month;
+  once, payments and dunning read for all the months at once;
 - first visit: the same with no roll-up kept (as after a change to an old month): every month from the
   one pass over the history, then kept;
 - baseline: the same months as 24 calls of `window_report` (GET /v1/metrics each) + the cohorts query;

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.kernel.clock import format_timestamp
 from gateway.kernel.periods import add_months
 from gateway.metrics.history import MrrHistory
-from gateway.metrics.report import mrr_side, window_report
+from gateway.metrics.report import churn_of, live_parts, mrr_report
 from gateway.metrics.rollups import MonthRollups, rolled_up
 from gateway.metrics.service import MetricsService, Scope, cohort_rows, month_ends
 
@@ -56,7 +56,8 @@ async def board(session: AsyncSession, scope: Scope, now: datetime, months: int)
     """Each month's report. Closed months of the unsegmented scope come from their roll-ups while these
     are right (gateway/metrics/rollups.py); the others from one pass over the MRR history
     (gateway/metrics/history.py) and the trials from one query, instead of queries per month, and the
-    closed ones among them are kept. Payments and dunning are read live for every month."""
+    closed ones among them are kept. Payments and dunning are read live, for all the months at once
+    (`report.live_parts`: what `GET /v1/metrics` reads for one window)."""
     windows = month_windows(now, months)
     store = MonthRollups(session, scope) if rolled_up(scope) else None
     closed = [(start, end) for start, end in windows if end == add_months(start, 1)]
@@ -69,18 +70,23 @@ async def board(session: AsyncSession, scope: Scope, now: datetime, months: int)
     snaps = history.snapshots([bound for window in todo for bound in window])
     # The months' trials in one query, counted per month as `MetricsService.trials` counts one.
     endings = await MetricsService(session).trial_endings(scope, todo[0][0], todo[-1][1]) if todo else []
-    rows = []
+    reports: list[dict[str, Any]] = []
     for start, end in windows:
         if start in kept:
-            report = await window_report(session, scope, start, end, kept=kept[start])
-        else:
-            ended = [converted for at, converted in endings if start <= at < end]
-            report = await window_report(
-                session, scope, start, end, ends=(snaps[start], snaps[end]), trials=(sum(ended), len(ended))
-            )
-            if store is not None and start in prints:
-                await store.keep(start, prints[start], mrr_side(report), now)
-        rows.append(Month(start, end, report))
+            reports.append(dict(kept[start]))
+            continue
+        ended = [converted for at, converted in endings if start <= at < end]
+        report = await mrr_report(
+            session, scope, start, end, ends=(snaps[start], snaps[end]), trials=(sum(ended), len(ended))
+        )
+        if store is not None and start in prints:
+            await store.keep(start, prints[start], report, now)
+        reports.append(report)
+    live = await live_parts(session, scope, windows, [churn_of(report) for report in reports])
+    rows = [
+        Month(start, end, {**report, **parts})
+        for (start, end), report, parts in zip(windows, reports, live, strict=True)
+    ]
     return Board(rows, history)
 
 

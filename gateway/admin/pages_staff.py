@@ -82,6 +82,19 @@ async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
     return {k: str(v)[:400] for k, v in (await request.form()).items() if k != "_csrf_token"}
 
 
+async def _refused_on_row(
+    request: Request[Any, Any, Any],
+    staff: StaffService,
+    principal: Principal,
+    staff_id: str,
+    exc: DomainError,
+) -> Template:
+    """The page again, the refusal (its code, worded by the template) beside that staff member's row."""
+    return await _staff_page(
+        request, staff, principal, row_error=(staff_id, exc.error_code), status_code=exc.status
+    )
+
+
 @get("/staff", summary="The staff: roles, who is active, last sign-ins")
 async def staff_page(
     request: Request[Any, Any, Any],
@@ -133,9 +146,7 @@ async def change_staff(
     try:
         member = await staff.change(member.id, role=role, active=active, acting=acting_staff(principal))
     except DomainError as exc:
-        return await _staff_page(
-            request, staff, principal, row_error=(member.id, exc.error_code), status_code=exc.status
-        )
+        return await _refused_on_row(request, staff, principal, member.id, exc)
     if member.active != was_active:
         done = "reactivated" if member.active else "deactivated"
     else:
@@ -157,9 +168,7 @@ async def staff_login_link(
     try:
         token = await staff.issue_login_link(member)
     except DomainError as exc:
-        return await _staff_page(
-            request, staff, principal, row_error=(member.id, exc.error_code), status_code=exc.status
-        )
+        return await _refused_on_row(request, staff, principal, member.id, exc)
     return await _staff_page(request, staff, principal, link=(member.email, login_url(state.settings, token)))
 
 

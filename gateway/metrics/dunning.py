@@ -18,6 +18,7 @@ clock's, and a segment's runs (by their invoice, as payments are: `service.invoi
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.dunning.domain import FinalAction, RunStatus
 from gateway.dunning.models import DunningRun
+from gateway.kernel.clock import ensure_utc
 from gateway.metrics.domain import rate_text, ratio
+from gateway.metrics.payments import Windows, window_of
 from gateway.metrics.service import MetricsService, Scope, customer_filter, invoice_filter
 
 CHURNING_ACTIONS = frozenset({FinalAction.CANCEL.value, FinalAction.UNPAID.value, FinalAction.PAUSE.value})
@@ -50,25 +53,50 @@ class DunningMetrics:
             *invoice_filter(DunningRun.invoice_id, scope),
         ]
 
+    async def summaries(
+        self, scope: Scope, windows: Windows, churned_mrr: Sequence[int]
+    ) -> list[dict[str, Any]]:
+        """Each window's dunning figures (`windows`: in time order, not overlapping), read in two queries
+        for all of them; `churned_mrr`: each window's churn movement (voluntary churn is the rest of it)."""
+        if not windows:
+            return []
+        lo, hi = windows[0][0], windows[-1][1]
+        started_by: list[list[DunningRun]] = [[] for _ in windows]
+        started = await self.session.scalars(
+            select(DunningRun).where(
+                *self._in_scope(scope), DunningRun.started_at >= lo, DunningRun.started_at < hi
+            )
+        )
+        for run in started.all():
+            i = window_of(windows, ensure_utc(run.started_at))
+            if i is not None:
+                started_by[i].append(run)
+        ended_by: list[list[DunningRun]] = [[] for _ in windows]
+        ended = await self.session.scalars(
+            select(DunningRun).where(
+                *self._in_scope(scope),
+                DunningRun.ended_at.is_not(None),
+                DunningRun.ended_at >= lo,
+                DunningRun.ended_at < hi,
+            )
+        )
+        for run in ended.all():
+            assert run.ended_at is not None
+            i = window_of(windows, ensure_utc(run.ended_at))
+            if i is not None:
+                ended_by[i].append(run)
+        return [
+            await self._window(scope, runs, done, churned)
+            for runs, done, churned in zip(started_by, ended_by, churned_mrr, strict=True)
+        ]
+
     async def summary(self, scope: Scope, start: datetime, end: datetime, churned_mrr: int) -> dict[str, Any]:
-        started = (
-            await self.session.scalars(
-                select(DunningRun).where(
-                    *self._in_scope(scope), DunningRun.started_at >= start, DunningRun.started_at < end
-                )
-            )
-        ).all()
+        return (await self.summaries(scope, [(start, end)], [churned_mrr]))[0]
+
+    async def _window(
+        self, scope: Scope, started: list[DunningRun], ended: list[DunningRun], churned_mrr: int
+    ) -> dict[str, Any]:
         by_status = {s.value: sum(1 for r in started if r.status == s.value) for s in RunStatus}
-        ended = (
-            await self.session.scalars(
-                select(DunningRun).where(
-                    *self._in_scope(scope),
-                    DunningRun.ended_at.is_not(None),
-                    DunningRun.ended_at >= start,
-                    DunningRun.ended_at < end,
-                )
-            )
-        ).all()
         recovered = [r for r in ended if r.status == RunStatus.RECOVERED.value]
         seconds = [int((r.ended_at - r.started_at).total_seconds()) for r in recovered if r.ended_at]
         lost = 0

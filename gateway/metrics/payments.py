@@ -17,13 +17,16 @@ Recovery rate and recovered revenue belong to dunning (the next issue) and are n
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from gateway.kernel.clock import ensure_utc
 from gateway.metrics.domain import rate_text, ratio
 from gateway.metrics.service import Scope, customer_filter, invoice_filter
 from gateway.payments.domain import PaymentStatus
@@ -58,73 +61,124 @@ class PaymentMetrics:
             *invoice_filter(payment.invoice_id, scope),
         ]
 
-    async def invoice_outcomes(
-        self, scope: Scope, start: datetime, end: datetime
-    ) -> tuple[int, int, int, int]:
-        """(invoices attempted, first attempt succeeded, succeeded at any attempt, still pending)."""
+    async def invoice_outcomes(self, scope: Scope, windows: Windows) -> list[tuple[int, int, int, int]]:
+        """Per window: (invoices attempted, first attempt succeeded, succeeded at any attempt, still
+        pending)."""
         first = aliased(Payment)
         later = aliased(Payment)
-        first_in_window = (
-            select(first.invoice_id, first.status)
+        first_in_range = (
+            select(first.invoice_id, first.status, first.created_at)
             .where(
                 first.attempt == 1,
                 first.invoice_id.is_not(None),
-                first.created_at >= start,
-                first.created_at < end,
+                first.created_at >= windows[0][0],
+                first.created_at < windows[-1][1],
                 *self._in_scope(scope, first),
             )
             .subquery()
         )
         statuses = (
-            select(first_in_window.c.invoice_id, first_in_window.c.status, later.status)
-            .join(later, later.invoice_id == first_in_window.c.invoice_id)
-            .order_by(first_in_window.c.invoice_id)
-        )
-        by_invoice: dict[str, tuple[str, set[str]]] = {}
-        for invoice_id, first_status, status in (await self.session.execute(statuses)).all():
-            by_invoice.setdefault(invoice_id, (first_status, set()))[1].add(status)
-        attempted = len(by_invoice)
-        succeeded = PaymentStatus.SUCCEEDED.value
-        first_ok = sum(1 for first_status, _ in by_invoice.values() if first_status == succeeded)
-        final_ok = sum(1 for _, seen in by_invoice.values() if succeeded in seen)
-        pending = sum(1 for _, seen in by_invoice.values() if succeeded not in seen and seen & UNSETTLED)
-        return attempted, first_ok, final_ok, pending
-
-    async def declines(self, scope: Scope, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """Failed attempts made in the window by decline code: most frequent first, then by code."""
-        code = func.coalesce(Payment.decline_code, NO_CODE)
-        query = (
-            select(code, func.count(), func.coalesce(func.sum(Payment.amount), 0))
-            .where(
-                Payment.status == PaymentStatus.FAILED.value,
-                Payment.created_at >= start,
-                Payment.created_at < end,
-                *self._in_scope(scope),
+            select(
+                first_in_range.c.invoice_id,
+                first_in_range.c.status,
+                first_in_range.c.created_at,
+                later.status,
             )
-            .group_by(code)
+            .join(later, later.invoice_id == first_in_range.c.invoice_id)
+            .order_by(first_in_range.c.invoice_id)
         )
-        rows = [(str(c), int(n), int(amount)) for c, n, amount in (await self.session.execute(query)).all()]
-        rows.sort(key=lambda r: (-r[1], r[0]))
-        return [{"decline_code": c, "count": n, "amount": amount} for c, n, amount in rows]
+        by_invoice: dict[str, tuple[datetime, str, set[str]]] = {}
+        for invoice_id, first_status, at, status in (await self.session.execute(statuses)).all():
+            by_invoice.setdefault(invoice_id, (ensure_utc(at), first_status, set()))[2].add(status)
+        succeeded = PaymentStatus.SUCCEEDED.value
+        counts = [[0, 0, 0, 0] for _ in windows]
+        for at, first_status, seen in by_invoice.values():
+            i = window_of(windows, at)
+            if i is None:
+                continue
+            counts[i][0] += 1
+            counts[i][1] += first_status == succeeded
+            counts[i][2] += succeeded in seen
+            counts[i][3] += succeeded not in seen and bool(seen & UNSETTLED)
+        return [(a, b, c, d) for a, b, c, d in counts]
 
-    async def attempts(self, scope: Scope, start: datetime, end: datetime) -> int:
-        query = select(func.count()).where(
-            Payment.created_at >= start, Payment.created_at < end, *self._in_scope(scope)
+    async def declines(self, scope: Scope, windows: Windows) -> list[list[dict[str, Any]]]:
+        """Per window, failed attempts made in it by decline code: most frequent first, then by code."""
+        code = func.coalesce(Payment.decline_code, NO_CODE)
+        query = select(Payment.created_at, code, Payment.amount).where(
+            Payment.status == PaymentStatus.FAILED.value,
+            Payment.created_at >= windows[0][0],
+            Payment.created_at < windows[-1][1],
+            *self._in_scope(scope),
         )
-        return int(await self.session.scalar(query) or 0)
+        tallies: list[dict[str, list[int]]] = [{} for _ in windows]
+        for at, decline, amount in (await self.session.execute(query)).all():
+            i = window_of(windows, ensure_utc(at))
+            if i is not None:
+                count_and_amount = tallies[i].setdefault(str(decline), [0, 0])
+                count_and_amount[0] += 1
+                count_and_amount[1] += int(amount)
+        out = []
+        for tally in tallies:
+            rows = sorted(tally.items(), key=lambda kv: (-kv[1][0], kv[0]))
+            out.append([{"decline_code": c, "count": n, "amount": amount} for c, (n, amount) in rows])
+        return out
+
+    async def attempts(self, scope: Scope, windows: Windows) -> list[int]:
+        """Per window, the payment attempts made in it (one query: a count column per window)."""
+        columns = [
+            func.coalesce(
+                func.sum(case((and_(Payment.created_at >= s, Payment.created_at < e), 1), else_=0)), 0
+            )
+            for s, e in windows
+        ]
+        row = (
+            await self.session.execute(
+                select(*columns).where(
+                    Payment.created_at >= windows[0][0],
+                    Payment.created_at < windows[-1][1],
+                    *self._in_scope(scope),
+                )
+            )
+        ).one()
+        return [int(n) for n in row]
+
+    async def summaries(self, scope: Scope, windows: Windows) -> list[dict[str, Any]]:
+        """Each window's payment figures (`windows`: in time order, not overlapping; the admin dashboard
+        asks for its months at once, `GET /v1/metrics` for one window: `summary`)."""
+        if not windows:
+            return []
+        outcomes = await self.invoice_outcomes(scope, windows)
+        declines = await self.declines(scope, windows)
+        attempts = await self.attempts(scope, windows)
+        out = []
+        for (attempted, first_ok, final_ok, pending), failed, tried in zip(
+            outcomes, declines, attempts, strict=True
+        ):
+            out.append(
+                {
+                    "invoices_attempted": attempted,
+                    "first_attempt_succeeded": first_ok,
+                    "succeeded": final_ok,
+                    "pending": pending,
+                    "first_attempt_success_rate": rate_text(ratio(first_ok, attempted)),
+                    "final_success_rate": rate_text(ratio(final_ok, attempted)),
+                    "attempts": tried,
+                    "failed_attempts": sum(d["count"] for d in failed),
+                    "failed_amount": sum(d["amount"] for d in failed),
+                    "declines": failed,
+                }
+            )
+        return out
 
     async def summary(self, scope: Scope, start: datetime, end: datetime) -> dict[str, Any]:
-        attempted, first_ok, final_ok, pending = await self.invoice_outcomes(scope, start, end)
-        declines = await self.declines(scope, start, end)
-        return {
-            "invoices_attempted": attempted,
-            "first_attempt_succeeded": first_ok,
-            "succeeded": final_ok,
-            "pending": pending,
-            "first_attempt_success_rate": rate_text(ratio(first_ok, attempted)),
-            "final_success_rate": rate_text(ratio(final_ok, attempted)),
-            "attempts": await self.attempts(scope, start, end),
-            "failed_attempts": sum(d["count"] for d in declines),
-            "failed_amount": sum(d["amount"] for d in declines),
-            "declines": declines,
-        }
+        return (await self.summaries(scope, [(start, end)]))[0]
+
+
+Windows = Sequence[tuple[datetime, datetime]]
+
+
+def window_of(windows: Windows, at: datetime) -> int | None:
+    """Which of the windows (half-open, in time order, not overlapping) holds `at`; None: none does."""
+    i = bisect.bisect_right([start for start, _ in windows], at) - 1
+    return i if i >= 0 and at < windows[i][1] else None

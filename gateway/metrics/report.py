@@ -4,6 +4,7 @@ for each of its months. Both call this one function, so the page's numbers are t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,16 +26,8 @@ from gateway.metrics.service import MetricsService, Scope, Segment
 from gateway.subscriptions.clocks import TestClockNotFound
 from gateway.subscriptions.repository import SubscriptionRepository
 
-# The parts of a window's report read live, never kept in a month roll-up ("as known now").
-LIVE_PARTS = ("payments", "dunning")
 
-
-def mrr_side(report: dict[str, Any]) -> dict[str, Any]:
-    """A window's report without its live parts: what a month roll-up keeps."""
-    return {key: value for key, value in report.items() if key not in LIVE_PARTS}
-
-
-async def window_report(
+async def mrr_report(
     session: AsyncSession,
     scope: Scope,
     start: datetime,
@@ -43,29 +36,48 @@ async def window_report(
     *,
     ends: tuple[Snapshot, Snapshot] | None = None,
     trials: tuple[int, int] | None = None,
-    kept: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """MRR, movements, churn, retention, ARPA, LTV, trials, payments and dunning for `[start, end)`.
-    `ends`: the snapshots just before `start` and `end` when the caller has them already (the
-    dashboard's one pass over the history, gateway/metrics/history.py); net movements only. `trials`:
-    (converted, ended) when counted already. `kept`: the MRR side (`mrr_side`) of a closed month kept by
-    gateway/metrics/rollups.py. A segment narrows every part, payments and dunning by their
-    invoices (`service.invoice_filter`)."""
+    """A window's report but its live parts: MRR, movements, churn, retention, ARPA, LTV, plan changes,
+    trials (what a month roll-up keeps, gateway/metrics/rollups.py). `ends`: the snapshots just before
+    `start` and `end` when the caller has them already (the dashboard's one pass over the history,
+    gateway/metrics/history.py); net movements only. `trials`: (converted, ended) when counted already."""
     service = MetricsService(session)
-    if kept is not None:
-        result = dict(kept)
-    elif ends is None:
-        result = await service.summary(scope, start, end, view)
-    else:
-        if view is not MovementView.NET:
-            raise ValueError("snapshots give net movements only")
-        opening, closing = ends
-        moved = movements(opening.mrr, closing.mrr, opening.had_mrr)
-        result = await service.summary_of(scope, start, end, view, opening.mrr, closing.mrr, moved, trials)
-    result["payments"] = await PaymentMetrics(session).summary(scope, start, end)
-    churned = int(result["movements"]["churn"]["amount"])
-    result["dunning"] = await DunningMetrics(session).summary(scope, start, end, churned)
-    return result
+    if ends is None:
+        return await service.summary(scope, start, end, view)
+    if view is not MovementView.NET:
+        raise ValueError("snapshots give net movements only")
+    opening, closing = ends
+    moved = movements(opening.mrr, closing.mrr, opening.had_mrr)
+    return await service.summary_of(scope, start, end, view, opening.mrr, closing.mrr, moved, trials)
+
+
+async def live_parts(
+    session: AsyncSession, scope: Scope, windows: Sequence[tuple[datetime, datetime]], churned: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Each window's `payments` and `dunning`, read for all the windows at once (in time order, not
+    overlapping). Live: they report "as known now" (a retry after a window still counts for the invoice
+    first tried in it), so they are never kept. `churned`: each window's churn movement. A segment
+    narrows both by their invoices (`service.invoice_filter`)."""
+    payments = await PaymentMetrics(session).summaries(scope, windows)
+    dunning = await DunningMetrics(session).summaries(scope, windows, churned)
+    return [{"payments": p, "dunning": d} for p, d in zip(payments, dunning, strict=True)]
+
+
+def churn_of(report: dict[str, Any]) -> int:
+    return int(report["movements"]["churn"]["amount"])
+
+
+async def window_report(
+    session: AsyncSession,
+    scope: Scope,
+    start: datetime,
+    end: datetime,
+    view: MovementView = MovementView.NET,
+) -> dict[str, Any]:
+    """`GET /v1/metrics`'s whole answer for `[start, end)`: `mrr_report` and the live parts."""
+    result = await mrr_report(session, scope, start, end, view)
+    [live] = await live_parts(session, scope, [(start, end)], [churn_of(result)])
+    return {**result, **live}
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import advanced_alchemy.types
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "rollups_2026_12e"
 down_revision: str | None = "otp_2026_12d"
@@ -28,7 +29,11 @@ def upgrade() -> None:
         sa.Column("subtract_discounts", sa.Boolean(), nullable=False),
         sa.Column("month_start", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
         sa.Column("fingerprint", sa.String(200), nullable=False),
-        sa.Column("report", sa.JSON(), nullable=False),
+        sa.Column(
+            "report",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("computed_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint(
             "currency",

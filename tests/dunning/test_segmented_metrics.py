@@ -11,9 +11,13 @@ Three USD customers from 2027-01-05, renewing on 2027-02-05:
 
 from __future__ import annotations
 
-from datetime import timedelta
+import itertools
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gateway.metrics.payments import window_of
+from gateway.metrics.report import live_parts
+from gateway.metrics.service import Scope
 from tests.dunning.helpers import START, Subscriber
 from tests.payments.conftest import PayKit
 
@@ -120,3 +124,20 @@ async def test_payments_and_dunning_count_a_segments_invoices(kit: PayKit, demo:
     # Plan and country together: America's Pro invoices are Cas's proration alone.
     us_pro = await february(plan="pro", country="US")
     assert (us_pro["payments"]["invoices_attempted"], us_pro["payments"]["failed_attempts"]) == (1, 0)
+
+    # The dashboard reads its months at once (`live_parts`): February's is the API's answer above, and
+    # January holds the three first invoices, each paid at once.
+    months = [datetime(2027, m, 1, tzinfo=UTC) for m in (1, 2, 3, 4)]
+    churn = [0, whole["movements"]["churn"]["amount"], 0]
+    async with kit.db.unit_of_work() as session:
+        parts = await live_parts(session, Scope("USD", clock), list(itertools.pairwise(months)), churn)
+    assert parts[1] == {"payments": whole["payments"], "dunning": whole["dunning"]}
+    assert (parts[0]["payments"]["invoices_attempted"], parts[0]["payments"]["succeeded"]) == (3, 3)
+    assert parts[2]["payments"]["invoices_attempted"] == 0 and parts[2]["dunning"]["runs_started"] == 0
+
+
+def test_a_window_is_found_by_its_half_open_bounds() -> None:
+    day = [datetime(2027, 1, d, tzinfo=UTC) for d in (1, 2, 3, 5, 6)]
+    windows = [(day[0], day[1]), (day[1], day[2]), (day[3], day[4])]  # a gap from the 3rd to the 5th
+    assert [window_of(windows, d) for d in day] == [0, 1, None, 2, None]
+    assert window_of(windows, datetime(2026, 12, 31, tzinfo=UTC)) is None
