@@ -89,7 +89,7 @@ async def test_an_owner_invites_sees_the_link_once_changes_a_role_and_deactivate
     assert (await ada_api.get("/v1/staff", expect=403))["code"] == "staff_role_forbidden"
 
     # One's own role, posted from a stale or hand-made form: refused beside the row, nothing changed.
-    async with httpx.AsyncClient(base_url=url) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=STALL_TOLERANT) as client:
         client.cookies.set(STAFF_COOKIE, token)
         await client.get("/admin/staff")
         csrf = client.cookies.get("tg_csrf") or ""
@@ -131,6 +131,13 @@ async def test_an_owner_invites_sees_the_link_once_changes_a_role_and_deactivate
     assert [e for e in errors if "status of 409" not in e] == [], errors
 
 
+# Once in a rehearsal of the whole suite (2 cores, 3 workers), a console page waited ~5 s on SQLite's write
+# lock, held by a connection the server had dropped without closing until a garbage collection closed it
+# ("Task was destroyed but it is pending: _terminate_graceful_close"); httpx's 5 s default ran out first.
+# The test asserts who may see what, not how fast: the leak is noted as open in the stop's closing note.
+STALL_TOLERANT = 30.0
+
+
 async def test_admins_see_the_list_without_forms_and_support_is_refused(
     web_server: Api, page: Any, db: Database, clock: FrozenClock
 ) -> None:
@@ -139,7 +146,7 @@ async def test_admins_see_the_list_without_forms_and_support_is_refused(
     admin = await staff_session(db, clock, "ada@vendor.example", "admin")
     support = await staff_session(db, clock, "sam@vendor.example", "support")
 
-    async with httpx.AsyncClient(base_url=url) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=STALL_TOLERANT) as client:
         client.cookies.set(STAFF_COOKIE, admin)
         shown = await client.get("/admin/staff")
         assert shown.status_code == 200 and "olga@vendor.example" in shown.text
@@ -150,7 +157,7 @@ async def test_admins_see_the_list_without_forms_and_support_is_refused(
         )
         assert posted.status_code == 403 and 'data-code="staff_role_forbidden"' in posted.text
 
-    async with httpx.AsyncClient(base_url=url) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=STALL_TOLERANT) as client:
         client.cookies.set(STAFF_COOKIE, support)
         home = await client.get("/admin/customers")
         assert home.status_code == 200 and 'href="/admin/staff"' not in home.text
