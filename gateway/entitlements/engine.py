@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.authz.domain import PolicySnapshot, TenantStanding, catalog_policy
@@ -66,8 +67,10 @@ class EngineSettings:
     anti_entropy_seconds: float = 300.0
 
 
-@dataclass(frozen=True, slots=True)
-class FeatureVerdict:
+class FeatureVerdict(msgspec.Struct, frozen=True, gc=False):
+    """A feature's answer (a msgspec Struct, not a frozen dataclass: built per check, and a frozen
+    dataclass costs ~1.8 µs to build against ~0.15 µs for a frozen Struct)."""
+
     allowed: bool
     reason: str
     feature: str

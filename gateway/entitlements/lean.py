@@ -161,9 +161,8 @@ class LeanDecisions:
     # -- forward auth -------------------------------------------------------------------------------
 
     async def _forward(self, headers: dict[bytes, bytes], scope: Any, send: Any) -> None:
-        lookup = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers.items()}
         try:
-            answer = await forward_decision(lookup, scope, self.state)
+            answer = await forward_decision(_LatinHeaders(headers), scope, self.state)
         except Exception as exc:
             await self._internal_error(exc, scope, send)
             return
@@ -183,6 +182,19 @@ class LeanDecisions:
     async def _internal_error(self, exc: Exception, scope: Any, send: Any) -> None:
         log.exception("unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
         await _send(send, 500, _PROBLEM, encode_json(problem_body(500, **internal_problem(scope["path"]))))
+
+
+class _LatinHeaders:
+    """`HeaderLookup` over `_first_values`: decodes only the few headers forward auth asks for."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: dict[bytes, bytes]) -> None:
+        self._raw = raw
+
+    def get(self, name: str, /) -> str | None:
+        value = self._raw.get(name.encode("latin-1"))
+        return None if value is None else value.decode("latin-1")
 
 
 def _first_values(scope: Any) -> dict[bytes, bytes]:

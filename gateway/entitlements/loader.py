@@ -71,9 +71,13 @@ class TenantEntitlements:
     read_only_role: str | None = None
     revoked_features: frozenset[str] = frozenset()
 
-    @property
-    def standing(self) -> TenantStanding:
-        return TenantStanding(self.tenant_id, self.plan_node, self.status, self.access)
+    # Built once, with the entitlements: every feature check asks whether the standing grants access.
+    standing: TenantStanding = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "standing", TenantStanding(self.tenant_id, self.plan_node, self.status, self.access)
+        )
 
     @property
     def in_dunning(self) -> bool:

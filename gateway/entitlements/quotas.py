@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+import msgspec
+
 from gateway.kernel.clock import ensure_utc
 
 if TYPE_CHECKING:
@@ -48,8 +50,7 @@ QUOTA_EXCEEDED = "quota_exceeded"
 METERED_RETENTION = timedelta(days=7)
 
 
-@dataclass(frozen=True, slots=True)
-class QuotaResult:
+class QuotaResult(msgspec.Struct, frozen=True, gc=False):
     """The outcome of one counter operation, as seen right after it.
 
     `limit` None means unlimited; `release` also reports None because it is never refused and is not told
@@ -225,13 +226,16 @@ class MemoryQuotaStore:
         _check_limit(limit)
         start, end = _check_period(period_start, period_end)
         periods = self._periods.setdefault((tenant, feature), {})
-        # There are no TTLs in a dict; this period's start is a lower bound on "now" taken from the
-        # arguments, so anything expired by then is expired for sure. Without this, a long-running embedded
-        # process would keep every period it ever saw.
-        for epoch in [e for e, p in periods.items() if p.expires_at <= start]:
-            del periods[epoch]
         expires_at = end + METERED_RETENTION
-        period = periods.setdefault(_epoch(start), _Period(used=0, over=0, expires_at=expires_at))
+        epoch = int(start.timestamp())  # _epoch's whole seconds; `start` is already UTC
+        period = periods.get(epoch)
+        if period is None:
+            # There are no TTLs in a dict; this period's start is a lower bound on "now" taken from the
+            # arguments, so anything expired by then is expired for sure. Swept when a period begins (the
+            # only time the dict grows), so a long-running embedded process keeps only live periods.
+            for old in [e for e, p in periods.items() if p.expires_at <= start]:
+                del periods[old]
+            period = periods[epoch] = _Period(used=0, over=0, expires_at=expires_at)
         period.expires_at = expires_at
         allowed = _admits(period.used, amount, limit, soft)
         if allowed:

@@ -33,10 +33,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
+
+import msgspec
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -48,8 +50,7 @@ class RouteTableError(ValueError):
     """The table is malformed; the message names the entry (index and path) and the problem."""
 
 
-@dataclass(frozen=True, slots=True)
-class RouteMatch:
+class RouteMatch(msgspec.Struct, frozen=True):
     """What the matched entry asks of the decision engine for this request."""
 
     resource: str
@@ -169,6 +170,9 @@ def normalise_path(uri: str, *, case_sensitive: bool = False) -> tuple[str, ...]
     return tuple(parts)
 
 
+_MATCHES_MAX = 8192
+
+
 @dataclass(frozen=True, slots=True)
 class RouteTable:
     routes: tuple[Route, ...]
@@ -176,6 +180,12 @@ class RouteTable:
     case_sensitive: bool = False
     # First segments (folded unless case-sensitive) under which only a matching route allows anything.
     gated_prefixes: frozenset[str] = frozenset()
+    # (method, normalised segments) -> what `match` found: the table never changes, and a proxy asks
+    # about the same few hundred paths all day (the walk over the entries and the resource template cost
+    # several µs of forward auth's budget). Bounded: emptied when full.
+    _matches: dict[tuple[str, tuple[str, ...]], RouteMatch | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def normalise(self, uri: str) -> tuple[str, ...]:
         """`uri`'s path as this table matches it (`normalise_path` with the table's case rule)."""
@@ -189,7 +199,19 @@ class RouteTable:
 
     def match(self, method: str, parts: Sequence[str]) -> RouteMatch | None:
         """The first entry matching already normalised segments, or None."""
-        method = method.upper()
+        key = (method, tuple(parts))
+        try:
+            return self._matches[key]
+        except KeyError:
+            pass
+        found = self._first_match(method.upper(), parts)
+        if sum(map(len, parts)) <= _NORMALISED_CACHE_MAX_URI:  # long paths are rare: not worth keeping
+            if len(self._matches) >= _MATCHES_MAX:
+                self._matches.clear()
+            self._matches[key] = found
+        return found
+
+    def _first_match(self, method: str, parts: Sequence[str]) -> RouteMatch | None:
         for number, route in enumerate(self.routes):
             captured = route.match(method, parts)
             if captured is None:
