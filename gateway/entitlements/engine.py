@@ -67,6 +67,11 @@ class EngineSettings:
     anti_entropy_seconds: float = 300.0
 
 
+# A feature kind's name without the enum's `value` descriptor (~0.3 µs a read on Python 3.11; a batch of
+# on/off features reads it once per item).
+_KIND_NAMES = {kind: kind.value for kind in FeatureKind}
+
+
 class FeatureVerdict(msgspec.Struct, frozen=True, gc=False):
     """A feature's answer (a msgspec Struct, not a frozen dataclass: built per check, and a frozen
     dataclass costs ~1.8 µs to build against ~0.15 µs for a frozen Struct)."""
@@ -224,7 +229,7 @@ class EngineView:
         if grant is None:
             return FeatureVerdict(False, "feature_not_in_plan", feature, None, None, None, None, None)
         if grant.kind is FeatureKind.BOOLEAN:
-            return FeatureVerdict(True, "allowed", feature, grant.kind.value, None, None, None, None)
+            return FeatureVerdict(True, "allowed", feature, _KIND_NAMES[grant.kind], None, None, None, None)
         if grant.kind is FeatureKind.GAUGE and feature == SEATS_FEATURE:
             # Members take seats (through the one seat check), so `used` is the active members the index
             # holds; `consume` reserves nothing here: a seat is taken by adding the member.

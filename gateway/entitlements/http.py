@@ -107,11 +107,15 @@ async def decide_batch(
     pinned = deciding.pinned()
     view = pinned.view()
     check_now, finish = pinned.check_now, pinned.finish
+    # One view, so one reading of its staleness: the batch is answered as of one instant.
+    stale = view.stale
     results: list[s.CheckResponse] = []
     for i in data.checks:
         # Most items are answered by the index alone (no coroutine); a gauge or metered feature, and
         # anything consuming, then asks the quota store, in order, from the same pinned view.
-        answered = check_now(view, i.customer, i.user, i.resource, i.action, i.feature, i.quantity, i.consume)
+        answered = check_now(
+            view, i.customer, i.user, i.resource, i.action, i.feature, i.quantity, i.consume, stale
+        )
         if not isinstance(answered, CheckResult):
             assert i.feature is not None
             answered = await finish(view, answered, i.customer, i.user, i.feature, i.quantity, i.consume)

@@ -27,6 +27,7 @@ from litestar import Litestar
 from litestar.serialization import encode_json
 
 from gateway.entitlements import schemas as s
+from gateway.entitlements.batch_decode import decode_batch
 from gateway.entitlements.forward import PREFIX as FORWARD_PATH
 from gateway.entitlements.forward import forward_decision
 from gateway.entitlements.http import decide_batch, decide_check
@@ -48,6 +49,7 @@ Observe = Callable[[ASGIApp, Any, Any, Any, str], Awaitable[None]]
 _JSON = [(b"content-type", b"application/json")]
 _PROBLEM = [(b"content-type", PROBLEM_MEDIA_TYPE.encode())]
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+_TEXT_EMPTY = (*_TEXT, (b"content-length", b"0"))
 # Headers that make the full stack answer differently (CORS, an idempotent replay): left to it.
 _FULL_STACK_HEADERS = (b"origin", b"idempotency-key")
 # Depth of a strictly decoded body: a check is one object, a batch an object > list > objects.
@@ -74,7 +76,6 @@ class LeanDecisions:
         self.max_depth = int(getattr(settings, "request_max_json_depth", 32))
         self._decoders: dict[str, msgspec.json.Decoder[Any]] = {
             CHECK_PATH: msgspec.json.Decoder(s.CheckRequest, strict=True),
-            BATCH_PATH: msgspec.json.Decoder(s.BatchCheckRequest, strict=True),
         }
         self._encoder = msgspec.json.Encoder()
         self._observe = observe or _unobserved
@@ -153,6 +154,8 @@ class LeanDecisions:
         central body check could refuse (a NUL, nesting past the limit) or that is not strictly the type."""
         if b"\\u0000" in raw or _DEPTH[path] > self.max_depth:
             return None
+        if path == BATCH_PATH:
+            return decode_batch(raw)
         try:
             return self._decoders[path].decode(raw)
         except msgspec.DecodeError:  # also ValidationError
@@ -165,6 +168,9 @@ class LeanDecisions:
             answer = await forward_decision(_LatinHeaders(headers), scope, self.state)
         except Exception as exc:
             await self._internal_error(exc, scope, send)
+            return
+        if answer.denial is None and answer.raw:
+            await _send_empty(send, answer.status, answer.raw)
             return
         extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]
         if answer.denial is None:
@@ -251,6 +257,12 @@ async def _send(send: Any, status: int, headers: list[tuple[bytes, bytes]], body
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send_empty(send: Any, status: int, headers: tuple[tuple[bytes, bytes], ...]) -> None:
+    """`_send` of an empty text/plain body with headers already encoded (an admitted forward request)."""
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, *_TEXT_EMPTY]})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _unobserved(app: ASGIApp, scope: Any, receive: Any, send: Any, _template: str) -> None:

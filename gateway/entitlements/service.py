@@ -123,10 +123,12 @@ class CheckService:
         feature: str | None,
         quantity: int,
         consume: bool = False,
+        stale: bool | None = None,
     ) -> CheckResult | Pending:
         """The check's answer from `view` alone, or `Pending` when the quota store must still be asked (a
         gauge or metered feature, to peek at or to consume: the index cannot know its counter). `check`
-        is this plus that one await; a batch calls it directly and awaits only the items that need it."""
+        is this plus that one await; a batch calls it directly and awaits only the items that need it.
+        `stale`: whether `view` is too old to trust, when the caller already asked (a batch asks once)."""
         wants_permission = resource is not None or action is not None
         if wants_permission and not (user and resource and action):
             raise ValidationFailed("a permission check needs user, resource and action", field="resource")
@@ -135,7 +137,8 @@ class CheckService:
         version = view.version
         entitlements = view.tenants.get(customer)
         plan = entitlements.plan_key if entitlements else None
-        stale = view.stale
+        if stale is None:
+            stale = view.stale
         if stale and (feature is None or feature not in view.settings.fail_open_features):
             # The index may be arbitrarily old (database unreachable for longer than the bound): refuse
             # rather than answer from it. Features the admin marked fail-open are let through below.
