@@ -28,7 +28,8 @@ Rates are Decimals (0.2 = 20 %); a rate over an empty base is None ("undefined")
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import bisect
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -250,3 +251,13 @@ def plan_flows(
         flow.upgrades += value > old_value
         flow.downgrades += value < old_value
     return sorted(flows.values(), key=lambda f: (-f.moves, f.source, f.target))
+
+
+# Report windows: half-open `[start, end)`, in time order, not overlapping (a dashboard's months).
+Windows = Sequence[tuple[datetime, datetime]]
+
+
+def window_of(windows: Windows, at: datetime) -> int | None:
+    """Which of the windows holds `at` (its index); None: none does."""
+    i = bisect.bisect_right([start for start, _ in windows], at) - 1
+    return i if i >= 0 and at < windows[i][1] else None

@@ -28,8 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.dunning.domain import FinalAction, RunStatus
 from gateway.dunning.models import DunningRun
 from gateway.kernel.clock import ensure_utc
-from gateway.metrics.domain import rate_text, ratio
-from gateway.metrics.payments import Windows, window_of
+from gateway.metrics.domain import Windows, rate_text, ratio, window_of
 from gateway.metrics.service import MetricsService, Scope, customer_filter, invoice_filter
 
 CHURNING_ACTIONS = frozenset({FinalAction.CANCEL.value, FinalAction.UNPAID.value, FinalAction.PAUSE.value})

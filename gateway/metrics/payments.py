@@ -17,8 +17,6 @@ Recovery rate and recovered revenue belong to dunning (the next issue) and are n
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from gateway.kernel.clock import ensure_utc
-from gateway.metrics.domain import rate_text, ratio
+from gateway.metrics.domain import Windows, rate_text, ratio, window_of
 from gateway.metrics.service import Scope, customer_filter, invoice_filter
 from gateway.payments.domain import PaymentStatus
 from gateway.payments.models import Payment
@@ -173,12 +171,3 @@ class PaymentMetrics:
 
     async def summary(self, scope: Scope, start: datetime, end: datetime) -> dict[str, Any]:
         return (await self.summaries(scope, [(start, end)]))[0]
-
-
-Windows = Sequence[tuple[datetime, datetime]]
-
-
-def window_of(windows: Windows, at: datetime) -> int | None:
-    """Which of the windows (half-open, in time order, not overlapping) holds `at`; None: none does."""
-    i = bisect.bisect_right([start for start, _ in windows], at) - 1
-    return i if i >= 0 and at < windows[i][1] else None

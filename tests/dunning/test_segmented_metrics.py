@@ -15,7 +15,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.metrics.payments import window_of
+from gateway.metrics.domain import window_of
 from gateway.metrics.report import live_parts
 from gateway.metrics.service import Scope
 from tests.dunning.helpers import START, Subscriber
