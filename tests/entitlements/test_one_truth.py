@@ -222,8 +222,17 @@ QUOTA_STORES = ["memory", *(["redis"] if REDIS_URL else [])]
 
 @pytest.fixture
 def settings(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Settings]:
-    """The app on the in-process quota store, or on Redis for tests parametrised with "redis"."""
-    yield replace(settings, redis_url=REDIS_URL if getattr(request, "param", "memory") == "redis" else "")
+    """The app on the in-process quota store, or on Redis for tests parametrised with "redis".
+
+    Redis gets a patient timeout: these tests are about which snapshot answers, and the 50 ms default
+    (an outage answers `quota_unavailable`, tests/security/test_redis_stalls.py) was once overrun in CI by
+    the first call's connection and script load on a loaded machine."""
+    on_redis = getattr(request, "param", "memory") == "redis"
+    yield replace(
+        settings,
+        redis_url=REDIS_URL if on_redis else "",
+        redis_quota_timeout_seconds=5.0 if on_redis else settings.redis_quota_timeout_seconds,
+    )
 
 
 class PublishesMidBatch:

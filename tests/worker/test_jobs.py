@@ -71,7 +71,8 @@ def test_one_registry_names_every_job_once_with_a_valid_schedule() -> None:
 async def apply(queue: RedisQueue, function: str) -> Any:
     """`queue.apply`, once more when saq's sweep aborted the job: the worker's first sweep, at start,
     aborts a job it finds dequeued but not yet marked active ("swept"), a race inside saq (the cron
-    enqueues the job again in production; a test that applies it by hand asks again)."""
+    enqueues the job again in production; a test that applies it by hand asks again). The aborted job
+    may have run to the end all the same, so the answer may be the retry's, with nothing left to do."""
     try:
         return await queue.apply(function, timeout=60)
     except JobError as error:
@@ -88,12 +89,17 @@ async def test_the_jobs_run_on_saq_over_real_redis(tmp_path: Path) -> None:
     assert sorted(job.function.__name__ for job in worker.cron_jobs) == sorted(s.name for s in JOBS)
     assert all(job.unique for job in worker.cron_jobs)
     before = runs("relay")
+    consumers = ("provisioning", "metrics", "audit", "webhooks")
+    waiting = await consumer_positions(db)
+    assert waiting["top"] > 0 and any(waiting.get(c, 0) < waiting["top"] for c in consumers)
     running = asyncio.create_task(worker.start())
     try:
-        handled = await apply(queue, "relay")
-        assert handled > 0  # the demo's subscription events reached provisioning, metrics, audit, webhooks
+        # Not `apply`'s count: a job saq's first sweep aborted may still have run to the end before the
+        # retry, which then finds nothing left (seen in CI). What must hold is where the consumers stand.
+        await apply(queue, "relay")
         positions = await consumer_positions(db)
-        assert {positions[c] for c in ("provisioning", "metrics", "audit", "webhooks")} == {positions["top"]}
+        # the demo's subscription events reached provisioning, metrics, audit and webhooks
+        assert {positions[c] for c in consumers} == {positions["top"]}
         assert await apply(queue, "relay") == 0  # nothing is handled twice
         assert await apply(queue, "webhooks") == 0  # the demo subscribes no endpoint
         assert await apply(queue, "past_due_sweep") == 0
