@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import logging
@@ -41,7 +40,7 @@ from gateway.catalog.http import CONTROLLERS as CATALOG
 from gateway.config import Settings, load_settings
 from gateway.customers.http import CONTROLLERS as CUSTOMERS
 from gateway.db.redis import redis_client as make_redis_client
-from gateway.db.session import Database, is_sqlite
+from gateway.db.session import BackgroundWork, Database, is_sqlite
 from gateway.dunning.http import CONTROLLERS as DUNNING
 from gateway.entitlements.breaker import CircuitBreaker, GuardedQuotaStore
 from gateway.entitlements.changes import ChangeNotifier
@@ -118,6 +117,9 @@ from gateway.worker.dashboard import dashboard_router
 from gateway.worker.jobs import JOBS, InProcessJobs, SaqJobs, job_context, saq_queue
 
 log = logging.getLogger("tiergate")
+
+# How long a shutdown lets the background loops finish the transaction they are in before it cancels them.
+SHUTDOWN_GRACE_SECONDS = 10.0
 
 # The page packages (WEB.md): each keeps its templates in `templates/<package>/` and its scripts and
 # styles in `static/<package>/` (the shared layout, macros and vendored assets are gateway/webui's).
@@ -331,13 +333,16 @@ def create_app(
         await engine.rebuild()
         # Each worker's index gauges follow its own catch-ups (multiprocess: scraped from any worker).
         engine.on_synced.append(state.metrics_exporter)
-        tasks = [asyncio.create_task(engine.run()), asyncio.create_task(notifier.listen())]
+        # Stopped at shutdown between transactions, never inside one (see BackgroundWork).
+        background = BackgroundWork()
+        background.spawn(engine.run())
+        background.spawn(notifier.listen())
         try:
             await revocations.load()
         except Exception:  # e.g. a database not migrated yet: the list's own loop keeps trying
             log.exception("revocation list not loaded at start-up; retrying in the background")
         engine.on_synced.append(revocations.nudge)
-        tasks.append(asyncio.create_task(revocations.run()))
+        background.spawn(revocations.run())
         wiring = Wiring.from_settings(
             settings,
             secrets=secret_box,
@@ -356,20 +361,16 @@ def create_app(
         if settings.relay_enabled:
             engine.on_synced.append(jobs.nudge)
         if settings.relay_enabled or settings.scheduler_enabled:
-            tasks.append(asyncio.create_task(jobs.run()))
+            background.spawn(jobs.run())
         if settings.scheduler_enabled and settings.usage_reconcile_seconds > 0:
             # Metered allowances: ingested usage and check-time consumption folded into one truth.
             reconciler = UsageReconciler(engine, DatabaseMeterUsage)
-            tasks.append(
-                asyncio.create_task(reconcile_loop(database, reconciler, settings.usage_reconcile_seconds))
-            )
+            background.spawn(reconcile_loop(database, reconciler, settings.usage_reconcile_seconds))
         if settings.scheduler_enabled:
             # Usage-event partitions ahead of time, expired dedup keys pruned.
-            tasks.append(asyncio.create_task(run_maintenance(database, clock, settings)))
+            background.spawn(run_maintenance(database, clock, settings))
             # Payments left processing or unknown (a crash, a timeout) are asked about again.
-            tasks.append(
-                asyncio.create_task(run_reconciler(payments, settings.payment_reconcile_interval_seconds))
-            )
+            background.spawn(run_reconciler(payments, settings.payment_reconcile_interval_seconds))
         # Open /v1/changes streams end on SIGTERM instead of holding the graceful shutdown.
         close_on_exit_signals(engine.feed)
         try:
@@ -380,11 +381,7 @@ def create_app(
                     )
                 yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await background.stop(SHUTDOWN_GRACE_SECONDS)
             if redis_client is not None:
                 await redis_client.aclose()
             if job_queue is not None:

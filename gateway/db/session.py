@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import contextlib
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,8 +16,68 @@ from sqlalchemy.pool import NullPool
 
 from gateway.db.outbox import set_actor
 
+log = logging.getLogger(__name__)
+
 # The execution option that makes a SQLite transaction begin deferred (`unit_of_work(read_only=True)`).
 DEFERRED = "tiergate_sqlite_deferred"
+
+
+class BackgroundWork:
+    """An app's background loops (index sync, relay, sweeps), stopped between transactions, not in one.
+
+    Cancelling a task while it awaits the database does not stop the statement: aiosqlite's thread runs
+    it to the end (a `BEGIN IMMEDIATE` waits out the busy timeout, 30 s), and SQLAlchemy's cleanup of a
+    cancelled connection can leave the SQLite connection open with its write lock taken, long after the
+    app has gone (seen as "database is locked" in the next app on the same file). So `stop` lets every
+    unit of work these tasks are in end normally first, refuses new ones, and only then cancels.
+
+    The tasks (and the tasks they start) run in a context of their own that names this object, so a unit
+    of work knows it is background work; requests are not counted and never refused."""
+
+    def __init__(self) -> None:
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.stopping = False
+        self._in_units = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._context = contextvars.copy_context()
+        self._context.run(_background.set, self)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, context=self._context)
+        self.tasks.append(task)
+        return task
+
+    async def entering(self) -> None:
+        if self.stopping:
+            # The app is stopping: park here, outside any transaction, until `stop` cancels the task.
+            await asyncio.Event().wait()
+        self._in_units += 1
+        self._idle.clear()
+
+    def left(self) -> None:
+        self._in_units -= 1
+        if self._in_units == 0:
+            self._idle.set()
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Refuse new units of work, wait up to `grace_seconds` for the open ones to end, then cancel."""
+        self.stopping = True
+        try:
+            async with asyncio.timeout(grace_seconds):
+                await self._idle.wait()
+        except TimeoutError:
+            log.warning("background work still in a transaction after %.0f s; cancelling it", grace_seconds)
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+_background: contextvars.ContextVar[BackgroundWork | None] = contextvars.ContextVar(
+    "tiergate_background_work", default=None
+)
 
 
 def is_sqlite(url: str) -> bool:
@@ -50,12 +114,19 @@ class Database:
         `system:<name>`; see `gateway.db.outbox.set_actor`). `read_only`: on SQLite, the transaction
         does not take the write lock when it starts (see `_sqlite_pragmas`), so it neither waits for a
         writer nor holds one up; a write in it can then fail with "database is locked"."""
-        async with self.sessionmaker() as session, session.begin():
-            if read_only and self._deferrable:
-                await session.connection(execution_options={DEFERRED: True})
-            if actor is not None:
-                set_actor(session, actor)
-            yield session
+        background = _background.get()
+        if background is not None:
+            await background.entering()
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                if read_only and self._deferrable:
+                    await session.connection(execution_options={DEFERRED: True})
+                if actor is not None:
+                    set_actor(session, actor)
+                yield session
+        finally:
+            if background is not None:
+                background.left()
 
     async def dispose(self) -> None:
         await self.engine.dispose()
