@@ -118,7 +118,9 @@ async def decide_batch(
         )
         if not isinstance(answered, CheckResult):
             assert i.feature is not None
-            answered = await finish(view, answered, i.customer, i.user, i.feature, i.quantity, i.consume)
+            answered = await finish(
+                view, answered, i.customer, i.user, i.feature, i.quantity, i.consume, stale
+            )
         results.append(_out(answered))
     return s.BatchCheckResponse(results, view.version)
 

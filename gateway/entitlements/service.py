@@ -88,10 +88,14 @@ class CheckService:
         feature: str,
         quantity: int,
         consume: bool,
+        stale: bool | None = None,
     ) -> CheckResult:
-        """The rest of a check `check_now` left pending: the feature's counter, peeked at or consumed."""
+        """The rest of a check `check_now` left pending: the feature's counter, peeked at or consumed.
+        `stale`: as `check_now`'s (a batch passes the one reading it answers every item with)."""
         verdict = await view.check_feature(customer, feature, quantity=quantity, consume=consume)
-        result = _with_feature(customer, view.version, user, pending.plan, pending.role, verdict, view.stale)
+        if stale is None:
+            stale = view.stale
+        result = _with_feature(customer, view.version, user, pending.plan, pending.role, verdict, stale)
         return _inactive_since(result, view)
 
     async def check_feature_as_stored(
