@@ -334,24 +334,25 @@ async def forward_auth_envoy(request: Request[Any, Any, State], state: State) ->
 
 
 class _Identities:
-    """The answers to admitted requests (their identity headers), by user, tenant, plan and index version,
-    for one view of the index.
+    """The answers to admitted requests (their identity headers), by user and tenant, for one view of the
+    index.
 
-    They depend only on the view (roles, plan, version), yet building them (the active roles, five header
-    values made safe, then encoded) cost a fifth of forward auth's time. A new view (any change to the
-    index) starts an empty map. Answers are shared: their header dicts must never be changed."""
+    They depend only on the view (the user's roles, the tenant's plan, the index version), yet building
+    them (the active roles, five header values made safe, then encoded) cost a fifth of forward auth's
+    time. A new view (any change to the index) starts an empty map. Answers are shared: their header
+    dicts must never be changed."""
 
     MAX_ENTRIES = 50_000
 
     def __init__(self) -> None:
         self._view: EngineView | None = None
-        self._answers: dict[tuple[str, str, str | None, int], ForwardAnswer] = {}
+        self._answers: dict[tuple[str, str], ForwardAnswer] = {}
 
     def admitted(self, view: EngineView, user: str, tenant: str, outcome: CheckResult) -> ForwardAnswer:
         """The 200 answer for `user` of `tenant`, as `outcome` (from `view`) admitted them."""
         if view is not self._view:
             self._view, self._answers = view, {}
-        key = (user, tenant, outcome.plan, outcome.index_version)
+        key = (user, tenant)  # plan and version are the view's, and a new view starts a new map
         answer = self._answers.get(key)
         if answer is None:
             roles = view.roles_of(user, tenant).active
