@@ -2,9 +2,10 @@
 
 The strict type checks three regular expressions per item (resource, action, feature key); msgspec runs
 each as a separate `re.search`, which cost half of a 100-item batch's decoding. Here the body is decoded
-into a twin type with the same fields and lengths but no patterns (`LooseCheckRequest`), then each
-pattern is checked once over all the batch's values joined together. A body this refuses is handed to
-the full stack, whose strict type names the problem, so the answer to a bad body does not change.
+into a twin type derived from the strict one, with the same fields and lengths but no patterns
+(`LooseCheckRequest`), then each pattern is checked once over all the batch's values joined together.
+A body this refuses is handed to the full stack, whose strict type names the problem, so the answer to a
+bad body does not change.
 `tests/entitlements/test_batch_decode.py` checks, by property, that both accept exactly the same bodies
 and decode them to the same values.
 """
@@ -12,31 +13,54 @@ and decode them to the same values.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, cast
+import types
+from typing import Annotated, Any, Union, cast, get_args, get_origin
 
 import msgspec
 from msgspec import Meta, Struct
 
 from gateway.entitlements import schemas as s
 
-# Same as the strict types, minus the patterns (checked in bulk below).
-_Resource = Annotated[str, Meta(min_length=1, max_length=200)]
-_Action = Annotated[str, Meta(min_length=1, max_length=60)]
-_FeatureKey = Annotated[str, Meta(min_length=1, max_length=100)]
+_META_FIELDS = (
+    "gt", "ge", "lt", "le", "multiple_of", "min_length", "max_length", "tz",
+    "title", "description", "examples", "extra_json_schema", "extra",
+)  # fmt: skip
 
 
-class LooseCheckRequest(Struct, forbid_unknown_fields=True):
-    customer: s.Id
-    user: s.Id | None = None
-    resource: _Resource | None = None
-    action: _Action | None = None
-    feature: _FeatureKey | None = None
-    quantity: Annotated[int, Meta(ge=1, le=1_000_000_000)] = 1
-    consume: bool = False
+def _without_pattern(annotated: Any) -> Any:
+    """`annotated` (`T`, `Annotated[T, Meta(...)]` or either `| None`) with its Meta's `pattern` left out."""
+    if get_origin(annotated) in (Union, types.UnionType):
+        return Union[tuple(_without_pattern(arg) for arg in get_args(annotated))]  # noqa: UP007
+    if get_origin(annotated) is not Annotated:
+        return annotated
+    base, *metadata = get_args(annotated)
+    kept = [
+        Meta(**{k: getattr(m, k) for k in _META_FIELDS if getattr(m, k) is not None})
+        if isinstance(m, Meta)
+        else m
+        for m in metadata
+    ]
+    return Annotated[(base, *kept)]
+
+
+def _loose_twin(strict: type[Struct], unpatterned: frozenset[str]) -> type[Struct]:
+    """`strict` with the same fields, types, lengths and defaults, but no pattern on `unpatterned`: built
+    from it, so a change to the public schema is a change here too."""
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for f in msgspec.structs.fields(strict):
+        annotated = _without_pattern(f.type) if f.name in unpatterned else f.type
+        if f.default is msgspec.NODEFAULT:
+            fields.append((f.name, annotated))
+        else:
+            fields.append((f.name, annotated, f.default))
+    return msgspec.defstruct(f"Loose{strict.__name__}", fields, forbid_unknown_fields=True)
+
+
+LooseCheckRequest = _loose_twin(s.CheckRequest, frozenset({"resource", "action", "feature"}))
 
 
 class LooseBatchCheckRequest(Struct, forbid_unknown_fields=True):
-    checks: Annotated[list[LooseCheckRequest], Meta(min_length=1, max_length=1000)]
+    checks: Annotated[list[LooseCheckRequest], Meta(min_length=1, max_length=1000)]  # type: ignore[valid-type]
 
 
 _END = "\x00"  # ends each value in the joined text; a decoded value holding one is refused (count check)
