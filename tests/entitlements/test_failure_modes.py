@@ -14,7 +14,7 @@ from gateway.db.session import Database
 from gateway.demo import seed_demo
 from gateway.entitlements.engine import Engine, EngineSettings
 from gateway.entitlements.quotas import MemoryQuotaStore, RedisQuotaStore
-from gateway.entitlements.service import CheckService
+from gateway.entitlements.service import CheckService, Pending
 from gateway.kernel.clock import SystemClock
 
 POLICY = Path(__file__).resolve().parents[2] / "policies" / "demo_policy.csv"
@@ -85,3 +85,28 @@ async def test_redis_down_quota_checks_fail_closed_or_open_without_errors(tmp_pa
     assert (await checks.check(customer=tenant, feature="support_email")).allowed
     await dead.aclose()
     await db.dispose()
+
+
+async def test_a_quota_check_is_answered_as_of_the_staleness_reading_its_caller_made(tmp_path: Path) -> None:
+    """A batch reads its view's staleness once and answers every item with that reading, also the items
+    that wait for the quota store (`finish`), so a view crossing the bound mid-batch cannot mark only
+    its later items stale."""
+    db, tenant = await seeded(tmp_path)
+    settings = EngineSettings(max_staleness_seconds=0.2)
+    engine = Engine(db, SystemClock(), MemoryQuotaStore(), load_policy, settings)  # type: ignore[arg-type]
+    await engine.rebuild()
+    checks = CheckService(engine)
+    try:
+        view = engine.view()
+        fresh = view.stale  # the batch's one reading, taken before the view crossed the bound
+        assert fresh is False
+        pending = checks.check_now(view, tenant, None, None, None, "projects", 1, False, fresh)
+        assert isinstance(pending, Pending)  # a gauge: the quota store is still to be asked
+        await asyncio.sleep(0.3)  # no sync runs: the view is now past its staleness bound
+        assert view.stale
+        as_read = await checks.finish(view, pending, tenant, None, "projects", 1, False, fresh)
+        assert (as_read.allowed, as_read.reason, as_read.stale) == (True, "allowed", False)
+        now = await checks.check(customer=tenant, feature="projects")
+        assert (now.allowed, now.reason, now.stale) == (False, "index_stale", True)
+    finally:
+        await db.dispose()
