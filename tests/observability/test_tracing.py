@@ -46,7 +46,11 @@ async def test_requests_sql_redis_and_outbound_http_have_spans(
     async with db.unit_of_work() as session:
         await seed_catalog(session, clock)
     provider, exporter = spans
-    traced = dataclasses.replace(settings, otel_enabled=True, redis_url=REDIS_URL)
+    # This test is about spans, not Redis's 50 ms quota timeout, which the first traced call (connection,
+    # script load, span export) overran on a loaded CI machine: a patient timeout here.
+    traced = dataclasses.replace(
+        settings, otel_enabled=True, redis_url=REDIS_URL, redis_quota_timeout_seconds=5.0
+    )
     app = create_app(traced, clock=clock, db=db, tracer_provider=provider)
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     async with AsyncTestClient(app) as client:
