@@ -56,13 +56,6 @@ def _loose_twin(strict: type[Struct], unpatterned: frozenset[str]) -> type[Struc
     return msgspec.defstruct(f"Loose{strict.__name__}", fields, forbid_unknown_fields=True)
 
 
-LooseCheckRequest = _loose_twin(s.CheckRequest, frozenset({"resource", "action", "feature"}))
-
-
-class LooseBatchCheckRequest(Struct, forbid_unknown_fields=True):
-    checks: Annotated[list[LooseCheckRequest], Meta(min_length=1, max_length=1000)]  # type: ignore[valid-type]
-
-
 _END = "\x00"  # ends each value in the joined text; a decoded value holding one is refused (count check)
 
 
@@ -80,6 +73,14 @@ _CHECKS = (
     ("action", _bulk(s.Action)),
     ("feature", _bulk(s.FeatureKey)),
 )
+# The fields checked in bulk above are the ones the twin leaves unpatterned: one list, not two.
+LooseCheckRequest = _loose_twin(s.CheckRequest, frozenset(name for name, _ in _CHECKS))
+
+
+class LooseBatchCheckRequest(Struct, forbid_unknown_fields=True):
+    checks: Annotated[list[LooseCheckRequest], Meta(min_length=1, max_length=1000)]  # type: ignore[valid-type]
+
+
 _LOOSE = msgspec.json.Decoder(LooseBatchCheckRequest, strict=True)
 
 
