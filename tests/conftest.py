@@ -3,10 +3,14 @@ PostgreSQL too. With `CI` set, a missing PostgreSQL or Redis is a failure, never
 
 from __future__ import annotations
 
+import atexit
 import base64
+import gc
 import hashlib
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +19,7 @@ from typing import Any
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from gateway.all_models import Base
 from gateway.app import create_app
@@ -97,6 +101,20 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Garbage collection tuned for a test process, the way `tiergate serve` tunes it after start-up.
+
+    Nearly every test builds a whole app (~640 route handlers, ~40k objects), and with the default
+    thresholds each build paid for several full collections over everything imported (measured: a third
+    of `create_app`'s time; `tests/catalog tests/customers` ran 22% faster with this). Freezing moves what
+    is loaded by now out of the collector's sight; the larger first threshold collects less often. Cycles
+    are still collected; only later.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 BACKENDS = ["sqlite", *(["postgres"] if POSTGRES_URL else [])]
@@ -111,11 +129,32 @@ def sibling_database(suffix: str) -> tuple[str, str]:
 
 
 _pg_ready = False
+_pg_emptying: str | None = None  # the statements that empty every table and restart the sequences
+_sqlite_template: Path | None = None
+
+
+def empty_sqlite_file(path: Path) -> Path:
+    """`path`, a copy of an SQLite file with every table and nothing in it.
+
+    The tables are created once per process (`create_all` of ~80 tables took 0.1–0.25 s a test); each test
+    gets its own copy of that file.
+    """
+    global _sqlite_template
+    if _sqlite_template is None:
+        folder = Path(tempfile.mkdtemp(prefix="tiergate-empty-sqlite-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        template = folder / "empty.sqlite3"
+        engine = create_engine(f"sqlite:///{template}")
+        Base.metadata.create_all(engine)
+        engine.dispose()
+        _sqlite_template = template
+    shutil.copyfile(_sqlite_template, path)
+    return path
 
 
 async def _prepare_postgres(db: Database) -> None:
     """Migrate once per run (the migrations themselves are under test), then empty the tables per test."""
-    global _pg_ready
+    global _pg_ready, _pg_emptying
     if not _pg_ready:
         from gateway.db.migrate import upgrade_head
 
@@ -124,9 +163,19 @@ async def _prepare_postgres(db: Database) -> None:
             await conn.execute(text("CREATE SCHEMA public"))
         await upgrade_head(db)
         _pg_ready = True
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     async with db.engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        if _pg_emptying is None:
+            sequences = await conn.scalars(
+                text("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")
+            )
+            _pg_emptying = "; ".join(
+                [f'DELETE FROM "{table.name}"' for table in reversed(Base.metadata.sorted_tables)]
+                + [f'ALTER SEQUENCE "{name}" RESTART' for name in sequences]
+            )
+        # DELETE, children first, as one simple-protocol batch: a test leaves a few rows behind, and this
+        # takes 0.02–0.03 s where TRUNCATE of every table took 0.15–0.24 s (new files for every table).
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.execute(_pg_emptying)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -135,9 +184,7 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         database = Database(POSTGRES_URL, pooled=False)
         await _prepare_postgres(database)
     else:
-        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}")
-        async with database.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
+        database = Database(f"sqlite+aiosqlite:///{empty_sqlite_file(tmp_path / 'test.sqlite3')}")
     try:
         yield database
     finally:

@@ -16,9 +16,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from gateway.all_models import Base
 from gateway.db.session import Database
-from tests.conftest import Api
+from tests.conftest import Api, empty_sqlite_file
 from tests.served import replica  # noqa: F401  (a fixture)
 from tests.sso.peers import need
 
@@ -33,9 +32,7 @@ FAILING_IMPACTS = {"serious", "critical"}
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
     """SQLite only for pages (see the module's docstring); overrides the two-backend fixture."""
 
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'pages.sqlite3'}")
-    async with database.engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
+    database = Database(f"sqlite+aiosqlite:///{empty_sqlite_file(tmp_path / 'pages.sqlite3')}")
     try:
         yield database
     finally:
