@@ -31,7 +31,17 @@ def _free_port() -> int:
 @asynccontextmanager
 async def serving(app: Litestar) -> AsyncIterator[Api]:
     """Serve `app` (lifespan included) until the block ends; yields an `Api` speaking to it over HTTP."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning", lifespan="on")
+    # Keep-alive far longer than any pause in a test: with uvicorn's 5 s default, a test that spent ~5 s
+    # elsewhere (two collectors charging twenty invoices) sent its next request on a pooled connection just
+    # as the server closed it ("Server disconnected without sending a response").
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=_free_port(),
+        log_level="warning",
+        lifespan="on",
+        timeout_keep_alive=300,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(400):
