@@ -532,7 +532,7 @@ def consumer_handler(
 async def run_due(collector: Collector, *, limit: int = 200, test_clock_id: str | None = None) -> int:
     """Job: every dunning attempt that is due, each claimed under its run's row lock and committed before
     the charge (outside any transaction). Returns the charges made."""
-    async with collector.db.unit_of_work(actor="system:dunning") as session:
+    async with collector.db.unit_of_work(read_only=True) as session:  # each claim writes on its own
         query = (
             select(DunningRun.id)
             .where(DunningRun.status == RunStatus.ACTIVE.value, DunningRun.next_attempt_at.is_not(None))

@@ -281,7 +281,7 @@ async def collect_due(collector: Collector, *, limit: int = 100) -> int:
     mode, every interval in the worker), so finalising an invoice charges it within moments, never
     inside the finalising transaction. A claim that meets a second collector fails on the invoice's row
     lock and the unique (invoice, attempt): one attempt each."""
-    async with collector.db.unit_of_work() as session:
+    async with collector.db.unit_of_work(read_only=True) as session:  # each claim writes on its own
         due = list((await session.scalars(_first_attempts_query().limit(limit))).all())
     done = 0
     for invoice_id in due:

@@ -357,7 +357,7 @@ async def purge_expired(
     """Job: purge the tenants whose retention has run out on their own time (a test clock's time for
     customers on one). One transaction per tenant: a tenant that fails is logged and retried on the
     next tick, and does not hold back the others. Returns the number purged."""
-    async with db.unit_of_work() as session:
+    async with db.unit_of_work(read_only=True) as session:  # each purge writes on its own
         due = await ProvisioningRepository(session).accounts_to_purge(clock.now())
     purged = 0
     for tenant_id, now in due:

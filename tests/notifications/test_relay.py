@@ -3,15 +3,17 @@ a failing handler without skipping ahead, and the job function. (Late commits: t
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.outbox import OutboxEvent, record_event
 from gateway.db.session import Database
 from gateway.kernel.clock import FrozenClock
 from gateway.kernel.events import DomainEvent
-from gateway.notifications.relay import Consumer, Relay, watermark
+from gateway.notifications.relay import Consumer, OutboxConsumer, Relay, watermark
 from gateway.provisioning.jobs import relay_once
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -86,3 +88,30 @@ async def test_relay_once_job_runs_the_default_consumers(db: Database, clock: Fr
     assert await relay_once(db, clock) == 0
     for name in ("provisioning", "metrics", "audit", "webhooks", "payments", "dunning", "email"):
         assert await watermark(db, name) == 1
+
+
+async def test_an_idle_pass_writes_nothing_and_waits_for_no_writer(db: Database, clock: FrozenClock) -> None:
+    """The relay is idle on most passes: such a pass is one read. It neither writes (the consumers' rows
+    stay as the last pass that handled something left them) nor waits for a writer: with a write
+    transaction open, holding SQLite's one write lock and, on PostgreSQL, the consumer's row, it answers
+    at once. (Before, each consumer's pass began by taking the write lock: 30 s of busy timeout here.)"""
+    await write(db, "d.1")
+    seen = Recorder()
+    relay = Relay(db, clock, [Consumer("c", seen), Consumer("other", Recorder(), lambda _t: False)])
+    assert await relay.run_once() == 2
+    async with db.unit_of_work() as session:
+        before = (await session.execute(select(OutboxConsumer).order_by(OutboxConsumer.name))).scalars().all()
+        settled = [(c.name, c.last_seq, c.horizon, c.updated_at) for c in before]
+    clock.advance(timedelta(seconds=30))
+    async with db.unit_of_work() as writer:
+        locked = select(OutboxConsumer).where(OutboxConsumer.name == "c").with_for_update()
+        await writer.execute(locked)
+        assert await asyncio.wait_for(relay.run_once(), timeout=5) == 0
+    async with db.unit_of_work() as session:
+        after = (await session.execute(select(OutboxConsumer).order_by(OutboxConsumer.name))).scalars().all()
+        assert [(c.name, c.last_seq, c.horizon, c.updated_at) for c in after] == settled
+    # The next committed event is handled by the next pass, as ever.
+    await write(db, "d.2")
+    assert await relay.run_once() == 2
+    assert seen.seen == ["d.1", "d.2"]
+    assert await watermark(db, "c") == 2
