@@ -388,7 +388,10 @@ class Engine:
     # -- loading ---------------------------------------------------------------------------------
     async def rebuild(self) -> None:
         """Full load. At start-up, after a policy change, and whenever incremental catch-up fails."""
-        async with self._lock, self.db.unit_of_work() as session:
+        # Read-only (as every transaction of the engine: it only reads): on SQLite it does not take the
+        # one write lock, so neither a start-up nor each second's catch-up queues behind a writer or
+        # holds one up. A deferred transaction still reads one snapshot from its first statement on.
+        async with self._lock, self.db.unit_of_work(read_only=True) as session:
             # Position the reader first: whatever commits after this is read again (harmless), nothing
             # committed before it is missing from the state loaded below.
             tail = self._new_tail()
@@ -438,7 +441,7 @@ class Engine:
     async def _sync_locked(self) -> int:
         applied = 0
         while True:
-            async with self.db.unit_of_work() as session:
+            async with self.db.unit_of_work(read_only=True) as session:
                 batch = await self._tail.read(
                     session, OutboxEvent.type, OutboxEvent.tenant_id, limit=SYNC_BATCH
                 )
@@ -479,7 +482,7 @@ class Engine:
         next sync applies those), so a tenant counts only if the index missed a change for good."""
         async with self._lock:
             await self._sync_locked()
-            async with self.db.unit_of_work() as session:
+            async with self.db.unit_of_work(read_only=True) as session:
                 stored = await self.load_policy(session)
                 loaded = await load_tenants(session)
                 late = await self._tail.read(session, OutboxEvent.type, OutboxEvent.tenant_id)
