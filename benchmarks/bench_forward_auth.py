@@ -10,7 +10,10 @@ Under load (`--connections 32`, the target's condition): Tiergate served as `tie
 (granian, one worker, a separate process), nginx proxying to a static nginx "app" (so the app costs
 nothing and the difference is the subrequest alone), and `wrk -c32` alternating between the plain and the
 guarded server in adjacent runs; the added p99 is the guarded run's p99 minus the plain run's, the median
-over the pairs. Two readings: saturated (closed loop, each connection sends as soon as it is answered:
+over the rounds. Each round also runs the same `auth_request` block against a floor authorizer
+(`_floor_authorizer.py`: answers 200 and decides nothing, on the same server): what a subrequest to a
+Python server adds on this machine before any checking, so Tiergate's own share is the difference. Two
+readings: saturated (closed loop, each connection sends as soon as it is answered:
 one worker's queue sets the tail) and paced at a fixed offered rate (`--rate`, default 2,000 req/s over
 the same 32 connections, below one worker's capacity), where the difference is the subrequest's own
 cost; the target is read on the paced one. `--connections 0` skips both.
@@ -31,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +88,7 @@ http {{
     scgi_temp_path {root}/tmp/scgi;
     upstream tiergate {{ server 127.0.0.1:{tiergate}; keepalive 64; }}
     upstream sample_app {{ server 127.0.0.1:{app}; keepalive 64; }}
+    upstream floor_authorizer {{ server 127.0.0.1:{floor_authorizer}; keepalive 64; }}
 
     server {{  # the app: static, so it costs the same behind both
         listen 127.0.0.1:{app};
@@ -94,6 +99,27 @@ http {{
         location = /_auth {{
             internal;
             proxy_pass http://tiergate/v1/authz/forward;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Original-URI $request_uri;
+        }}
+        location / {{
+            auth_request /_auth;
+            auth_request_set $auth_user $upstream_http_x_auth_user;
+            proxy_pass http://sample_app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-User $auth_user;
+        }}
+    }}
+    server {{  # the floor: the same auth_request to an authorizer that decides nothing
+        listen 127.0.0.1:{floored};
+        location = /_auth {{
+            internal;
+            proxy_pass http://floor_authorizer/v1/authz/forward;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_pass_request_body off;
@@ -134,56 +160,64 @@ def under_load(binary: str, args: argparse.Namespace) -> bool | None:
         url, customers = prepare_database(tmp / "bench.sqlite3")
         env = server_env(tmp, url)
         tiergate = serve(args.server, "gateway.app:create_served_app", True, 1, env, tmp, "tiergate")
+        # The floor: an authorizer that decides nothing, on the same server behind the same nginx block.
+        floor = serve(args.server, "_floor_authorizer:app", False, 1, env, tmp, "floor")
         nginx: subprocess.Popen[bytes] | None = None
         try:
             fx = fixture(tiergate.url, customers)
             root = tmp / "nginx"
             (root / "tmp").mkdir(parents=True)
-            ports = {"app": free_port(), "guarded": free_port(), "plain": free_port()}
+            ports = {name: free_port() for name in ("app", *SIDES)}
             conf = root / "nginx.conf"
             user = "user root;" if os.geteuid() == 0 else ""
-            tiergate_port = tiergate.url.rsplit(":", 1)[1]
-            conf.write_text(LOADED_CONF.format(root=root, user=user, tiergate=tiergate_port, **ports))
+            conf.write_text(
+                LOADED_CONF.format(
+                    root=root,
+                    user=user,
+                    tiergate=tiergate.url.rsplit(":", 1)[1],
+                    floor_authorizer=floor.url.rsplit(":", 1)[1],
+                    **ports,
+                )
+            )
             command = [binary, "-e", str(root / "error.log"), "-p", str(root), "-c", str(conf)]
             nginx = subprocess.Popen([*command, "-g", "daemon off;"], stderr=subprocess.DEVNULL)
             time.sleep(0.5)
             case = Case(
                 "GET /api/projects/42", "GET", "/api/projects/42", {"Authorization": f"Bearer {fx.token}"}
             )
-            for name in ("plain", "guarded"):
+            for name in SIDES:
                 response = httpx.get(f"http://127.0.0.1:{ports[name]}{case.path}", headers=case.headers)
                 if response.status_code != 200:
                     raise SystemExit(f"{name}: HTTP {response.status_code} {response.text[:200]}")
-            for name in ("plain", "guarded"):  # warm-up
+            for name in SIDES:  # warm-up
                 run_wrk(f"http://127.0.0.1:{ports[name]}", case, args, tmp, 2)
             # Saturated (closed loop: every connection sends again as soon as it has its answer), then
             # paced at a fixed offered rate below what one worker can take.
             paces: list[float | None] = [None]
             if args.rate:
                 paces.append(args.connections * 1000 / args.rate)
-            readings: dict[float | None, list[tuple[Result, Result]]] = {pace: [] for pace in paces}
+            readings: dict[float | None, list[Round]] = {pace: [] for pace in paces}
             for _ in range(args.rounds):
                 for pace in paces:
-                    plain = run_wrk(
-                        f"http://127.0.0.1:{ports['plain']}", case, args, tmp, args.duration, pace
-                    )
-                    guarded = run_wrk(
-                        f"http://127.0.0.1:{ports['guarded']}", case, args, tmp, args.duration, pace
-                    )
-                    readings[pace].append((plain, guarded))
+                    results = [
+                        run_wrk(f"http://127.0.0.1:{ports[name]}", case, args, tmp, args.duration, pace)
+                        for name in SIDES
+                    ]
+                    readings[pace].append(Round(*results))
         finally:
             if nginx is not None:
                 nginx.terminate()
                 nginx.wait(timeout=10)
+            floor.stop()
             tiergate.stop()
     print(
         f"\nUnder load: wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
-        f"Tiergate on {args.server} ×1, nginx ×1 worker, {args.rounds} adjacent pairs"
+        f"Tiergate on {args.server} ×1, nginx ×1 worker, {args.rounds} rounds of adjacent runs"
     )
     met = True
-    for pace, pairs in readings.items():
+    for pace, rounds in readings.items():
         how = "saturated (closed loop)" if pace is None else f"paced at {args.rate:,} req/s offered"
-        median = report_pairs(how, pairs, args.connections)
+        median = report_rounds(how, rounds, args.connections)
         # The target is read at the fixed rate when one is given: at saturation the queue one worker
         # builds (not the check) sets the tail, and both sides of a pair run at different rates.
         if pace is not None or len(readings) == 1:
@@ -191,28 +225,49 @@ def under_load(binary: str, args: argparse.Namespace) -> bool | None:
     return met
 
 
-def report_pairs(how: str, pairs: list[tuple[Result, Result]], connections: int) -> float:
-    """Prints the pairs of one reading; the median added p99."""
+# Each round runs wrk against these nginx servers one after the other: no auth_request (the baseline),
+# auth_request to Tiergate, auth_request to the floor authorizer.
+SIDES = ("plain", "guarded", "floored")
+
+
+@dataclass
+class Round:
+    plain: Result
+    guarded: Result
+    floored: Result
+
+
+def report_rounds(how: str, rounds: list[Round], connections: int) -> float:
+    """Prints the rounds of one reading; the median p99 that auth_request to Tiergate added."""
     print(f"\n{how}")
     print(
-        f"{'round':>5} | {'plain req/s':>11} | {'p50':>6} | {'p99':>6} | {'guarded req/s':>13} | "
-        f"{'p50':>6} | {'p99':>6} | added p50 / p99 ms"
+        f"{'round':>5} | {'plain req/s':>11} | {'p50':>5} | {'p99':>5} | {'Tiergate req/s':>14} | "
+        f"{'p50':>5} | {'p99':>5} | {'floor p99':>9} | added p99: Tiergate, floor, Tiergate's share"
     )
-    print("-" * 96)
-    added = []
-    for n, (plain, guarded) in enumerate(pairs, 1):
-        added.append(guarded.p99_ms - plain.p99_ms)
-        errors = f"  [{guarded.non_2xx} non-2xx]" if guarded.non_2xx or plain.non_2xx else ""
-        print(
-            f"{n:>5} | {plain.rps:>11,.0f} | {plain.p50_ms:>6.2f} | {plain.p99_ms:>6.2f} | "
-            f"{guarded.rps:>13,.0f} | {guarded.p50_ms:>6.2f} | {guarded.p99_ms:>6.2f} | "
-            f"{guarded.p50_ms - plain.p50_ms:+.2f} / {guarded.p99_ms - plain.p99_ms:+.2f}{errors}"
+    print("-" * 118)
+    added, floor_added = [], []
+    for n, r in enumerate(rounds, 1):
+        added.append(r.guarded.p99_ms - r.plain.p99_ms)
+        floor_added.append(r.floored.p99_ms - r.plain.p99_ms)
+        errors = "".join(
+            f"  [{name}: {result.non_2xx} non-2xx]"
+            for name, result in (("plain", r.plain), ("Tiergate", r.guarded), ("floor", r.floored))
+            if result.non_2xx
         )
-    median = statistics.median(added)
+        print(
+            f"{n:>5} | {r.plain.rps:>11,.0f} | {r.plain.p50_ms:>5.2f} | {r.plain.p99_ms:>5.2f} | "
+            f"{r.guarded.rps:>14,.0f} | {r.guarded.p50_ms:>5.2f} | {r.guarded.p99_ms:>5.2f} | "
+            f"{r.floored.p99_ms:>9.2f} | {added[-1]:+.2f}, {floor_added[-1]:+.2f}, "
+            f"{added[-1] - floor_added[-1]:+.2f}{errors}"
+        )
+    median, floor_median = statistics.median(added), statistics.median(floor_added)
+    share = statistics.median(a - f for a, f in zip(added, floor_added, strict=True))
     verdict = "meets" if median <= TARGET_P99_ADDED_MS else "MISSES"
     print(
-        f"p99 added by auth_request under {connections} connections, {how} (median of pairs): "
-        f"{median:.2f} ms ({verdict} the ≤ {TARGET_P99_ADDED_MS} ms target)"
+        f"p99 added by auth_request under {connections} connections, {how} (median of rounds): "
+        f"{median:.2f} ms ({verdict} the ≤ {TARGET_P99_ADDED_MS} ms target); by the floor authorizer "
+        f"(decides nothing, same server): {floor_median:.2f} ms; Tiergate's own share (median of the "
+        f"rounds' differences): {share:.2f} ms"
     )
     return median
 
