@@ -255,8 +255,14 @@ class OutboxTail:
         measured = await current_snapshot(session)
         key = stream_key(session)
         where = [not_ended_at(session, self.since), *self.where]
-        # Keys first (narrow), then the columns of the unread ones only.
-        candidates = (await session.execute(select(OutboxEvent.seq).where(*where))).scalars().all()
+        if not self.since.running and measured.xmax <= self.since.xmax:
+            # No transaction id has been handed out since the last complete pass (on SQLite: nothing
+            # committed since), and none was running then: no row can be unread. The idle poll's case,
+            # every second on every replica: one query instead of two.
+            candidates: Sequence[int] = ()
+        else:
+            # Keys first (narrow), then the columns of the unread ones only.
+            candidates = (await session.execute(select(OutboxEvent.seq).where(*where))).scalars().all()
         self.keys_read = len(candidates)
         unread = sorted(seq for seq in candidates if seq not in self.seen)
         complete = limit is None or len(unread) <= limit
