@@ -27,6 +27,7 @@ from gateway.config import Settings
 from gateway.db.session import Database
 from gateway.identity.http import forget_cached_keys
 from gateway.kernel.clock import FrozenClock
+from tests.notifications.smtp import Mailbox, SmtpServer
 
 # Secrets at rest: every app the suite builds seals with this key (Settings reads TIERGATE_SECRET_KEY from
 # the environment), so no test writes a key file and PostgreSQL runs do not refuse to start.
@@ -288,3 +289,16 @@ async def demo(api: Api, db: Database, clock: FrozenClock) -> dict[str, Any]:
     async with db.unit_of_work() as session:
         await seed_catalog(session, clock)
     return {}
+
+
+# A real SMTP server on loopback and what reaches it, for the e-mail stories (tests/notifications/smtp.py).
+# A module that needs another shape (the dunning stories' pair) defines its own `smtp`.
+@pytest.fixture
+def mailbox() -> Mailbox:
+    return Mailbox()
+
+
+@pytest.fixture
+def smtp(mailbox: Mailbox) -> Iterator[SmtpServer]:
+    with SmtpServer(mailbox) as server:
+        yield server

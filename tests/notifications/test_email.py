@@ -3,7 +3,6 @@ server (aiosmtpd) whose mailbox the tests read."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -24,17 +23,6 @@ from tests.notifications.smtp import Mailbox, SmtpServer, html_part, text_part
 from tests.provisioning.helpers import manual_settings, settle
 
 EURO_35_09 = "€\xa035,09"  # Babel's Dutch format: a no-break space after the sign
-
-
-@pytest.fixture
-def mailbox() -> Mailbox:
-    return Mailbox()
-
-
-@pytest.fixture
-def smtp(mailbox: Mailbox) -> Iterator[SmtpServer]:
-    with SmtpServer(mailbox) as server:
-        yield server
 
 
 @pytest.fixture

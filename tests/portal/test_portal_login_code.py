@@ -8,7 +8,6 @@ the second.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -31,17 +30,6 @@ from tests.provisioning.helpers import manual_settings, settle
 JANSEN = "boekhouding@jansen.example"
 SENT = "If {email} belongs to a customer, we sent a 6-digit code to it. It works for 10 minutes."
 WRONG = "That code is not right or has expired."
-
-
-@pytest.fixture
-def mailbox() -> Mailbox:
-    return Mailbox()
-
-
-@pytest.fixture
-def smtp(mailbox: Mailbox) -> Iterator[SmtpServer]:
-    with SmtpServer(mailbox) as server:
-        yield server
 
 
 @pytest.fixture

@@ -119,9 +119,7 @@ async def test_a_support_member_reads_coupons_but_cannot_create_or_deactivate(
 async def test_the_coupons_page_is_accessible_in_both_languages(
     web_server: Api, page: Any, db: Database, clock: FrozenClock, language: str
 ) -> None:
-    coupon = await web_server.post(
-        "/v1/coupons", {"name": "Loyal", "percent_off": 25, "duration": "forever"}
-    )
+    coupon = await web_server.post("/v1/coupons", {"name": "Loyal", "percent_off": 25, "duration": "forever"})
     await web_server.post("/v1/promotion_codes", {"coupon": coupon["id"], "code": "LOYAL25"})
     await _signed_in(page, web_server, db, clock)
     await page.goto(f"{web_server.url}/admin/coupons?lang={language}")  # type: ignore[attr-defined]
