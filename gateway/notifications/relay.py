@@ -129,6 +129,8 @@ class Relay:
         finds anything does the full work below, as before; skipping the bookkeeping of an idle pass
         (settling a horizon that has nothing above it) loses nothing."""
         names = [consumer.name for consumer in self.consumers]
+        if not names:
+            return True
         async with self.db.unit_of_work(read_only=True) as session:
             horizons = (
                 await session.scalars(select(OutboxConsumer.horizon).where(OutboxConsumer.name.in_(names)))

@@ -9,9 +9,11 @@ import asyncio
 import logging
 import random
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import event, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.outbox import OutboxEvent, record_event
@@ -21,7 +23,7 @@ from gateway.kernel.clock import FrozenClock
 from gateway.kernel.events import DomainEvent
 from gateway.kernel.ids import new_id
 from gateway.notifications.relay import Consumer, Relay
-from tests.conftest import IN_CI, POSTGRES_URL
+from tests.conftest import IN_CI, POSTGRES_URL, empty_sqlite_file
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 OLD_REORDER_WINDOW = 2_000
@@ -70,6 +72,32 @@ async def started(db: Database, tail: OutboxTail) -> OutboxTail:
     async with db.unit_of_work() as session:
         await tail.start(session)
     return tail
+
+
+async def test_an_idle_read_on_sqlite_is_one_query(tmp_path: Path) -> None:
+    """Nothing committed since the last complete pass: the reader measures the snapshot and stops there,
+    every second on every replica. (On PostgreSQL the same holds while no transaction id is handed out
+    anywhere in the cluster, which a shared test cluster cannot promise: its contract tests below.)"""
+    db = Database(f"sqlite+aiosqlite:///{empty_sqlite_file(tmp_path / 'idle.sqlite3')}")
+    try:
+        tail = await started(db, OutboxTail("t"))
+        await write(db, "one")
+        assert await drain(db, tail) == ["one"]
+        statements: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+            statements.append(statement)
+
+        event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+        async with db.unit_of_work(read_only=True) as session:
+            batch = await tail.read(session, OutboxEvent.aggregate_id)
+        assert (batch.rows, batch.complete) == ([], True)
+        # (BEGIN is a statement too; COMMIT is the driver's.) Before: the snapshot, then the keys.
+        assert [s.split()[0].upper() for s in statements if not s.startswith("BEGIN")] == ["SELECT"]
+        await write(db, "two")
+        assert await drain(db, tail) == ["two"]
+    finally:
+        await db.dispose()
 
 
 # -- the contract, on SQLite and PostgreSQL ---------------------------------------------------------
