@@ -73,6 +73,31 @@ def timed(call: Callable[[], httpx.Response], expect: int) -> float:
     return elapsed
 
 
+# The app behind auth_request (as tests/integration/test_nginx_forward_auth.py) to one authorizer:
+# Tiergate, or the floor authorizer that decides nothing. `LOADED_CONF` holds one of each.
+GUARDED_SERVER = """server {{
+        listen 127.0.0.1:{listen};
+        location = /_auth {{
+            internal;
+            proxy_pass http://{authorizer}/v1/authz/forward;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Original-URI $request_uri;
+        }}
+        location / {{
+            auth_request /_auth;
+            auth_request_set $auth_user $upstream_http_x_auth_user;
+            proxy_pass http://sample_app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-User $auth_user;
+        }}
+    }}"""
+
+
 LOADED_CONF = """
 worker_processes 1;
 {user}
@@ -94,48 +119,8 @@ http {{
         listen 127.0.0.1:{app};
         location / {{ return 200 "ok"; }}
     }}
-    server {{  # the app behind auth_request (as tests/integration/test_nginx_forward_auth.py)
-        listen 127.0.0.1:{guarded};
-        location = /_auth {{
-            internal;
-            proxy_pass http://tiergate/v1/authz/forward;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Original-URI $request_uri;
-        }}
-        location / {{
-            auth_request /_auth;
-            auth_request_set $auth_user $upstream_http_x_auth_user;
-            proxy_pass http://sample_app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-User $auth_user;
-        }}
-    }}
-    server {{  # the floor: the same auth_request to an authorizer that decides nothing
-        listen 127.0.0.1:{floored};
-        location = /_auth {{
-            internal;
-            proxy_pass http://floor_authorizer/v1/authz/forward;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Original-URI $request_uri;
-        }}
-        location / {{
-            auth_request /_auth;
-            auth_request_set $auth_user $upstream_http_x_auth_user;
-            proxy_pass http://sample_app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-User $auth_user;
-        }}
-    }}
+    {guarded_server}
+    {floored_server}
     server {{  # the baseline: the same proxying, without auth_request
         listen 127.0.0.1:{plain};
         location / {{
@@ -176,6 +161,10 @@ def under_load(binary: str, args: argparse.Namespace) -> bool | None:
                     user=user,
                     tiergate=tiergate.url.rsplit(":", 1)[1],
                     floor_authorizer=floor.url.rsplit(":", 1)[1],
+                    guarded_server=GUARDED_SERVER.format(listen=ports["guarded"], authorizer="tiergate"),
+                    floored_server=GUARDED_SERVER.format(
+                        listen=ports["floored"], authorizer="floor_authorizer"
+                    ),
                     **ports,
                 )
             )
