@@ -217,7 +217,7 @@ async def test_two_owners_demoting_each_other_at_once_leave_one_owner(
     async with db.unit_of_work(actor="system:test") as session:
         staff = StaffService(session, clock, session_ttl=ttl)
         a, b = (await staff.add("a@ops.example", "owner")).id, (await staff.add("b@ops.example", "owner")).id
-    second_started = asyncio.Event()
+    first_holds, second_started = asyncio.Event(), asyncio.Event()
 
     async def demote(target: str, acting: str, *, hold: bool) -> str:
         try:
@@ -228,6 +228,7 @@ async def test_two_owners_demoting_each_other_at_once_leave_one_owner(
                     target, role="admin", acting=acting
                 )
                 if hold:  # keep the lock until the other demotion has begun
+                    first_holds.set()
                     await second_started.wait()
                     await asyncio.sleep(0.3)
             return "changed"
@@ -235,7 +236,9 @@ async def test_two_owners_demoting_each_other_at_once_leave_one_owner(
             return "last_owner"
 
     first = asyncio.create_task(demote(a, b, hold=True))
-    await asyncio.sleep(0.1)  # the first holds the owners' rows
+    # The first holds the owners' rows before the second begins (a fixed 0.1 s sleep was not always
+    # long enough on a loaded CI machine: the demotions then ran the other way round).
+    await first_holds.wait()
     second = await demote(b, a, hold=False)
     assert (await first, second) == ("changed", "last_owner")
     async with db.unit_of_work() as session:
