@@ -90,6 +90,9 @@ class Replica:
             "TIERGATE_MIGRATE_ON_START": "false",
             "TIERGATE_SCHEDULER_ENABLED": "false",
             "TIERGATE_LOG_LEVEL": "WARNING",
+            # These tests are about what replicas share, not the per-check latency budget: the 50 ms
+            # default timed a consume out on a loaded CI host (quota_unavailable, used None).
+            "TIERGATE_REDIS_QUOTA_TIMEOUT_SECONDS": "5",
             **extra_env,
         }
         self.process = subprocess.Popen(

@@ -25,12 +25,12 @@ _ACCEPTABLE = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 
 # A random per-process prefix and a counter: unique across replicas and workers (96 random-enough bits
 # in all), and a tenth of the cost of os.urandom per request.
-_PREFIX = os.urandom(8).hex()
+PREFIX = os.urandom(8).hex()
 _COUNTER = itertools.count(1)
 
 
 def new_request_id() -> str:
-    return f"{_PREFIX}{next(_COUNTER) & 0xFFFFFFFF:08x}"
+    return f"{PREFIX}{next(_COUNTER) & 0xFFFFFFFF:08x}"
 
 
 def incoming_id(scope: Any) -> str:
