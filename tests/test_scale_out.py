@@ -358,7 +358,9 @@ def test_two_workers_share_the_billing_run_and_bill_each_subscription_once() -> 
         await db.dispose()
         return counted
 
-    workers = [Worker(url, interval=0.5), Worker(url, interval=0.5)]
+    # Passes every 0.1 s: the 20 batches of 2 take longer than that, so the second worker ticks while the
+    # first is still at it (at 0.5 s a fast machine finished the whole run in one worker's pass).
+    workers = [Worker(url, interval=0.1), Worker(url, interval=0.1)]
     try:
         # Both workers running their loops before anything is due: a worker that started seconds after
         # the other (a loaded CI machine) would otherwise find the whole run done.
