@@ -126,6 +126,9 @@ class Settings:
     # worker runs it), and how often it looks when no write nudged it.
     relay_enabled: bool = True
     relay_interval_seconds: float = 1.0
+    # In the embedded relay loop, the jobs only the clock makes due (payment and webhook retries, the
+    # past-due sweep, the retention purge) run at least this often, and after every pass that handled events.
+    relay_due_work_seconds: float = 5.0
     # Accounts follow the subscription: days past due before access is revoked, and how long a
     # deprovisioned tenant's data is kept (never deleted before).
     past_due_grace_days: int = 7

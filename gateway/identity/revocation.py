@@ -35,7 +35,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from gateway.db.base import Base
 from gateway.db.outbox import OutboxEvent, record_event
 from gateway.db.session import Database
-from gateway.db.stream import DEFAULT_WARN_AFTER_SECONDS, OutboxTail, horizon_watch, top_seq
+from gateway.db.stream import DEFAULT_WARN_AFTER_SECONDS, OutboxTail, horizon_watch
 from gateway.identity.tokens import InvalidToken
 from gateway.kernel.clock import Clock, format_timestamp
 from gateway.kernel.events import DomainEvent
@@ -193,6 +193,7 @@ class RevocationList:
 
     @property
     def version(self) -> int:
+        """How far the list has read: the outbox top at load, then the newest revocation event applied."""
         return self._watermark
 
     # -- the hot path ----------------------------------------------------------------------------
@@ -263,11 +264,12 @@ class RevocationList:
                     row = await session.get(AccessRevocation, subject)
                     if row is not None:
                         self._put(row)
-                top = await top_seq(session)
+            # No max(seq) query for a version: the idle poll is one query (the tail's snapshot), every
+            # second on every replica, on the loop that answers checks.
             self._tail.acknowledge(batch)
             revoked_tenants = sorted({r.aggregate_id for r in batch.rows if r.type == "access.revoked"})
             revoked_keys = sorted({r.aggregate_id for r in batch.rows if r.type == KEY_REVOKED})
-            self._watermark = max(self._watermark, top)
+            self._watermark = max(self._watermark, self._tail.top)
         self.last_sync = time.monotonic()
         # Other replicas' key caches hold a canceled tenant's keys: each replica drops them when its list
         # reads the revocation (this replica's own write already dropped them after commit).

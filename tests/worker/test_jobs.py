@@ -15,7 +15,7 @@ from saq.queue.redis import RedisQueue
 
 from gateway.all_models import Base
 from gateway.config import Settings
-from gateway.db.outbox import OutboxEvent
+from gateway.db.outbox import OutboxEvent, record_change
 from gateway.db.session import Database
 from gateway.demo import seed_demo
 from gateway.kernel.clock import SystemClock
@@ -132,4 +132,39 @@ async def test_without_redis_the_same_jobs_run_in_process(tmp_path: Path) -> Non
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+        await db.dispose()
+
+
+async def test_an_idle_loop_pass_is_the_relay_alone_until_events_come_or_the_due_work_is_due(
+    tmp_path: Path,
+) -> None:
+    """The embedded loop serves checks on the same event loop: a pass that finds no event leaves the six
+    due-list jobs for their interval; a pass that handles events runs them at once (what they act on, a
+    finalised invoice or a queued mail, arrives as an event)."""
+    db = await seeded(tmp_path)
+    settings = Settings(database_url=str(db.url), secret_key=TEST_SECRET_KEY, relay_due_work_seconds=2.0)
+    ctx = job_context(db, SystemClock(), settings, Wiring.from_settings(settings))
+    jobs = InProcessJobs(ctx, relay=True, billing=False)
+    try:
+        assert await jobs.tick() > 0  # the seed's events; a whole pass
+        relays, sweeps, mails = runs("relay"), runs("past_due_sweep"), runs("mail")
+
+        assert await jobs.tick(idle_allowed=True) == 0
+        assert (runs("relay"), runs("past_due_sweep"), runs("mail")) == (relays + 1, sweeps, mails)
+
+        async with db.unit_of_work() as session:
+            await record_change(
+                session, "api_key.created", "api_key", "key_1", SystemClock().now(), tenant_id=None
+            )
+        assert await jobs.tick(idle_allowed=True) > 0
+        assert (runs("relay"), runs("past_due_sweep"), runs("mail")) == (relays + 2, sweeps + 1, mails + 1)
+
+        assert await jobs.tick(idle_allowed=True) == 0
+        assert (runs("past_due_sweep"), runs("mail")) == (sweeps + 1, mails + 1)
+        await asyncio.sleep(2.05)  # relay_due_work_seconds since the last due work: an idle pass runs it
+        assert await jobs.tick(idle_allowed=True) == 0
+        assert (runs("relay"), runs("past_due_sweep"), runs("mail")) == (relays + 4, sweeps + 2, mails + 2)
+        assert await jobs.tick() == 0  # `tick()` itself (tests, health) always does the whole pass
+        assert (runs("past_due_sweep"), runs("mail")) == (sweeps + 3, mails + 3)
+    finally:
         await db.dispose()
